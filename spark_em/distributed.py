@@ -1,0 +1,448 @@
+"""The only module that knows how Spark executes a pass over the data.
+
+* :func:`prepare` validates the input and caches the features as numpy blocks (one row per
+  Arrow batch: ``X`` as raw float64 bytes of an ``(n, d)`` array, weights likewise), then runs
+  one validation pass that materialises the cache and returns counts, the weighted mean
+  (the fit's centre ``c0``) and a weighted reservoir sample for initialisation.
+* :func:`run_pass` ships a list of per-model tasks to the executors — a broadcast variable on
+  classic Spark, the function's closure on Spark Connect (no SparkContext there) — computes
+  one packed statistics row per Spark task with ``mapInArrow``, tree-reduces those rows, and
+  returns the summed :class:`~spark_em.stats.SuffStats` of every task.  Several models (for
+  instance ``nInit`` restarts) share every scan of the data.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import pyarrow as pa
+from pyspark import StorageLevel
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from .arrow_blocks import BAD_KINDS, list_to_matrix, weights_to_numpy
+from .stats import SuffStats
+
+BLOCK_SCHEMA = T.StructType(
+    [
+        T.StructField("X", T.BinaryType(), False),
+        T.StructField("w", T.BinaryType(), False),
+        T.StructField("n", T.LongType(), False),
+    ]
+    + [T.StructField(f"bad_{kind}", T.LongType(), False) for kind in BAD_KINDS]
+)
+PAYLOAD_SCHEMA = T.StructType([T.StructField("payload", T.BinaryType(), False)])
+
+
+class InvalidInputError(ValueError):
+    """The input DataFrame cannot be fitted; the message names the column and the problem."""
+
+
+def is_connect(spark: SparkSession) -> bool:
+    """True for a Spark Connect session (no SparkContext, no broadcast variables)."""
+    return type(spark).__module__.startswith("pyspark.sql.connect")
+
+
+# ---------------------------------------------------------------------------------------
+# Feature columns
+# ---------------------------------------------------------------------------------------
+def _describe(features) -> str:
+    return f"featuresCol {features!r}"
+
+
+def feature_array(df: DataFrame, features: str | Sequence[str]) -> Column:
+    """An ``array<double>`` column from a vector column, a numeric array column, a single
+    numeric column, or a list of numeric column names.  Raises :class:`InvalidInputError`."""
+    from pyspark.ml.functions import vector_to_array
+    from pyspark.ml.linalg import VectorUDT
+
+    schema = df.schema
+    names = schema.fieldNames()
+    if isinstance(features, (list, tuple)):
+        if not features:
+            raise InvalidInputError("featuresCol is an empty list of columns")
+        cols = []
+        for name in features:
+            if name not in names:
+                raise InvalidInputError(f"feature column {name!r} does not exist; columns: {names}")
+            dt = schema[name].dataType
+            if not isinstance(dt, T.NumericType):
+                raise InvalidInputError(
+                    f"feature column {name!r} has type {dt.simpleString()}; "
+                    "feature columns must be numeric"
+                )
+            cols.append(F.col(f"`{name}`").cast("double"))
+        return F.array(*cols)
+    if features not in names:
+        raise InvalidInputError(f"{_describe(features)} does not exist; columns: {names}")
+    dt = schema[features].dataType
+    col = F.col(f"`{features}`")
+    if isinstance(dt, VectorUDT):
+        return vector_to_array(col, "float64")
+    if isinstance(dt, T.ArrayType) and isinstance(dt.elementType, T.NumericType):
+        return col.cast("array<double>")
+    if isinstance(dt, T.NumericType):
+        return F.array(col.cast("double"))
+    raise InvalidInputError(
+        f"{_describe(features)} has type {dt.simpleString()}; expected a Vector column, "
+        "an array of numbers, or a list of numeric column names"
+    )
+
+
+def feature_dimension(df: DataFrame, features: str | Sequence[str], arr: Column) -> int | None:
+    """d from the column list, or from the first non-null row (None if there is none)."""
+    if isinstance(features, (list, tuple)):
+        return len(features)
+    row = df.select(F.size(arr).alias("d")).where(F.col("d") >= 0).limit(1).collect()
+    return int(row[0]["d"]) if row else None
+
+
+# ---------------------------------------------------------------------------------------
+# Tree reduction of packed rows
+# ---------------------------------------------------------------------------------------
+def _payload_batch(arr: np.ndarray) -> pa.RecordBatch:
+    return pa.RecordBatch.from_arrays(
+        [pa.array([np.ascontiguousarray(arr, dtype=np.float64).tobytes()], pa.binary())],
+        ["payload"],
+    )
+
+
+def _fold(batches, merge) -> np.ndarray | None:
+    acc = None
+    for batch in batches:
+        col = batch.column(0)
+        for i in range(len(col)):
+            arr = np.frombuffer(col[i].as_buffer(), dtype=np.float64)
+            acc = arr.copy() if acc is None else merge(acc, arr)
+    return acc
+
+
+def _reducer(merge):
+    def reduce_partition(batches):
+        acc = _fold(batches, merge)
+        if acc is not None:
+            yield _payload_batch(acc)
+
+    return reduce_partition
+
+
+def tree_collect(
+    df: DataFrame, num_partitions: int, merge: Callable, depth: int = 2
+) -> np.ndarray | None:
+    """Merge one packed float64 row per partition of ``df`` into one array on the driver.
+
+    Like ``RDD.treeAggregate``: while many rows remain, a shuffle into fewer partitions plus a
+    merging ``mapInArrow`` adds a level, so the driver receives about
+    ``num_partitions ** (1/depth)`` rows whatever the partition count.
+    """
+    depth = max(int(depth), 1)
+    scale = max(int(math.ceil(num_partitions ** (1.0 / depth))), 2)
+    parts = num_partitions
+    while parts > scale + int(math.ceil(parts / scale)):
+        parts = int(math.ceil(parts / scale))
+        df = df.repartition(parts).mapInArrow(_reducer(merge), PAYLOAD_SCHEMA)
+    acc = None
+    for row in df.collect():
+        arr = np.frombuffer(bytes(row[0]), dtype=np.float64)
+        acc = arr.copy() if acc is None else merge(acc, arr)
+    return acc
+
+
+# ---------------------------------------------------------------------------------------
+# Shipping parameters: broadcast (classic) or closure (Connect)
+# ---------------------------------------------------------------------------------------
+class _Shipment:
+    """Holds an object for the executors; ``get`` is called inside tasks."""
+
+    def __init__(self, spark: SparkSession, obj):
+        self._bc = None
+        self._obj = None
+        if is_connect(spark):
+            self._obj = obj
+        else:
+            self._bc = spark.sparkContext.broadcast(obj)
+
+    def getter(self) -> Callable[[], object]:
+        if self._bc is not None:
+            bc = self._bc
+            return lambda: bc.value
+        obj = self._obj
+        return lambda: obj
+
+    def release(self) -> None:
+        if self._bc is not None:
+            self._bc.destroy()
+            self._bc = None
+
+
+# ---------------------------------------------------------------------------------------
+# Preparation and validation
+# ---------------------------------------------------------------------------------------
+def _make_blocks_fn(d: int):
+    def to_blocks(batches):
+        for batch in batches:
+            X, valid, counts = list_to_matrix(batch.column(0), d)
+            w, wvalid, wcounts = weights_to_numpy(batch.column(1))
+            counts.update(wcounts)
+            keep = valid & wvalid
+            if not keep.all():
+                X, w = X[keep], w[keep]
+            cols = [
+                pa.array([np.ascontiguousarray(X).tobytes()], pa.binary()),
+                pa.array([w.tobytes()], pa.binary()),
+                pa.array([X.shape[0]], pa.int64()),
+            ] + [pa.array([counts[kind]], pa.int64()) for kind in BAD_KINDS]
+            yield pa.RecordBatch.from_arrays(cols, schema=_BLOCK_ARROW_SCHEMA)
+
+    return to_blocks
+
+
+_BLOCK_ARROW_SCHEMA = pa.schema(
+    [("X", pa.binary(), False), ("w", pa.binary(), False), ("n", pa.int64(), False)]
+    + [(f"bad_{kind}", pa.int64(), False) for kind in BAD_KINDS]
+)
+
+
+def iter_blocks(batches, d: int):
+    """Yield ``(X (n, d) float64, w (n,))`` for each cached block row (inside a task)."""
+    for batch in batches:
+        xs, ws, ns = batch.column(0), batch.column(1), batch.column(2)
+        for i in range(batch.num_rows):
+            n = ns[i].as_py()
+            if n == 0:
+                continue
+            X = np.frombuffer(xs[i].as_buffer(), dtype=np.float64).reshape(n, d)
+            w = np.frombuffer(ws[i].as_buffer(), dtype=np.float64)
+            yield X, w
+
+
+def _validation_layout(d: int) -> int:
+    # n_rows, weight_sum, sum w x (d), bad counts, sample row count
+    return 2 + d + len(BAD_KINDS) + 1
+
+
+def _make_validation_fn(d: int, sample_size: int, seed: int):
+    from pyspark import TaskContext
+
+    head = _validation_layout(d)
+
+    def validate(batches):
+        ctx = TaskContext.get()
+        pid = ctx.partitionId() if ctx is not None else 0
+        rng = np.random.default_rng([seed, pid])
+        out = np.zeros(head)
+        keys, rows, weights = [], [], []
+        for batch in batches:
+            bad = np.array(
+                [np.asarray(batch.column(3 + j).to_numpy()).sum() for j in range(len(BAD_KINDS))]
+            )
+            out[2 + d : 2 + d + len(BAD_KINDS)] += bad
+            for X, w in iter_blocks([batch], d):
+                out[0] += X.shape[0]
+                out[1] += w.sum()
+                out[2 : 2 + d] += w @ X
+                # Weighted reservoir (A-Res): keep the rows with the largest log(u)/w.
+                with np.errstate(divide="ignore"):
+                    key = np.log(rng.random(X.shape[0])) / w
+                if X.shape[0] > sample_size:
+                    top = np.argpartition(-key, sample_size)[:sample_size]
+                    key, X, w = key[top], X[top], w[top]
+                keys.append(key)
+                rows.append(X)
+                weights.append(w)
+        sample = _top_sample(keys, weights, rows, d, sample_size)
+        out[-1] = sample.shape[0]
+        yield _payload_batch(np.concatenate([out, sample.ravel()]))
+
+    return validate
+
+
+def _top_sample(keys, weights, rows, d, sample_size) -> np.ndarray:
+    if not keys:
+        return np.zeros((0, d + 2))
+    key = np.concatenate(keys)
+    sample = np.column_stack([key, np.concatenate(weights), np.concatenate(rows)])
+    if sample.shape[0] > sample_size:
+        sample = sample[np.argpartition(-key, sample_size)[:sample_size]]
+    return sample
+
+
+def _make_validation_merge(d: int, sample_size: int):
+    head = _validation_layout(d)
+
+    def merge(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        out = a[:head] + b[:head]
+        sa = a[head:].reshape(-1, d + 2)
+        sb = b[head:].reshape(-1, d + 2)
+        both = np.concatenate([sa, sb])
+        sample = _top_sample([both[:, 0]], [both[:, 1]], [both[:, 2:]], d, sample_size)
+        out[-1] = sample.shape[0]
+        return np.concatenate([out, sample.ravel()])
+
+    return merge
+
+
+@dataclass
+class PreparedData:
+    """Cached feature blocks of one fit plus what the validation pass learned."""
+
+    blocks: DataFrame
+    d: int
+    n_rows: int
+    weight_sum: float
+    centre: np.ndarray  # weighted mean, the fit's centre c0
+    sample: np.ndarray  # (m, d) rows drawn with probability proportional to weight
+    num_partitions: int
+    aggregation_depth: int = 2
+
+    def unpersist(self) -> None:
+        self.blocks.unpersist()
+
+
+def prepare(
+    df: DataFrame,
+    features: str | Sequence[str],
+    weight_col: str | None = None,
+    *,
+    sample_size: int = 10_000,
+    seed: int = 0,
+    aggregation_depth: int = 2,
+) -> PreparedData:
+    """Validate ``df``, cache its features as numpy blocks, and run the validation pass.
+
+    Raises :class:`InvalidInputError` for: a missing or non-numeric feature column, an empty
+    DataFrame, null/NaN/inf features, vectors of the wrong length, and null or negative
+    weights — each with the number of offending rows.
+    """
+    arr = feature_array(df, features)
+    if weight_col:
+        if weight_col not in df.columns:
+            raise InvalidInputError(f"weightCol {weight_col!r} does not exist; columns: {df.columns}")
+        wdt = df.schema[weight_col].dataType
+        if not isinstance(wdt, T.NumericType):
+            raise InvalidInputError(
+                f"weightCol {weight_col!r} has type {wdt.simpleString()}; it must be numeric"
+            )
+        wcol = F.col(f"`{weight_col}`").cast("double")
+    else:
+        wcol = F.lit(1.0)
+    d = feature_dimension(df, features, arr)
+    if d is None:
+        raise InvalidInputError(
+            f"the input DataFrame is empty (or {_describe(features)} is null in every row): "
+            "nothing to fit"
+        )
+    if d == 0:
+        raise InvalidInputError(f"{_describe(features)} has vectors of length 0")
+    blocks = (
+        df.select(arr.alias("x"), wcol.alias("w"))
+        .mapInArrow(_make_blocks_fn(d), BLOCK_SCHEMA)
+        .persist(StorageLevel.MEMORY_AND_DISK)
+    )
+    try:
+        sample_size = max(int(sample_size), 1)
+        rows = blocks.mapInArrow(_make_validation_fn(d, sample_size, seed), PAYLOAD_SCHEMA)
+        # Count the partitions from the rows themselves: one per task, empty ones included.
+        parts = _num_partitions(blocks)
+        acc = tree_collect(rows, parts, _make_validation_merge(d, sample_size), aggregation_depth)
+        head = _validation_layout(d)
+        n_rows, wsum = int(acc[0]), float(acc[1])
+        bad = dict(zip(BAD_KINDS, acc[2 + d : 2 + d + len(BAD_KINDS)].astype(int)))
+        _raise_for_bad_rows(bad, features, weight_col, d)
+        if n_rows == 0:
+            raise InvalidInputError("the input DataFrame is empty: nothing to fit")
+        if not wsum > 0:
+            raise InvalidInputError(f"weightCol {weight_col!r}: the weights sum to zero")
+        centre = acc[2 : 2 + d] / wsum
+        sample = acc[head:].reshape(-1, d + 2)[:, 2:]
+    except BaseException:
+        blocks.unpersist()
+        raise
+    return PreparedData(blocks, d, n_rows, wsum, centre, sample, parts, aggregation_depth)
+
+
+def _num_partitions(df: DataFrame) -> int:
+    spark = df.sparkSession
+    if not is_connect(spark):
+        return df.rdd.getNumPartitions()
+    # No RDDs on Connect: count the tasks that report.
+    return df.mapInArrow(_count_partition, "c long").count()
+
+
+def _count_partition(batches):
+    for _ in batches:
+        pass
+    yield pa.RecordBatch.from_arrays([pa.array([1], pa.int64())], ["c"])
+
+
+def _raise_for_bad_rows(bad: dict, features, weight_col, d: int) -> None:
+    problems = []
+    what = _describe(features)
+    if bad["null_vector"]:
+        problems.append(f"{what}: {bad['null_vector']} rows have null features")
+    if bad["wrong_length"]:
+        problems.append(
+            f"{what}: {bad['wrong_length']} rows have a vector length other than d={d} "
+            "(ragged or wrong-length vectors)"
+        )
+    if bad["null_element"]:
+        problems.append(f"{what}: {bad['null_element']} rows have null values")
+    if bad["non_finite"]:
+        problems.append(f"{what}: {bad['non_finite']} rows have NaN or infinite values")
+    if bad["null_weight"]:
+        problems.append(f"weightCol {weight_col!r}: {bad['null_weight']} rows have null weights")
+    if bad["negative_weight"]:
+        problems.append(
+            f"weightCol {weight_col!r}: {bad['negative_weight']} rows have negative or "
+            "non-finite weights"
+        )
+    if problems:
+        raise InvalidInputError("invalid input: " + "; ".join(problems))
+
+
+# ---------------------------------------------------------------------------------------
+# One pass: statistics for several models
+# ---------------------------------------------------------------------------------------
+def _make_stats_fn(get_payload, d: int):
+    from pyspark import TaskContext
+
+    def stats_partition(batches):
+        centre, tasks = get_payload()
+        ctx = TaskContext.get()
+        pid = ctx.partitionId() if ctx is not None else 0
+        stats = [task.new_stats(d) for task in tasks]
+        for block_no, (X, w) in enumerate(iter_blocks(batches, d)):
+            Xc = X - centre  # centred once per block, shared by every model
+            for task, st in zip(tasks, stats):
+                task.accumulate(st, Xc, w, (pid, block_no))
+        yield _payload_batch(np.concatenate([st.pack() for st in stats]))
+
+    return stats_partition
+
+
+def run_pass(data: PreparedData, tasks: Sequence) -> list[SuffStats]:
+    """Sufficient statistics of every task over the whole data set, in one Spark job.
+
+    A task has ``new_stats(d) -> SuffStats`` and ``accumulate(stats, Xc, w, block_key)``
+    (see :mod:`spark_em.stats`).
+    """
+    spark = data.blocks.sparkSession
+    shipment = _Shipment(spark, (data.centre, list(tasks)))
+    try:
+        rows = data.blocks.mapInArrow(_make_stats_fn(shipment.getter(), data.d), PAYLOAD_SCHEMA)
+        flat = tree_collect(rows, data.num_partitions, np.add, data.aggregation_depth)
+    finally:
+        shipment.release()
+    out, offset = [], 0
+    for task in tasks:
+        empty = task.new_stats(data.d)
+        size = empty.pack().shape[0]
+        out.append(
+            SuffStats.unpack(flat[offset : offset + size], empty.k, data.d, empty.covariance_type)
+        )
+        offset += size
+    return out

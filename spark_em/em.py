@@ -1,0 +1,131 @@
+"""The EM loop, written once: initialise, then E-step pass + M-step until convergence.
+
+Spark appears only through :func:`spark_em.distributed.run_pass`; every other step is numpy
+on the driver.  ``nInit`` restarts run in lock-step and share each scan of the data.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .distributed import PreparedData, run_pass
+from .gaussian import GaussianParams
+from .init import initial_centres
+from .stats import EStepKernel, NearestCentreTask, RandomRespTask
+
+log = logging.getLogger("spark_em")
+
+
+@dataclass
+class IterationInfo:
+    """What the progress callback receives after each EM iteration."""
+
+    iteration: int
+    run: int
+    mean_log_likelihood: float
+    change: float
+    seconds: float
+
+
+@dataclass
+class _Run:
+    params: GaussianParams
+    history: list[float] = field(default_factory=list)
+    converged: bool = False
+
+
+@dataclass
+class FitResult:
+    params: GaussianParams
+    log_likelihood_history: list[float]
+    num_iter: int
+    converged: bool
+    log_likelihood: float  # total weighted log-likelihood under the final parameters
+    cluster_sizes: list[int]
+    weight_sum: float
+    n_rows: int
+
+
+def initialise(
+    data: PreparedData,
+    k: int,
+    covariance_type: str,
+    reg_covar: float,
+    init_mode: str,
+    seeds: list[int],
+) -> list[GaussianParams]:
+    """One set of initial parameters per seed, all from a single pass over the data."""
+    if init_mode == "random":
+        tasks = [RandomRespTask(k, s, covariance_type) for s in seeds]
+    else:
+        tasks = [
+            NearestCentreTask(
+                initial_centres(data.sample, k, init_mode, np.random.default_rng(s)),
+                data.centre,
+                covariance_type,
+            )
+            for s in seeds
+        ]
+    return [st.m_step(data.centre, reg_covar) for st in run_pass(data, tasks)]
+
+
+def run_em(
+    data: PreparedData,
+    starts: list[GaussianParams],
+    *,
+    max_iter: int,
+    tol: float,
+    reg_covar: float,
+    progress: Callable[[IterationInfo], None] | None = None,
+) -> FitResult:
+    """EM from each start; keeps the run with the best final mean log-likelihood.
+
+    Convergence (sklearn's rule): |change in mean weighted log-likelihood per row| < tol.
+    """
+    runs = [_Run(p) for p in starts]
+    for it in range(1, max_iter + 1):
+        active = [r for r in runs if not r.converged]
+        if not active:
+            break
+        t0 = time.perf_counter()
+        stats = run_pass(data, [EStepKernel(r.params, data.centre) for r in active])
+        for r, st in zip(active, stats):
+            ll = st.log_likelihood / st.weight_sum
+            change = ll - r.history[-1] if r.history else float("inf")
+            r.history.append(ll)
+            r.params = st.m_step(data.centre, reg_covar)
+            if abs(change) < tol:
+                r.converged = True
+        seconds = time.perf_counter() - t0
+        for r in active:
+            info = IterationInfo(
+                it,
+                runs.index(r),
+                r.history[-1],
+                r.history[-1] - r.history[-2] if len(r.history) > 1 else float("nan"),
+                seconds,
+            )
+            log.info(
+                "iteration %d (run %d): mean log-likelihood %.6f, change %.3g, %.2fs",
+                info.iteration, info.run, info.mean_log_likelihood, info.change, info.seconds,
+            )
+            if progress is not None:
+                progress(info)
+    best = max(runs, key=lambda r: r.history[-1] if r.history else -np.inf)
+    # A last E-step under the final parameters: their log-likelihood and cluster sizes.
+    final = run_pass(data, [EStepKernel(best.params, data.centre)])[0]
+    return FitResult(
+        params=best.params,
+        log_likelihood_history=list(best.history),
+        num_iter=len(best.history),
+        converged=best.converged,
+        log_likelihood=float(final.log_likelihood),
+        cluster_sizes=[int(c) for c in final.hard_counts],
+        weight_sum=float(final.weight_sum),
+        n_rows=int(final.n_rows),
+    )
