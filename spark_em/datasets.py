@@ -1,0 +1,82 @@
+"""Synthetic Gaussian-mixture data (numpy), and writing it as Parquet with Spark."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def sample_mixture(
+    n: int,
+    k: int = 3,
+    d: int = 2,
+    covariance_type: str = "full",
+    seed: int | None = 0,
+    separation: float = 6.0,
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Draw ``n`` rows from a random mixture.  Returns ``(X (n, d), labels (n,), truth)``
+    where ``truth`` holds the generating ``weights``, ``means`` and ``covariances`` (sklearn
+    shapes for ``covariance_type``)."""
+    rng = np.random.default_rng(seed)
+    weights = rng.dirichlet(np.full(k, 5.0))
+    means = rng.normal(0.0, separation, size=(k, d))
+    if covariance_type == "full":
+        A = rng.normal(size=(k, d, d)) / np.sqrt(d)
+        cov = A @ A.transpose(0, 2, 1) + 0.5 * np.eye(d)
+    elif covariance_type == "tied":
+        A = rng.normal(size=(d, d)) / np.sqrt(d)
+        cov = A @ A.T + 0.5 * np.eye(d)
+    elif covariance_type == "diag":
+        cov = rng.uniform(0.3, 2.0, size=(k, d))
+    elif covariance_type == "spherical":
+        cov = rng.uniform(0.3, 2.0, size=k)
+    else:
+        raise ValueError(f"unknown covariance_type {covariance_type!r}")
+    labels = rng.choice(k, size=n, p=weights)
+    z = rng.standard_normal((n, d))
+    X = np.empty((n, d))
+    for j in range(k):
+        idx = labels == j
+        if covariance_type in ("full", "tied"):
+            c = cov[j] if covariance_type == "full" else cov
+            L = np.linalg.cholesky(c)
+            X[idx] = means[j] + z[idx] @ L.T
+        elif covariance_type == "diag":
+            X[idx] = means[j] + z[idx] * np.sqrt(cov[j])
+        else:
+            X[idx] = means[j] + z[idx] * np.sqrt(cov[j])
+    return X, labels, {"weights": weights, "means": means, "covariances": cov}
+
+
+def to_dataframe(spark, X: np.ndarray, column: str = "features", num_partitions: int | None = None):
+    """A DataFrame with one ``array<double>`` column from X (n, d), built through Arrow."""
+    import pandas as pd
+
+    pdf = pd.DataFrame({column: list(np.asarray(X, dtype=np.float64))})
+    df = spark.createDataFrame(pdf, f"{column} array<double>")
+    return df.repartition(num_partitions) if num_partitions else df
+
+
+def write_parquet(X: np.ndarray, path: str, column: str = "features", rows_per_file: int = 250_000) -> None:
+    """Write X (n, d) as Parquet (pyarrow, no Spark needed) with one ``array<double>``
+    column, into a temporary directory that is then renamed to ``path``."""
+    import os
+    import shutil
+    import tempfile
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    n, d = X.shape
+    tmp = tempfile.mkdtemp(prefix=".tmp-", dir=os.path.dirname(os.path.abspath(path)) or ".")
+    try:
+        for i, start in enumerate(range(0, n, rows_per_file)):
+            block = np.ascontiguousarray(X[start : start + rows_per_file], dtype=np.float64)
+            values = pa.array(block.ravel())
+            arr = pa.FixedSizeListArray.from_arrays(values, d).cast(pa.list_(pa.float64()))
+            pq.write_table(pa.table({column: arr}), os.path.join(tmp, f"part-{i:05d}.parquet"))
+        if os.path.exists(path):
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -1,0 +1,36 @@
+"""Shared fixtures: one local[2] SparkSession for the whole run."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from spark_em.session import local_session
+
+    session = local_session("local[2]", "spark-em-tests", {"spark.sql.shuffle.partitions": "4"})
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def blobs():
+    """Three well-separated 2-D Gaussian blobs, 600 rows."""
+    from spark_em.datasets import sample_mixture
+
+    X, labels, truth = sample_mixture(600, k=3, d=2, covariance_type="full", seed=7, separation=8.0)
+    return X, labels, truth
+
+
+def to_df(spark, X, column="features", partitions=None):
+    from spark_em.datasets import to_dataframe
+
+    return to_dataframe(spark, np.asarray(X), column, partitions)
