@@ -32,7 +32,7 @@ class IterationInfo:
     seconds: float
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: parameters hold numpy arrays
 class _Run:
     params: GaussianParams
     history: list[float] = field(default_factory=list)
@@ -89,12 +89,12 @@ def run_em(
     """
     runs = [_Run(p) for p in starts]
     for it in range(1, max_iter + 1):
-        active = [r for r in runs if not r.converged]
+        active = [(i, r) for i, r in enumerate(runs) if not r.converged]
         if not active:
             break
         t0 = time.perf_counter()
-        stats = run_pass(data, [EStepKernel(r.params, data.centre) for r in active])
-        for r, st in zip(active, stats):
+        stats = run_pass(data, [EStepKernel(r.params, data.centre) for _, r in active])
+        for (_, r), st in zip(active, stats):
             ll = st.log_likelihood / st.weight_sum
             change = ll - r.history[-1] if r.history else float("inf")
             r.history.append(ll)
@@ -102,10 +102,10 @@ def run_em(
             if abs(change) < tol:
                 r.converged = True
         seconds = time.perf_counter() - t0
-        for r in active:
+        for i, r in active:
             info = IterationInfo(
                 it,
-                runs.index(r),
+                i,
                 r.history[-1],
                 r.history[-1] - r.history[-2] if len(r.history) > 1 else float("nan"),
                 seconds,
