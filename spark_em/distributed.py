@@ -349,6 +349,8 @@ def prepare(
         # Count the partitions from the rows themselves: one per task, empty ones included.
         parts = _num_partitions(blocks)
         acc = tree_collect(rows, parts, _make_validation_merge(d, sample_size), aggregation_depth)
+        if acc is None:  # a DataFrame with no partitions at all
+            raise InvalidInputError("the input DataFrame is empty: nothing to fit")
         head = _validation_layout(d)
         n_rows, wsum = int(acc[0]), float(acc[1])
         bad = dict(zip(BAD_KINDS, acc[2 + d : 2 + d + len(BAD_KINDS)].astype(int)))
