@@ -1,0 +1,90 @@
+"""The distributed layer against the local math on the same data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from pyspark import StorageLevel
+
+from spark_em.distributed import prepare, run_pass, tree_collect
+from spark_em.gaussian import GaussianParams
+from spark_em.stats import EStepKernel
+
+
+@pytest.fixture(scope="module")
+def weighted(spark):
+    rng = np.random.default_rng(3)
+    X = np.concatenate([rng.normal(c, 1.0, size=(100, 3)) for c in (-4.0, 0.0, 4.0)]) + 1e4
+    w = rng.uniform(0.1, 3.0, size=X.shape[0])
+    df = spark.createDataFrame(
+        pd.DataFrame({"features": list(X), "w": w}), "features array<double>, w double"
+    ).repartition(5)
+    return X, w, df
+
+
+def test_prepare_caches_and_measures_the_data(spark, weighted):
+    X, w, df = weighted
+    data = prepare(df, "features", "w", sample_size=50, seed=1)
+    try:
+        assert data.blocks.storageLevel == StorageLevel.MEMORY_AND_DISK
+        assert data.blocks.is_cached
+        assert (data.d, data.n_rows, data.num_partitions) == (3, 300, 5)
+        assert data.weight_sum == pytest.approx(w.sum(), rel=1e-12)
+        np.testing.assert_allclose(data.centre, w @ X / w.sum(), rtol=1e-13)
+        # the reservoir sample holds real rows of the data
+        assert data.sample.shape == (50, 3)
+        rows = {tuple(x) for x in X}
+        assert all(tuple(s) in rows for s in data.sample)
+    finally:
+        data.unpersist()
+    assert not data.blocks.is_cached
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_run_pass_equals_local_statistics(spark, weighted, covariance_type):
+    X, w, df = weighted
+    means = np.array([[-4.0] * 3, [0.5] * 3, [4.0] * 3]) + 1e4
+    cov = {"full": np.stack([np.eye(3)] * 3), "tied": np.eye(3) * 2,
+           "diag": np.ones((3, 3)), "spherical": np.array([1.0, 2.0, 0.5])}[covariance_type]
+    params = GaussianParams.from_covariances([0.2, 0.5, 0.3], means, cov, covariance_type)
+    data = prepare(df, "features", "w")
+    try:
+        kernel = EStepKernel(params, data.centre)
+        # two models in one pass: the same kernel twice must give the same statistics twice
+        dist, again = run_pass(data, [kernel, kernel])
+    finally:
+        data.unpersist()
+    local = kernel.new_stats(3)
+    kernel.accumulate(local, X - data.centre, w, (0, 0))
+    for name in ("nk", "sk", "second", "hard_counts"):
+        np.testing.assert_allclose(getattr(dist, name), getattr(local, name), rtol=1e-10, atol=1e-8)
+        np.testing.assert_array_equal(getattr(dist, name), getattr(again, name))
+    assert dist.log_likelihood == pytest.approx(local.log_likelihood, rel=1e-12)
+    assert (dist.weight_sum, dist.n_rows) == (pytest.approx(w.sum(), rel=1e-12), 300)
+    # and the M-step from the distributed statistics equals sklearn's on the same data
+    from sklearn.mixture import _gaussian_mixture as skg
+
+    sk_params = params.log_resp(X)[1]
+    resp = np.exp(sk_params) * w[:, None]  # weights as fractional responsibilities
+    nk, sk_means, _ = skg._estimate_gaussian_parameters(X, resp, 1e-6, covariance_type)
+    new = dist.m_step(data.centre, 1e-6)
+    np.testing.assert_allclose(new.means, sk_means, rtol=1e-10)
+    np.testing.assert_allclose(new.weights, nk / nk.sum(), rtol=1e-10)
+
+
+@pytest.mark.parametrize("partitions,depth", [(1, 2), (12, 2), (30, 3)])
+def test_tree_collect_sums_one_row_per_partition(spark, partitions, depth):
+    from spark_em.distributed import PAYLOAD_SCHEMA, _payload_batch
+
+    def one_row(batches):
+        from pyspark import TaskContext
+
+        for _ in batches:
+            pass
+        pid = TaskContext.get().partitionId()
+        yield _payload_batch(np.array([1.0, float(pid)]))
+
+    rows = spark.range(0, 200, numPartitions=partitions).mapInArrow(one_row, PAYLOAD_SCHEMA)
+    total = tree_collect(rows, partitions, np.add, depth)
+    np.testing.assert_array_equal(total, [partitions, partitions * (partitions - 1) / 2])
