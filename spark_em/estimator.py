@@ -50,6 +50,12 @@ def _to_optional_int(value: Any) -> int | None:
     return None if value is None else TypeConverters.toInt(value)
 
 
+def _to_optional_string(value: Any) -> str | None:
+    # None is a valid value (no weight column, no log-likelihood column); pyspark's own
+    # toString rejects it, which broke loading a saved stage whose param was set to None.
+    return None if value is None else TypeConverters.toString(value)
+
+
 def _identity(value: Any) -> Any:
     return value
 
@@ -68,7 +74,7 @@ class _ColumnParams(Params):
         Params._dummy(),
         "weightCol",
         "optional column of non-negative row weights",
-        typeConverter=TypeConverters.toString,
+        typeConverter=_to_optional_string,
     )
     predictionCol = Param(
         Params._dummy(), "predictionCol", "output column: most probable component (int)",
@@ -82,7 +88,7 @@ class _ColumnParams(Params):
     logLikelihoodCol = Param(
         Params._dummy(), "logLikelihoodCol",
         "optional output column: per-row log-density log p(x) (double)",
-        typeConverter=TypeConverters.toString,
+        typeConverter=_to_optional_string,
     )
 
     def __init__(self) -> None:
@@ -553,7 +559,12 @@ class GaussianMixtureModel(Model, _ColumnParams, MLReadable, MLWritable):
         out = dataset.withColumn(tmp, self._posterior_udf()(arr))
         cols = [F.col("*")]
         cols.append(F.col(f"{tmp}.prediction").alias(self.getPredictionCol()))
-        cols.append(array_to_vector(F.col(f"{tmp}.probability")).alias(self.getProbabilityCol()))
+        prob = F.col(f"{tmp}.probability")
+        # array_to_vector fails on null arrays: rows with null features stay null
+        cols.append(
+            F.when(prob.isNull(), F.lit(None)).otherwise(array_to_vector(prob))
+            .alias(self.getProbabilityCol())
+        )
         if self.getLogLikelihoodCol():
             cols.append(F.col(f"{tmp}.logLikelihood").alias(self.getLogLikelihoodCol()))
         return out.select(*cols).drop(tmp)
