@@ -295,6 +295,15 @@ def test_transform_matches_sklearn(spark, fitted):
     assert fitted[0].transform(df).columns == ["id", "features", "prediction", "probability"]
 
 
+def test_transform_leaves_rows_with_null_features_null(spark, fitted):
+    model, _, X = fitted
+    df = spark.createDataFrame([(0, [float(v) for v in X[0]]), (1, None)],
+                               "id long, features array<double>")
+    rows = model.copy().setLogLikelihoodCol("ll").transform(df).orderBy("id").collect()
+    assert rows[0]["prediction"] == model.predict(X[0]) and rows[0]["probability"] is not None
+    assert (rows[1]["prediction"], rows[1]["probability"], rows[1]["ll"]) == (None, None, None)
+
+
 def test_transform_custom_column_names(spark, fitted):
     model, df, _ = fitted
     out = model.copy({model.predictionCol: "cluster", model.probabilityCol: "post"}).transform(df)
@@ -418,7 +427,7 @@ def assert_json_and_parquet_only(path):
 
 def test_model_save_load_round_trip(spark, fitted, tmp_path):
     model, df, X = fitted
-    model = model.copy().setLogLikelihoodCol("ll")
+    model = model.copy().setLogLikelihoodCol("ll").setWeightCol(None)
     path = str(tmp_path / "model")
     model.write().overwrite().save(path)
     assert_json_and_parquet_only(path)
@@ -458,11 +467,12 @@ def test_estimator_save_load_round_trip_with_initial_model(spark, data, tmp_path
     np.testing.assert_array_equal(
         loaded.getInitialModel().covariances, gm.getInitialModel().covariances
     )
-    # without initialModel too
-    plain = GaussianMixture(k=4)
+    # without initialModel too, and with optional params set explicitly to None
+    plain = GaussianMixture(k=4, seed=None, weightCol=None, logLikelihoodCol=None)
     plain.write().overwrite().save(path)
     back = GaussianMixture.load(path)
     assert back.getK() == 4 and back.getInitialModel() is None
+    assert (back.getSeed(), back.getWeightCol(), back.getLogLikelihoodCol()) == (None, None, None)
     with pytest.raises(Exception, match="already exists"):
         plain.write().save(path)
     # the loaded estimator fits the same as the original
