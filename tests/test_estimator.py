@@ -452,6 +452,19 @@ def test_model_save_load_round_trip(spark, fitted, tmp_path):
     assert not [p for p in os.listdir(tmp_path) if "_tmp-" in p]
 
 
+@pytest.mark.parametrize("covariance_type", ["tied", "spherical"])
+def test_model_without_summary_save_load(spark, tmp_path, covariance_type):
+    rng = np.random.default_rng(0)
+    cov = np.eye(2) * 2 if covariance_type == "tied" else np.array([0.5, 3.0])
+    model = GaussianMixtureModel.fromParameters([0.25, 0.75], rng.normal(size=(2, 2)), cov,
+                                                covariance_type)
+    model.write().save(str(tmp_path / "m"))
+    loaded = GaussianMixtureModel.load(str(tmp_path / "m"))
+    assert not loaded.hasSummary and loaded.covarianceType == covariance_type
+    np.testing.assert_array_equal(loaded.covariances, cov)
+    np.testing.assert_array_equal(loaded.weights, [0.25, 0.75])
+
+
 def test_estimator_save_load_round_trip_with_initial_model(spark, data, tmp_path):
     X, labels, _ = data
     gm = GaussianMixture(k=K, covarianceType="diag", maxIter=3, tol=0.0, regCovar=1e-4,
