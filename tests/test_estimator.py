@@ -84,10 +84,15 @@ def test_same_fit_as_sklearn_from_the_same_start(spark, data, covariance_type, p
     X, labels, _ = data
     max_iter = 3
     sk = sklearn_from_start(X, labels, covariance_type, max_iter)
-    model = GaussianMixture(
+    gm = GaussianMixture(
         k=K, covarianceType=covariance_type, maxIter=max_iter, tol=0.0, regCovar=1e-6,
         initialModel=warm_start(X, labels, covariance_type),
-    ).fit(to_df(spark, X, partitions=partitions))
+    )
+    if partitions > 1 and gm.hasParam("blockCache"):
+        # keep the blocks in Spark's partitions (not re-chunked local files): the passes then
+        # run one task per partition and tree-reduce their statistics
+        gm.setBlockCache("spark")
+    model = gm.fit(to_df(spark, X, partitions=partitions))
     assert_params_close(model, sk, rtol=1e-6)
     np.testing.assert_allclose(model.precisionsCholesky, sk.precisions_cholesky_, rtol=1e-6, atol=1e-9)
     s = model.summary
