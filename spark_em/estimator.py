@@ -574,7 +574,16 @@ class GaussianMixtureModel(Model, _ColumnParams, MLReadable, MLWritable):
         wcol = self.getWeightCol()
         w = F.col(f"`{wcol}`").cast("double") if wcol and wcol in dataset.columns else F.lit(1.0)
         ll = self._posterior_udf()(arr).getField("logLikelihood")
-        row = dataset.select(F.sum(w * ll).alias("s"), F.sum(w).alias("n")).first()
+        row = dataset.select(
+            F.sum(w * ll).alias("s"), F.sum(w).alias("n"),
+            F.sum(F.when(ll.isNull(), 1).otherwise(0)).alias("nulls"),
+        ).first()
+        if row["nulls"]:
+            # rows that cannot be scored would silently shrink the mean otherwise
+            raise InvalidInputError(
+                f"featuresCol {self.getFeaturesCol()!r}: {row['nulls']} rows have null "
+                "features and cannot be scored"
+            )
         if row is None or row["n"] is None or row["n"] == 0:
             raise InvalidInputError("cannot score an empty DataFrame")
         return float(row["s"]), float(row["n"])
