@@ -15,7 +15,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from sklearn.mixture import GaussianMixture as SkGM
 
-from spark_em import GaussianMixture, GaussianMixtureModel
+from spark_em import GaussianMixture, GaussianMixtureModel, InvalidInputError
 from spark_em.datasets import sample_mixture
 from spark_em.distributed import prepare
 from spark_em.em import run_em
@@ -310,6 +310,11 @@ def test_transform_leaves_rows_with_null_features_null(spark, fitted):
     rows = model.copy().setLogLikelihoodCol("ll").transform(df).orderBy("id").collect()
     assert rows[0]["prediction"] == model.predict(X[0]) and rows[0]["probability"] is not None
     assert (rows[1]["prediction"], rows[1]["probability"], rows[1]["ll"]) == (None, None, None)
+    # but a score over such rows would be wrong: it is refused
+    with pytest.raises(InvalidInputError, match="1 rows have null features"):
+        model.score(df)
+    with pytest.raises(InvalidInputError, match="empty"):
+        model.score(df.limit(0))
 
 
 def test_transform_custom_column_names(spark, fitted):
