@@ -632,7 +632,8 @@ class GaussianMixtureModel(Model, _ColumnParams, MLReadable, MLWritable):
 # Writers and readers: JSON metadata (Spark's text writer) + numeric arrays (Parquet)
 # ---------------------------------------------------------------------------------------
 class _AtomicWriter(MLWriter):
-    """Writes into a temporary sibling, then renames (nothing half-written at ``path``)."""
+    """Saves through Spark's writers into the cluster's file system (any URI Spark writes);
+    on classic Spark into a temporary sibling that is then renamed (see :mod:`spark_em.fs`)."""
 
     def __init__(self, instance) -> None:
         super().__init__()
@@ -654,10 +655,12 @@ class _ModelWriter(_AtomicWriter):
             "d": p.d,
             "summary": summary.to_json() if summary is not None else None,
         }
-        DefaultParamsWriter.saveMetadata(self.instance, path, self.sparkSession, extraMetadata=extra)
         _write_arrays(self.sparkSession, f"{path}/data", {
             "weights": p.weights, "means": p.means, "covariances": p.covariances,
         })
+        # Metadata last: where the save is not atomic (Spark Connect), a save that failed
+        # half-way has no metadata and cannot be loaded.
+        DefaultParamsWriter.saveMetadata(self.instance, path, self.sparkSession, extraMetadata=extra)
 
 
 class _ModelReader(MLReader):
@@ -701,11 +704,11 @@ class _EstimatorWriter(_AtomicWriter):
         params = {p.name: v for p, v in inst._paramMap.items() if p.name != "initialModel"}
         init = inst.getInitialModel()
         extra = {"hasInitialModel": init is not None}
-        DefaultParamsWriter.saveMetadata(
-            inst, path, self.sparkSession, extraMetadata=extra, paramMap=params
-        )
         if init is not None:
             _ModelWriter(init).session(self.sparkSession).saveImpl(f"{path}/initialModel")
+        DefaultParamsWriter.saveMetadata(  # last, as in _ModelWriter
+            inst, path, self.sparkSession, extraMetadata=extra, paramMap=params
+        )
 
 
 class _EstimatorReader(MLReader):

@@ -1,91 +1,94 @@
-"""Paths through Hadoop's FileSystem (any URI Spark can write: local, file://, s3a://, dbfs:/).
+"""Paths in the file system of the Spark *cluster* (any URI Spark can write: local paths,
+``file://``, ``hdfs://``, ``s3a://``, ``abfss://``, ``dbfs:/``, Unity Catalog volumes).
 
-Used for atomic saves: write to a temporary sibling, then rename.  On Spark Connect the
-client has no JVM; there, paths that are local to this machine are handled with ``os``/
-``shutil`` and any other URI is written in place (metadata last, so a half-written save is
-never loadable).
+Nothing here touches the client's local disk: a path is always resolved where Spark
+resolves it, which on Spark Connect is the server, not the machine running this code.
+
+* Classic Spark: Hadoop's ``FileSystem`` through the driver JVM.  Saves are atomic: written
+  to a temporary sibling, then renamed over the target.
+* Spark Connect: there is no JVM on the client.  The existence check and the removal before
+  an overwrite run on the server through the ML helper of Spark Connect (the call pyspark.ml
+  itself uses for ``write().overwrite()``); there is no remote rename, so the output is
+  written in place.  Writers put their metadata last, so an interrupted save is never
+  loadable.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
 import uuid
-from urllib.parse import urlparse
 
 from pyspark.sql import SparkSession
 
 from .distributed import is_connect
 
 
-def _local_path(path: str) -> str | None:
-    u = urlparse(path)
-    if u.scheme in ("", "file"):
-        return u.path if u.scheme else path
-    return None
-
-
-class PathOps:
-    """exists / delete / rename for ``path`` in the session's file system."""
+class _HadoopPaths:
+    """exists / delete / rename through the driver JVM's Hadoop ``FileSystem`` (classic)."""
 
     def __init__(self, spark: SparkSession):
         self.spark = spark
-        self.remote = is_connect(spark)
 
     def _fs(self, path: str):
-        sc = self.spark.sparkContext
-        jpath = sc._jvm.org.apache.hadoop.fs.Path(path)
-        return jpath.getFileSystem(sc._jsc.hadoopConfiguration()), jpath
-
-    def can_rename(self, path: str) -> bool:
-        return not self.remote or _local_path(path) is not None
+        jvm = self.spark._jvm
+        jpath = jvm.org.apache.hadoop.fs.Path(path)
+        conf = self.spark._jsparkSession.sessionState().newHadoopConf()
+        return jpath.getFileSystem(conf), jpath
 
     def exists(self, path: str) -> bool:
-        if self.remote:
-            local = _local_path(path)
-            return os.path.exists(local) if local is not None else False
         fs, jpath = self._fs(path)
         return bool(fs.exists(jpath))
 
     def delete(self, path: str) -> None:
-        if self.remote:
-            local = _local_path(path)
-            if local is not None and os.path.exists(local):
-                shutil.rmtree(local) if os.path.isdir(local) else os.remove(local)
-            return
         fs, jpath = self._fs(path)
         fs.delete(jpath, True)
 
     def rename(self, src: str, dst: str) -> None:
-        if self.remote:
-            os.replace(_local_path(src), _local_path(dst))
-            return
         fs, jsrc = self._fs(src)
         _, jdst = self._fs(dst)
         if not fs.rename(jsrc, jdst):
             raise OSError(f"could not rename {src} to {dst}")
 
-    @staticmethod
-    def temporary_sibling(path: str) -> str:
-        return path.rstrip("/") + f"._tmp-{uuid.uuid4().hex[:12]}"
+
+def _connect_handle_overwrite(path: str, overwrite: bool) -> None:
+    """On the Connect server: raise FileExistsError if ``path`` exists and not ``overwrite``,
+    delete it if it exists and ``overwrite``."""
+    from pyspark.ml.util import ML_CONNECT_HELPER_ID
+    from pyspark.ml.wrapper import JavaWrapper
+
+    helper = JavaWrapper(java_obj=ML_CONNECT_HELPER_ID)
+    try:
+        helper._call_java("handleOverwrite", path, bool(overwrite))
+    except Exception as exc:  # the server's IOException arrives as a generic Connect error
+        if not overwrite and "already exists" in str(exc):
+            raise FileExistsError(_exists_message(path)) from None
+        raise
+
+
+def _exists_message(path: str) -> str:
+    return f"Path {path} already exists. To overwrite it, use write().overwrite().save(path)."
+
+
+def temporary_sibling(path: str) -> str:
+    return path.rstrip("/") + f"._tmp-{uuid.uuid4().hex[:12]}"
 
 
 def atomic_write(spark: SparkSession, path: str, overwrite: bool, write_to) -> None:
-    """Call ``write_to(tmp_path)`` and move the result to ``path``.
+    """Call ``write_to(target)`` to write ``path`` in the cluster's file system.
 
-    Raises FileExistsError when ``path`` exists and ``overwrite`` is False.  On failure the
-    temporary path is removed and ``path`` is untouched.
+    Raises FileExistsError when ``path`` exists and ``overwrite`` is False.  On classic Spark
+    ``target`` is a temporary sibling renamed to ``path`` afterwards (on failure it is removed
+    and ``path`` is untouched); on Spark Connect ``target`` is ``path`` itself (see the module
+    docstring).
     """
-    ops = PathOps(spark)
-    if ops.exists(path) and not overwrite:
-        raise FileExistsError(
-            f"Path {path} already exists. To overwrite it, use write().overwrite().save(path)."
-        )
-    if not ops.can_rename(path):
+    if is_connect(spark):
+        _connect_handle_overwrite(path, overwrite)
         write_to(path)
         return
-    tmp = ops.temporary_sibling(path)
+    ops = _HadoopPaths(spark)
+    if ops.exists(path) and not overwrite:
+        raise FileExistsError(_exists_message(path))
+    tmp = temporary_sibling(path)
     try:
         write_to(tmp)
         if ops.exists(path):
