@@ -1,0 +1,157 @@
+"""The whole API over a real Spark Connect server, checked against classic Spark.
+
+The server is pyspark's own ``sbin/start-connect-server.sh`` on a free loopback port; the
+client runs in a spawned process (see :mod:`tests.scenarios`), the classic reference in this
+process on the shared local[2] session.  Both read the same Parquet file, so every fit sees
+the same rows in the same partitions: results must agree to 1e-9.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from . import scenarios
+from .servers import ConnectServer
+
+pytestmark = pytest.mark.connect
+
+TOL = dict(rtol=1e-9, atol=1e-9)
+
+
+@pytest.fixture(scope="session")
+def connect_server(tmp_path_factory):
+    server = ConnectServer(tmp_path_factory.mktemp("connect-server"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def client(connect_server):
+    try:
+        c = scenarios.ConnectClient(connect_server.url)
+    except Exception as exc:
+        raise RuntimeError(f"cannot use {connect_server.url}: {exc}\nserver log:\n"
+                           f"{connect_server.log_tail()}") from exc
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """600 rows, d=3, three components; one Parquet file with ``id`` and ``features``."""
+    from spark_em.datasets import sample_mixture
+
+    X, labels, truth = sample_mixture(600, k=3, d=3, seed=11, separation=5.0)
+    path = tmp_path_factory.mktemp("connect-data") / "data.parquet"
+    feats = pa.FixedSizeListArray.from_arrays(pa.array(X.ravel()), 3).cast(pa.list_(pa.float64()))
+    pq.write_table(pa.table({"id": pa.array(np.arange(len(X))), "features": feats}), str(path))
+    return str(path), X, truth
+
+
+def assert_same_model(a: dict, b: dict) -> None:
+    assert a["covarianceType"] == b["covarianceType"]
+    for key in ("weights", "means", "covariances", "precisionsCholesky"):
+        np.testing.assert_allclose(a[key], b[key], **TOL, err_msg=key)
+    if "history" in a or "history" in b:
+        np.testing.assert_allclose(a["history"], b["history"], **TOL)
+        np.testing.assert_allclose(a["logLikelihood"], b["logLikelihood"], **TOL)
+        assert (a["numIter"], a["converged"], a["clusterSizes"]) == (
+            b["numIter"], b["converged"], b["clusterSizes"])
+
+
+def test_session_type_is_detected(client, spark):
+    remote = client.run("session_kind")
+    assert remote["is_connect"] and remote["type"].startswith("pyspark.sql.connect")
+    assert not scenarios.session_kind(spark)["is_connect"]
+
+
+def both(client, spark, name, *args, **kwargs):
+    """Run scenario ``name`` on Connect (in the client process) and on classic Spark (here)
+    at the same time; returns (connect result, classic result)."""
+    future = client.submit(name, *args, **kwargs)
+    local = getattr(scenarios, name)(spark, *args, **kwargs)
+    return future.result(timeout=900), local
+
+
+# every covariance type and every init mode at least once; nInit, weights and scoring too
+FIT_CASES = [
+    ("full", "kmeans", 1, None, False),
+    ("tied", "k-means++", 2, None, False),
+    ("diag", "random", 1, "w", True),
+    ("spherical", "random_from_data", 2, None, False),
+]
+
+
+@pytest.mark.parametrize("cov,init,n_init,weight_col,score", FIT_CASES,
+                         ids=[f"{c[0]}-{c[1]}" for c in FIT_CASES])
+def test_fit_matches_classic(client, spark, data, cov, init, n_init, weight_col, score):
+    path, X, _ = data
+    params = dict(k=3, covarianceType=cov, initMode=init, nInit=n_init, seed=5, maxIter=5,
+                  tol=1e-6)
+    remote, local = both(client, spark, "fit", path, params, weight_col=weight_col, score=score)
+    assert_same_model(remote, local)
+    assert remote["numIter"] >= 2
+    if score:
+        check_scores(remote, local, X, cov)
+
+
+def check_scores(remote: dict, local: dict, X: np.ndarray, cov: str) -> None:
+    """transform / score / bic / aic / gaussiansDF: Connect == classic, and == sklearn."""
+    for key in ("probability", "logp", "score", "bic", "aic", "gaussian_means", "gaussian_covs"):
+        np.testing.assert_allclose(remote[key], local[key], **TOL, err_msg=key)
+    np.testing.assert_array_equal(remote["prediction"], local["prediction"])
+    # independent truth: sklearn with the fitted parameters, on the same rows (unweighted)
+    from sklearn.mixture import GaussianMixture as SkGM
+
+    sk = SkGM(n_components=len(remote["weights"]), covariance_type=cov)
+    sk.weights_, sk.means_ = remote["weights"], remote["means"]
+    sk.covariances_, sk.precisions_cholesky_ = remote["covariances"], remote["precisionsCholesky"]
+    sk.n_features_in_ = X.shape[1]
+    np.testing.assert_allclose(remote["probability"], sk.predict_proba(X), rtol=1e-7, atol=1e-10)
+    np.testing.assert_array_equal(remote["prediction"], sk.predict(X))
+    np.testing.assert_allclose(remote["logp"], sk.score_samples(X), rtol=1e-9)
+
+
+def test_warm_start_save_load_local_path_and_file_uri(client, spark, data, tmp_path):
+    path, _, truth = data
+    initial = dict(weights=truth["weights"], means=truth["means"] + 0.5,
+                   covariances=truth["covariances"], covarianceType="full")
+    params = dict(k=3, covarianceType="full", maxIter=3, tol=0.0)
+    targets = [str(tmp_path / "plain" / "model"), (tmp_path / "uri" / "model").as_uri()]
+    assert targets[1].startswith("file:///")
+    out = client.submit("save_load", path, targets, params, initial)
+    local = scenarios.fit(spark, path, params, initial=initial)
+    out = out.result(timeout=900)
+    assert_same_model(out["model"], local)  # warm start: Connect == classic
+    assert out["model"]["numIter"] == 3
+    assert len(out["exists_errors"]) == 2
+    assert all("already exists" in msg for msg in out["exists_errors"])
+    for loaded, est in zip(out["loaded"], out["estimators"]):
+        assert_same_model(loaded, out["model"])
+        assert loaded["params"]["featuresCol"] == "features"
+        assert (est["k"], est["maxIter"], est["covarianceType"]) == (3, 3, "full")
+        np.testing.assert_array_equal(est["initial_means"], initial["means"])
+    # what Connect wrote, classic Spark reads (same files, Spark's formats)
+    for target in targets:
+        assert_same_model(scenarios.load_model(spark, target), out["model"])
+
+
+def test_pipeline_fit_save_load(client, spark, data, tmp_path):
+    path, _, _ = data
+    params = dict(k=3, covarianceType="full", seed=2, maxIter=4)
+    future = client.submit("pipeline", path, str(tmp_path / "remote-pipe"), params)
+    local = scenarios.pipeline(spark, path, str(tmp_path / "local-pipe"), params)
+    remote = future.result(timeout=900)
+    assert remote["stage_types"] == ["VectorAssembler", "GaussianMixtureModel"]
+    assert_same_model(remote["model"], local["model"])
+    np.testing.assert_allclose(remote["after"], remote["before"], **TOL)
+    np.testing.assert_array_equal(remote["pred_after"], remote["pred_before"])
+    np.testing.assert_allclose(remote["before"], local["before"], **TOL)
