@@ -1,7 +1,9 @@
 """Fit a Gaussian mixture with spark-em: a thin spark-submit entry point.
 
     python jobs/fit_gmm.py --demo                          # embedded local Spark, demo data
-    spark-submit jobs/fit_gmm.py --input data.parquet --k 5 --model-out /models/gmm
+    spark-submit --master spark://host:7077 --py-files dist/spark_em-0.1.0.zip \
+        jobs/fit_gmm.py --input data.parquet --k 5 --model-out /models/gmm
+    python jobs/fit_gmm.py --remote sc://host:15002 --input data.parquet --k 5
 
 Settings come from a TOML file (``--conf``, sections [fit], [input], [demo]) and are
 overridden by flags.  Outputs (model, predictions) are written to a temporary path and then
@@ -43,7 +45,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int)
     p.add_argument("--model-out", help="save the fitted model here")
     p.add_argument("--predictions-out", help="write input + prediction/probability as Parquet")
-    p.add_argument("--master", help="Spark master when no session exists (default local[*])")
+    p.add_argument("--master", help="Spark master when no session exists (default: local[*], "
+                   "or spark-submit's --master when run by spark-submit)")
+    p.add_argument("--remote", help="Spark Connect URL, e.g. sc://host:15002 (instead of --master)")
     p.add_argument("--quiet", action="store_true", help="no per-iteration progress lines")
     return p.parse_args(argv)
 
@@ -66,16 +70,21 @@ def load_settings(args: argparse.Namespace) -> dict:
 
 
 def demo_frame(spark, settings: dict, seed: int):
-    from spark_em.datasets import sample_mixture, write_parquet
+    from spark_em.datasets import sample_mixture, to_dataframe, write_parquet
+    from spark_em.distributed import is_connect
 
     rows = int(settings["demo"].get("rows", 20000))
     dim = int(settings["demo"].get("dim", 2))
     k = int(settings["fit"].get("k", 3))
     X, _, truth = sample_mixture(rows, k=k, d=dim, seed=seed)
+    print("true weights:", ", ".join(f"{w:.3f}" for w in truth["weights"]))
+    if is_connect(spark) or not spark.sparkContext.master.startswith("local"):
+        # a local temporary file is not visible to a remote server or other machines
+        print(f"demo data: {rows} rows, d={dim}, k={k} components (in memory)")
+        return to_dataframe(spark, X), "features"
     path = os.path.join(tempfile.mkdtemp(prefix="spark-em-demo-"), "demo.parquet")
     write_parquet(X, path)
     print(f"demo data: {rows} rows, d={dim}, k={k} components -> {path}")
-    print("true weights:", ", ".join(f"{w:.3f}" for w in truth["weights"]))
     return spark.read.parquet(path), "features"
 
 
@@ -93,19 +102,33 @@ def print_model(model) -> None:
             print("      cov  [" + ", ".join(f"{v:9.4f}" for v in row) + "]")
 
 
+def get_session(args: argparse.Namespace):
+    """The active session, a Spark Connect session (--remote), the cluster spark-submit
+    configured, or an embedded local one."""
+    from pyspark.sql import SparkSession
+
+    from spark_em.session import local_session
+
+    if args.remote:
+        return SparkSession.builder.remote(args.remote).appName("spark-em fit_gmm").getOrCreate()
+    spark = SparkSession.getActiveSession()
+    if spark is not None:
+        return spark
+    if args.master is None and "PYSPARK_GATEWAY_PORT" in os.environ:
+        # launched by spark-submit: its --master / --conf already configure the session
+        return SparkSession.builder.appName("spark-em fit_gmm").getOrCreate()
+    spark = local_session(args.master or "local[*]", "spark-em fit_gmm")
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     settings = load_settings(args)
-    from pyspark.sql import SparkSession
-
     from spark_em import GaussianMixture
     from spark_em.fs import atomic_write
-    from spark_em.session import local_session
 
-    spark = SparkSession.getActiveSession()
-    if spark is None:
-        spark = local_session(args.master or "local[*]", "spark-em fit_gmm")
-        spark.sparkContext.setLogLevel("ERROR")
+    spark = get_session(args)
     if args.demo or not args.input:
         df, features = demo_frame(spark, settings, int(settings["fit"].get("seed", 0) or 0))
     else:
