@@ -52,7 +52,7 @@ def main(master, package_zip, data, initial_npz, model_out, result_json) -> None
     initial = GaussianMixtureModel.fromParameters(init["weights"], init["means"],
                                                   init["covariances"], "full")
     df = spark.read.parquet(data).repartition(3)
-    model = GaussianMixture(k=3, maxIter=4, tol=0.0, initialModel=initial).fit(df)
+    model = GaussianMixture(k=3, maxIter=3, tol=0.0, initialModel=initial).fit(df)
     model.write().overwrite().save(model_out)
     pred = model.transform(df).groupBy("prediction").count().collect()
     result.update(

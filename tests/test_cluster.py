@@ -114,7 +114,7 @@ def test_session_fit_ships_library_to_executors(cluster, bare_python, package, d
         assert zip_name in probe["spark_em"] and str(ROOT) not in probe["spark_em"]
 
     reference = GaussianMixture(
-        k=3, maxIter=4, tol=0.0,
+        k=3, maxIter=3, tol=0.0,
         initialModel=GaussianMixtureModel.fromParameters(**init, covarianceType="full"),
     ).fit(spark.read.parquet(path).repartition(3))
     np.testing.assert_allclose(result["weights"], reference.weights, **TOL)
@@ -143,19 +143,19 @@ def test_spark_submit_job_with_py_files(cluster, bare_python, package, data, spa
         "--conf", "spark.executor.memory=512m", "--conf", "spark.cores.max=2",
         "--conf", "spark.driver.host=127.0.0.1", "--conf", "spark.ui.enabled=false",
         str(ROOT / "jobs" / "fit_gmm.py"), "--input", path, "--k", "3", "--seed", "5",
-        "--max-iter", "5", "--tol", "0", "--model-out", str(model_out),
+        "--max-iter", "3", "--tol", "0", "--model-out", str(model_out),
         "--predictions-out", str(pred_out),
     ], env, 900, cluster, cwd=tmp_path)
-    assert "iteration   5" in res.stdout and f"model saved to {model_out}" in res.stdout
+    assert "iteration   3" in res.stdout and f"model saved to {model_out}" in res.stdout
     assert "Traceback" not in res.stderr
 
     model = GaussianMixtureModel.load(str(model_out))
     df = spark.read.parquet(path)
-    reference = GaussianMixture(k=3, seed=5, maxIter=5, tol=0.0).fit(df)
+    reference = GaussianMixture(k=3, seed=5, maxIter=3, tol=0.0).fit(df)
     np.testing.assert_allclose(model.weights, reference.weights, **TOL)
     np.testing.assert_allclose(model.means, reference.means, **TOL)
     np.testing.assert_allclose(model.covariances, reference.covariances, **TOL)
-    assert model.summary.numIter == 5
+    assert model.summary.numIter == 3
 
     pred = spark.read.parquet(str(pred_out))
     assert pred.count() == len(X)

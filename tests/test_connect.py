@@ -94,7 +94,7 @@ FIT_CASES = [
                          ids=[f"{c[0]}-{c[1]}" for c in FIT_CASES])
 def test_fit_matches_classic(client, spark, data, cov, init, n_init, weight_col, score):
     path, X, _ = data
-    params = dict(k=3, covarianceType=cov, initMode=init, nInit=n_init, seed=5, maxIter=5,
+    params = dict(k=3, covarianceType=cov, initMode=init, nInit=n_init, seed=5, maxIter=4,
                   tol=1e-6)
     remote, local = both(client, spark, "fit", path, params, weight_col=weight_col, score=score)
     assert_same_model(remote, local)
@@ -146,7 +146,7 @@ def test_warm_start_save_load_local_path_and_file_uri(client, spark, data, tmp_p
 
 def test_pipeline_fit_save_load(client, spark, data, tmp_path):
     path, _, _ = data
-    params = dict(k=3, covarianceType="full", seed=2, maxIter=4)
+    params = dict(k=3, covarianceType="full", seed=2, maxIter=3)
     future = client.submit("pipeline", path, str(tmp_path / "remote-pipe"), params)
     local = scenarios.pipeline(spark, path, str(tmp_path / "local-pipe"), params)
     remote = future.result(timeout=900)
