@@ -10,7 +10,9 @@ without spark_em; this driver's interpreter has it installed.
 from __future__ import annotations
 
 import json
+import os
 import sys
+import time
 
 
 def probe(_):
@@ -25,6 +27,12 @@ def probe(_):
 
 
 def main(master, package_zip, data, initial_npz, model_out, result_json) -> None:
+    t0 = time.perf_counter()
+
+    def mark(what):
+        if os.environ.get("SPARK_EM_TIMING"):
+            print(f"{time.perf_counter() - t0:7.1f}s {what}", flush=True)
+
     import numpy as np
     from pyspark.sql import SparkSession
 
@@ -34,27 +42,36 @@ def main(master, package_zip, data, initial_npz, model_out, result_json) -> None
         SparkSession.builder.master(master)
         .appName("spark-em cluster test")
         .config("spark.executor.memory", "512m")
+        .config("spark.driver.extraJavaOptions", os.environ.get("SPARK_EM_TEST_JVM_OPTS", ""))
+        .config("spark.executor.extraJavaOptions", os.environ.get("SPARK_EM_TEST_JVM_OPTS", ""))
         .config("spark.executor.cores", "1")
         .config("spark.cores.max", "2")
         .config("spark.driver.host", "127.0.0.1")
         .config("spark.driver.bindAddress", "127.0.0.1")
         .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.shuffle.partitions", "4")
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")
+    mark("session")
     sc = spark.sparkContext
     result = {"before": sc.parallelize(range(4), 4).map(probe).collect()}
+    mark("probe")
     sc.addPyFile(package_zip)  # what a cluster user does with the built package
     result["after"] = sc.parallelize(range(4), 4).map(probe).collect()
+    mark("probe after addPyFile")
 
     init = np.load(initial_npz)
     initial = GaussianMixtureModel.fromParameters(init["weights"], init["means"],
                                                   init["covariances"], "full")
     df = spark.read.parquet(data).repartition(3)
     model = GaussianMixture(k=3, maxIter=3, tol=0.0, initialModel=initial).fit(df)
+    mark("fit")
     model.write().overwrite().save(model_out)
+    mark("save")
     pred = model.transform(df).groupBy("prediction").count().collect()
+    mark("transform")
     result.update(
         weights=model.weights.tolist(), means=model.means.tolist(),
         covariances=model.covariances.tolist(),

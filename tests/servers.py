@@ -84,6 +84,10 @@ def _wait_for_port(port: int, pid_of, log: Path, what: str, timeout: float) -> N
                        f"log tail:\n{_tail(log)}")
 
 
+# Short-lived test JVMs: the C1 compiler only starts faster and burns less CPU on 2 cores.
+FAST_JVM = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+
+
 def base_env() -> dict[str, str]:
     env = dict(os.environ)
     env["SPARK_HOME"] = str(SPARK_HOME)
@@ -140,6 +144,7 @@ class ConnectServer:
             "spark.ui.enabled": "false",
             "spark.driver.host": "127.0.0.1",
             "spark.driver.memory": "1g",
+            "spark.driver.extraJavaOptions": FAST_JVM,
             "spark.sql.shuffle.partitions": "4",
             "spark.executorEnv.OMP_NUM_THREADS": "1",
             "spark.executorEnv.OPENBLAS_NUM_THREADS": "1",
@@ -194,6 +199,7 @@ class StandaloneCluster:
               worker_env: dict[str, str] | None = None, timeout: float = 180.0):
         env = base_env()
         env["SPARK_DAEMON_MEMORY"] = "256m"
+        env["SPARK_DAEMON_JAVA_OPTS"] = FAST_JVM
         self.port = free_port()
         try:
             master = self._spawn("master", [
@@ -233,13 +239,16 @@ class StandaloneCluster:
                            f"{_tail(log)}")
 
     def stop(self) -> None:
-        # workers first (they stop their executors), then the master
-        for name, proc in reversed(self.procs):
-            _stop_pid(proc.pid)
+        # workers (they stop their executors) and master together, then wait for each
+        for _, proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for _, proc in self.procs:
             try:
-                proc.wait(timeout=5)
+                proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                pass
+                proc.kill()
+                proc.wait(timeout=10)
         self.procs.clear()
 
     def logs(self) -> str:

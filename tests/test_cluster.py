@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from .servers import SPARK_HOME, StandaloneCluster, base_env
+from .servers import FAST_JVM, SPARK_HOME, StandaloneCluster, base_env
 
 pytestmark = pytest.mark.cluster
 
@@ -99,6 +99,7 @@ def test_session_fit_ships_library_to_executors(cluster, bare_python, package, d
     np.savez(tmp_path / "init.npz", **init)
     env = base_env()
     env["PYSPARK_PYTHON"] = bare_python  # executors' Python: no spark_em
+    env["SPARK_EM_TEST_JVM_OPTS"] = FAST_JVM
     model_out = str(tmp_path / "model")
     result_json = tmp_path / "result.json"
     _run([sys.executable, str(ROOT / "tests" / "cluster_app.py"), cluster.master_url,
@@ -142,6 +143,8 @@ def test_spark_submit_job_with_py_files(cluster, bare_python, package, data, spa
         "--conf", f"spark.pyspark.python={bare_python}",  # driver and executors: no spark_em
         "--conf", "spark.executor.memory=512m", "--conf", "spark.cores.max=2",
         "--conf", "spark.driver.host=127.0.0.1", "--conf", "spark.ui.enabled=false",
+        "--conf", "spark.ui.showConsoleProgress=false",
+        "--driver-java-options", FAST_JVM, "--conf", f"spark.executor.extraJavaOptions={FAST_JVM}",
         str(ROOT / "jobs" / "fit_gmm.py"), "--input", path, "--k", "3", "--seed", "5",
         "--max-iter", "3", "--tol", "0", "--model-out", str(model_out),
         "--predictions-out", str(pred_out),
