@@ -68,6 +68,18 @@ def read_data(spark, path: str, partitions: int = 3):
     return spark.read.parquet(path).repartition(partitions)
 
 
+def estimator(**params):
+    """A GaussianMixture that, where it has the choice, keeps its blocks in Spark's cache —
+    the only layout on Connect and on clusters — so seeded per-block randomness (the
+    ``random`` init) lines up between the compared sessions."""
+    from spark_em import GaussianMixture
+
+    gm = GaussianMixture(**params)
+    if gm.hasParam("blockCache"):
+        gm._set(blockCache="spark")
+    return gm
+
+
 def _model_result(model) -> dict:
     s = model.summary if model.hasSummary else None
     out = {
@@ -85,10 +97,10 @@ def fit(spark, path: str, params: dict, initial: dict | None = None,
     """Fit; with ``score`` also transform / score / bic / aic / gaussiansDF on the same data."""
     from pyspark.sql import functions as F
 
-    from spark_em import GaussianMixture, GaussianMixtureModel
+    from spark_em import GaussianMixtureModel
 
     df = read_data(spark, path)
-    gm = GaussianMixture(**params)
+    gm = estimator(**params)
     if weight_col:
         df = df.withColumn(weight_col, 1.0 + F.abs(F.col("features")[0]) / 10.0)
         gm.setWeightCol(weight_col)
@@ -119,7 +131,7 @@ def save_load(spark, data_path: str, model_paths: list[str], params: dict,
     from spark_em import GaussianMixture, GaussianMixtureModel
 
     start = GaussianMixtureModel.fromParameters(**initial)
-    est = GaussianMixture(initialModel=start, **params)
+    est = estimator(initialModel=start, **params)
     model = est.fit(read_data(spark, data_path))
     out = {"model": _model_result(model), "loaded": [], "exists_errors": [], "estimators": []}
     for path in model_paths:
@@ -157,14 +169,12 @@ def pipeline(spark, path: str, save_path: str, params: dict) -> dict:
     from pyspark.ml.feature import VectorAssembler
     from pyspark.sql import functions as F
 
-    from spark_em import GaussianMixture
-
     df = read_data(spark, path)
     d = len(df.first()["features"])
     cols = [f"x{i}" for i in range(d)]
     flat = df.select("id", *[F.col("features")[i].alias(c) for i, c in enumerate(cols)])
     pipe = Pipeline(stages=[VectorAssembler(inputCols=cols, outputCol="vec"),
-                            GaussianMixture(featuresCol="vec", **params)])
+                            estimator(featuresCol="vec", **params)])
     fitted = pipe.fit(flat)
     before = fitted.transform(flat).orderBy("id").select("prediction", "probability").collect()
     fitted.write().overwrite().save(save_path)

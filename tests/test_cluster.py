@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from .scenarios import estimator
 from .servers import FAST_JVM, SPARK_HOME, StandaloneCluster, base_env
 
 pytestmark = pytest.mark.cluster
@@ -91,7 +92,7 @@ def _run(cmd, env, timeout, cluster, cwd):
 
 def test_session_fit_ships_library_to_executors(cluster, bare_python, package, data, spark,
                                                 tmp_path):
-    from spark_em import GaussianMixture, GaussianMixtureModel
+    from spark_em import GaussianMixtureModel
 
     path, X, truth = data
     init = dict(weights=truth["weights"], means=truth["means"] + 0.7,
@@ -114,7 +115,7 @@ def test_session_fit_ships_library_to_executors(cluster, bare_python, package, d
     for probe in result["after"]:
         assert zip_name in probe["spark_em"] and str(ROOT) not in probe["spark_em"]
 
-    reference = GaussianMixture(
+    reference = estimator(
         k=3, maxIter=3, tol=0.0,
         initialModel=GaussianMixtureModel.fromParameters(**init, covarianceType="full"),
     ).fit(spark.read.parquet(path).repartition(3))
@@ -130,7 +131,7 @@ def test_session_fit_ships_library_to_executors(cluster, bare_python, package, d
 def test_spark_submit_job_with_py_files(cluster, bare_python, package, data, spark, tmp_path):
     from pyspark.sql import functions as F
 
-    from spark_em import GaussianMixture, GaussianMixtureModel
+    from spark_em import GaussianMixtureModel
 
     path, X, _ = data
     env = base_env()
@@ -154,7 +155,7 @@ def test_spark_submit_job_with_py_files(cluster, bare_python, package, data, spa
 
     model = GaussianMixtureModel.load(str(model_out))
     df = spark.read.parquet(path)
-    reference = GaussianMixture(k=3, seed=5, maxIter=3, tol=0.0).fit(df)
+    reference = estimator(k=3, seed=5, maxIter=3, tol=0.0).fit(df)
     np.testing.assert_allclose(model.weights, reference.weights, **TOL)
     np.testing.assert_allclose(model.means, reference.means, **TOL)
     np.testing.assert_allclose(model.covariances, reference.covariances, **TOL)

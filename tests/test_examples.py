@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "examples" / "databricks_gmm.py"
 HEADER = "# Databricks notebook source"
