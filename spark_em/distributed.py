@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -298,9 +299,11 @@ class PreparedData:
     sample: np.ndarray  # (m, d) rows drawn with probability proportional to weight
     num_partitions: int
     aggregation_depth: int = 2
+    cached: bool = True  # False where the server refuses to cache (see _persist)
 
     def unpersist(self) -> None:
-        self.blocks.unpersist()
+        if self.cached:
+            self.blocks.unpersist()
 
 
 def prepare(
@@ -338,10 +341,8 @@ def prepare(
         )
     if d == 0:
         raise InvalidInputError(f"{_describe(features)} has vectors of length 0")
-    blocks = (
-        df.select(arr.alias("x"), wcol.alias("w"))
-        .mapInArrow(_make_blocks_fn(d), BLOCK_SCHEMA)
-        .persist(StorageLevel.MEMORY_AND_DISK)
+    blocks, cached = _persist(
+        df.select(arr.alias("x"), wcol.alias("w")).mapInArrow(_make_blocks_fn(d), BLOCK_SCHEMA)
     )
     try:
         sample_size = max(int(sample_size), 1)
@@ -362,9 +363,28 @@ def prepare(
         centre = acc[2 : 2 + d] / wsum
         sample = acc[head:].reshape(-1, d + 2)[:, 2:]
     except BaseException:
-        blocks.unpersist()
+        if cached:
+            blocks.unpersist()
         raise
-    return PreparedData(blocks, d, n_rows, wsum, centre, sample, parts, aggregation_depth)
+    return PreparedData(blocks, d, n_rows, wsum, centre, sample, parts, aggregation_depth, cached)
+
+
+def _persist(df: DataFrame) -> tuple[DataFrame, bool]:
+    """``df`` cached MEMORY_AND_DISK, and whether it is.  Some Spark Connect servers refuse
+    caching (Databricks serverless: NOT_SUPPORTED_WITH_SERVERLESS); there the fit still
+    works, recomputing the blocks from the input in every pass."""
+    try:
+        return df.persist(StorageLevel.MEMORY_AND_DISK), True
+    except Exception as exc:
+        if not is_connect(df.sparkSession):
+            raise
+        warnings.warn(
+            f"spark-em: this Spark Connect server cannot cache the prepared features ({exc}); "
+            "every EM pass re-reads the input. Fitting a materialised table is faster.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return df, False
 
 
 def _num_partitions(df: DataFrame) -> int:
