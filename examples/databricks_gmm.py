@@ -9,11 +9,13 @@
 # MAGIC **Install.** Build the wheel on your machine (`bash scripts/package.sh` writes
 # MAGIC `dist/spark_em-0.1.0-py3-none-any.whl`), upload it to a Unity Catalog volume, and point
 # MAGIC the `%pip install` cell below at it.  `%pip` installs it for this notebook on the driver
-# MAGIC and the executors.
+# MAGIC and the executors.  `--no-deps`: the runtime already has numpy, scipy, pyarrow, pandas
+# MAGIC and matplotlib, and its own Spark — pip must not install the open-source `pyspark`
+# MAGIC package over it.
 
 # COMMAND ----------
 
-# MAGIC %pip install /Volumes/main/default/libs/spark_em-0.1.0-py3-none-any.whl matplotlib
+# MAGIC %pip install --no-deps /Volumes/main/default/libs/spark_em-0.1.0-py3-none-any.whl
 
 # COMMAND ----------
 
