@@ -53,16 +53,20 @@ class _HadoopPaths:
 def _connect_handle_overwrite(path: str, overwrite: bool) -> None:
     """On the Connect server: raise FileExistsError if ``path`` exists and not ``overwrite``,
     delete it if it exists and ``overwrite``."""
-    from pyspark.ml.util import ML_CONNECT_HELPER_ID
-    from pyspark.ml.wrapper import JavaWrapper
-
-    helper = JavaWrapper(java_obj=ML_CONNECT_HELPER_ID)
     try:
-        helper._call_java("handleOverwrite", path, bool(overwrite))
+        from pyspark.ml.util import ML_CONNECT_HELPER_ID
+        from pyspark.ml.wrapper import JavaWrapper
+
+        JavaWrapper(java_obj=ML_CONNECT_HELPER_ID)._call_java(
+            "handleOverwrite", path, bool(overwrite)
+        )
     except Exception as exc:  # the server's IOException arrives as a generic Connect error
         if not overwrite and "already exists" in str(exc):
             raise FileExistsError(_exists_message(path)) from None
-        raise
+        raise OSError(
+            f"cannot check or clear {path} through this Spark Connect server's ML helper "
+            f"(server without Spark Connect ML support?): {str(exc).splitlines()[0]}"
+        ) from exc
 
 
 def _exists_message(path: str) -> str:
