@@ -155,3 +155,30 @@ def test_pipeline_fit_save_load(client, spark, data, tmp_path):
     np.testing.assert_allclose(remote["after"], remote["before"], **TOL)
     np.testing.assert_array_equal(remote["pred_after"], remote["pred_before"])
     np.testing.assert_allclose(remote["before"], local["before"], **TOL)
+
+
+def test_fit_job_over_connect(connect_server, spark, data, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from spark_em import GaussianMixtureModel
+
+    from .servers import base_env
+
+    path, X, _ = data
+    job = Path(__file__).resolve().parents[1] / "jobs" / "fit_gmm.py"
+    model_out, pred_out = tmp_path / "model", (tmp_path / "predictions").as_uri()
+    res = subprocess.run(
+        [sys.executable, str(job), "--remote", connect_server.url, "--input", path, "--k", "3",
+         "--seed", "5", "--max-iter", "2", "--tol", "0", "--model-out", str(model_out),
+         "--predictions-out", pred_out, "--quiet"],
+        env=base_env(), capture_output=True, text=True, timeout=600,
+    )
+    assert res.returncode == 0, res.stderr[-4000:]
+    assert f"model saved to {model_out}" in res.stdout
+    model = GaussianMixtureModel.load(str(model_out))
+    reference = scenarios.estimator(k=3, seed=5, maxIter=2, tol=0.0).fit(spark.read.parquet(path))
+    for key in ("weights", "means", "covariances"):
+        np.testing.assert_allclose(getattr(model, key), getattr(reference, key), **TOL)
+    assert spark.read.parquet(pred_out).count() == len(X)
