@@ -13,7 +13,9 @@ renamed, so a failed run leaves nothing half-written.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 
@@ -82,7 +84,9 @@ def demo_frame(spark, settings: dict, seed: int):
         # a local temporary file is not visible to a remote server or other machines
         print(f"demo data: {rows} rows, d={dim}, k={k} components (in memory)")
         return to_dataframe(spark, X), "features"
-    path = os.path.join(tempfile.mkdtemp(prefix="spark-em-demo-"), "demo.parquet")
+    tmpdir = tempfile.mkdtemp(prefix="spark-em-demo-")
+    atexit.register(shutil.rmtree, tmpdir, True)  # demo data live only as long as the job
+    path = os.path.join(tmpdir, "demo.parquet")
     write_parquet(X, path)
     print(f"demo data: {rows} rows, d={dim}, k={k} components -> {path}")
     return spark.read.parquet(path), "features"
