@@ -17,6 +17,15 @@ def sample_mixture(
     where ``truth`` holds the generating ``weights``, ``means`` and ``covariances`` (sklearn
     shapes for ``covariance_type``)."""
     rng = np.random.default_rng(seed)
+    truth = random_mixture(k, d, covariance_type, rng, separation)
+    X, labels = draw_mixture(n, truth, covariance_type, rng)
+    return X, labels, truth
+
+
+def random_mixture(
+    k: int, d: int, covariance_type: str, rng: np.random.Generator, separation: float = 6.0
+) -> dict:
+    """Random generating parameters: ``weights``, ``means`` and ``covariances`` (sklearn shapes)."""
     weights = rng.dirichlet(np.full(k, 5.0))
     means = rng.normal(0.0, separation, size=(k, d))
     if covariance_type == "full":
@@ -31,6 +40,15 @@ def sample_mixture(
         cov = rng.uniform(0.3, 2.0, size=k)
     else:
         raise ValueError(f"unknown covariance_type {covariance_type!r}")
+    return {"weights": weights, "means": means, "covariances": cov}
+
+
+def draw_mixture(
+    n: int, truth: dict, covariance_type: str, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` rows ``X (n, d)`` and their component labels from the mixture ``truth``."""
+    weights, means, cov = truth["weights"], truth["means"], truth["covariances"]
+    k, d = means.shape
     labels = rng.choice(k, size=n, p=weights)
     z = rng.standard_normal((n, d))
     X = np.empty((n, d))
@@ -38,13 +56,10 @@ def sample_mixture(
         idx = labels == j
         if covariance_type in ("full", "tied"):
             c = cov[j] if covariance_type == "full" else cov
-            L = np.linalg.cholesky(c)
-            X[idx] = means[j] + z[idx] @ L.T
-        elif covariance_type == "diag":
-            X[idx] = means[j] + z[idx] * np.sqrt(cov[j])
+            X[idx] = means[j] + z[idx] @ np.linalg.cholesky(c).T
         else:
             X[idx] = means[j] + z[idx] * np.sqrt(cov[j])
-    return X, labels, {"weights": weights, "means": means, "covariances": cov}
+    return X, labels
 
 
 def to_dataframe(spark, X: np.ndarray, column: str = "features", num_partitions: int | None = None):
@@ -80,3 +95,46 @@ def write_parquet(X: np.ndarray, path: str, column: str = "features", rows_per_f
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def write_mixture_parquet(
+    path: str,
+    n: int,
+    k: int,
+    d: int,
+    covariance_type: str = "full",
+    seed: int = 0,
+    rows_per_file: int | None = None,
+    column: str = "features",
+) -> dict:
+    """Write ``n`` rows of a random mixture as Parquet files of ``rows_per_file`` rows
+    (default: about 32 MB each), generated chunk by chunk so that memory stays flat
+    whatever ``n``.  Written into a temporary sibling, then renamed.  Returns the truth."""
+    import os
+    import shutil
+    import tempfile
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(seed)
+    truth = random_mixture(k, d, covariance_type, rng)
+    if rows_per_file is None:
+        rows_per_file = max(1000, (32 << 20) // (8 * d))
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".tmp-", dir=parent)
+    try:
+        for i, start in enumerate(range(0, n, rows_per_file)):
+            m = min(rows_per_file, n - start)
+            X, _ = draw_mixture(m, truth, covariance_type, np.random.default_rng([seed, i]))
+            values = pa.array(np.ascontiguousarray(X).ravel())
+            arr = pa.FixedSizeListArray.from_arrays(values, d).cast(pa.list_(pa.float64()))
+            pq.write_table(pa.table({column: arr}), os.path.join(tmp, f"part-{i:05d}.parquet"))
+        if os.path.exists(path):
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return truth

@@ -226,7 +226,7 @@ def _validation_layout(d: int) -> int:
     return 2 + d + len(BAD_KINDS) + 1
 
 
-def _make_validation_fn(d: int, sample_size: int, seed: int):
+def _make_validation_fn(d: int, sample_size: int, seed: int, block_dir: str | None = None):
     from pyspark import TaskContext
 
     head = _validation_layout(d)
@@ -237,24 +237,41 @@ def _make_validation_fn(d: int, sample_size: int, seed: int):
         rng = np.random.default_rng([seed, pid])
         out = np.zeros(head)
         keys, rows, weights = [], [], []
+        kept, floor = 0, -np.inf
+        writer = _LocalBlockWriter(block_dir, pid, ctx, d) if block_dir else None
         for batch in batches:
             bad = np.array(
                 [np.asarray(batch.column(3 + j).to_numpy()).sum() for j in range(len(BAD_KINDS))]
             )
             out[2 + d : 2 + d + len(BAD_KINDS)] += bad
             for X, w in iter_blocks([batch], d):
+                if writer is not None:
+                    writer.write(X, w)
                 out[0] += X.shape[0]
                 out[1] += w.sum()
                 out[2 : 2 + d] += w @ X
                 # Weighted reservoir (A-Res): keep the rows with the largest log(u)/w.
                 with np.errstate(divide="ignore"):
                     key = np.log(rng.random(X.shape[0])) / w
+                if kept >= sample_size:
+                    # only rows that beat the current reservoir's smallest key can enter
+                    better = key > floor
+                    key, X, w = key[better], X[better], w[better]
                 if X.shape[0] > sample_size:
                     top = np.argpartition(-key, sample_size)[:sample_size]
                     key, X, w = key[top], X[top], w[top]
                 keys.append(key)
                 rows.append(X)
                 weights.append(w)
+                kept += key.shape[0]
+                if kept > 2 * sample_size:  # shrink back to sample_size: memory stays flat
+                    merged = _top_sample(keys, weights, rows, d, sample_size)
+                    keys, weights, rows = [merged[:, 0]], [merged[:, 1]], [merged[:, 2:]]
+                    kept = merged.shape[0]
+                if kept >= sample_size:
+                    floor = np.partition(np.concatenate(keys), -sample_size)[-sample_size]
+        if writer is not None:
+            writer.close()
         sample = _top_sample(keys, weights, rows, d, sample_size)
         out[-1] = sample.shape[0]
         yield _payload_batch(np.concatenate([out, sample.ravel()]))
@@ -287,6 +304,90 @@ def _make_validation_merge(d: int, sample_size: int):
     return merge
 
 
+# ---------------------------------------------------------------------------------------
+# Local block files (local mode only)
+#
+# In local mode the driver and every task share one machine and file system.  There the
+# validation pass also writes each partition's validated blocks to one local file of
+# float64 rows ``[w, x_1 .. x_d]``, and each later pass is a job over ``P`` (the default
+# parallelism) tiny partitions whose tasks read their share of those files directly
+# (from the OS page cache, or from disk when the data exceed memory).  This skips the
+# transfer from Spark's block manager to the Python workers on every pass, which costs
+# more than the E-step itself.  On a cluster or on Spark Connect the blocks are cached
+# by Spark (MEMORY_AND_DISK) instead.
+# ---------------------------------------------------------------------------------------
+BLOCK_CACHES = ("auto", "spark")
+_UNIT_BYTES = 8 << 20  # rows read per unit of work: about 8 MB
+
+
+class _LocalBlockWriter:
+    """Appends one task's blocks to ``part-<partition>.bin``; renamed into place on close
+    so that a failed or retried task never leaves a partial file behind."""
+
+    def __init__(self, root: str, pid: int, ctx, d: int):
+        import os
+
+        attempt = ctx.attemptNumber() if ctx is not None else 0
+        self.final = os.path.join(root, f"part-{pid:06d}.bin")
+        self.tmp = os.path.join(root, f".part-{pid:06d}-{attempt}.tmp")
+        self.file = open(self.tmp, "wb")
+        self.d = d
+
+    def write(self, X: np.ndarray, w: np.ndarray) -> None:
+        rows = np.empty((X.shape[0], self.d + 1))
+        rows[:, 0] = w
+        rows[:, 1:] = X
+        rows.tofile(self.file)
+
+    def close(self) -> None:
+        import os
+
+        self.file.close()
+        os.replace(self.tmp, self.final)
+
+
+def _local_block_dir(spark: SparkSession, block_cache: str) -> str | None:
+    """A fresh local directory for block files, or None when Spark should cache the blocks."""
+    import tempfile
+
+    if block_cache not in BLOCK_CACHES:
+        raise ValueError(f"blockCache must be one of {BLOCK_CACHES}, got {block_cache!r}")
+    if block_cache != "auto" or is_connect(spark):
+        return None
+    sc = spark.sparkContext
+    if not sc.master.startswith("local"):
+        return None
+    base = sc.getConf().get("spark.local.dir", None) or tempfile.gettempdir()
+    return tempfile.mkdtemp(prefix="spark-em-blocks-", dir=base.split(",")[0])
+
+
+def _local_units(root: str, d: int, parallelism: int) -> list[tuple[str, int, int]]:
+    """``(file, first row, rows)`` work units covering every block file under ``root``:
+    at most about 8 MB each, and at least 4 per task so that the tasks stay balanced."""
+    import os
+
+    row_bytes = 8 * (d + 1)
+    files = []
+    for name in sorted(os.listdir(root)):
+        if name.endswith(".bin"):
+            path = os.path.join(root, name)
+            files.append((path, os.path.getsize(path) // row_bytes))
+    total = sum(n for _, n in files)
+    step = max(256, min(_UNIT_BYTES // row_bytes, -(-total // (4 * max(parallelism, 1)))))
+    units = []
+    for path, n in files:
+        units.extend((path, start, min(step, n - start)) for start in range(0, n, step))
+    return units
+
+
+def iter_local_units(units, d: int):
+    """Yield ``(X (n, d) float64, w (n,), key)`` for each unit (inside a task)."""
+    for key, (path, start, n) in units:
+        rows = np.fromfile(path, dtype=np.float64, count=n * (d + 1), offset=start * 8 * (d + 1))
+        rows = rows.reshape(n, d + 1)
+        yield rows[:, 1:], np.ascontiguousarray(rows[:, 0]), key
+
+
 @dataclass
 class PreparedData:
     """Cached feature blocks of one fit plus what the validation pass learned."""
@@ -300,9 +401,18 @@ class PreparedData:
     num_partitions: int
     aggregation_depth: int = 2
     cached: bool = True  # False where the server refuses to cache (see _persist)
+    last_profile: dict | None = None  # timings of the last run_pass
+    block_dir: str | None = None  # local block files (local mode), else None
+    units: list | None = None  # (block key, (file, first row, rows)) work units
+    local_pass_df: DataFrame | None = None  # the one pass DataFrame over local block files
 
     def unpersist(self) -> None:
-        if self.cached:
+        if self.block_dir is not None:
+            import shutil
+
+            shutil.rmtree(self.block_dir, ignore_errors=True)
+            self.block_dir = None
+        elif self.cached:
             self.blocks.unpersist()
 
 
@@ -314,8 +424,13 @@ def prepare(
     sample_size: int = 10_000,
     seed: int = 0,
     aggregation_depth: int = 2,
+    block_cache: str = "auto",
 ) -> PreparedData:
     """Validate ``df``, cache its features as numpy blocks, and run the validation pass.
+
+    ``block_cache``: ``"auto"`` keeps the blocks in local files in local mode (see
+    :class:`_LocalBlockWriter`) and in Spark's cache otherwise; ``"spark"`` always uses
+    Spark's cache (MEMORY_AND_DISK).
 
     Raises :class:`InvalidInputError` for: a missing or non-numeric feature column, an empty
     DataFrame, null/NaN/inf features, vectors of the wrong length, and null or negative
@@ -341,17 +456,32 @@ def prepare(
         )
     if d == 0:
         raise InvalidInputError(f"{_describe(features)} has vectors of length 0")
-    blocks, cached = _persist(
-        df.select(arr.alias("x"), wcol.alias("w")).mapInArrow(_make_blocks_fn(d), BLOCK_SCHEMA)
-    )
-    try:
-        sample_size = max(int(sample_size), 1)
+    spark = df.sparkSession
+    sample_size = max(int(sample_size), 1)
+    block_dir = _local_block_dir(spark, block_cache)
+    selected = df.select(arr.alias("x"), wcol.alias("w"))
+    cached = False
+    if block_dir is None:
+        blocks, cached = _persist(selected.mapInArrow(_make_blocks_fn(d), BLOCK_SCHEMA))
         rows = blocks.mapInArrow(_make_validation_fn(d, sample_size, seed), PAYLOAD_SCHEMA)
+    else:
+        # One job reads the input, validates it and writes the block files.
+        to_blocks = _make_blocks_fn(d)
+        validate = _make_validation_fn(d, sample_size, seed, block_dir)
+        blocks = selected
+        rows = selected.mapInArrow(lambda batches: validate(to_blocks(batches)), PAYLOAD_SCHEMA)
+    units = None
+    try:
         # Count the partitions from the rows themselves: one per task, empty ones included.
         parts = _num_partitions(blocks)
         acc = tree_collect(rows, parts, _make_validation_merge(d, sample_size), aggregation_depth)
         if acc is None:  # a DataFrame with no partitions at all
             raise InvalidInputError("the input DataFrame is empty: nothing to fit")
+        if block_dir is not None:
+            cores = spark.sparkContext.defaultParallelism
+            units = [((0, i), u) for i, u in enumerate(_local_units(block_dir, d, cores))]
+            parts = max(1, min(cores, len(units)))
+            blocks = spark.range(0, parts, 1, parts)
         head = _validation_layout(d)
         n_rows, wsum = int(acc[0]), float(acc[1])
         bad = dict(zip(BAD_KINDS, acc[2 + d : 2 + d + len(BAD_KINDS)].astype(int)))
@@ -363,10 +493,18 @@ def prepare(
         centre = acc[2 : 2 + d] / wsum
         sample = acc[head:].reshape(-1, d + 2)[:, 2:]
     except BaseException:
-        if cached:
-            blocks.unpersist()
+        if block_dir is None:
+            if cached:
+                blocks.unpersist()
+        else:
+            import shutil
+
+            shutil.rmtree(block_dir, ignore_errors=True)
         raise
-    return PreparedData(blocks, d, n_rows, wsum, centre, sample, parts, aggregation_depth, cached)
+    return PreparedData(
+        blocks, d, n_rows, wsum, centre, sample, parts, aggregation_depth, cached,
+        block_dir=block_dir, units=units,
+    )
 
 
 def _persist(df: DataFrame) -> tuple[DataFrame, bool]:
@@ -429,36 +567,95 @@ def _raise_for_bad_rows(bad: dict, features, weight_col, d: int) -> None:
 # ---------------------------------------------------------------------------------------
 # One pass: statistics for several models
 # ---------------------------------------------------------------------------------------
-def _make_stats_fn(get_payload, d: int):
+# Per-task timings appended to every statistics row (they add like the statistics):
+# tasks, seconds waiting for input blocks, seconds in the kernels, seconds in the task.
+PROFILE_FIELDS = ("tasks", "read_s", "kernel_s", "task_s")
+
+
+def _make_stats_fn(get_payload, d: int, num_tasks: int | None = None):
+    from time import perf_counter
+
     from pyspark import TaskContext
 
     def stats_partition(batches):
-        centre, tasks = get_payload()
+        t_start = perf_counter()
+        centre, tasks, units = get_payload()
         ctx = TaskContext.get()
         pid = ctx.partitionId() if ctx is not None else 0
         stats = [task.new_stats(d) for task in tasks]
-        for block_no, (X, w) in enumerate(iter_blocks(batches, d)):
+        if units is None:
+            source = ((X, w, (pid, i)) for i, (X, w) in enumerate(iter_blocks(batches, d)))
+        else:  # local block files: this task's share of the units
+            for _ in batches:
+                pass
+            source = iter_local_units(units[pid::num_tasks], d)
+        t_kernel = 0.0
+        for X, w, key in source:
+            t0 = perf_counter()
             Xc = X - centre  # centred once per block, shared by every model
             for task, st in zip(tasks, stats):
-                task.accumulate(st, Xc, w, (pid, block_no))
-        yield _payload_batch(np.concatenate([st.pack() for st in stats]))
+                task.accumulate(st, Xc, w, key)
+            t_kernel += perf_counter() - t0
+        t_task = perf_counter() - t_start
+        profile = [1.0, t_task - t_kernel, t_kernel, t_task]
+        yield _payload_batch(np.concatenate([st.pack() for st in stats] + [profile]))
 
     return stats_partition
+
+
+def _run_local_pass(data: PreparedData, tasks: Sequence) -> np.ndarray:
+    """A pass over local block files.  The tasks of the pass are written to a file next to
+    the blocks (driver and tasks share the machine), so one DataFrame — planned once per
+    fit — serves every pass: no broadcast, no new plan per iteration."""
+    import os
+    import pickle
+
+    params_path = os.path.join(data.block_dir, "params.pkl")
+    tmp = params_path + ".tmp"
+    with open(tmp, "wb") as f:
+        pickle.dump((data.centre, list(tasks)), f, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(tmp, params_path)
+    if data.local_pass_df is None:
+        units = data.units
+
+        def get_payload():
+            with open(params_path, "rb") as f:
+                centre, shipped = pickle.load(f)
+            return centre, shipped, units
+
+        fn = _make_stats_fn(get_payload, data.d, data.num_partitions)
+        data.local_pass_df = data.blocks.mapInArrow(fn, PAYLOAD_SCHEMA)
+    acc = None
+    for row in data.local_pass_df.collect():
+        arr = np.frombuffer(bytes(row[0]), dtype=np.float64)
+        acc = arr.copy() if acc is None else acc + arr
+    return acc
 
 
 def run_pass(data: PreparedData, tasks: Sequence) -> list[SuffStats]:
     """Sufficient statistics of every task over the whole data set, in one Spark job.
 
     A task has ``new_stats(d) -> SuffStats`` and ``accumulate(stats, Xc, w, block_key)``
-    (see :mod:`spark_em.stats`).
+    (see :mod:`spark_em.stats`).  Timings of the pass (driver wall time and the summed
+    per-task timings of :data:`PROFILE_FIELDS`) are left in ``data.last_profile``.
     """
-    spark = data.blocks.sparkSession
-    shipment = _Shipment(spark, (data.centre, list(tasks)))
-    try:
-        rows = data.blocks.mapInArrow(_make_stats_fn(shipment.getter(), data.d), PAYLOAD_SCHEMA)
-        flat = tree_collect(rows, data.num_partitions, np.add, data.aggregation_depth)
-    finally:
-        shipment.release()
+    from time import perf_counter
+
+    t0 = perf_counter()
+    if data.block_dir is not None:
+        flat = _run_local_pass(data, tasks)
+    else:
+        spark = data.blocks.sparkSession
+        shipment = _Shipment(spark, (data.centre, list(tasks), None))
+        try:
+            fn = _make_stats_fn(shipment.getter(), data.d, data.num_partitions)
+            rows = data.blocks.mapInArrow(fn, PAYLOAD_SCHEMA)
+            flat = tree_collect(rows, data.num_partitions, np.add, data.aggregation_depth)
+        finally:
+            shipment.release()
+    data.last_profile = dict(zip(PROFILE_FIELDS, flat[-len(PROFILE_FIELDS) :].tolist()))
+    data.last_profile["pass_s"] = perf_counter() - t0
+    flat = flat[: -len(PROFILE_FIELDS)]
     out, offset = [], 0
     for task in tasks:
         empty = task.new_stats(data.d)

@@ -30,6 +30,9 @@ class IterationInfo:
     mean_log_likelihood: float
     change: float
     seconds: float
+    # Timings of the iteration's pass: driver wall time ``pass_s`` and ``mstep_s``, and the
+    # summed per-task ``read_s``/``kernel_s``/``task_s`` (see distributed.PROFILE_FIELDS).
+    profile: dict | None = None
 
 
 @dataclass(eq=False)  # compared by identity: parameters hold numpy arrays
@@ -94,6 +97,7 @@ def run_em(
             break
         t0 = time.perf_counter()
         stats = run_pass(data, [EStepKernel(r.params, data.centre) for _, r in active])
+        t_pass = time.perf_counter()
         for (_, r), st in zip(active, stats):
             ll = st.log_likelihood / st.weight_sum
             change = ll - r.history[-1] if r.history else float("inf")
@@ -102,6 +106,7 @@ def run_em(
             if abs(change) < tol:
                 r.converged = True
         seconds = time.perf_counter() - t0
+        profile = dict(data.last_profile or {}, mstep_s=t0 + seconds - t_pass)
         for i, r in active:
             info = IterationInfo(
                 it,
@@ -110,6 +115,7 @@ def run_em(
                 r.history[-1] - r.history[-2] if len(r.history) > 1 else float("nan"),
                 seconds,
             )
+            info.profile = profile
             log.info(
                 "iteration %d (run %d): mean log-likelihood %.6f, change %.3g, %.2fs",
                 info.iteration, info.run, info.mean_log_likelihood, info.change, info.seconds,

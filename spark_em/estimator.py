@@ -24,7 +24,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from .arrow_blocks import list_to_matrix
-from .distributed import InvalidInputError, feature_array, prepare
+from .distributed import BLOCK_CACHES, InvalidInputError, feature_array, prepare
 from .em import IterationInfo, initialise, run_em
 from .fs import atomic_write
 from .gaussian import (
@@ -168,12 +168,20 @@ class _GaussianMixtureParams(_ColumnParams):
         "rows sampled (with probability proportional to weight) for k-means style initialisation",
         TypeConverters.toInt,
     )
+    blockCache = Param(
+        Params._dummy(), "blockCache",
+        "where the prepared feature blocks live during a fit: 'auto' (local files read by "
+        "the tasks in local mode, Spark's cache otherwise) or 'spark' (always Spark's "
+        "MEMORY_AND_DISK cache)",
+        TypeConverters.toString,
+    )
 
     def __init__(self) -> None:
         super().__init__()
         self._setDefault(
             k=2, covarianceType="full", maxIter=100, tol=1e-3, regCovar=1e-6, initMode="kmeans",
             nInit=1, seed=None, initialModel=None, aggregationDepth=2, initSampleSize=10_000,
+            blockCache="auto",
         )
 
     def getK(self) -> int:
@@ -208,6 +216,9 @@ class _GaussianMixtureParams(_ColumnParams):
 
     def getInitSampleSize(self) -> int:
         return self.getOrDefault(self.initSampleSize)
+
+    def getBlockCache(self) -> str:
+        return self.getOrDefault(self.blockCache)
 
 
 @dataclass
@@ -262,6 +273,7 @@ class GaussianMixture(Estimator, _GaussianMixtureParams, MLReadable, MLWritable)
         logLikelihoodCol: str | None = None,
         aggregationDepth: int = 2,
         initSampleSize: int = 10_000,
+        blockCache: str = "auto",
     ) -> None:
         super().__init__()
         self.progress: Callable[[IterationInfo], None] | None = None
@@ -282,6 +294,7 @@ class GaussianMixture(Estimator, _GaussianMixtureParams, MLReadable, MLWritable)
     def setInitialModel(self, value): return self._set(initialModel=value)
     def setAggregationDepth(self, value: int): return self._set(aggregationDepth=value)
     def setInitSampleSize(self, value: int): return self._set(initSampleSize=value)
+    def setBlockCache(self, value: str): return self._set(blockCache=value)
 
     def _check_params(self) -> None:
         k = self.getK()
@@ -298,6 +311,8 @@ class GaussianMixture(Estimator, _GaussianMixtureParams, MLReadable, MLWritable)
             value = self.getOrDefault(getattr(self, name))
             if not (value >= 0 and np.isfinite(value)):
                 raise ValueError(f"{name} must be a non-negative number, got {value}")
+        if self.getBlockCache() not in BLOCK_CACHES:
+            raise ValueError(f"blockCache must be one of {BLOCK_CACHES}, got {self.getBlockCache()!r}")
         init = self.getInitialModel()
         if init is not None and not isinstance(init, GaussianMixtureModel):
             raise TypeError("initialModel must be a GaussianMixtureModel")
@@ -314,6 +329,7 @@ class GaussianMixture(Estimator, _GaussianMixtureParams, MLReadable, MLWritable)
             sample_size=max(self.getInitSampleSize(), k),
             seed=sample_seed,
             aggregation_depth=self.getAggregationDepth(),
+            block_cache=self.getBlockCache(),
         )
         try:
             if k > data.n_rows:

@@ -29,9 +29,18 @@ from .gaussian import (
     logsumexp_rows,
 )
 
-# Rows per chunk in the kernels are chosen so that the (rows, k*d) temporaries stay around
+# Rows per chunk in the kernels are chosen so that the (k*d, rows) temporaries stay around
 # this many float64 elements (a few MB: they stay in cache and no block blows up memory).
 _CHUNK_ELEMENTS = 1 << 19
+
+# exp() of a log-responsibility below this is < 1e-304: it is flushed to exactly 0.  Such
+# values change no sum in float64 (every row has one responsibility of 1 before
+# normalisation), but as subnormal numbers they make the GEMMs below up to 10x slower.
+_FLUSH_BELOW = -700.0
+
+# Up to this dimension the full-covariance scatter is one GEMM against the row-wise
+# products x_i x_j (i <= j); above it, one symmetric rank-m update (syrk) per component.
+_PRODUCTS_MAX_D = 48
 
 
 def second_shape(k: int, d: int, covariance_type: str) -> tuple[int, ...]:
@@ -158,38 +167,117 @@ class SuffStats:
 
 # ---------------------------------------------------------------------------------------
 # Accumulation kernels (run inside Spark tasks on whole blocks)
+#
+# Inside a block the kernels work on row chunks in transposed layout: ``xt (d, m)`` and
+# responsibilities ``(k, m)``, so that every step is a GEMM or a contiguous elementwise
+# operation over one chunk, with no per-component temporaries of the size of the data.
 # ---------------------------------------------------------------------------------------
+def _chunk_rows(width: int) -> int:
+    return int(min(8192, max(512, _CHUNK_ELEMENTS // max(width, 1))))
+
+
 def _chunks(n: int, width: int):
-    step = max(256, _CHUNK_ELEMENTS // max(width, 1))
+    step = _chunk_rows(width)
     for start in range(0, n, step):
         yield slice(start, min(n, start + step))
+
+
+class _Products:
+    """Row-wise products ``x_i x_j`` (i <= j) of a chunk, ``(d(d+1)/2, m)``, and their
+    mapping back to symmetric ``(d, d)`` matrices."""
+
+    def __init__(self, d: int):
+        self.d = d
+        self.iu, self.ju = np.triu_indices(d)
+        self.size = self.iu.shape[0]
+
+    def of(self, xt: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        d, m = xt.shape
+        q = np.empty((self.size, m)) if out is None else out[:, :m]
+        off = 0
+        for i in range(d):
+            np.multiply(xt[i], xt[i:], out=q[off : off + d - i])
+            off += d - i
+        return q
+
+    def add_symmetric(self, target: np.ndarray, upper: np.ndarray) -> None:
+        """target (k, d, d) += symmetric matrices from their upper triangles (k, size)."""
+        full = np.zeros_like(target)
+        full[:, self.iu, self.ju] = upper
+        full[:, self.ju, self.iu] = upper
+        target += full
+
+
+def _scatter_full(second: np.ndarray, xt: np.ndarray, rwt: np.ndarray, products, buf) -> None:
+    """second (k, d, d) += sum_i rw_ki x_i x_i^T for a chunk ``xt (d, m)``, ``rwt (k, m)``."""
+    if products is not None:
+        q = products.of(xt, buf)
+        products.add_symmetric(second, rwt @ q.T)
+        return
+    sq = np.sqrt(rwt)
+    for j in range(rwt.shape[0]):
+        z = xt * sq[j]  # (d, m)
+        second[j] += z @ z.T  # numpy computes A @ A.T as one symmetric rank-m update (syrk)
+
+
+def _accumulate_t(stats: SuffStats, xt: np.ndarray, w: np.ndarray, rwt: np.ndarray,
+                  hard: np.ndarray, products=None, buf=None) -> None:
+    """Add a chunk's moments; ``rwt (k, m)`` are weighted responsibilities, ``hard (m,)``
+    the index of each row's most probable component."""
+    stats.nk += rwt.sum(axis=1)
+    stats.sk += rwt @ xt.T
+    ct = stats.covariance_type
+    if ct == "full":
+        _scatter_full(stats.second, xt, rwt, products, buf)
+    elif ct == "tied":
+        xw = xt * w
+        stats.second += xw @ xt.T
+    else:
+        stats.second += rwt @ (xt * xt).T
+    stats.weight_sum += float(w.sum())
+    stats.n_rows += xt.shape[1]
+    stats.hard_counts += np.bincount(hard, minlength=stats.k)
+
+
+def _products_for(covariance_type: str, d: int):
+    return _Products(d) if covariance_type == "full" and d <= _PRODUCTS_MAX_D else None
 
 
 def accumulate_resp(
     stats: SuffStats, Xc: np.ndarray, w: np.ndarray, resp: np.ndarray
 ) -> None:
     """Add one block's moments for responsibilities ``resp (n, k)`` into ``stats``."""
-    rw = resp * w[:, None]
-    stats.nk += rw.sum(axis=0)
-    stats.sk += rw.T @ Xc
-    ct = stats.covariance_type
-    if ct == "full":
-        for j in range(stats.k):
-            stats.second[j] += (Xc * rw[:, j : j + 1]).T @ Xc
-    elif ct == "tied":
-        stats.second += (Xc * w[:, None]).T @ Xc
-    else:
-        stats.second += rw.T @ (Xc * Xc)
-    stats.weight_sum += float(w.sum())
-    stats.n_rows += Xc.shape[0]
-    stats.hard_counts += np.bincount(np.argmax(resp, axis=1), minlength=stats.k)
+    products = _products_for(stats.covariance_type, stats.d)
+    for sl in _chunks(Xc.shape[0], max(stats.k * stats.d, products.size if products else 0)):
+        xt = np.ascontiguousarray(Xc[sl].T)
+        r = resp[sl]
+        _accumulate_t(stats, xt, w[sl], np.ascontiguousarray(r.T) * w[sl],
+                      np.argmax(r, axis=1), products)
+
+
+def _responsibilities_t(lp: np.ndarray):
+    """In place: log-probabilities ``lp (k, m)`` -> responsibilities; returns
+    ``(log p(x) (m,), most probable component (m,))``."""
+    hard = np.argmax(lp, axis=0)
+    top = lp.max(axis=0)
+    finite = np.isfinite(top)
+    if not finite.all():
+        top = np.where(finite, top, 0.0)
+    lp -= top
+    lp[lp < _FLUSH_BELOW] = -np.inf
+    np.exp(lp, out=lp)
+    total = lp.sum(axis=0)
+    lp /= total
+    return np.log(total) + top, hard
 
 
 class EStepKernel:
     """E-step for one mixture, prepared once on the driver and shipped to the tasks.
 
     ``params`` are in data coordinates; ``centre`` is the fit's centre ``c0``; the kernel
-    works on centred blocks.
+    works on centred blocks.  Full covariances: the Mahalanobis terms of every component
+    come from one GEMM ``[U_1 ... U_k]^T x`` (stable: ``||U_k^T (x - mu_k)||^2`` as sklearn),
+    the scatter from one GEMM against the row-wise products ``x_i x_j``.
     """
 
     def __init__(self, params: GaussianParams, centre: np.ndarray):
@@ -200,60 +288,73 @@ class EStepKernel:
         pc = p.precisions_cholesky
         self.log_weights = np.log(p.weights)
         self.const = log_det_cholesky(pc, p.covariance_type, d) - 0.5 * d * LOG_2PI
+        self.offset = (self.const + self.log_weights)[:, None]  # (k, 1)
         self.means = p.means
         ct = p.covariance_type
         if ct == "full":
-            self.u_all = np.ascontiguousarray(pc.transpose(1, 0, 2).reshape(d, k * d))
-            self.shift = np.einsum("kd,kde->ke", p.means, pc).reshape(k * d)
+            # rows j*d:(j+1)*d of u_t are U_j^T
+            self.u_t = np.ascontiguousarray(pc.transpose(0, 2, 1).reshape(k * d, d))
+            self.shift = np.einsum("kd,kde->ke", p.means, pc).reshape(k * d, 1)
         elif ct == "tied":
-            self.u = pc
-            self.shift = p.means @ pc
+            self.u_t = np.ascontiguousarray(pc.T)
+            self.shift = (p.means @ pc)[:, :, None]  # (k, d, 1)
         elif ct == "diag":
             self.p2 = pc**2
             self.lin = p.means * self.p2  # (k, d)
-            self.quad = np.einsum("kd,kd->k", p.means**2, self.p2)
+            self.quad = np.einsum("kd,kd->k", p.means**2, self.p2)[:, None]
         else:
-            self.p2 = pc**2
-            self.quad = np.einsum("kd,kd->k", p.means, p.means)
+            self.p2 = (pc**2)[:, None]
+            self.quad = np.einsum("kd,kd->k", p.means, p.means)[:, None]
 
-    def log_prob(self, Xc: np.ndarray) -> np.ndarray:
-        """log pi_k + log N(x | mu_k, Sigma_k) for a centred block: (n, k)."""
-        n = Xc.shape[0]
+    def _log_prob_t(self, xt: np.ndarray) -> np.ndarray:
+        """log pi_k + log N(x | mu_k, Sigma_k) for a centred chunk ``xt (d, m)``: (k, m)."""
+        m = xt.shape[1]
         k, d = self.k, self.d
         ct = self.covariance_type
         if ct == "full":
-            y = Xc @ self.u_all
+            y = self.u_t @ xt
             y -= self.shift
             np.square(y, out=y)
-            maha = y.reshape(n, k, d).sum(axis=2)
+            maha = y.reshape(k, d, m).sum(axis=1)
         elif ct == "tied":
-            y = Xc @ self.u
-            diff = y[:, None, :] - self.shift[None, :, :]
-            maha = np.einsum("nkd,nkd->nk", diff, diff)
+            diff = (self.u_t @ xt)[None, :, :] - self.shift
+            np.square(diff, out=diff)
+            maha = diff.sum(axis=1)
         elif ct == "diag":
-            maha = (Xc * Xc) @ self.p2.T - 2.0 * (Xc @ self.lin.T) + self.quad
+            maha = self.p2 @ (xt * xt)
+            maha -= 2.0 * (self.lin @ xt)
+            maha += self.quad
             np.maximum(maha, 0.0, out=maha)
         else:
-            sq = np.einsum("nd,nd->n", Xc, Xc)[:, None] - 2.0 * (Xc @ self.means.T) + self.quad
+            sq = np.einsum("dm,dm->m", xt, xt)[None, :] - 2.0 * (self.means @ xt) + self.quad
             np.maximum(sq, 0.0, out=sq)
             maha = sq * self.p2
-        out = -0.5 * maha
-        out += self.const
-        out += self.log_weights
-        return out
+        maha *= -0.5
+        maha += self.offset
+        return maha
+
+    def log_prob(self, Xc: np.ndarray) -> np.ndarray:
+        """log pi_k + log N(x | mu_k, Sigma_k) for a centred block: (n, k)."""
+        return self._log_prob_t(np.ascontiguousarray(Xc.T)).T
 
     def new_stats(self, d: int) -> SuffStats:
         return SuffStats.zeros(self.k, d, self.covariance_type)
 
     def accumulate(self, stats: SuffStats, Xc: np.ndarray, w: np.ndarray, block_key=None) -> None:
         """Add the E-step statistics (and the log-likelihood) of one centred block."""
-        for sl in _chunks(Xc.shape[0], self.k * self.d):
-            x, ww = Xc[sl], w[sl]
-            lp = self.log_prob(x)
-            lse = logsumexp_rows(lp)
-            resp = np.exp(lp - lse[:, None])
-            stats.log_likelihood += float(ww @ lse)
-            accumulate_resp(stats, x, ww, resp)
+        products = _products_for(self.covariance_type, self.d)
+        width = max(self.k * self.d, products.size if products else 0)
+        step = _chunk_rows(width)
+        buf = np.empty((products.size, step)) if products else None
+        for start in range(0, Xc.shape[0], step):
+            sl = slice(start, start + step)
+            xt = np.ascontiguousarray(Xc[sl].T)
+            ww = w[sl]
+            lp = self._log_prob_t(xt)
+            ll, hard = _responsibilities_t(lp)
+            stats.log_likelihood += float(ll @ ww)
+            lp *= ww
+            _accumulate_t(stats, xt, ww, lp, hard, products, buf)
 
 
 def nearest_centre_resp(Xc: np.ndarray, centres: np.ndarray) -> np.ndarray:
@@ -281,8 +382,31 @@ class NearestCentreTask:
         return SuffStats.zeros(self.k, d, self.covariance_type)
 
     def accumulate(self, stats: SuffStats, Xc: np.ndarray, w: np.ndarray, block_key=None) -> None:
-        for sl in _chunks(Xc.shape[0], self.k):
-            accumulate_resp(stats, Xc[sl], w[sl], nearest_centre_resp(Xc[sl], self.centres))
+        products = _products_for(self.covariance_type, Xc.shape[1])
+        sq_centres = np.einsum("kd,kd->k", self.centres, self.centres)[:, None]
+        rows = np.arange(_chunk_rows(max(self.k * Xc.shape[1], products.size if products else 0)))
+        for sl in _chunks(Xc.shape[0], max(self.k * Xc.shape[1], products.size if products else 0)):
+            xt = np.ascontiguousarray(Xc[sl].T)
+            ww = w[sl]
+            # argmin ||x - c||^2 = argmin (||c||^2 - 2 c.x): the ||x||^2 term is common
+            labels = np.argmin(sq_centres - 2.0 * (self.centres @ xt), axis=0)
+            rwt = np.zeros((self.k, xt.shape[1]))
+            rwt[labels, rows[: xt.shape[1]]] = ww
+            if self.covariance_type == "full" and products is None:
+                # Hard labels: each row adds to one scatter matrix only, so one syrk per
+                # component over its own rows costs n d^2 in all instead of k n d^2.
+                sparse = SuffStats.zeros(self.k, xt.shape[0], "diag")
+                _accumulate_t(sparse, xt, ww, rwt, labels)
+                stats.nk += sparse.nk
+                stats.sk += sparse.sk
+                stats.weight_sum += sparse.weight_sum
+                stats.n_rows += sparse.n_rows
+                stats.hard_counts += sparse.hard_counts
+                for j in np.unique(labels):
+                    sel = labels == j
+                    _scatter_full(stats.second[j : j + 1], xt[:, sel], rwt[j : j + 1, sel], None, None)
+            else:
+                _accumulate_t(stats, xt, ww, rwt, labels, products)
 
 
 class RandomRespTask:

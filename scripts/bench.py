@@ -1,0 +1,296 @@
+"""Benchmark spark-em against Spark MLlib (and scikit-learn) on the same data, in one run.
+
+    .venv/bin/python scripts/bench.py                  # the issue's four workloads (README table)
+    .venv/bin/python scripts/bench.py --quick          # small sanity run (~1 min)
+    .venv/bin/python scripts/bench.py --n 500000 --d 16 --k 8 --cov full,diag
+
+For each data set (N rows, d features, drawn from a random K-component mixture) the script
+writes Parquet once under ``--data-dir`` (reused by later runs), reads it in ONE local
+SparkSession, caches it (an ``array<double>`` column for spark-em plus the same rows as a
+Vector column for MLlib, whose GaussianMixture only takes Vectors) and then, after a warm-up
+fit of each library:
+
+* fits MLlib ``GaussianMixture`` (always full covariance: it has no other) and spark-em's
+  ``GaussianMixture`` (each requested covariance type) with the same ``k``, ``tol=0`` and a
+  fixed seed, with ``maxIter=1`` and ``maxIter=--iters`` (20): seconds per EM iteration are
+  ``(fit(iters) - fit(1)) / (iters - 1)``; the 20-iteration fit is the "whole fit" time
+  (initialisation and every fixed cost included);
+* fits scikit-learn in memory on the same rows (when they fit in ``--sklearn-max-gb``),
+  with ``max_iter=1`` and ``1 + --sklearn-iters``.
+
+Prints a table with the ratios (how many times faster spark-em is) and writes all numbers,
+the machine's load averages and spark-em's per-iteration profile to a JSON file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+PRESETS = {
+    "1m-full": (1_000_000, 16, 8, "full"),
+    "200k-d100-full": (200_000, 100, 20, "full"),
+    "1m-diag": (1_000_000, 16, 8, "diag"),
+    "1m-spherical": (1_000_000, 16, 8, "spherical"),
+}
+DEFAULT = ["1m-full", "1m-diag", "1m-spherical", "200k-d100-full"]
+QUICK = (100_000, 8, 4)
+
+
+@dataclass
+class DataSet:
+    n: int
+    d: int
+    k: int
+    covs: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return f"n{self.n}-d{self.d}-k{self.k}"
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--workloads", default=",".join(DEFAULT),
+                   help=f"comma-separated presets from {sorted(PRESETS)} (default: all four)")
+    p.add_argument("--n", type=int, help="custom workload: rows (with --d, --k, --cov)")
+    p.add_argument("--d", type=int, default=16)
+    p.add_argument("--k", type=int, default=8)
+    p.add_argument("--cov", default="full", help="covariance types for spark-em, comma-separated")
+    p.add_argument("--quick", action="store_true",
+                   help=f"small sanity run: N,d,K={QUICK}, full+diag, 5-iteration fits")
+    p.add_argument("--iters", type=int, default=20, help="iterations of the whole fit (default 20)")
+    p.add_argument("--sklearn-iters", type=int, default=4,
+                   help="sklearn per-iteration time from fits of 1 and 1+this iterations")
+    p.add_argument("--sklearn-max-gb", type=float, default=4.0,
+                   help="run sklearn only when the data take less memory than this")
+    p.add_argument("--no-sklearn", action="store_true")
+    p.add_argument("--no-mllib", action="store_true")
+    p.add_argument("--repeat", type=int, default=1, help="timed repeats; the minimum is kept")
+    p.add_argument("--data-dir", default=os.environ.get("SPARK_EM_BENCH_DATA", "data/bench"))
+    p.add_argument("--out", help="JSON output (default bench-results/bench-<time>.json)")
+    p.add_argument("--master", default="local[2]")
+    p.add_argument("--driver-memory", default="8g")
+    p.add_argument("--seed", type=int, default=1)
+    return p.parse_args(argv)
+
+
+def workloads(args) -> list[DataSet]:
+    if args.quick:
+        n, d, k = QUICK
+        return [DataSet(n, d, k, ["full", "diag"])]
+    if args.n:
+        return [DataSet(args.n, args.d, args.k, args.cov.split(","))]
+    sets: dict[tuple, DataSet] = {}
+    for name in args.workloads.split(","):
+        n, d, k, cov = PRESETS[name.strip()]
+        sets.setdefault((n, d, k), DataSet(n, d, k)).covs.append(cov)
+    return list(sets.values())
+
+
+def ensure_data(ds: DataSet, data_dir: str, seed: int) -> str:
+    from spark_em.datasets import write_mixture_parquet
+
+    path = os.path.abspath(os.path.join(data_dir, f"mixture-{ds.name}-s{seed}.parquet"))
+    if not os.path.exists(path):
+        t = time.perf_counter()
+        print(f"generating {path} ...", flush=True)
+        write_mixture_parquet(path, ds.n, ds.k, ds.d, "full", seed=seed)
+        print(f"  done in {time.perf_counter() - t:.1f}s", flush=True)
+    return path
+
+
+def timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t, out
+
+
+def loadavg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def bench_spark(spark, ds: DataSet, path: str, args) -> dict:
+    from pyspark.ml.clustering import GaussianMixture as MLlibGM
+    from pyspark.ml.functions import array_to_vector
+    from pyspark.sql import functions as F
+
+    from spark_em import GaussianMixture
+
+    df = spark.read.parquet(path).select(
+        F.col("features"), array_to_vector("features").alias("vector")
+    ).cache()
+    rows = df.count()
+    parts = df.rdd.getNumPartitions()
+    print(f"[{ds.name}] cached {rows} rows in {parts} partitions", flush=True)
+    out: dict = {"rows": rows, "partitions": parts}
+    iters = args.iters
+
+    def mllib(max_iter):
+        gm = MLlibGM(k=ds.k, maxIter=max_iter, tol=0.0, seed=args.seed, featuresCol="vector")
+        return gm.fit(df)
+
+    def ours(cov, max_iter, per_iter=None):
+        gm = GaussianMixture(k=ds.k, covarianceType=cov, maxIter=max_iter, tol=0.0,
+                             seed=args.seed, featuresCol="features")
+        if per_iter is not None:
+            gm.progress = per_iter.append
+        return gm.fit(df)
+
+    if not args.no_mllib:
+        timed(lambda: mllib(1))  # warm-up
+        t1 = min(timed(lambda: mllib(1))[0] for _ in range(args.repeat))
+        runs = [timed(lambda: mllib(iters)) for _ in range(args.repeat)]
+        tn, model = min(runs, key=lambda r: r[0])
+        out["mllib"] = {
+            "fit1_s": t1, "fit_s": tn, "per_iter_s": (tn - t1) / (iters - 1),
+            "log_likelihood": model.summary.logLikelihood, "num_iter": iters,
+        }
+        print(f"[{ds.name}] MLlib full: fit(1) {t1:.2f}s fit({iters}) {tn:.2f}s "
+              f"-> {out['mllib']['per_iter_s']:.3f}s/iter", flush=True)
+    timed(lambda: ours(ds.covs[0], 1))  # warm-up
+    for cov in ds.covs:
+        t1 = min(timed(lambda: ours(cov, 1))[0] for _ in range(args.repeat))
+        best = None
+        for _ in range(args.repeat):
+            infos: list = []
+            t, model = timed(lambda: ours(cov, iters, infos))
+            if best is None or t < best[0]:
+                best = (t, model, infos)
+        tn, model, infos = best
+        steps = sorted(i.seconds for i in infos[1:]) or [float("nan")]
+        profile = {key: sum((i.profile or {}).get(key, 0.0) for i in infos[1:]) / max(len(infos) - 1, 1)
+                   for key in ("pass_s", "mstep_s", "read_s", "kernel_s", "task_s", "tasks")}
+        out[f"spark_em_{cov}"] = {
+            "fit1_s": t1, "fit_s": tn, "per_iter_s": (tn - t1) / (iters - 1),
+            "median_iteration_s": steps[len(steps) // 2],
+            "log_likelihood": model.summary.logLikelihood, "num_iter": model.summary.numIter,
+            "profile_per_iteration": profile,
+        }
+        print(f"[{ds.name}] spark-em {cov}: fit(1) {t1:.2f}s fit({iters}) {tn:.2f}s -> "
+              f"{out[f'spark_em_{cov}']['per_iter_s']:.3f}s/iter (median iteration "
+              f"{steps[len(steps) // 2]:.3f}s; per iteration: pass {profile['pass_s']:.3f}s, "
+              f"tasks {profile['task_s']:.3f}s = read {profile['read_s']:.3f}s + kernel "
+              f"{profile['kernel_s']:.3f}s over {profile['tasks']:.0f} tasks, M-step "
+              f"{profile['mstep_s'] * 1000:.1f}ms)", flush=True)
+    df.unpersist()
+    return out
+
+
+def bench_sklearn(ds: DataSet, path: str, args) -> dict:
+    import numpy as np
+    import pyarrow.parquet as pq
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.mixture import GaussianMixture as SkGM
+
+    col = pq.read_table(path, columns=["features"]).column("features").combine_chunks()
+    X = np.asarray(col.flatten().to_numpy()).reshape(-1, ds.d)
+    out = {}
+    m = args.sklearn_iters
+    for cov in ds.covs:
+        def fit(it):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                return SkGM(ds.k, covariance_type=cov, max_iter=it, tol=0.0,
+                            random_state=args.seed).fit(X)
+        t1 = min(timed(lambda: fit(1))[0] for _ in range(args.repeat))
+        tm = min(timed(lambda: fit(1 + m))[0] for _ in range(args.repeat))
+        out[f"sklearn_{cov}"] = {"fit1_s": t1, f"fit{1 + m}_s": tm, "per_iter_s": (tm - t1) / m}
+        print(f"[{ds.name}] sklearn {cov}: fit(1) {t1:.2f}s fit({1 + m}) {tm:.2f}s -> "
+              f"{(tm - t1) / m:.3f}s/iter", flush=True)
+    return out
+
+
+def ratio(a, b):
+    return a / b if a and b and b > 0 else float("nan")
+
+
+def table(results: list[dict], iters: int) -> str:
+    head = ("| workload | MLlib s/iter | spark-em s/iter | × MLlib | sklearn s/iter | × sklearn "
+            f"| MLlib fit(1) | spark-em fit(1) | × | MLlib fit({iters}) | spark-em fit({iters}) | × |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    fmt = lambda x: "—" if x is None or x != x else f"{x:.2f}"  # noqa: E731
+    fmtr = lambda x: "—" if x is None or x != x else f"{x:.1f}×"  # noqa: E731
+    for r in results:
+        ml = r.get("mllib", {})
+        for cov in r["covs"]:
+            ours = r.get(f"spark_em_{cov}", {})
+            sk = r.get(f"sklearn_{cov}", {})
+            name = f"N={r['n']:,} d={r['d']} K={r['k']} {cov}"
+            lines.append("| " + " | ".join([
+                name,
+                fmt(ml.get("per_iter_s")), fmt(ours.get("per_iter_s")),
+                fmtr(ratio(ml.get("per_iter_s"), ours.get("per_iter_s"))),
+                fmt(sk.get("per_iter_s")),
+                fmtr(ratio(sk.get("per_iter_s"), ours.get("per_iter_s"))),
+                fmt(ml.get("fit1_s")), fmt(ours.get("fit1_s")),
+                fmtr(ratio(ml.get("fit1_s"), ours.get("fit1_s"))),
+                fmt(ml.get("fit_s")), fmt(ours.get("fit_s")),
+                fmtr(ratio(ml.get("fit_s"), ours.get("fit_s"))),
+            ]) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.quick:
+        args.iters = min(args.iters, 5)
+        args.sklearn_iters = min(args.sklearn_iters, 2)
+    if args.iters < 2:
+        raise SystemExit("--iters must be >= 2")
+    sets = workloads(args)
+    paths = {ds.name: ensure_data(ds, args.data_dir, args.seed) for ds in sets}
+
+    from spark_em.session import local_session
+
+    spark = local_session(args.master, "spark-em-bench", {
+        "spark.driver.memory": args.driver_memory,
+        "spark.sql.shuffle.partitions": "4",
+    })
+    spark.sparkContext.setLogLevel("ERROR")
+    results = []
+    started = time.strftime("%Y-%m-%dT%H:%M:%S")
+    try:
+        for ds in sets:
+            r = {"n": ds.n, "d": ds.d, "k": ds.k, "covs": ds.covs, "load_before": loadavg()}
+            r.update(bench_spark(spark, ds, paths[ds.name], args))
+            if not args.no_sklearn and ds.n * ds.d * 8 * 6 < args.sklearn_max_gb * 2**30:
+                r.update(bench_sklearn(ds, paths[ds.name], args))
+            r["load_after"] = loadavg()
+            results.append(r)
+    finally:
+        spark.stop()
+    text = table(results, args.iters)
+    print()
+    print(text)
+    import numpy
+    import pyspark
+
+    report = {
+        "started": started,
+        "args": vars(args),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "pyspark": pyspark.__version__, "numpy": numpy.__version__,
+                    "platform": platform.platform()},
+        "results": results,
+        "table": text,
+    }
+    out = args.out or os.path.join("bench-results", f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json")
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, "w") as f:
+        json.dump(report, f, indent=2)
+    print(f"\nwritten {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

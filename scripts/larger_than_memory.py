@@ -1,0 +1,96 @@
+"""A fit over a Parquet data set several times larger than the memory given to Spark.
+
+    .venv/bin/python scripts/larger_than_memory.py             # 30M x 16 doubles (~3.9 GB) vs 1g
+    .venv/bin/python scripts/larger_than_memory.py --n 5000000 --block-cache spark
+
+Generates the data set once under ``--data-dir`` (chunk by chunk: the generator's memory
+stays flat), then runs spark-em in local mode with ``spark.driver.memory=--driver-memory``
+(in local mode the driver JVM is also the executor: this is all the memory Spark gets) and
+``maxIter=--iters``.  With ``--block-cache auto`` the prepared blocks go to local files that
+every iteration re-reads (from the OS page cache or disk); with ``spark`` they are persisted
+MEMORY_AND_DISK and mostly spill to disk.  Reports the data size, the memory given to Spark,
+the time of each iteration and of the whole fit, and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+
+def du_bytes(path: str) -> int:
+    total = 0
+    for root, _, files in os.walk(path):
+        total += sum(os.path.getsize(os.path.join(root, f)) for f in files)
+    return total
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n", type=int, default=30_000_000)
+    p.add_argument("--d", type=int, default=16)
+    p.add_argument("--k", type=int, default=8)
+    p.add_argument("--cov", default="full")
+    p.add_argument("--iters", type=int, default=3)
+    p.add_argument("--driver-memory", default="1g")
+    p.add_argument("--block-cache", default="auto", choices=["auto", "spark"])
+    p.add_argument("--master", default="local[2]")
+    p.add_argument("--data-dir", default=os.environ.get("SPARK_EM_BENCH_DATA", "data/bench"))
+    p.add_argument("--out")
+    args = p.parse_args(argv)
+
+    from spark_em import GaussianMixture
+    from spark_em.datasets import write_mixture_parquet
+    from spark_em.session import local_session
+
+    path = os.path.abspath(os.path.join(args.data_dir, f"mixture-n{args.n}-d{args.d}-k{args.k}-s1.parquet"))
+    if not os.path.exists(path):
+        t = time.perf_counter()
+        print(f"generating {path} ...", flush=True)
+        write_mixture_parquet(path, args.n, args.k, args.d, "full", seed=1)
+        print(f"  done in {time.perf_counter() - t:.0f}s", flush=True)
+    size = du_bytes(path)
+    spark = local_session(args.master, "spark-em-larger-than-memory", {
+        "spark.driver.memory": args.driver_memory,
+    })
+    spark.sparkContext.setLogLevel("ERROR")
+    heap = int(spark.sparkContext._jvm.java.lang.Runtime.getRuntime().maxMemory())
+    print(f"data set {size / 2**30:.2f} GiB of Parquet ({args.n:,} x {args.d} doubles = "
+          f"{args.n * args.d * 8 / 2**30:.2f} GiB raw); Spark JVM heap {heap / 2**30:.2f} GiB "
+          f"(spark.driver.memory={args.driver_memory}); ratio {size / heap:.1f}x", flush=True)
+    iterations = []
+    gm = GaussianMixture(k=args.k, covarianceType=args.cov, maxIter=args.iters, tol=0.0, seed=1,
+                         blockCache=args.block_cache)
+    gm.progress = lambda info: (iterations.append(info.seconds),
+                                print(f"  iteration {info.iteration}: {info.seconds:.1f}s "
+                                      f"(mean log-likelihood {info.mean_log_likelihood:.4f})",
+                                      flush=True))
+    t = time.perf_counter()
+    model = gm.fit(spark.read.parquet(path))
+    total = time.perf_counter() - t
+    spark.stop()
+    result = {
+        "n": args.n, "d": args.d, "k": args.k, "cov": args.cov, "block_cache": args.block_cache,
+        "parquet_bytes": size, "raw_bytes": args.n * args.d * 8, "jvm_max_heap_bytes": heap,
+        "driver_memory": args.driver_memory, "iteration_s": iterations, "fit_s": total,
+        "rows": model.summary.numRows, "log_likelihood": model.summary.logLikelihood,
+        "load": [round(x, 2) for x in os.getloadavg()],
+    }
+    print(f"fit of {model.summary.numRows:,} rows: {total:.0f}s in all; per iteration "
+          + ", ".join(f"{s:.1f}s" for s in iterations), flush=True)
+    out = args.out or os.path.join("bench-results", f"larger-than-memory-{time.strftime('%Y%m%d-%H%M%S')}.json")
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, "w") as f:
+        json.dump(result, f, indent=2)
+    print(f"written {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
