@@ -124,7 +124,7 @@ def run_em(
                 progress(info)
     best = max(runs, key=lambda r: r.history[-1] if r.history else -np.inf)
     # A last E-step under the final parameters: their log-likelihood and cluster sizes.
-    final = run_pass(data, [EStepKernel(best.params, data.centre)])[0]
+    final = run_pass(data, [EStepKernel(best.params, data.centre, moments=False)])[0]
     return FitResult(
         params=best.params,
         log_likelihood_history=list(best.history),

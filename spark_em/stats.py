@@ -280,8 +280,11 @@ class EStepKernel:
     the scatter from one GEMM against the row-wise products ``x_i x_j``.
     """
 
-    def __init__(self, params: GaussianParams, centre: np.ndarray):
+    def __init__(self, params: GaussianParams, centre: np.ndarray, moments: bool = True):
         p = params.shifted(centre)
+        # moments=False: only the log-likelihood, N_k and the hard counts (a scoring pass;
+        # ``sk`` and ``second`` stay zero), which skips the scatter.
+        self.moments = moments
         self.covariance_type = p.covariance_type
         self.k, self.d = p.k, p.d
         k, d = self.k, self.d
@@ -342,7 +345,7 @@ class EStepKernel:
 
     def accumulate(self, stats: SuffStats, Xc: np.ndarray, w: np.ndarray, block_key=None) -> None:
         """Add the E-step statistics (and the log-likelihood) of one centred block."""
-        products = _products_for(self.covariance_type, self.d)
+        products = _products_for(self.covariance_type, self.d) if self.moments else None
         width = max(self.k * self.d, products.size if products else 0)
         step = _chunk_rows(width)
         buf = np.empty((products.size, step)) if products else None
@@ -354,7 +357,13 @@ class EStepKernel:
             ll, hard = _responsibilities_t(lp)
             stats.log_likelihood += float(ll @ ww)
             lp *= ww
-            _accumulate_t(stats, xt, ww, lp, hard, products, buf)
+            if self.moments:
+                _accumulate_t(stats, xt, ww, lp, hard, products, buf)
+            else:
+                stats.nk += lp.sum(axis=1)
+                stats.weight_sum += float(ww.sum())
+                stats.n_rows += xt.shape[1]
+                stats.hard_counts += np.bincount(hard, minlength=self.k)
 
 
 def nearest_centre_resp(Xc: np.ndarray, centres: np.ndarray) -> np.ndarray:

@@ -49,6 +49,13 @@ def test_kernel_matches_sklearn_e_and_m_step(d, covariance_type):
     assert st.log_likelihood == pytest.approx(log_prob_norm.sum(), rel=1e-10)
     resp = np.exp(log_resp)
     np.testing.assert_allclose(st.nk, resp.sum(axis=0), rtol=1e-9)
+    # the scoring kernel (final pass) gives the same log-likelihood, N_k and hard counts
+    score = EStepKernel(params, centre, moments=False)
+    sc = score.new_stats(d)
+    score.accumulate(sc, X - centre, w, (0, 0))
+    assert sc.log_likelihood == pytest.approx(st.log_likelihood, rel=1e-12)
+    np.testing.assert_allclose(sc.nk, st.nk, rtol=1e-12)
+    np.testing.assert_array_equal(sc.hard_counts, np.bincount(log_resp.argmax(axis=1), minlength=k))
     new = st.m_step(centre, 1e-6)
     nk, m, c = skg._estimate_gaussian_parameters(X, resp, 1e-6, covariance_type)
     np.testing.assert_allclose(new.means, m, rtol=1e-9)
