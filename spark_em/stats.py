@@ -31,12 +31,13 @@ from .gaussian import (
 
 # Rows per chunk in the kernels are chosen so that the (k*d, rows) temporaries stay around
 # this many float64 elements (a few MB: they stay in cache and no block blows up memory).
-_CHUNK_ELEMENTS = 1 << 19
+_CHUNK_ELEMENTS = 1 << 18
 
-# exp() of a log-responsibility below this is < 1e-304: it is flushed to exactly 0.  Such
-# values change no sum in float64 (every row has one responsibility of 1 before
-# normalisation), but as subnormal numbers they make the GEMMs below up to 10x slower.
-_FLUSH_BELOW = -700.0
+# A responsibility below exp(-200) ~ 1e-87 of its row's largest one is flushed to exactly 0.
+# It changes no sum in float64 (each row's largest responsibility is 1 before normalising),
+# but such tiny values, multiplied by small products x_i x_j inside the GEMMs, give
+# subnormal numbers, which make the GEMMs up to 10x slower.
+_FLUSH_BELOW = -200.0
 
 # Up to this dimension the full-covariance scatter is one GEMM against the row-wise
 # products x_i x_j (i <= j); above it, one symmetric rank-m update (syrk) per component.
@@ -173,7 +174,7 @@ class SuffStats:
 # operation over one chunk, with no per-component temporaries of the size of the data.
 # ---------------------------------------------------------------------------------------
 def _chunk_rows(width: int) -> int:
-    return int(min(8192, max(512, _CHUNK_ELEMENTS // max(width, 1))))
+    return int(min(8192, max(256, _CHUNK_ELEMENTS // max(width, 1))))
 
 
 def _chunks(n: int, width: int):
