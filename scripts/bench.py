@@ -36,11 +36,12 @@ from dataclasses import dataclass, field
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
+# name: (N, d, K, covariance type, spread of the generating means).
 PRESETS = {
-    "1m-full": (1_000_000, 16, 8, "full"),
-    "200k-d100-full": (200_000, 100, 20, "full"),
-    "1m-diag": (1_000_000, 16, 8, "diag"),
-    "1m-spherical": (1_000_000, 16, 8, "spherical"),
+    "1m-full": (1_000_000, 16, 8, "full", 6.0),
+    "200k-d100-full": (200_000, 100, 20, "full", 6.0),
+    "1m-diag": (1_000_000, 16, 8, "diag", 6.0),
+    "1m-spherical": (1_000_000, 16, 8, "spherical", 6.0),
 }
 DEFAULT = ["1m-full", "1m-diag", "1m-spherical", "200k-d100-full"]
 QUICK = (100_000, 8, 4)
@@ -52,10 +53,12 @@ class DataSet:
     d: int
     k: int
     covs: list[str] = field(default_factory=list)
+    separation: float = 6.0
 
     @property
     def name(self) -> str:
-        return f"n{self.n}-d{self.d}-k{self.k}"
+        sep = "" if self.separation == 6.0 else f"-sep{self.separation:g}"
+        return f"n{self.n}-d{self.d}-k{self.k}{sep}"
 
 
 def parse_args(argv=None):
@@ -66,6 +69,8 @@ def parse_args(argv=None):
     p.add_argument("--d", type=int, default=16)
     p.add_argument("--k", type=int, default=8)
     p.add_argument("--cov", default="full", help="covariance types for spark-em, comma-separated")
+    p.add_argument("--separation", type=float, default=6.0,
+                   help="custom workload: spread of the generating means (default 6)")
     p.add_argument("--quick", action="store_true",
                    help=f"small sanity run: N,d,K={QUICK}, full+diag, 5-iteration fits")
     p.add_argument("--iters", type=int, default=20, help="iterations of the whole fit (default 20)")
@@ -92,11 +97,11 @@ def workloads(args) -> list[DataSet]:
         n, d, k = QUICK
         return [DataSet(n, d, k, ["full", "diag"])]
     if args.n:
-        return [DataSet(args.n, args.d, args.k, args.cov.split(","))]
+        return [DataSet(args.n, args.d, args.k, args.cov.split(","), args.separation)]
     sets: dict[tuple, DataSet] = {}
     for name in args.workloads.split(","):
-        n, d, k, cov = PRESETS[name.strip()]
-        sets.setdefault((n, d, k), DataSet(n, d, k)).covs.append(cov)
+        n, d, k, cov, sep = PRESETS[name.strip()]
+        sets.setdefault((n, d, k, sep), DataSet(n, d, k, [], sep)).covs.append(cov)
     return list(sets.values())
 
 
@@ -107,7 +112,7 @@ def ensure_data(ds: DataSet, data_dir: str, seed: int) -> str:
     if not os.path.exists(path):
         t = time.perf_counter()
         print(f"generating {path} ...", flush=True)
-        write_mixture_parquet(path, ds.n, ds.k, ds.d, "full", seed=seed)
+        write_mixture_parquet(path, ds.n, ds.k, ds.d, "full", seed=seed, separation=ds.separation)
         print(f"  done in {time.perf_counter() - t:.1f}s", flush=True)
     return path
 
@@ -158,12 +163,16 @@ def bench_spark(spark, ds: DataSet, path: str, args) -> dict:
         t1 = min(timed(lambda: mllib(1))[0] for _ in range(args.repeat))
         runs = [timed(lambda: mllib(iters)) for _ in range(args.repeat)]
         tn, model = min(runs, key=lambda r: r[0])
+        done = model.summary.numIter
         out["mllib"] = {
-            "fit1_s": t1, "fit_s": tn, "per_iter_s": (tn - t1) / (iters - 1),
-            "log_likelihood": model.summary.logLikelihood, "num_iter": iters,
+            "fit1_s": t1, "fit_s": tn,
+            # MLlib stops early when its log-likelihood change is NaN (it is not tol=0-proof)
+            "per_iter_s": (tn - t1) / (done - 1) if done > 1 else float("nan"),
+            "log_likelihood": model.summary.logLikelihood, "num_iter": done,
         }
+        note = "" if done == iters else f" (MLlib STOPPED after {done} iterations)"
         print(f"[{ds.name}] MLlib full: fit(1) {t1:.2f}s fit({iters}) {tn:.2f}s "
-              f"-> {out['mllib']['per_iter_s']:.3f}s/iter", flush=True)
+              f"-> {out['mllib']['per_iter_s']:.3f}s/iter{note}", flush=True)
     for cov in ds.covs:
         timed(lambda: ours(cov, 3, data=slice_))  # warm-up
     for cov in ds.covs:
@@ -281,6 +290,8 @@ def table(results: list[dict], iters: int) -> str:
             ours = r.get(f"spark_em_{cov}", {})
             sk = r.get(f"sklearn_{cov}", {})
             name = f"N={r['n']:,} d={r['d']} K={r['k']} {cov}"
+            if r.get("separation", 6.0) != 6.0:
+                name += f" (sep {r['separation']:g})"
             lines.append("| " + " | ".join([
                 name,
                 fmt(ml.get("per_iter_s")), fmt(ours.get("per_iter_s")),
@@ -316,7 +327,8 @@ def main(argv=None) -> int:
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
     try:
         for ds in sets:
-            r = {"n": ds.n, "d": ds.d, "k": ds.k, "covs": ds.covs, "load_before": loadavg()}
+            r = {"n": ds.n, "d": ds.d, "k": ds.k, "covs": ds.covs, "separation": ds.separation,
+                 "load_before": loadavg()}
             r.update(bench_spark(spark, ds, paths[ds.name], args))
             r["kernel_profile"] = kernel_profile(ds, paths[ds.name])
             if not args.no_sklearn and ds.n * ds.d * 8 * 6 < args.sklearn_max_gb * 2**30:

@@ -106,6 +106,7 @@ def write_mixture_parquet(
     seed: int = 0,
     rows_per_file: int | None = None,
     column: str = "features",
+    separation: float = 6.0,
 ) -> dict:
     """Write ``n`` rows of a random mixture as Parquet files of ``rows_per_file`` rows
     (default: about 32 MB each), generated chunk by chunk so that memory stays flat
@@ -118,7 +119,7 @@ def write_mixture_parquet(
     import pyarrow.parquet as pq
 
     rng = np.random.default_rng(seed)
-    truth = random_mixture(k, d, covariance_type, rng)
+    truth = random_mixture(k, d, covariance_type, rng, separation)
     if rows_per_file is None:
         rows_per_file = max(1000, (32 << 20) // (8 * d))
     parent = os.path.dirname(os.path.abspath(path))
