@@ -42,6 +42,8 @@ def main(argv=None) -> int:
     p.add_argument("--block-cache", default="auto", choices=["auto", "spark"])
     p.add_argument("--master", default="local[2]")
     p.add_argument("--data-dir", default=os.environ.get("SPARK_EM_BENCH_DATA", "data/bench"))
+    p.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra Spark configuration (repeatable)")
     p.add_argument("--out")
     args = p.parse_args(argv)
 
@@ -56,9 +58,9 @@ def main(argv=None) -> int:
         write_mixture_parquet(path, args.n, args.k, args.d, "full", seed=1)
         print(f"  done in {time.perf_counter() - t:.0f}s", flush=True)
     size = du_bytes(path)
-    spark = local_session(args.master, "spark-em-larger-than-memory", {
-        "spark.driver.memory": args.driver_memory,
-    })
+    conf = {"spark.driver.memory": args.driver_memory}
+    conf.update(kv.split("=", 1) for kv in args.conf)
+    spark = local_session(args.master, "spark-em-larger-than-memory", conf)
     spark.sparkContext.setLogLevel("ERROR")
     heap = int(spark.sparkContext._jvm.java.lang.Runtime.getRuntime().maxMemory())
     print(f"data set {size / 2**30:.2f} GiB of Parquet ({args.n:,} x {args.d} doubles = "
@@ -78,7 +80,7 @@ def main(argv=None) -> int:
     result = {
         "n": args.n, "d": args.d, "k": args.k, "cov": args.cov, "block_cache": args.block_cache,
         "parquet_bytes": size, "raw_bytes": args.n * args.d * 8, "jvm_max_heap_bytes": heap,
-        "driver_memory": args.driver_memory, "iteration_s": iterations, "fit_s": total,
+        "driver_memory": args.driver_memory, "conf": conf, "iteration_s": iterations, "fit_s": total,
         "rows": model.summary.numRows, "log_likelihood": model.summary.logLikelihood,
         "load": [round(x, 2) for x in os.getloadavg()],
     }
