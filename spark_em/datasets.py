@@ -74,6 +74,13 @@ def to_dataframe(spark, X: np.ndarray, column: str = "features", num_partitions:
 def write_parquet(X: np.ndarray, path: str, column: str = "features", rows_per_file: int = 250_000) -> None:
     """Write X (n, d) as Parquet (pyarrow, no Spark needed) with one ``array<double>``
     column, into a temporary directory that is then renamed to ``path``."""
+    chunks = (X[start : start + rows_per_file] for start in range(0, X.shape[0], rows_per_file))
+    _write_chunks(path, chunks, column)
+
+
+def _write_chunks(path: str, chunks, column: str) -> None:
+    """Write each (m, d) chunk as one Parquet file with an ``array<double>`` column, into a
+    temporary sibling directory that is then renamed to ``path``."""
     import os
     import shutil
     import tempfile
@@ -81,13 +88,13 @@ def write_parquet(X: np.ndarray, path: str, column: str = "features", rows_per_f
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    n, d = X.shape
-    tmp = tempfile.mkdtemp(prefix=".tmp-", dir=os.path.dirname(os.path.abspath(path)) or ".")
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".tmp-", dir=parent)
     try:
-        for i, start in enumerate(range(0, n, rows_per_file)):
-            block = np.ascontiguousarray(X[start : start + rows_per_file], dtype=np.float64)
-            values = pa.array(block.ravel())
-            arr = pa.FixedSizeListArray.from_arrays(values, d).cast(pa.list_(pa.float64()))
+        for i, X in enumerate(chunks):
+            values = pa.array(np.ascontiguousarray(X, dtype=np.float64).ravel())
+            arr = pa.FixedSizeListArray.from_arrays(values, X.shape[1]).cast(pa.list_(pa.float64()))
             pq.write_table(pa.table({column: arr}), os.path.join(tmp, f"part-{i:05d}.parquet"))
         if os.path.exists(path):
             shutil.rmtree(path)
@@ -111,31 +118,14 @@ def write_mixture_parquet(
     """Write ``n`` rows of a random mixture as Parquet files of ``rows_per_file`` rows
     (default: about 32 MB each), generated chunk by chunk so that memory stays flat
     whatever ``n``.  Written into a temporary sibling, then renamed.  Returns the truth."""
-    import os
-    import shutil
-    import tempfile
-
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     rng = np.random.default_rng(seed)
     truth = random_mixture(k, d, covariance_type, rng, separation)
     if rows_per_file is None:
         rows_per_file = max(1000, (32 << 20) // (8 * d))
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".tmp-", dir=parent)
-    try:
-        for i, start in enumerate(range(0, n, rows_per_file)):
-            m = min(rows_per_file, n - start)
-            X, _ = draw_mixture(m, truth, covariance_type, np.random.default_rng([seed, i]))
-            values = pa.array(np.ascontiguousarray(X).ravel())
-            arr = pa.FixedSizeListArray.from_arrays(values, d).cast(pa.list_(pa.float64()))
-            pq.write_table(pa.table({column: arr}), os.path.join(tmp, f"part-{i:05d}.parquet"))
-        if os.path.exists(path):
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    chunks = (
+        draw_mixture(min(rows_per_file, n - start), truth, covariance_type,
+                     np.random.default_rng([seed, i]))[0]
+        for i, start in enumerate(range(0, n, rows_per_file))
+    )
+    _write_chunks(path, chunks, column)
     return truth
