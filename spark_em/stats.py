@@ -337,10 +337,6 @@ class EStepKernel:
         maha += self.offset
         return maha
 
-    def log_prob(self, Xc: np.ndarray) -> np.ndarray:
-        """log pi_k + log N(x | mu_k, Sigma_k) for a centred block: (n, k)."""
-        return self._log_prob_t(np.ascontiguousarray(Xc.T)).T
-
     def new_stats(self, d: int) -> SuffStats:
         return SuffStats.zeros(self.k, d, self.covariance_type)
 
@@ -365,19 +361,6 @@ class EStepKernel:
                 stats.weight_sum += float(ww.sum())
                 stats.n_rows += xt.shape[1]
                 stats.hard_counts += np.bincount(hard, minlength=self.k)
-
-
-def nearest_centre_resp(Xc: np.ndarray, centres: np.ndarray) -> np.ndarray:
-    """One-hot responsibilities of the nearest centre (centres in the same coordinates)."""
-    d2 = (
-        np.einsum("nd,nd->n", Xc, Xc)[:, None]
-        - 2.0 * (Xc @ centres.T)
-        + np.einsum("kd,kd->k", centres, centres)[None, :]
-    )
-    labels = np.argmin(d2, axis=1)
-    resp = np.zeros((Xc.shape[0], centres.shape[0]))
-    resp[np.arange(Xc.shape[0]), labels] = 1.0
-    return resp
 
 
 class NearestCentreTask:
