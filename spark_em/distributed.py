@@ -625,11 +625,7 @@ def _run_local_pass(data: PreparedData, tasks: Sequence) -> np.ndarray:
 
         fn = _make_stats_fn(get_payload, data.d, data.num_partitions)
         data.local_pass_df = data.blocks.mapInArrow(fn, PAYLOAD_SCHEMA)
-    acc = None
-    for row in data.local_pass_df.collect():
-        arr = np.frombuffer(bytes(row[0]), dtype=np.float64)
-        acc = arr.copy() if acc is None else acc + arr
-    return acc
+    return tree_collect(data.local_pass_df, data.num_partitions, np.add, data.aggregation_depth)
 
 
 def run_pass(data: PreparedData, tasks: Sequence) -> list[SuffStats]:
