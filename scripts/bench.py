@@ -231,7 +231,7 @@ def bench_sklearn(ds: DataSet, path: str, args) -> dict:
 def kernel_profile(ds: DataSet, path: str, rows: int = 200_000) -> dict:
     """Single-threaded, in-process seconds per 1M rows of spark-em's kernels on this data
     (parameters: a hard-label M-step from k rows as centres): E-step alone (the scoring
-    kernel of the final pass) and E-step + moments; the difference is the scatter."""
+    kernel, moments=False) and E-step + moments; the difference is the scatter."""
     import numpy as np
     import pyarrow.parquet as pq
 

@@ -48,8 +48,6 @@ class FitResult:
     log_likelihood_history: list[float]
     num_iter: int
     converged: bool
-    log_likelihood: float  # total weighted log-likelihood under the final parameters
-    cluster_sizes: list[int]
     weight_sum: float
     n_rows: int
 
@@ -86,7 +84,7 @@ def run_em(
     reg_covar: float,
     progress: Callable[[IterationInfo], None] | None = None,
 ) -> FitResult:
-    """EM from each start; keeps the run with the best final mean log-likelihood.
+    """EM from each start; keeps the run with the best last mean log-likelihood.
 
     Convergence (sklearn's rule): |change in mean weighted log-likelihood per row| < tol.
     """
@@ -123,15 +121,14 @@ def run_em(
             if progress is not None:
                 progress(info)
     best = max(runs, key=lambda r: r.history[-1] if r.history else -np.inf)
-    # A last E-step under the final parameters: their log-likelihood and cluster sizes.
-    final = run_pass(data, [EStepKernel(best.params, data.centre, moments=False)])[0]
+    # No E-step under the final parameters here (MLlib and sklearn report the last
+    # iteration's log-likelihood too): the fit ends with the M-step, and the summary
+    # computes cluster sizes under the final parameters only if they are asked for.
     return FitResult(
         params=best.params,
         log_likelihood_history=list(best.history),
         num_iter=len(best.history),
         converged=best.converged,
-        log_likelihood=float(final.log_likelihood),
-        cluster_sizes=[int(c) for c in final.hard_counts],
-        weight_sum=float(final.weight_sum),
-        n_rows=int(final.n_rows),
+        weight_sum=float(data.weight_sum),
+        n_rows=int(data.n_rows),
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -221,24 +220,72 @@ class _GaussianMixtureParams(_ColumnParams):
         return self.getOrDefault(self.blockCache)
 
 
-@dataclass
 class GaussianMixtureSummary:
-    """Training summary, as MLlib's: ``logLikelihood`` is the total weighted log-likelihood of
-    the training data under the fitted parameters; ``logLikelihoodHistory`` holds the mean
-    weighted log-likelihood per row at each iteration (before that iteration's M-step, as
-    sklearn's lower bound); ``clusterSizes`` counts training rows by most probable component."""
+    """Training summary, as MLlib's.
 
-    k: int
-    logLikelihood: float
-    logLikelihoodHistory: list[float]
-    numIter: int
-    converged: bool
-    clusterSizes: list[int]
-    weightSum: float = 0.0
-    numRows: int = 0
+    * ``logLikelihood``: total weighted log-likelihood of the training data at the last
+      iteration's E-step (MLlib's ``summary.logLikelihood``; sklearn's ``lower_bound_`` times
+      the weight sum), ``-inf`` when no iteration ran.  The log-likelihood under the fitted
+      parameters is ``model.score(df)`` times the weight sum.
+    * ``logLikelihoodHistory``: the mean weighted log-likelihood per row at each iteration
+      (before that iteration's M-step, as sklearn's lower bound).
+    * ``clusterSizes``: training rows by most probable component under the fitted
+      parameters.  As in MLlib, the fit does not compute them: the first access runs one
+      pass over the training DataFrame, and the result is kept (and saved with the model).
+    """
+
+    def __init__(
+        self,
+        k: int,
+        logLikelihoodHistory: list[float],
+        numIter: int,
+        converged: bool,
+        weightSum: float = 0.0,
+        numRows: int = 0,
+        clusterSizes: list[int] | None = None,
+        *,
+        cluster_sizes_fn: Callable[[], list[int]] | None = None,
+        **_ignored: Any,  # fields of older saved summaries (a logLikelihood under the final parameters)
+    ) -> None:
+        self.k = k
+        self.logLikelihoodHistory = list(logLikelihoodHistory)
+        self.numIter = numIter
+        self.converged = converged
+        self.weightSum = weightSum
+        self.numRows = numRows
+        self._cluster_sizes = None if clusterSizes is None else [int(c) for c in clusterSizes]
+        self._cluster_sizes_fn = cluster_sizes_fn
+
+    @property
+    def logLikelihood(self) -> float:
+        if not self.logLikelihoodHistory:
+            return float("-inf")
+        return self.logLikelihoodHistory[-1] * self.weightSum
+
+    @property
+    def clusterSizes(self) -> list[int]:
+        if self._cluster_sizes is None:
+            if self._cluster_sizes_fn is None:
+                raise RuntimeError(
+                    "clusterSizes were not computed before this model was saved; count "
+                    "model.transform(df)'s prediction column instead"
+                )
+            self._cluster_sizes = self._cluster_sizes_fn()
+            self._cluster_sizes_fn = None  # drop the reference to the training DataFrame
+        return list(self._cluster_sizes)
 
     def to_json(self) -> dict:
-        return dict(self.__dict__)
+        """What is saved with the model: cluster sizes only if they were computed."""
+        return {
+            "k": self.k, "logLikelihoodHistory": self.logLikelihoodHistory,
+            "numIter": self.numIter, "converged": self.converged,
+            "weightSum": self.weightSum, "numRows": self.numRows,
+            "clusterSizes": self._cluster_sizes,
+        }
+
+    def __repr__(self) -> str:
+        return (f"GaussianMixtureSummary(k={self.k}, numIter={self.numIter}, "
+                f"converged={self.converged}, logLikelihood={self.logLikelihood:.6g})")
 
 
 class GaussianMixture(Estimator, _GaussianMixtureParams, MLReadable, MLWritable):
@@ -352,16 +399,15 @@ class GaussianMixture(Estimator, _GaussianMixtureParams, MLReadable, MLWritable)
             data.unpersist()
         summary = GaussianMixtureSummary(
             k=k,
-            logLikelihood=result.log_likelihood,
             logLikelihoodHistory=result.log_likelihood_history,
             numIter=result.num_iter,
             converged=result.converged,
-            clusterSizes=result.cluster_sizes,
             weightSum=result.weight_sum,
             numRows=result.n_rows,
         )
-        model = GaussianMixtureModel(result.params, summary)
-        return self._copyValues(model)
+        model = self._copyValues(GaussianMixtureModel(result.params, summary))
+        summary._cluster_sizes_fn = lambda: model._cluster_sizes(dataset)
+        return model
 
     def _check_initial_model(self, init: "GaussianMixtureModel", d: int) -> GaussianParams:
         p = init._gaussian
@@ -603,6 +649,18 @@ class GaussianMixtureModel(Model, _ColumnParams, MLReadable, MLWritable):
         if row is None or row["n"] is None or row["n"] == 0:
             raise InvalidInputError("cannot score an empty DataFrame")
         return float(row["s"]), float(row["n"])
+
+    def _cluster_sizes(self, dataset: DataFrame) -> list[int]:
+        """Rows of ``dataset`` by most probable component (one pass; rows with null
+        features are not counted)."""
+        arr = feature_array(dataset, self.getFeaturesCol())
+        pred = self._posterior_udf()(arr).getField("prediction")
+        rows = dataset.select(pred.alias("p")).where(F.col("p").isNotNull()) \
+            .groupBy("p").count().collect()
+        sizes = [0] * self._gaussian.k
+        for r in rows:
+            sizes[int(r["p"])] = int(r["count"])
+        return sizes
 
     def score(self, dataset: DataFrame) -> float:
         """Mean (weighted) log-likelihood per row, as sklearn's ``score``."""

@@ -99,9 +99,9 @@ def test_same_fit_as_sklearn_from_the_same_start(spark, data, covariance_type, p
     assert s.numIter == max_iter and not s.converged
     # sklearn's lower_bound_ is the mean log-likelihood of the last E-step, as our history
     assert s.logLikelihoodHistory[-1] == pytest.approx(sk.lower_bound_, rel=1e-9)
-    # total log-likelihood of the final parameters, evaluated by sklearn
-    assert s.logLikelihood == pytest.approx(sk.score(X) * N, rel=1e-9)
-    assert sum(s.clusterSizes) == N
+    # MLlib's total log-likelihood: the last E-step's, i.e. sklearn's lower bound times N
+    assert s.logLikelihood == pytest.approx(sk.lower_bound_ * N, rel=1e-9)
+    # sizes under the final parameters, computed on first access
     np.testing.assert_array_equal(s.clusterSizes, np.bincount(sk.predict(X), minlength=K))
 
 
@@ -122,7 +122,8 @@ def test_log_likelihood_history_non_decreasing_and_convergence(spark, data):
     sk = SkGM(K, tol=1e-7, max_iter=200, weights_init=w, means_init=m,
               precisions_init=np.linalg.inv(c)).fit(X)
     assert sk.converged_ and sk.n_iter_ == s.numIter
-    assert s.logLikelihood == pytest.approx(sk.score(X) * N, rel=1e-9)
+    assert s.logLikelihood == pytest.approx(sk.lower_bound_ * N, rel=1e-9)
+    assert model.score(df) == pytest.approx(sk.score(X), rel=1e-9)
     assert_params_close(model, sk, rtol=1e-6)
 
 
@@ -134,7 +135,10 @@ def test_max_iter_zero_keeps_the_initial_model(spark, data):
     )
     np.testing.assert_array_equal(model.means, init.means)
     assert model.summary.numIter == 0
-    assert model.summary.logLikelihood == pytest.approx(init.toSklearn().score(X) * N, rel=1e-9)
+    # as sklearn's lower_bound_ with max_iter=0: no E-step ran
+    assert model.summary.logLikelihood == -np.inf
+    np.testing.assert_array_equal(
+        model.summary.clusterSizes, np.bincount(init.toSklearn().predict(X), minlength=K))
 
 
 # ---------------------------------------------------------------- initialisation
@@ -175,7 +179,7 @@ def test_n_init_keeps_the_best_run(spark, blobs, blobs_df):
         only_bad = run_em(data, [bad], max_iter=3, tol=0.0, reg_covar=1e-6)
     finally:
         data.unpersist()
-    assert only_good.log_likelihood > only_bad.log_likelihood
+    assert only_good.log_likelihood_history[-1] > only_bad.log_likelihood_history[-1]
     np.testing.assert_array_equal(both.params.means, only_good.params.means)
     assert both.log_likelihood_history == only_good.log_likelihood_history
     # through the estimator: more restarts never end worse (run 0 is the nInit=1 run)
@@ -441,6 +445,7 @@ def assert_json_and_parquet_only(path):
 def test_model_save_load_round_trip(spark, fitted, tmp_path):
     model, df, X = fitted
     model = model.copy().setLogLikelihoodCol("ll").setWeightCol(None)
+    sizes = model.summary.clusterSizes  # computed now, so saved with the model
     path = str(tmp_path / "model")
     model.write().overwrite().save(path)
     assert_json_and_parquet_only(path)
@@ -450,7 +455,7 @@ def test_model_save_load_round_trip(spark, fitted, tmp_path):
         np.testing.assert_array_equal(getattr(loaded, attr), getattr(model, attr))
     assert loaded.summary.logLikelihood == model.summary.logLikelihood
     assert loaded.summary.logLikelihoodHistory == model.summary.logLikelihoodHistory
-    assert loaded.summary.clusterSizes == model.summary.clusterSizes
+    assert loaded.summary.clusterSizes == sizes
     assert loaded.getLogLikelihoodCol() == "ll"
     assert_df_equality(loaded.transform(df), model.transform(df), ignore_row_order=True)
     # overwrite replaces, plain save refuses
@@ -460,6 +465,20 @@ def test_model_save_load_round_trip(spark, fitted, tmp_path):
     with pytest.raises(Exception, match="already exists"):
         model.save(path)
     assert not [p for p in os.listdir(tmp_path) if "_tmp-" in p]
+
+
+def test_cluster_sizes_not_asked_for_before_save(spark, data, tmp_path):
+    X, labels, _ = data
+    model = GaussianMixture(k=K, maxIter=2, initialModel=warm_start(X, labels, "full")) \
+        .fit(to_df(spark, X))
+    model.save(str(tmp_path / "m"))
+    loaded = GaussianMixtureModel.load(str(tmp_path / "m"))
+    assert loaded.summary.logLikelihood == model.summary.logLikelihood
+    with pytest.raises(RuntimeError, match="clusterSizes were not computed before"):
+        loaded.summary.clusterSizes
+    # the fitted model still has its training data: sizes under the final parameters
+    expected = np.bincount(loaded.toSklearn().predict(X), minlength=K)
+    np.testing.assert_array_equal(model.summary.clusterSizes, expected)
 
 
 @pytest.mark.parametrize("covariance_type", ["tied", "spherical"])
