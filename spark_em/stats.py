@@ -30,7 +30,8 @@ from .gaussian import (
 )
 
 # Rows per chunk in the kernels are chosen so that the (k*d, rows) temporaries stay around
-# this many float64 elements (a few MB: they stay in cache and no block blows up memory).
+# this many float64 elements, and at least 512 rows (a few MB: they stay in cache, no block
+# blows up memory, and the GEMMs stay long enough to run near their peak).
 _CHUNK_ELEMENTS = 1 << 18
 
 # A responsibility below exp(-200) ~ 1e-87 of its row's largest one is flushed to exactly 0.
@@ -174,7 +175,7 @@ class SuffStats:
 # operation over one chunk, with no per-component temporaries of the size of the data.
 # ---------------------------------------------------------------------------------------
 def _chunk_rows(width: int) -> int:
-    return int(min(8192, max(256, _CHUNK_ELEMENTS // max(width, 1))))
+    return int(min(8192, max(512, _CHUNK_ELEMENTS // max(width, 1))))
 
 
 def _chunks(n: int, width: int):
@@ -296,9 +297,11 @@ class EStepKernel:
         self.means = p.means
         ct = p.covariance_type
         if ct == "full":
-            # rows j*d:(j+1)*d of u_t are U_j^T
-            self.u_t = np.ascontiguousarray(pc.transpose(0, 2, 1).reshape(k * d, d))
-            self.shift = np.einsum("kd,kde->ke", p.means, pc).reshape(k * d, 1)
+            # rows j*d:(j+1)*d are [U_j^T | -U_j^T mu_j]: with a row of ones under the chunk,
+            # one GEMM gives U_j^T (x - mu_j) for every component (no separate subtraction)
+            u_t = pc.transpose(0, 2, 1).reshape(k * d, d)
+            shift = np.einsum("kd,kde->ke", p.means, pc).reshape(k * d, 1)
+            self.u_aug = np.ascontiguousarray(np.hstack([u_t, -shift]))
         elif ct == "tied":
             self.u_t = np.ascontiguousarray(pc.T)
             self.shift = (p.means @ pc)[:, :, None]  # (k, d, 1)
@@ -310,14 +313,15 @@ class EStepKernel:
             self.p2 = (pc**2)[:, None]
             self.quad = np.einsum("kd,kd->k", p.means, p.means)[:, None]
 
-    def _log_prob_t(self, xt: np.ndarray) -> np.ndarray:
-        """log pi_k + log N(x | mu_k, Sigma_k) for a centred chunk ``xt (d, m)``: (k, m)."""
-        m = xt.shape[1]
+    def _log_prob_t(self, xa: np.ndarray) -> np.ndarray:
+        """log pi_k + log N(x | mu_k, Sigma_k) for a centred chunk ``xa (d + 1, m)`` whose
+        last row is ones (the rows above it are ``xt``): (k, m)."""
+        m = xa.shape[1]
         k, d = self.k, self.d
+        xt = xa[:d]
         ct = self.covariance_type
         if ct == "full":
-            y = self.u_t @ xt
-            y -= self.shift
+            y = self.u_aug @ xa
             np.square(y, out=y)
             maha = y.reshape(k, d, m).sum(axis=1)
         elif ct == "tied":
@@ -348,9 +352,12 @@ class EStepKernel:
         buf = np.empty((products.size, step)) if products else None
         for start in range(0, Xc.shape[0], step):
             sl = slice(start, start + step)
-            xt = np.ascontiguousarray(Xc[sl].T)
+            xa = np.empty((self.d + 1, min(step, Xc.shape[0] - start)))
+            xa[:-1] = Xc[sl].T
+            xa[-1] = 1.0
+            xt = xa[:-1]  # C-contiguous (d, m)
             ww = w[sl]
-            lp = self._log_prob_t(xt)
+            lp = self._log_prob_t(xa)
             ll, hard = _responsibilities_t(lp)
             stats.log_likelihood += float(ll @ ww)
             lp *= ww
