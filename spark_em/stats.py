@@ -382,31 +382,39 @@ class NearestCentreTask:
         return SuffStats.zeros(self.k, d, self.covariance_type)
 
     def accumulate(self, stats: SuffStats, Xc: np.ndarray, w: np.ndarray, block_key=None) -> None:
-        products = _products_for(self.covariance_type, Xc.shape[1])
-        sq_centres = np.einsum("kd,kd->k", self.centres, self.centres)[:, None]
-        rows = np.arange(_chunk_rows(max(self.k * Xc.shape[1], products.size if products else 0)))
-        for sl in _chunks(Xc.shape[0], max(self.k * Xc.shape[1], products.size if products else 0)):
-            xt = np.ascontiguousarray(Xc[sl].T)
-            ww = w[sl]
-            # argmin ||x - c||^2 = argmin (||c||^2 - 2 c.x): the ||x||^2 term is common
-            labels = np.argmin(sq_centres - 2.0 * (self.centres @ xt), axis=0)
-            rwt = np.zeros((self.k, xt.shape[1]))
-            rwt[labels, rows[: xt.shape[1]]] = ww
-            if self.covariance_type == "full" and products is None:
-                # Hard labels: each row adds to one scatter matrix only, so one syrk per
-                # component over its own rows costs n d^2 in all instead of k n d^2.
-                sparse = SuffStats.zeros(self.k, xt.shape[0], "diag")
-                _accumulate_t(sparse, xt, ww, rwt, labels)
-                stats.nk += sparse.nk
-                stats.sk += sparse.sk
-                stats.weight_sum += sparse.weight_sum
-                stats.n_rows += sparse.n_rows
-                stats.hard_counts += sparse.hard_counts
-                for j in np.unique(labels):
-                    sel = labels == j
-                    _scatter_full(stats.second[j : j + 1], xt[:, sel], rwt[j : j + 1, sel], None, None)
-            else:
-                _accumulate_t(stats, xt, ww, rwt, labels, products)
+        n, d = Xc.shape
+        k = self.k
+        # argmin ||x - c||^2 = argmin (||c||^2 - 2 c.x): the ||x||^2 term is common
+        sq_centres = np.einsum("kd,kd->k", self.centres, self.centres)
+        if self.covariance_type != "full":
+            rows = np.arange(_chunk_rows(k * d))
+            for sl in _chunks(n, k * d):
+                xt = np.ascontiguousarray(Xc[sl].T)
+                labels = np.argmin(sq_centres[:, None] - 2.0 * (self.centres @ xt), axis=0)
+                rwt = np.zeros((k, xt.shape[1]))
+                rwt[labels, rows[: xt.shape[1]]] = w[sl]
+                _accumulate_t(stats, xt, w[sl], rwt, labels)
+            return
+        labels = np.empty(n, dtype=np.intp)
+        for sl in _chunks(n, k * d):
+            labels[sl] = np.argmin(sq_centres - 2.0 * (Xc[sl] @ self.centres.T), axis=1)
+        # Full covariances from hard labels: each row adds to its own component only.  Rows
+        # sorted by label once, then one syrk per component over its contiguous rows: n d^2
+        # in all, not k n d^2.
+        counts = np.bincount(labels, minlength=k)
+        order = np.argsort(labels, kind="stable")
+        Xs, ws = Xc[order], w[order]
+        bounds = np.concatenate([[0], np.cumsum(counts)])
+        for j in np.flatnonzero(counts):
+            sl = slice(bounds[j], bounds[j + 1])
+            Xj, wj = Xs[sl], ws[sl]
+            stats.nk[j] += wj.sum()
+            stats.sk[j] += wj @ Xj
+            z = Xj * np.sqrt(wj)[:, None]
+            stats.second[j] += z.T @ z  # one symmetric rank update (syrk)
+        stats.weight_sum += float(w.sum())
+        stats.n_rows += n
+        stats.hard_counts += counts
 
 
 class RandomRespTask:
