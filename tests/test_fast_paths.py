@@ -73,23 +73,31 @@ def _sk_log_resp(X, weights, means, cov, covariance_type):
     return norm, weighted - norm[:, None]
 
 
+@pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("d", [5, 60])
 @pytest.mark.parametrize("covariance_type", ["full", "diag"])
-def test_nearest_centre_task_is_hard_assignment(covariance_type, d):
+def test_nearest_centre_task_is_hard_assignment(covariance_type, d, weighted):
     rng = np.random.default_rng(3)
     X = rng.normal(size=(3000, d))
-    centres = rng.normal(size=(4, d))
-    centre = X.mean(axis=0)
+    w = rng.uniform(0.0, 3.0, size=len(X)) if weighted else np.ones(len(X))
+    # the fifth centre is far from every row: an empty component
+    centres = np.vstack([rng.normal(size=(4, d)), np.full((1, d), 50.0)])
+    centre = np.average(X, axis=0, weights=w)
     task = NearestCentreTask(centres, centre, covariance_type)
     st = task.new_stats(d)
-    task.accumulate(st, X - centre, np.ones(len(X)))
+    for block in np.array_split(np.arange(len(X)), 3):  # several blocks add up
+        task.accumulate(st, X[block] - centre, w[block])
     labels = np.argmin(((X[:, None, :] - centres[None]) ** 2).sum(axis=2), axis=1)
-    resp = np.eye(4)[labels]
+    resp = np.eye(5)[labels] * w[:, None]
     nk, m, c = skg._estimate_gaussian_parameters(X, resp, 1e-6, covariance_type)
     new = st.m_step(centre, 1e-6)
-    np.testing.assert_array_equal(st.hard_counts, np.bincount(labels, minlength=4))
-    np.testing.assert_allclose(new.means, m, rtol=1e-9)
-    np.testing.assert_allclose(new.covariances, c, rtol=1e-8)
+    np.testing.assert_array_equal(st.hard_counts, np.bincount(labels, minlength=5))
+    assert st.hard_counts[4] == 0
+    np.testing.assert_allclose(new.weights, nk / nk.sum(), rtol=1e-9)
+    np.testing.assert_allclose(new.means[:4], m[:4], rtol=1e-9)
+    np.testing.assert_allclose(new.covariances[:4], c[:4], rtol=1e-8)
+    # the empty component: covariance regCovar * I (its mean is the centre, sklearn's 0)
+    np.testing.assert_allclose(new.covariances[4], c[4], atol=1e-12)
 
 
 @pytest.mark.parametrize("block_cache", ["auto", "spark"])
