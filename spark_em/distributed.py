@@ -146,11 +146,8 @@ def tree_collect(
     while parts > scale + int(math.ceil(parts / scale)):
         parts = int(math.ceil(parts / scale))
         df = df.repartition(parts).mapInArrow(_reducer(merge), PAYLOAD_SCHEMA)
-    acc = None
-    for row in df.collect():
-        arr = np.frombuffer(bytes(row[0]), dtype=np.float64)
-        acc = arr.copy() if acc is None else merge(acc, arr)
-    return acc
+    # As Arrow (no pickled rows): the validation pass's rows carry whole samples.
+    return _fold(df.toArrow().to_batches(), merge)
 
 
 # ---------------------------------------------------------------------------------------
