@@ -46,13 +46,12 @@ def lloyd(X: np.ndarray, centres: np.ndarray, max_iter: int = 100, tol: float = 
     centres = centres.copy()
     k = centres.shape[0]
     threshold = tol * float(np.mean(np.var(X, axis=0)))
-    rows = np.arange(X.shape[0])
     for _ in range(max_iter):
         labels = np.argmin(_sq_dist(X, centres), axis=1)
         counts = np.bincount(labels, minlength=k)
-        onehot = np.zeros((k, X.shape[0]))
-        onehot[labels, rows] = 1.0
-        sums = onehot @ X  # one GEMM (np.add.at is many times slower)
+        # per-feature bincounts: np.add.at is many times slower, and a one-hot GEMM runs
+        # into the driver's multi-threaded BLAS competing with the executors for the cores
+        sums = np.column_stack([np.bincount(labels, X[:, j], minlength=k) for j in range(X.shape[1])])
         new = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], centres)
         shift = float(np.sum((new - centres) ** 2))
         centres = new
