@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from dataclasses import dataclass
@@ -180,7 +181,13 @@ class _Shipment:
 # ---------------------------------------------------------------------------------------
 # Preparation and validation
 # ---------------------------------------------------------------------------------------
-def _make_blocks_fn(d: int):
+def _make_blocks_fn(d: int, max_rows: int | None = None):
+    """Turn each Arrow batch of ``(x array<double>, w double)`` rows into block rows.
+
+    Without ``max_rows`` an Arrow batch becomes one block row; with it, block rows of at most
+    ``max_rows`` rows (sharing the batch's buffers: no copy).  The batch's bad-row counts go
+    to its first block row."""
+
     def to_blocks(batches):
         for batch in batches:
             X, valid, counts = list_to_matrix(batch.column(0), d)
@@ -189,11 +196,26 @@ def _make_blocks_fn(d: int):
             keep = valid & wvalid
             if not keep.all():
                 X, w = X[keep], w[keep]
+            X = np.ascontiguousarray(X, dtype=np.float64)
+            w = np.ascontiguousarray(w, dtype=np.float64)
+            n = X.shape[0]
+            bounds = np.append(np.arange(0, n, max_rows or max(n, 1)), n) if n else np.zeros(2, int)
+            m = len(bounds) - 1
             cols = [
-                pa.array([np.ascontiguousarray(X).tobytes()], pa.binary()),
-                pa.array([w.tobytes()], pa.binary()),
-                pa.array([X.shape[0]], pa.int64()),
-            ] + [pa.array([counts[kind]], pa.int64()) for kind in BAD_KINDS]
+                pa.Array.from_buffers(
+                    pa.binary(), m, [None, pa.py_buffer((bounds * 8 * d).astype(np.int32)),
+                                     pa.py_buffer(X)]
+                ),
+                pa.Array.from_buffers(
+                    pa.binary(), m, [None, pa.py_buffer((bounds * 8).astype(np.int32)),
+                                     pa.py_buffer(w)]
+                ),
+                pa.array(np.diff(bounds).astype(np.int64), pa.int64()),
+            ]
+            for kind in BAD_KINDS:
+                bad = np.zeros(m, np.int64)
+                bad[0] = counts[kind]
+                cols.append(pa.array(bad, pa.int64()))
             yield pa.RecordBatch.from_arrays(cols, schema=_BLOCK_ARROW_SCHEMA)
 
     return to_blocks
@@ -205,17 +227,51 @@ _BLOCK_ARROW_SCHEMA = pa.schema(
 )
 
 
-def iter_blocks(batches, d: int):
-    """Yield ``(X (n, d) float64, w (n,))`` for each cached block row (inside a task)."""
+def _binary_parts(col: pa.Array):
+    """(value offsets as int64 numpy, data buffer) of a binary Arrow array."""
+    offsets = np.frombuffer(col.buffers()[1], dtype=np.int32)[col.offset : col.offset + len(col) + 1]
+    return offsets.astype(np.int64), col.buffers()[2]
+
+
+def iter_blocks(batches, d: int, chunk_rows: int = 1):
+    """Yield ``(X (n, d) float64, w (n,), chunk number)`` from cached block rows (inside a task).
+
+    Consecutive block rows are merged into chunks of at least ``chunk_rows`` rows (the
+    kernels' working size): a block's ``X`` bytes follow the previous block's in the Arrow
+    column, so a chunk inside one Arrow batch is a view, not a copy.  The chunks depend only
+    on the sequence of blocks, not on how Spark cut them into Arrow batches, so chunk
+    numbers are the same in every pass."""
+    xs_, ws_, rows, chunk = [], [], 0, 0
     for batch in batches:
-        xs, ws, ns = batch.column(0), batch.column(1), batch.column(2)
-        for i in range(batch.num_rows):
-            n = ns[i].as_py()
-            if n == 0:
-                continue
-            X = np.frombuffer(xs[i].as_buffer(), dtype=np.float64).reshape(n, d)
-            w = np.frombuffer(ws[i].as_buffer(), dtype=np.float64)
-            yield X, w
+        ns = batch.column(2).to_numpy()
+        xoff, xdata = _binary_parts(batch.column(0))
+        woff, wdata = _binary_parts(batch.column(1))
+        i, nb = 0, len(ns)
+        while i < nb:
+            j = i
+            while j < nb and rows < chunk_rows:
+                rows += int(ns[j])
+                j += 1
+            if woff[j] > woff[i]:
+                xs_.append(
+                    np.frombuffer(xdata, np.float64, (xoff[j] - xoff[i]) // 8, xoff[i]).reshape(-1, d)
+                )
+                ws_.append(np.frombuffer(wdata, np.float64, (woff[j] - woff[i]) // 8, woff[i]))
+            i = j
+            if rows >= chunk_rows and xs_:
+                yield _joined(xs_), _joined(ws_), chunk
+                xs_, ws_, rows, chunk = [], [], 0, chunk + 1
+    if xs_:
+        yield _joined(xs_), _joined(ws_), chunk
+
+
+def _joined(parts: list) -> np.ndarray:
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def _chunk_rows(d: int) -> int:
+    """Rows per kernel chunk: about 8 MB of float64 features (as the local block files)."""
+    return max(1, _UNIT_BYTES // (8 * d))
 
 
 def _validation_layout(d: int) -> int:
@@ -227,6 +283,7 @@ def _make_validation_fn(d: int, sample_size: int, seed: int, block_dir: str | No
     from pyspark import TaskContext
 
     head = _validation_layout(d)
+    chunk_rows = _chunk_rows(d)
 
     def validate(batches):
         ctx = TaskContext.get()
@@ -241,7 +298,7 @@ def _make_validation_fn(d: int, sample_size: int, seed: int, block_dir: str | No
                 [np.asarray(batch.column(3 + j).to_numpy()).sum() for j in range(len(BAD_KINDS))]
             )
             out[2 + d : 2 + d + len(BAD_KINDS)] += bad
-            for X, w in iter_blocks([batch], d):
+            for X, w, _ in iter_blocks([batch], d, chunk_rows):
                 if writer is not None:
                     writer.write(X, w)
                 out[0] += X.shape[0]
@@ -458,8 +515,17 @@ def prepare(
     block_dir = _local_block_dir(spark, block_cache)
     selected = df.select(arr.alias("x"), wcol.alias("w"))
     cached = False
+    cache_conf = contextlib.ExitStack()  # left when the cache is written, or on error
     if block_dir is None:
-        blocks, cached = _persist(selected.mapInArrow(_make_blocks_fn(d), BLOCK_SCHEMA))
+        # Small block rows, one per cached batch (see _CACHE_SETTINGS): the cache of a
+        # partition is then written and read a few hundred KB at a time.
+        cache_conf.enter_context(_session_conf(spark, _CACHE_SETTINGS))
+        to_blocks = _make_blocks_fn(d, max(1, _STORED_BLOCK_BYTES // (8 * d)))
+        try:
+            blocks, cached = _persist(selected.mapInArrow(to_blocks, BLOCK_SCHEMA))
+        except BaseException:
+            cache_conf.close()
+            raise
         rows = blocks.mapInArrow(_make_validation_fn(d, sample_size, seed), PAYLOAD_SCHEMA)
     else:
         # One job reads the input, validates it and writes the block files.
@@ -469,9 +535,10 @@ def prepare(
         rows = selected.mapInArrow(lambda batches: validate(to_blocks(batches)), PAYLOAD_SCHEMA)
     units = None
     try:
-        # Count the partitions from the rows themselves: one per task, empty ones included.
-        parts = _num_partitions(blocks)
-        acc = tree_collect(rows, parts, _make_validation_merge(d, sample_size), aggregation_depth)
+        with cache_conf:  # the cache is written by the first job(s) over `blocks`
+            # Count the partitions from the rows themselves: one per task, empty ones included.
+            parts = _num_partitions(blocks)
+            acc = tree_collect(rows, parts, _make_validation_merge(d, sample_size), aggregation_depth)
         if acc is None:  # a DataFrame with no partitions at all
             raise InvalidInputError("the input DataFrame is empty: nothing to fit")
         if block_dir is not None:
@@ -490,6 +557,7 @@ def prepare(
         centre = acc[2 : 2 + d] / wsum
         sample = acc[head:].reshape(-1, d + 2)[:, 2:]
     except BaseException:
+        cache_conf.close()
         if block_dir is None:
             if cached:
                 blocks.unpersist()
@@ -504,12 +572,50 @@ def prepare(
     )
 
 
+# Spark's cache of the prepared blocks (blockCache="spark"), kept in bounded pieces so that
+# data much larger than the JVM heap spill to disk instead of running it out of memory:
+# * A DataFrame is cached as columnar batches of spark.sql.inMemoryColumnarStorage.batchSize
+#   rows (default 10000).  With one block row per Arrow batch of 10000 input rows (1.3 MB at
+#   d=16) one cached batch held a whole partition (128 MB and more), built in growing heap
+#   buffers, serialized in one piece and pinned by the Java serializer's handle table until
+#   the partition was written: 2 tasks ran a 1 GiB heap out of memory (OOM) while writing
+#   the cache.  Now block rows hold at most _STORED_BLOCK_BYTES and each is its own cached
+#   batch; the setting is read when the cache is planned and written, so it is set on the
+#   session (a remote call on Spark Connect) for the preparation only, then restored.
+# * pyspark's StorageLevel.MEMORY_AND_DISK is serialized in the JVM: the memory store keeps
+#   each partition as 1 MiB byte chunks, which G1 allocates as "humongous" objects taking
+#   two 1 MiB regions each on heaps under 2 GiB; the storage pool then filled the whole heap
+#   (OOM again).  The deserialized level keeps the cached batches themselves (256 KiB
+#   arrays, ordinary objects) and passes read them without deserializing.
+# Passes merge the small blocks back into kernel-sized chunks without copying (iter_blocks).
+_STORED_BLOCK_BYTES = 256 << 10
+CACHE_LEVEL = StorageLevel.MEMORY_AND_DISK_DESER
+_CACHE_SETTINGS = {"spark.sql.inMemoryColumnarStorage.batchSize": "1"}
+
+
+@contextlib.contextmanager
+def _session_conf(spark: SparkSession, settings: dict):
+    """Set SQL configuration on the session for a block of jobs, then restore the user's
+    values (or unset them when they were not set)."""
+    old = {key: spark.conf.get(key, None) for key in settings}
+    for key, value in settings.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, value in old.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
+
+
 def _persist(df: DataFrame) -> tuple[DataFrame, bool]:
-    """``df`` cached MEMORY_AND_DISK, and whether it is.  Some Spark Connect servers refuse
+    """``df`` cached MEMORY_AND_DISK (deserialized in the JVM), and whether it is.  Some Spark Connect servers refuse
     caching (Databricks serverless: NOT_SUPPORTED_WITH_SERVERLESS); there the fit still
     works, recomputing the blocks from the input in every pass."""
     try:
-        return df.persist(StorageLevel.MEMORY_AND_DISK), True
+        return df.persist(CACHE_LEVEL), True
     except Exception as exc:
         if not is_connect(df.sparkSession):
             raise
@@ -581,7 +687,8 @@ def _make_stats_fn(get_payload, d: int, num_tasks: int | None = None):
         pid = ctx.partitionId() if ctx is not None else 0
         stats = [task.new_stats(d) for task in tasks]
         if units is None:
-            source = ((X, w, (pid, i)) for i, (X, w) in enumerate(iter_blocks(batches, d)))
+            rows = _chunk_rows(d)
+            source = ((X, w, (pid, i)) for X, w, i in iter_blocks(batches, d, rows))
         else:  # local block files: this task's share of the units
             for _ in batches:
                 pass

@@ -31,7 +31,7 @@ def test_prepare_caches_and_measures_the_data(spark, weighted):
     block_dir = getattr(data, "block_dir", None)  # local block files instead of Spark's cache
     try:
         if block_dir is None:
-            assert data.blocks.storageLevel == StorageLevel.MEMORY_AND_DISK
+            assert data.blocks.storageLevel == StorageLevel.MEMORY_AND_DISK_DESER
             assert data.blocks.is_cached
         else:
             assert os.path.isdir(block_dir)
@@ -95,3 +95,78 @@ def test_tree_collect_sums_one_row_per_partition(spark, partitions, depth):
     rows = spark.range(0, 200, numPartitions=partitions).mapInArrow(one_row, PAYLOAD_SCHEMA)
     total = tree_collect(rows, partitions, np.add, depth)
     np.testing.assert_array_equal(total, [partitions, partitions * (partitions - 1) / 2])
+
+
+def test_small_block_rows_merge_back_into_the_same_chunks():
+    """The Spark-cache layout: block rows of at most ``max_rows`` rows, merged back into
+    chunks of at least ``chunk_rows`` rows whatever Arrow batches Spark cuts them into."""
+    import pyarrow as pa
+
+    from spark_em.arrow_blocks import BAD_KINDS
+    from spark_em.distributed import _make_blocks_fn, iter_blocks
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(23, 3))
+    w = rng.uniform(0.5, 2.0, size=23)
+    X[5, 1] = np.nan  # an invalid row: dropped and counted once
+    inputs = [
+        pa.RecordBatch.from_arrays([pa.array(list(X[a:b]), pa.list_(pa.float64())),
+                                    pa.array(w[a:b])], ["x", "w"])
+        for a, b in ((0, 13), (13, 23))
+    ]
+    table = pa.Table.from_batches(list(_make_blocks_fn(3, max_rows=4)(iter(inputs))))
+    keep = np.ones(23, bool)
+    keep[5] = False
+    # 12 valid rows in the first input batch, 10 in the second
+    assert table.column("n").to_pylist() == [4, 4, 4, 0, 4, 4, 2] or table.column(
+        "n"
+    ).to_pylist() == [4, 4, 4, 4, 4, 2]
+    assert sum(table.column(f"bad_{kind}").to_numpy().sum() for kind in BAD_KINDS) == 1
+    batch = table.combine_chunks().to_batches()[0]
+    cuts = [[batch], [batch.slice(i, 1) for i in range(batch.num_rows)],
+            [batch.slice(0, 2), batch.slice(2)]]
+    results = [list(iter_blocks(batches, 3, chunk_rows=6)) for batches in cuts]
+    for chunks in results:
+        assert [key for _, _, key in chunks] == [0, 1, 2]
+        assert [Xc.shape[0] for Xc, _, _ in chunks] == [8, 8, 6]
+        np.testing.assert_array_equal(np.concatenate([c[0] for c in chunks]), X[keep])
+        np.testing.assert_array_equal(np.concatenate([c[1] for c in chunks]), w[keep])
+    assert not results[0][0][0].flags.owndata  # inside one Arrow batch: a view, no copy
+
+
+def test_spark_cache_holds_one_block_row_per_cached_batch(spark, weighted, monkeypatch):
+    """blockCache="spark" writes its cache one small block row per cached batch (not one
+    batch of 10000 rows, i.e. a whole partition, which ran a 1 GiB heap out of memory on
+    large data), passes read it back exactly, and the session's setting is left as it was."""
+    from spark_em import distributed
+
+    X, w, df = weighted
+    monkeypatch.setattr(distributed, "_STORED_BLOCK_BYTES", 8 * 3 * 4)  # 4 rows per block
+    key = "spark.sql.inMemoryColumnarStorage.batchSize"
+    params = GaussianParams.from_covariances(
+        [0.5, 0.5], np.array([[-4.0] * 3, [4.0] * 3]) + 1e4, np.stack([np.eye(3)] * 2), "full"
+    )
+    try:
+        for user in (None, "777"):
+            if user is not None:
+                spark.conf.set(key, user)
+            data = prepare(df, "features", "w", block_cache="spark")
+            try:
+                assert spark.conf.get(key, None) == user
+                cached = spark._jsparkSession.sharedState().cacheManager().lookupCachedData(
+                    data.blocks._jdf
+                )
+                batches = cached.get().cachedRepresentation().cacheBuilder().cachedColumnBuffers()
+                block_rows = data.blocks.count()
+                assert block_rows >= 300 // 4
+                assert batches.count() == block_rows
+                kernel = EStepKernel(params, data.centre)
+                (stats,) = run_pass(data, [kernel])
+                local = kernel.new_stats(3)
+                kernel.accumulate(local, X - data.centre, w, (0, 0))
+                np.testing.assert_allclose(stats.sk, local.sk, rtol=1e-10, atol=1e-8)
+                assert stats.n_rows == 300
+            finally:
+                data.unpersist()
+    finally:
+        spark.conf.unset(key)
