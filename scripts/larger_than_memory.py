@@ -8,7 +8,8 @@ stays flat), then runs spark-em in local mode with ``spark.driver.memory=--drive
 (in local mode the driver JVM is also the executor: this is all the memory Spark gets) and
 ``maxIter=--iters``.  With ``--block-cache auto`` the prepared blocks go to local files that
 every iteration re-reads (from the OS page cache or disk); with ``spark`` they are persisted
-MEMORY_AND_DISK and mostly spill to disk.  Reports the data size, the memory given to Spark,
+MEMORY_AND_DISK and mostly spill to disk (each iteration prints how much of Spark's cache is
+in memory and on disk).  Reports the data size, the memory given to Spark,
 the time of each iteration and of the whole fit, and writes JSON.
 """
 
@@ -66,13 +67,24 @@ def main(argv=None) -> int:
     print(f"data set {size / 2**30:.2f} GiB of Parquet ({args.n:,} x {args.d} doubles = "
           f"{args.n * args.d * 8 / 2**30:.2f} GiB raw); Spark JVM heap {heap / 2**30:.2f} GiB "
           f"(spark.driver.memory={args.driver_memory}); ratio {size / heap:.1f}x", flush=True)
-    iterations = []
+    iterations, cache = [], []
+
+    def cached_bytes():
+        """(memory, disk) bytes of Spark's cached RDDs: the prepared blocks with --block-cache spark."""
+        infos = spark.sparkContext._jsc.sc().getRDDStorageInfo()
+        return sum(i.memSize() for i in infos), sum(i.diskSize() for i in infos)
+
+    def progress(info):
+        iterations.append(info.seconds)
+        mem, disk = cached_bytes()
+        cache.append({"memory_bytes": mem, "disk_bytes": disk})
+        print(f"  iteration {info.iteration}: {info.seconds:.1f}s (mean log-likelihood "
+              f"{info.mean_log_likelihood:.4f}; Spark's cache {mem / 2**30:.2f} GiB in memory, "
+              f"{disk / 2**30:.2f} GiB on disk)", flush=True)
+
     gm = GaussianMixture(k=args.k, covarianceType=args.cov, maxIter=args.iters, tol=0.0, seed=1,
                          blockCache=args.block_cache)
-    gm.progress = lambda info: (iterations.append(info.seconds),
-                                print(f"  iteration {info.iteration}: {info.seconds:.1f}s "
-                                      f"(mean log-likelihood {info.mean_log_likelihood:.4f})",
-                                      flush=True))
+    gm.progress = progress
     t = time.perf_counter()
     model = gm.fit(spark.read.parquet(path))
     total = time.perf_counter() - t
@@ -81,6 +93,7 @@ def main(argv=None) -> int:
         "n": args.n, "d": args.d, "k": args.k, "cov": args.cov, "block_cache": args.block_cache,
         "parquet_bytes": size, "raw_bytes": args.n * args.d * 8, "jvm_max_heap_bytes": heap,
         "driver_memory": args.driver_memory, "conf": conf, "iteration_s": iterations, "fit_s": total,
+        "spark_cache_per_iteration": cache,
         "rows": model.summary.numRows, "log_likelihood": model.summary.logLikelihood,
         "load": [round(x, 2) for x in os.getloadavg()],
     }
