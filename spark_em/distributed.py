@@ -1,9 +1,10 @@
 """The only module that knows how Spark executes a pass over the data.
 
-* :func:`prepare` validates the input and caches the features as numpy blocks (one row per
-  Arrow batch: ``X`` as raw float64 bytes of an ``(n, d)`` array, weights likewise), then runs
-  one validation pass that materialises the cache and returns counts, the weighted mean
-  (the fit's centre ``c0``) and a weighted reservoir sample for initialisation.
+* :func:`prepare` validates the input and caches the features as numpy blocks (rows of
+  ``X`` as raw float64 bytes of an ``(n, d)`` array, weights likewise: in local block files,
+  or in Spark's cache at most 256 KiB per row), then runs one validation pass that
+  materialises the cache and returns counts, the weighted mean (the fit's centre ``c0``)
+  and a weighted reservoir sample for initialisation.
 * :func:`run_pass` ships a list of per-model tasks to the executors — a broadcast variable on
   classic Spark, the function's closure on Spark Connect (no SparkContext there) — computes
   one packed statistics row per Spark task with ``mapInArrow``, tree-reduces those rows, and
@@ -229,8 +230,8 @@ _BLOCK_ARROW_SCHEMA = pa.schema(
 
 def _binary_parts(col: pa.Array):
     """(value offsets as int64 numpy, data buffer) of a binary Arrow array."""
-    offsets = np.frombuffer(col.buffers()[1], dtype=np.int32)[col.offset : col.offset + len(col) + 1]
-    return offsets.astype(np.int64), col.buffers()[2]
+    offsets = np.frombuffer(col.buffers()[1], dtype=np.int32)
+    return offsets[col.offset : col.offset + len(col) + 1].astype(np.int64), col.buffers()[2]
 
 
 def iter_blocks(batches, d: int, chunk_rows: int = 1):
@@ -253,9 +254,8 @@ def iter_blocks(batches, d: int, chunk_rows: int = 1):
                 rows += int(ns[j])
                 j += 1
             if woff[j] > woff[i]:
-                xs_.append(
-                    np.frombuffer(xdata, np.float64, (xoff[j] - xoff[i]) // 8, xoff[i]).reshape(-1, d)
-                )
+                count = (xoff[j] - xoff[i]) // 8
+                xs_.append(np.frombuffer(xdata, np.float64, count, xoff[i]).reshape(-1, d))
                 ws_.append(np.frombuffer(wdata, np.float64, (woff[j] - woff[i]) // 8, woff[i]))
             i = j
             if rows >= chunk_rows and xs_:
@@ -538,7 +538,8 @@ def prepare(
         with cache_conf:  # the cache is written by the first job(s) over `blocks`
             # Count the partitions from the rows themselves: one per task, empty ones included.
             parts = _num_partitions(blocks)
-            acc = tree_collect(rows, parts, _make_validation_merge(d, sample_size), aggregation_depth)
+            merge = _make_validation_merge(d, sample_size)
+            acc = tree_collect(rows, parts, merge, aggregation_depth)
         if acc is None:  # a DataFrame with no partitions at all
             raise InvalidInputError("the input DataFrame is empty: nothing to fit")
         if block_dir is not None:
@@ -596,10 +597,16 @@ _CACHE_SETTINGS = {"spark.sql.inMemoryColumnarStorage.batchSize": "1"}
 @contextlib.contextmanager
 def _session_conf(spark: SparkSession, settings: dict):
     """Set SQL configuration on the session for a block of jobs, then restore the user's
-    values (or unset them when they were not set)."""
-    old = {key: spark.conf.get(key, None) for key in settings}
+    values (or unset them when they were not set).  A setting the server refuses (some
+    managed Spark Connect servers allow only listed keys) is skipped."""
+    old = {}
     for key, value in settings.items():
-        spark.conf.set(key, value)
+        try:
+            previous = spark.conf.get(key, None)
+            spark.conf.set(key, value)
+        except Exception:  # refused: the jobs run with the session's own value
+            continue
+        old[key] = previous
     try:
         yield
     finally:
@@ -611,9 +618,10 @@ def _session_conf(spark: SparkSession, settings: dict):
 
 
 def _persist(df: DataFrame) -> tuple[DataFrame, bool]:
-    """``df`` cached MEMORY_AND_DISK (deserialized in the JVM), and whether it is.  Some Spark Connect servers refuse
-    caching (Databricks serverless: NOT_SUPPORTED_WITH_SERVERLESS); there the fit still
-    works, recomputing the blocks from the input in every pass."""
+    """``df`` cached MEMORY_AND_DISK (deserialized in the JVM: see _STORED_BLOCK_BYTES), and
+    whether it is.  Some Spark Connect servers refuse caching (Databricks serverless:
+    NOT_SUPPORTED_WITH_SERVERLESS); there the fit still works, recomputing the blocks from
+    the input in every pass."""
     try:
         return df.persist(CACHE_LEVEL), True
     except Exception as exc:
