@@ -12,10 +12,13 @@ os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
 
 @pytest.fixture(scope="session")
-def spark():
+def spark(tmp_path_factory):
     from spark_em.session import local_session
 
-    session = local_session("local[2]", "spark-em-tests", {"spark.sql.shuffle.partitions": "4"})
+    # a local dir of this run's own: block files of concurrent runs never mix
+    local_dir = str(tmp_path_factory.mktemp("spark-local"))
+    session = local_session("local[2]", "spark-em-tests",
+                            {"spark.sql.shuffle.partitions": "4", "spark.local.dir": local_dir})
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
