@@ -25,7 +25,6 @@ the machine's load averages and spark-em's per-iteration profile to a JSON file.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -35,6 +34,8 @@ from dataclasses import dataclass, field
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
+
+from results import write_results  # noqa: E402  (scripts/ is on sys.path when run)
 
 # name: (N, d, K, covariance type, spread of the generating means).
 PRESETS = {
@@ -352,10 +353,7 @@ def main(argv=None) -> int:
         "results": results,
         "table": text,
     }
-    out = args.out or os.path.join("bench-results", f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json")
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    with open(out, "w") as f:
-        json.dump(report, f, indent=2)
+    out = write_results(report, "bench", args.out)
     print(f"\nwritten {out}")
     return 0
 

@@ -16,13 +16,14 @@ the time of each iteration and of the whole fit, and writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
+
+from results import write_results  # noqa: E402  (scripts/ is on sys.path when run)
 
 
 def du_bytes(path: str) -> int:
@@ -99,10 +100,7 @@ def main(argv=None) -> int:
     }
     print(f"fit of {model.summary.numRows:,} rows: {total:.0f}s in all; per iteration "
           + ", ".join(f"{s:.1f}s" for s in iterations), flush=True)
-    out = args.out or os.path.join("bench-results", f"larger-than-memory-{time.strftime('%Y%m%d-%H%M%S')}.json")
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    with open(out, "w") as f:
-        json.dump(result, f, indent=2)
+    out = write_results(result, "larger-than-memory", args.out)
     print(f"written {out}")
     return 0
 

@@ -23,6 +23,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
+from results import write_results  # noqa: E402  (scripts/ is on sys.path when run)
+
 
 def vm_hwm_kib(pid: int | str = "self") -> int:
     with open(f"/proc/{pid}/status") as f:
@@ -109,10 +111,7 @@ def main(argv=None) -> int:
     text = "\n".join(lines)
     print()
     print(text)
-    out = args.out or os.path.join("bench-results", f"scaling-{time.strftime('%Y%m%d-%H%M%S')}.json")
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    with open(out, "w") as f:
-        json.dump({"args": vars(args), "results": results, "table": text}, f, indent=2)
+    out = write_results({"args": vars(args), "results": results, "table": text}, "scaling", args.out)
     print(f"\nwritten {out}")
     return 0
 

@@ -20,6 +20,19 @@ import pyspark
 SPARK_HOME = Path(pyspark.__file__).resolve().parent
 
 
+def write_id_features_parquet(path, X) -> str:
+    """One Parquet file with ``id`` (long) and ``features`` (array<double>) columns: the data
+    that the Connect and cluster processes read from disk."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    feats = pa.FixedSizeListArray.from_arrays(pa.array(np.ravel(X)), X.shape[1])
+    feats = feats.cast(pa.list_(pa.float64()))
+    pq.write_table(pa.table({"id": pa.array(np.arange(len(X))), "features": feats}), str(path))
+    return str(path)
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

@@ -17,12 +17,12 @@ import sysconfig
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from .scenarios import estimator
-from .servers import FAST_JVM, SPARK_HOME, StandaloneCluster, base_env
+from .servers import (
+    FAST_JVM, SPARK_HOME, StandaloneCluster, base_env, write_id_features_parquet,
+)
 
 pytestmark = pytest.mark.cluster
 
@@ -77,9 +77,7 @@ def data(tmp_path_factory):
 
     X, labels, truth = sample_mixture(900, k=3, d=2, seed=21, separation=6.0)
     path = tmp_path_factory.mktemp("cluster-data") / "data.parquet"
-    feats = pa.FixedSizeListArray.from_arrays(pa.array(X.ravel()), 2).cast(pa.list_(pa.float64()))
-    pq.write_table(pa.table({"id": pa.array(np.arange(len(X))), "features": feats}), str(path))
-    return str(path), X, truth
+    return write_id_features_parquet(path, X), X, truth
 
 
 def _run(cmd, env, timeout, cluster, cwd):

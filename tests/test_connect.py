@@ -9,12 +9,10 @@ the same rows in the same partitions: results must agree to 1e-9.
 from __future__ import annotations
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from . import scenarios
-from .servers import ConnectServer
+from .servers import ConnectServer, write_id_features_parquet
 
 pytestmark = pytest.mark.connect
 
@@ -51,9 +49,7 @@ def data(tmp_path_factory):
 
     X, labels, truth = sample_mixture(600, k=3, d=3, seed=11, separation=5.0)
     path = tmp_path_factory.mktemp("connect-data") / "data.parquet"
-    feats = pa.FixedSizeListArray.from_arrays(pa.array(X.ravel()), 3).cast(pa.list_(pa.float64()))
-    pq.write_table(pa.table({"id": pa.array(np.arange(len(X))), "features": feats}), str(path))
-    return str(path), X, truth
+    return write_id_features_parquet(path, X), X, truth
 
 
 def assert_same_model(a: dict, b: dict) -> None:
