@@ -16,23 +16,10 @@ import numpy as np
 from .distributed import PreparedData, run_pass
 from .gaussian import GaussianParams
 from .init import initial_centres
+from .progress import IterationInfo
 from .stats import EStepKernel, NearestCentreTask, RandomRespTask
 
 log = logging.getLogger("spark_em")
-
-
-@dataclass
-class IterationInfo:
-    """What the progress callback receives after each EM iteration."""
-
-    iteration: int
-    run: int
-    mean_log_likelihood: float
-    change: float
-    seconds: float
-    # Timings of the iteration's pass: driver wall time ``pass_s`` and ``mstep_s``, and the
-    # summed per-task ``read_s``/``kernel_s``/``task_s`` (see distributed.PROFILE_FIELDS).
-    profile: dict | None = None
 
 
 @dataclass(eq=False)  # compared by identity: parameters hold numpy arrays
@@ -112,8 +99,11 @@ def run_em(
                 r.history[-1],
                 r.history[-1] - r.history[-2] if len(r.history) > 1 else float("nan"),
                 seconds,
+                label=f"run {i}",
+                rows=int(data.n_rows),
+                converged=r.converged,
+                profile=profile,
             )
-            info.profile = profile
             log.info(
                 "iteration %d (run %d): mean log-likelihood %.6f, change %.3g, %.2fs",
                 info.iteration, info.run, info.mean_log_likelihood, info.change, info.seconds,

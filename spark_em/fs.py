@@ -20,7 +20,7 @@ import uuid
 
 from pyspark.sql import SparkSession
 
-from .distributed import is_connect
+from .env import SparkEnv
 
 
 class _HadoopPaths:
@@ -85,7 +85,7 @@ def atomic_write(spark: SparkSession, path: str, overwrite: bool, write_to) -> N
     and ``path`` is untouched); on Spark Connect ``target`` is ``path`` itself (see the module
     docstring).
     """
-    if is_connect(spark):
+    if SparkEnv.of(spark).connect:
         _connect_handle_overwrite(path, overwrite)
         write_to(path)
         return
