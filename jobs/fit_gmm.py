@@ -131,6 +131,7 @@ def main(argv=None) -> int:
     settings = load_settings(args)
     from spark_em import GaussianMixture
     from spark_em.fs import atomic_write
+    from spark_em.progress import IterationInfo
 
     spark = get_session(args)
     if args.demo or not args.input:
@@ -141,7 +142,7 @@ def main(argv=None) -> int:
     if settings["weight"]:
         gm.setWeightCol(settings["weight"])
     if not args.quiet:
-        gm.progress = lambda info: print(
+        gm.progress = lambda info: isinstance(info, IterationInfo) and print(
             f"iteration {info.iteration:3d}  mean log-likelihood {info.mean_log_likelihood:.6f}"
             f"  change {info.change:.3e}  {info.seconds:.2f}s", flush=True)
     model = gm.fit(df)

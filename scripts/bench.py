@@ -134,6 +134,7 @@ def bench_spark(spark, ds: DataSet, path: str, args) -> dict:
     from pyspark.sql import functions as F
 
     from spark_em import GaussianMixture
+    from spark_em.progress import IterationInfo
 
     df = spark.read.parquet(path).select(
         F.col("features"), array_to_vector("features").alias("vector")
@@ -156,7 +157,7 @@ def bench_spark(spark, ds: DataSet, path: str, args) -> dict:
         gm = GaussianMixture(k=ds.k, covarianceType=cov, maxIter=max_iter, tol=0.0,
                              seed=args.seed, featuresCol="features", blockCache=args.block_cache)
         if per_iter is not None:
-            gm.progress = per_iter.append
+            gm.progress = lambda e: per_iter.append(e) if isinstance(e, IterationInfo) else None
         return gm.fit(data)
 
     if not args.no_mllib:

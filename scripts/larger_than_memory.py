@@ -50,6 +50,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from spark_em import GaussianMixture
+    from spark_em.progress import IterationInfo
     from spark_em.datasets import write_mixture_parquet
     from spark_em.session import local_session
 
@@ -76,6 +77,8 @@ def main(argv=None) -> int:
         return sum(i.memSize() for i in infos), sum(i.diskSize() for i in infos)
 
     def progress(info):
+        if not isinstance(info, IterationInfo):
+            return
         iterations.append(info.seconds)
         mem, disk = cached_bytes()
         cache.append({"memory_bytes": mem, "disk_bytes": disk})

@@ -3,9 +3,8 @@
 >>> from spark_em import GaussianMixture, GaussianMixtureModel
 """
 
-from .distributed import InvalidInputError
 from .estimator import GaussianMixture, GaussianMixtureModel, GaussianMixtureSummary
-from .gaussian import IllDefinedCovarianceError
+from .errors import IllDefinedCovarianceError, InvalidInputError, ModelFormatError
 
 __all__ = [
     "GaussianMixture",
@@ -13,5 +12,6 @@ __all__ = [
     "GaussianMixtureSummary",
     "IllDefinedCovarianceError",
     "InvalidInputError",
+    "ModelFormatError",
 ]
 __version__ = "0.1.0"

@@ -28,6 +28,9 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from .arrow_blocks import BAD_KINDS, list_to_matrix, weights_to_numpy
+from .columns import describe_features as _describe
+from .columns import feature_array, feature_dimension, weight_column
+from .errors import InvalidInputError
 from .stats import SuffStats
 
 BLOCK_SCHEMA = T.StructType(
@@ -41,67 +44,9 @@ BLOCK_SCHEMA = T.StructType(
 PAYLOAD_SCHEMA = T.StructType([T.StructField("payload", T.BinaryType(), False)])
 
 
-class InvalidInputError(ValueError):
-    """The input DataFrame cannot be fitted; the message names the column and the problem."""
-
-
 def is_connect(spark: SparkSession) -> bool:
     """True for a Spark Connect session (no SparkContext, no broadcast variables)."""
     return type(spark).__module__.startswith("pyspark.sql.connect")
-
-
-# ---------------------------------------------------------------------------------------
-# Feature columns
-# ---------------------------------------------------------------------------------------
-def _describe(features) -> str:
-    return f"featuresCol {features!r}"
-
-
-def feature_array(df: DataFrame, features: str | Sequence[str]) -> Column:
-    """An ``array<double>`` column from a vector column, a numeric array column, a single
-    numeric column, or a list of numeric column names.  Raises :class:`InvalidInputError`."""
-    from pyspark.ml.functions import vector_to_array
-    from pyspark.ml.linalg import VectorUDT
-
-    schema = df.schema
-    names = schema.fieldNames()
-    if isinstance(features, (list, tuple)):
-        if not features:
-            raise InvalidInputError("featuresCol is an empty list of columns")
-        cols = []
-        for name in features:
-            if name not in names:
-                raise InvalidInputError(f"feature column {name!r} does not exist; columns: {names}")
-            dt = schema[name].dataType
-            if not isinstance(dt, T.NumericType):
-                raise InvalidInputError(
-                    f"feature column {name!r} has type {dt.simpleString()}; "
-                    "feature columns must be numeric"
-                )
-            cols.append(F.col(f"`{name}`").cast("double"))
-        return F.array(*cols)
-    if features not in names:
-        raise InvalidInputError(f"{_describe(features)} does not exist; columns: {names}")
-    dt = schema[features].dataType
-    col = F.col(f"`{features}`")
-    if isinstance(dt, VectorUDT):
-        return vector_to_array(col, "float64")
-    if isinstance(dt, T.ArrayType) and isinstance(dt.elementType, T.NumericType):
-        return col.cast("array<double>")
-    if isinstance(dt, T.NumericType):
-        return F.array(col.cast("double"))
-    raise InvalidInputError(
-        f"{_describe(features)} has type {dt.simpleString()}; expected a Vector column, "
-        "an array of numbers, or a list of numeric column names"
-    )
-
-
-def feature_dimension(df: DataFrame, features: str | Sequence[str], arr: Column) -> int | None:
-    """d from the column list, or from the first non-null row (None if there is none)."""
-    if isinstance(features, (list, tuple)):
-        return len(features)
-    row = df.select(F.size(arr).alias("d")).where(F.col("d") >= 0).limit(1).collect()
-    return int(row[0]["d"]) if row else None
 
 
 # ---------------------------------------------------------------------------------------
@@ -491,17 +436,7 @@ def prepare(
     weights — each with the number of offending rows.
     """
     arr = feature_array(df, features)
-    if weight_col:
-        if weight_col not in df.columns:
-            raise InvalidInputError(f"weightCol {weight_col!r} does not exist; columns: {df.columns}")
-        wdt = df.schema[weight_col].dataType
-        if not isinstance(wdt, T.NumericType):
-            raise InvalidInputError(
-                f"weightCol {weight_col!r} has type {wdt.simpleString()}; it must be numeric"
-            )
-        wcol = F.col(f"`{weight_col}`").cast("double")
-    else:
-        wcol = F.lit(1.0)
+    wcol = weight_column(df, weight_col)
     d = feature_dimension(df, features, arr)
     if d is None:
         raise InvalidInputError(

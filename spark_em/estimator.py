@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -23,8 +24,10 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from .arrow_blocks import list_to_matrix
-from .distributed import BLOCK_CACHES, InvalidInputError, feature_array, prepare
-from .em import IterationInfo, initialise, run_em
+from .columns import feature_array, quoted
+from .distributed import BLOCK_CACHES, prepare
+from .errors import InvalidInputError
+from .em import initialise, run_em
 from .fs import atomic_write
 from .gaussian import (
     COVARIANCE_TYPES,
@@ -33,6 +36,7 @@ from .gaussian import (
     n_parameters,
 )
 from .init import INIT_MODES
+from .progress import InitialisationDone, IterationInfo, ValidationDone
 
 __all__ = ["GaussianMixture", "GaussianMixtureModel", "GaussianMixtureSummary"]
 
@@ -296,8 +300,9 @@ class GaussianMixture(Estimator, _GaussianMixtureParams, MLReadable, MLWritable)
     >>> model.transform(df).select("prediction", "probability")  # doctest: +SKIP
 
     Parameters match pyspark.ml (camelCase); shapes and numerics match scikit-learn's
-    ``GaussianMixture``.  ``progress`` (not a Param) is an optional callable receiving an
-    :class:`~spark_em.em.IterationInfo` after each EM iteration.
+    ``GaussianMixture``.  ``progress`` (not a Param) is an optional callable receiving the
+    events of :mod:`spark_em.progress` (validation done, initialisation done, each EM
+    iteration).
     """
 
     @keyword_only
@@ -369,6 +374,8 @@ class GaussianMixture(Estimator, _GaussianMixtureParams, MLReadable, MLWritable)
         k, ct = self.getK(), self.getCovarianceType()
         rng = np.random.default_rng(self.getSeed())
         sample_seed, *init_seeds = (int(s) for s in rng.integers(0, 2**31 - 1, 1 + self.getNInit()))
+        progress = getattr(self, "progress", None)
+        t0 = time.perf_counter()
         data = prepare(
             dataset,
             self.getFeaturesCol(),
@@ -384,6 +391,13 @@ class GaussianMixture(Estimator, _GaussianMixtureParams, MLReadable, MLWritable)
                     f"k={k} is larger than the number of valid rows ({data.n_rows}) in "
                     f"featuresCol {self.getFeaturesCol()!r}"
                 )
+            if progress is not None:
+                progress(ValidationDone(
+                    rows=data.n_rows, weight_sum=data.weight_sum, bad_rows={},
+                    seconds=time.perf_counter() - t0,
+                    store="local" if data.block_dir is not None else "spark",
+                ))
+            t0 = time.perf_counter()
             init = self.getInitialModel()
             if init is not None:
                 starts = [self._check_initial_model(init, data.d)]
@@ -391,9 +405,14 @@ class GaussianMixture(Estimator, _GaussianMixtureParams, MLReadable, MLWritable)
                 starts = initialise(
                     data, k, ct, self.getRegCovar(), self.getInitMode(), init_seeds
                 )
+            if progress is not None:
+                progress(InitialisationDone(
+                    runs=len(starts), seconds=time.perf_counter() - t0,
+                    mode="initialModel" if init is not None else self.getInitMode(),
+                ))
             result = run_em(
                 data, starts, max_iter=self.getMaxIter(), tol=self.getTol(),
-                reg_covar=self.getRegCovar(), progress=getattr(self, "progress", None),
+                reg_covar=self.getRegCovar(), progress=progress,
             )
         finally:
             data.unpersist()
@@ -634,7 +653,7 @@ class GaussianMixtureModel(Model, _ColumnParams, MLReadable, MLWritable):
     def _log_likelihood_sums(self, dataset: DataFrame) -> tuple[float, float]:
         arr = feature_array(dataset, self.getFeaturesCol())
         wcol = self.getWeightCol()
-        w = F.col(f"`{wcol}`").cast("double") if wcol and wcol in dataset.columns else F.lit(1.0)
+        w = quoted(wcol).cast("double") if wcol and wcol in dataset.columns else F.lit(1.0)
         ll = self._posterior_udf()(arr).getField("logLikelihood")
         row = dataset.select(
             F.sum(w * ll).alias("s"), F.sum(w).alias("n"),

@@ -25,12 +25,10 @@ import numpy as np
 from scipy import linalg
 from scipy.linalg import lapack
 
+from .errors import IllDefinedCovarianceError
+
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 LOG_2PI = float(np.log(2.0 * np.pi))
-
-
-class IllDefinedCovarianceError(ValueError):
-    """A covariance matrix is singular or not positive definite even after ``regCovar``."""
 
 
 _ILL_DEFINED = (

@@ -1,0 +1,17 @@
+"""The exceptions and warnings spark-em raises; every message names the column, Param or
+path and the problem."""
+
+from __future__ import annotations
+
+
+class InvalidInputError(ValueError):
+    """The input DataFrame cannot be fitted or scored; the message names the column and the
+    problem (and the number of offending rows)."""
+
+
+class IllDefinedCovarianceError(ValueError):
+    """A covariance matrix is singular or not positive definite even after ``regCovar``."""
+
+
+class ModelFormatError(ValueError):
+    """A saved model directory cannot be read; the message names the path and the problem."""
