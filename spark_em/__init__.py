@@ -3,8 +3,10 @@
 >>> from spark_em import GaussianMixture, GaussianMixtureModel
 """
 
-from .estimator import GaussianMixture, GaussianMixtureModel, GaussianMixtureSummary
 from .errors import IllDefinedCovarianceError, InvalidInputError, ModelFormatError
+from .estimator import GaussianMixture
+from .model import GaussianMixtureModel
+from .summary import GaussianMixtureSummary
 
 __all__ = [
     "GaussianMixture",

@@ -1,0 +1,190 @@
+"""The fitted model, :class:`GaussianMixtureModel`: its parameters, local prediction, and the
+pyspark.ml ``transform``/``score``/``bic``/``aic`` (run by :mod:`spark_em.scoring`)."""
+
+from __future__ import annotations
+
+import numpy as np
+from pyspark.ml import Model
+from pyspark.ml.linalg import DenseMatrix, DenseVector, Vector
+from pyspark.ml.util import MLReadable, MLReader, MLWritable, MLWriter
+from pyspark.sql import DataFrame, SparkSession
+
+from . import scoring
+from .gaussian import GaussianParams, n_parameters
+from .params import ColumnParams
+from .persistence import ModelReader, ModelWriter
+from .sklearn_interop import from_sklearn, to_sklearn
+from .summary import GaussianMixtureSummary
+
+__all__ = ["GaussianMixtureModel"]
+
+
+class GaussianMixtureModel(Model, ColumnParams, MLReadable, MLWritable):
+    """A fitted Gaussian mixture.
+
+    Arrays use scikit-learn's shapes: ``weights (k,)``, ``means (k, d)``, ``covariances`` —
+    full ``(k, d, d)``, tied ``(d, d)``, diag ``(k, d)``, spherical ``(k,)`` — and
+    ``precisionsCholesky`` likewise.
+    """
+
+    def __init__(
+        self, params: GaussianParams | None = None, summary: GaussianMixtureSummary | None = None
+    ) -> None:
+        super().__init__()
+        self._gaussian = params
+        self._summary = summary
+
+    # ------------------------------------------------------------------ parameters
+    @property
+    def weights(self) -> np.ndarray:
+        return self._gaussian.weights
+
+    @property
+    def means(self) -> np.ndarray:
+        return self._gaussian.means
+
+    @property
+    def covariances(self) -> np.ndarray:
+        return self._gaussian.covariances
+
+    @property
+    def precisionsCholesky(self) -> np.ndarray:
+        return self._gaussian.precisions_cholesky
+
+    @property
+    def covarianceType(self) -> str:
+        return self._gaussian.covariance_type
+
+    def getK(self) -> int:
+        return self._gaussian.k
+
+    @property
+    def numFeatures(self) -> int:
+        return self._gaussian.d
+
+    @property
+    def hasSummary(self) -> bool:
+        return self._summary is not None
+
+    @property
+    def summary(self) -> GaussianMixtureSummary:
+        if self._summary is None:
+            raise RuntimeError("No training summary available for this GaussianMixtureModel")
+        return self._summary
+
+    def full_covariances(self) -> np.ndarray:
+        """Covariances expanded to ``(k, d, d)`` whatever the covariance type."""
+        p = self._gaussian
+        k, d = p.k, p.d
+        c = p.covariances
+        if p.covariance_type == "full":
+            return c.copy()
+        if p.covariance_type == "tied":
+            return np.broadcast_to(c, (k, d, d)).copy()
+        if p.covariance_type == "diag":
+            return np.stack([np.diag(v) for v in c])
+        return np.stack([np.eye(d) * v for v in c])
+
+    @property
+    def gaussiansDF(self) -> DataFrame:
+        """DataFrame of the components: ``mean`` (DenseVector), ``cov`` (DenseMatrix d x d)."""
+        from pyspark.ml.linalg import MatrixUDT, VectorUDT
+        from pyspark.sql.types import StructField, StructType
+
+        spark = SparkSession.active()
+        d = self.numFeatures
+        rows = [
+            (DenseVector(m), DenseMatrix(d, d, c.ravel(order="F").tolist()))
+            for m, c in zip(self.means, self.full_covariances())
+        ]
+        schema = StructType([StructField("mean", VectorUDT()), StructField("cov", MatrixUDT())])
+        return spark.createDataFrame(rows, schema)
+
+    @classmethod
+    def fromParameters(
+        cls, weights, means, covariances, covarianceType: str = "full", regCovar: float | None = None
+    ) -> "GaussianMixtureModel":
+        """A model from explicit parameters (sklearn shapes); e.g. to warm-start a fit."""
+        return cls(GaussianParams.from_covariances(weights, means, covariances, covarianceType, regCovar))
+
+    def toSklearn(self):
+        """An equivalent fitted ``sklearn.mixture.GaussianMixture`` (needs scikit-learn)."""
+        return to_sklearn(self._gaussian, self._summary)
+
+    @classmethod
+    def fromSklearn(cls, est) -> "GaussianMixtureModel":
+        """A model from a fitted ``sklearn.mixture.GaussianMixture``."""
+        return cls(from_sklearn(est))
+
+    # ------------------------------------------------------------------ local prediction
+    def _as_matrix(self, X) -> np.ndarray:
+        if isinstance(X, Vector):
+            X = X.toArray()
+        X = np.asarray(X, dtype=np.float64)
+        return X.reshape(1, -1) if X.ndim == 1 else X
+
+    def predict(self, value) -> int:
+        """Most probable component of one vector (MLlib's ``predict``)."""
+        _, log_resp = self._gaussian.log_resp(self._as_matrix(value))
+        return int(np.argmax(log_resp[0]))
+
+    def predictProbability(self, value) -> DenseVector:
+        """Posterior probabilities of one vector (MLlib's ``predictProbability``)."""
+        _, log_resp = self._gaussian.log_resp(self._as_matrix(value))
+        return DenseVector(np.exp(log_resp[0]))
+
+    # ------------------------------------------------------------------ distributed scoring
+    def _transform(self, dataset: DataFrame) -> DataFrame:
+        return scoring.transform(
+            self._gaussian, dataset, self.getFeaturesCol(), self.getPredictionCol(),
+            self.getProbabilityCol(), self.getLogLikelihoodCol(),
+        )
+
+    def _log_likelihood_sums(self, dataset: DataFrame) -> tuple[float, float]:
+        return scoring.log_likelihood_sums(
+            self._gaussian, dataset, self.getFeaturesCol(), self.getWeightCol()
+        )
+
+    def _cluster_sizes(self, dataset: DataFrame) -> list[int]:
+        """Rows of ``dataset`` by most probable component (one pass; rows with null
+        features are not counted)."""
+        return scoring.cluster_sizes(self._gaussian, dataset, self.getFeaturesCol())
+
+    def score(self, dataset: DataFrame) -> float:
+        """Mean (weighted) log-likelihood per row, as sklearn's ``score``."""
+        s, n = self._log_likelihood_sums(dataset)
+        return s / n
+
+    def _n_parameters(self) -> int:
+        return n_parameters(self._gaussian.k, self._gaussian.d, self._gaussian.covariance_type)
+
+    def bic(self, dataset: DataFrame) -> float:
+        """Bayesian information criterion, sklearn's formula: -2 log L + p log n
+        (n = the sum of weights, the row count when there is no weight column)."""
+        s, n = self._log_likelihood_sums(dataset)
+        return -2.0 * s + self._n_parameters() * np.log(n)
+
+    def aic(self, dataset: DataFrame) -> float:
+        """Akaike information criterion, sklearn's formula: -2 log L + 2 p."""
+        s, _ = self._log_likelihood_sums(dataset)
+        return -2.0 * s + 2.0 * self._n_parameters()
+
+    # ------------------------------------------------------------------ persistence
+    def copy(self, extra=None) -> "GaussianMixtureModel":
+        that = super().copy(extra)
+        that._gaussian = self._gaussian
+        that._summary = self._summary
+        return that
+
+    def write(self) -> MLWriter:
+        return ModelWriter(self)
+
+    @classmethod
+    def read(cls) -> MLReader:
+        return ModelReader(cls)
+
+    def __repr__(self) -> str:
+        p = self._gaussian
+        if p is None:
+            return "GaussianMixtureModel(<empty>)"
+        return f"GaussianMixtureModel(k={p.k}, d={p.d}, covarianceType={p.covariance_type!r})"
