@@ -74,16 +74,7 @@ class GaussianMixtureModel(Model, ColumnParams, MLReadable, MLWritable):
 
     def full_covariances(self) -> np.ndarray:
         """Covariances expanded to ``(k, d, d)`` whatever the covariance type."""
-        p = self._gaussian
-        k, d = p.k, p.d
-        c = p.covariances
-        if p.covariance_type == "full":
-            return c.copy()
-        if p.covariance_type == "tied":
-            return np.broadcast_to(c, (k, d, d)).copy()
-        if p.covariance_type == "diag":
-            return np.stack([np.diag(v) for v in c])
-        return np.stack([np.eye(d) * v for v in c])
+        return self._gaussian.full_covariances()
 
     @property
     def gaussiansDF(self) -> DataFrame:

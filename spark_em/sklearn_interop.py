@@ -22,12 +22,7 @@ def to_sklearn(params: GaussianParams, summary: GaussianMixtureSummary | None = 
     est.means_ = p.means.copy()
     est.covariances_ = p.covariances.copy()
     est.precisions_cholesky_ = p.precisions_cholesky.copy()
-    if p.covariance_type == "full":
-        est.precisions_ = np.einsum("kij,klj->kil", p.precisions_cholesky, p.precisions_cholesky)
-    elif p.covariance_type == "tied":
-        est.precisions_ = p.precisions_cholesky @ p.precisions_cholesky.T
-    else:
-        est.precisions_ = p.precisions_cholesky**2
+    est.precisions_ = p.precisions()
     est.converged_ = bool(summary.converged) if summary else True
     est.n_iter_ = int(summary.numIter) if summary else 0
     est.lower_bound_ = (
