@@ -178,3 +178,19 @@ def test_fit_job_over_connect(connect_server, spark, data, tmp_path):
     for key in ("weights", "means", "covariances"):
         np.testing.assert_allclose(getattr(model, key), getattr(reference, key), **TOL)
     assert spark.read.parquet(pred_out).count() == len(X)
+
+
+def test_parquet_store_over_connect(client, spark, data):
+    """Over Connect the plain Parquet scan is recognised from the client-side plan and read
+    by the server's tasks themselves; the fits equal classic Spark's (any store)."""
+    path, _, _ = data
+    params = dict(k=3, seed=5, maxIter=4, tol=0.0)
+    remote = client.run("store_choice", path, params)
+    assert remote["parquet"]["store"] == "parquet"
+    assert remote["auto_plain"]["store"] == "parquet"
+    assert remote["auto_filtered"]["store"] == "spark"
+    local = scenarios.fit(spark, path, params)  # classic, Spark's cache
+    for name in ("parquet", "auto_plain", "auto_filtered"):
+        res = remote[name]
+        for key in ("weights", "means", "covariances"):
+            np.testing.assert_allclose(res[key], local[key], **TOL, err_msg=f"{name} {key}")
