@@ -80,7 +80,7 @@ def _spark_condition(exc: BaseException) -> str | None:
 def _strip_condition(message: str) -> str:
     """``[PATH_NOT_FOUND] Path does not exist: file:/x. SQLSTATE: 42K03`` -> the sentence."""
     message = re.sub(r"^\[[A-Z_.]+\]\s*", "", message)
-    return re.sub(r"\s*SQLSTATE: \w+\.?$", "", message).strip()
+    return re.sub(r"\.?\s*SQLSTATE: \w+.*$", "", message).strip()
 
 
 def _python_worker_error(text: str) -> str | None:

@@ -78,6 +78,18 @@ def _estimator(s, features, weight_col, init_model):
     return gm, params
 
 
+def _effective(s, gm) -> dict:
+    """The settings of the input and the model as the fit ran (k and covariance type of an
+    --init-model included)."""
+    params = {o.key: s[o.key] for o in s.options
+              if o.section in ("model", "input") and s.get(o.key) is not None}
+    for o in MODEL:
+        if o.param:
+            params[o.key] = gm.getOrDefault(getattr(gm, o.param))
+    params["features"] = gm.getFeaturesCol()
+    return params
+
+
 def execute(s) -> int:
     from ..env import SparkEnv
     from .progress import FitProgress
@@ -140,7 +152,7 @@ def _fit_and_write(s, spark, env, gm, inp, outputs, targets, progress, tracker, 
     seconds = dict(progress.phase_seconds(), fit=fitted - started,
                    evaluation=evaluated - fitted, write=time.perf_counter() - evaluated)
     seconds["total"] = time.perf_counter() - started
-    report = fit_report(s, model, evaluation, progress, env, seconds, inp.description,
+    report = fit_report(_effective(s, gm), model, evaluation, progress, env, seconds, inp.description,
                         {flag: t.path for flag, t in targets.items()}, warnings)
     if "report-out" in targets:
         outputs.stage(targets["report-out"], lambda p: write_json(report, p))

@@ -10,6 +10,7 @@ before Spark starts, and ``execute``, which gets the settings and returns an exi
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import traceback
 from dataclasses import dataclass
@@ -36,6 +37,24 @@ def commands() -> dict[str, Command]:
     return {c.name: c for c in (fit.COMMAND, score.COMMAND)}
 
 
+@contextlib.contextmanager
+def _quiet_pyspark_error_loggers():
+    """pyspark logs every AnalysisException with a query context as a JSON line on stderr
+    before raising it; the job reports the error in its own one line instead."""
+    from pyspark.logger import PySparkLogger
+
+    loggers = [PySparkLogger.getLogger(n) for n in ("SQLQueryContextLogger",
+                                                    "DataFrameQueryContextLogger")]
+    before = [lg.disabled for lg in loggers]
+    for lg in loggers:
+        lg.disabled = True
+    try:
+        yield
+    finally:
+        for lg, was in zip(loggers, before):
+            lg.disabled = was
+
+
 def run(name: str, argv: list[str] | None = None) -> int:
     """Run subcommand ``name`` with ``argv``; returns the exit code (never raises for a
     job's failure: one line on stderr, the stack trace only with ``--verbose``)."""
@@ -50,7 +69,8 @@ def run(name: str, argv: list[str] | None = None) -> int:
         if settings.print_config:
             sys.stdout.write(settings.to_toml())
             return 0
-        return int(command.execute(settings) or 0)
+        with _quiet_pyspark_error_loggers():
+            return int(command.execute(settings) or 0)
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
     except KeyboardInterrupt:

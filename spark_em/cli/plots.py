@@ -33,12 +33,19 @@ def _pyplot():
 
 
 def plot_log_likelihood(histories: dict, path: str, best: list[float] | None = None) -> None:
-    """``histories``: run label -> mean log-likelihood per iteration."""
+    """``histories``: run label -> mean log-likelihood per iteration; the run whose history
+    is ``best`` (the model's) is drawn thicker and labelled "kept"."""
+    from matplotlib.ticker import MaxNLocator
+
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
     for label, history in histories.items():
         its = np.arange(1, len(history) + 1)
-        ax.plot(its, history, marker="o", markersize=3, linewidth=1.2, label=label)
+        kept = best is not None and len(histories) > 1 and list(history) == list(best)
+        ax.plot(its, history, marker="o", markersize=3, linewidth=2.5 if kept else 1.2,
+                label=f"{label} (kept)" if kept else label, zorder=3 if kept else 2)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.ticklabel_format(axis="y", useOffset=False)
     ax.set_xlabel("EM iteration")
     ax.set_ylabel("mean log-likelihood per row")
     ax.set_title("Log-likelihood per iteration")
@@ -116,7 +123,8 @@ def write_fit_plots(directory: str, model, histories: dict, X: np.ndarray,
     import os
 
     os.makedirs(directory, exist_ok=True)
-    plot_log_likelihood(histories, os.path.join(directory, "log_likelihood.png"))
+    plot_log_likelihood(histories, os.path.join(directory, "log_likelihood.png"),
+                        model.summary.logLikelihoodHistory)
     names = ["log_likelihood.png"]
     if len(X):
         plot_clusters(model, X, labels, os.path.join(directory, "clusters.png"))

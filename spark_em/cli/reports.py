@@ -80,12 +80,12 @@ def _finite(x):
     return x
 
 
-def fit_report(settings, model, evaluation: Evaluation, progress, env, seconds: dict,
+def fit_report(parameters: dict, model, evaluation: Evaluation, progress, env, seconds: dict,
                input_description: str, outputs: dict, warnings: list[str]) -> dict:
-    """The ``--report-out`` document (JSON-ready)."""
+    """The ``--report-out`` document (JSON-ready); ``parameters`` are the settings the fit
+    ran with."""
     s = model.summary
-    params = {o.key: settings[o.key] for o in settings.options
-              if o.section in ("model", "input") and settings.get(o.key) is not None}
+    params = dict(parameters)
     return {
         "spark_em_report": {"version": 1, "job": "fit"},
         "parameters": params,
