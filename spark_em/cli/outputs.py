@@ -81,6 +81,7 @@ class _Target:
         self.staged: str | None = None
         self.backup: str | None = None
         self.committed = False
+        self.hint = "pass --overwrite to replace it"
 
     def name(self) -> str:
         return f"--{self.flag} {self.path}"
@@ -97,7 +98,7 @@ class _LocalTarget(_Target):
         if not os.path.lexists(self.path):
             return
         if not overwrite:
-            raise UsageError(f"{self.name()} already exists; pass --overwrite to replace it")
+            raise UsageError(f"{self.name()} already exists; {self.hint}")
         if self.kind == REPORT:
             ok = os.path.isfile(self.path) and _is_report(self.path)
             entries = [(os.path.basename(self.path), os.path.isdir(self.path))]
@@ -160,7 +161,7 @@ class _ClusterTarget(_Target):
         if not self.ops.exists(self.path):
             return
         if not overwrite:
-            raise UsageError(f"{self.name()} already exists; pass --overwrite to replace it")
+            raise UsageError(f"{self.name()} already exists; {self.hint}")
         entries = self.ops.list(self.path)
         ok = (self.ops.is_dir(self.path) and
               (holds_model(entries) if self.kind == MODEL else holds_parquet(self.ops.list, self.path)))
@@ -211,7 +212,7 @@ class _ConnectTarget(_Target):
             return
         except FileExistsError:
             if not overwrite:
-                raise UsageError(f"{self.name()} already exists; pass --overwrite to replace it") from None
+                raise UsageError(f"{self.name()} already exists; {self.hint}") from None
         try:  # what is there must read as what the job writes
             if self.kind == MODEL:
                 from .. import GaussianMixtureModel
@@ -247,13 +248,15 @@ class _ConnectTarget(_Target):
 class Outputs:
     """The outputs of one run: ``add`` (checked at once), ``stage``, then ``commit`` all."""
 
-    def __init__(self, spark, overwrite: bool):
+    def __init__(self, spark, overwrite: bool, hint: str | None = None):
+        """``hint``: what the message about an existing output tells to do."""
         from ..fs import hadoop_paths
 
         self.spark = spark
         self.overwrite = overwrite
         self.ops = hadoop_paths(spark)
         self.targets: list[_Target] = []
+        self.hint = hint
 
     def add(self, flag: str, path: str, kind: str) -> _Target:
         if kind in (REPORT, PLOTS):
@@ -262,6 +265,8 @@ class Outputs:
             target = _ConnectTarget(flag, path, kind, self.spark)
         else:
             target = _ClusterTarget(flag, path, kind, self.ops)
+        if self.hint:
+            target.hint = self.hint
         for other in self.targets:
             if other.path.rstrip("/") == target.path.rstrip("/"):
                 raise UsageError(f"{other.name()} and --{flag} are the same path")

@@ -104,13 +104,42 @@ class PredictionWriter:
     def _write_table(self, out) -> None:
         exists = self.spark.catalog.tableExists(self.table)
         if self.mode == "overwrite-partitions" and exists:
-            columns = self.spark.table(self.table).columns
-            missing = [c for c in columns if c not in out.columns]
-            if missing:
-                raise DataError(f"--output-table {self.table} has column {missing[0]!r}, "
-                                "which the scored rows lack")
-            out.select(*columns).write.option("partitionOverwriteMode", "dynamic") \
-                .insertInto(self.table, overwrite=True)
+            self._overwrite_table_partitions(out)
             return
         mode = {"overwrite-partitions": "error"}.get(self.mode, self.mode)
         self._writer(out).mode(mode).saveAsTable(self.table)
+
+    def _overwrite_table_partitions(self, out) -> None:
+        """Replace the partitions of ``out`` only.  Tables of a v2 catalog (Delta, Iceberg)
+        do it per write (``overwritePartitions``).  A Spark file-source table (v1) cannot:
+        ``insertInto`` would replace the whole table unless the session were changed, so
+        its location is written with the per-write ``partitionOverwriteMode=dynamic``
+        option and the catalog told about new partitions."""
+        from pyspark.errors import AnalysisException
+
+        columns = [c for c in self.spark.catalog.listColumns(self.table)]
+        missing = [c.name for c in columns if c.name not in out.columns]
+        if missing:
+            raise DataError(f"--output-table {self.table} has column {missing[0]!r}, which "
+                            "the scored rows lack")
+        parts = [c.name for c in columns if c.isPartition]
+        if self.partition_by and self.partition_by != parts:
+            raise UsageError(f"--partition-by {','.join(self.partition_by)} but table "
+                             f"{self.table} is partitioned by {','.join(parts) or 'nothing'}")
+        rows = out.select(*[c.name for c in columns])
+        try:
+            rows.writeTo(self.table).overwritePartitions()
+            return
+        except AnalysisException as exc:
+            if "v1 table" not in str(exc):
+                raise
+        info = {r["col_name"]: r["data_type"] for r in
+                self.spark.sql(f"DESCRIBE TABLE EXTENDED {self.table}").collect()}
+        provider, location = info.get("Provider"), info.get("Location")
+        if not location or provider in (None, "hive"):
+            raise UsageError(f"--output-table {self.table}: overwrite-partitions needs a "
+                             "Delta/Iceberg table or a Spark file-source table with a location")
+        rows.write.mode("overwrite").option("partitionOverwriteMode", "dynamic") \
+            .partitionBy(*parts).format(provider).save(location)
+        self.spark.catalog.recoverPartitions(self.table)
+        self.spark.catalog.refreshTable(self.table)

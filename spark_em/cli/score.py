@@ -60,7 +60,8 @@ def execute(s) -> int:
             model.setFeaturesCol(inp.features)
         partition_by = _columns(s.get("partition-by"))
         check_partition_columns(inp.df, partition_by)
-        with Outputs(spark, overwrite=s["mode"] == "overwrite") as outputs:
+        with Outputs(spark, overwrite=s["mode"] == "overwrite", hint=(
+                "choose --mode overwrite, overwrite-partitions or append")) as outputs:
             writer = PredictionWriter(spark, outputs, path=s.get("output"),
                                       table=s.get("output-table"), mode=s["mode"],
                                       partition_by=partition_by)
