@@ -58,6 +58,13 @@ class HadoopPaths:
             return []
         return [(st.getPath().getName(), bool(st.isDirectory())) for st in fs.listStatus(jpath)]
 
+    def matches(self, pattern: str) -> bool:
+        """Whether a path or glob (``/lake/day=*``) names at least one existing file or
+        directory."""
+        fs, jpath = self._fs(pattern)
+        found = fs.globStatus(jpath)
+        return found is not None and len(found) > 0
+
     def is_dir(self, path: str) -> bool:
         fs, jpath = self._fs(path)
         return bool(fs.exists(jpath)) and bool(fs.getFileStatus(jpath).isDirectory())

@@ -252,3 +252,34 @@ def test_atomic_write_leaves_target_untouched_on_failure(spark, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["out"]  # the temporary sibling was removed
     with pytest.raises(FileExistsError, match="already exists"):
         atomic_write(spark, str(target), False, lambda p: None)
+
+
+def test_mlflow_logs_params_metrics_report_and_model(spark, lake, tmp_path, monkeypatch, capsys):
+    """Against a local file tracking store (mlflow-skinny has no database backend)."""
+    mlflow = pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # undone after the test
+    uri = (tmp_path / "mlruns").as_uri()
+    rc = run("fit", ["--input", lake["day1"], "--k", "3", "--seed", "2", "--tol", "1e-5",
+                     "--quiet", "--model-out", str(tmp_path / "model"), "--plot-dir",
+                     str(tmp_path / "plots"), "--mlflow", "--mlflow-tracking-uri", uri,
+                     "--mlflow-experiment", "nightly"])
+    assert rc == 0, capsys.readouterr().err
+    model = GaussianMixtureModel.load(str(tmp_path / "model"))
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("nightly")
+    (run_info,) = client.search_runs([exp.experiment_id])
+    assert run_info.info.status == "FINISHED"
+    assert run_info.data.params["k"] == "3" and run_info.data.params["covarianceType"] == "full"
+    history = client.get_metric_history(run_info.info.run_id, "em_mean_log_likelihood")
+    assert [m.step for m in history] == list(range(1, model.summary.numIter + 1))
+    assert [m.value for m in history] == pytest.approx(model.summary.logLikelihoodHistory)
+    assert run_info.data.metrics["bic"] == pytest.approx(model.toSklearn().bic(lake["X1"]), rel=1e-9)
+    artifacts = {f.path for f in client.list_artifacts(run_info.info.run_id)}
+    assert {"report.json", "model", "plots"} <= artifacts
+    model_files = {f.path for f in client.list_artifacts(run_info.info.run_id, "model")}
+    assert {"model/metadata", "model/data"} <= model_files
+    report = mlflow.artifacts.load_dict(f"{run_info.info.artifact_uri}/report.json")
+    assert report["iterations"] == model.summary.numIter
+    assert mlflow.active_run() is None

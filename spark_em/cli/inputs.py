@@ -47,12 +47,26 @@ def read_input(spark, settings, default_features="features") -> Input:
             df, what = spark.table(name), f"table {name}"
         else:
             paths = settings["input"]
+            _check_paths(spark, paths)
             df, what = spark.read.parquet(*paths), ", ".join(paths)
     except AnalysisException as exc:
         from .errors import classify
 
         raise DataError(classify(exc)[1]) from exc
     return _refine(df, what, settings, default_features)
+
+
+def _check_paths(spark, paths: list[str]) -> None:
+    """A missing input path fails here in one line (Spark's reader would first log a WARN
+    with a Java stack trace).  On Spark Connect the reader's own error says it."""
+    from ..fs import hadoop_paths
+
+    ops = hadoop_paths(spark)
+    if ops is None:
+        return
+    for path in paths:
+        if not ops.matches(path):
+            raise DataError(f"input path not found: {path}")
 
 
 def _refine(df, what: str, settings, default_features) -> Input:

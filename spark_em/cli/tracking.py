@@ -1,6 +1,7 @@
 """MLflow logging of a fit (``--mlflow``; the ``mlflow`` extra, ``mlflow-skinny`` is enough):
-parameters, the mean log-likelihood of each iteration as a metric with its step, the final
-metrics, the report and the model directory (and plots) as artifacts.
+parameters, the mean log-likelihood of each iteration as the metric
+``em_mean_log_likelihood`` (step = iteration; one per run with ``n-init`` > 1), the final
+metrics (``mean_log_likelihood`` under the fitted parameters, ``bic``, ``aic``, ...), the report and the model directory (and plots) as artifacts.
 
 The tracking URI is ``--mlflow-tracking-uri``, else ``MLFLOW_TRACKING_URI``.  mlflow-skinny
 has no database backend: use an MLflow server (``http://...``), Databricks, or a file store
@@ -63,8 +64,8 @@ class MlflowRun:
         import mlflow
 
         for label, history in histories.items():
-            name = "mean_log_likelihood" if len(histories) == 1 else \
-                f"mean_log_likelihood_{label.replace(' ', '_')}"
+            name = "em_mean_log_likelihood" if len(histories) == 1 else \
+                f"em_mean_log_likelihood_{label.replace(' ', '_')}"
             for step, value in enumerate(history, start=1):
                 mlflow.log_metric(name, value, step=step)
         for key in ("log_likelihood", "mean_log_likelihood", "bic", "aic", "iterations", "rows",
