@@ -283,3 +283,34 @@ def test_mlflow_logs_params_metrics_report_and_model(spark, lake, tmp_path, monk
     report = mlflow.artifacts.load_dict(f"{run_info.info.artifact_uri}/report.json")
     assert report["iterations"] == model.summary.numIter
     assert mlflow.active_run() is None
+
+
+def test_fit_a_table_with_where_sample_columns_and_weights(spark, tmp_path, capsys):
+    """--table (a view here), --where, --sample-fraction, numeric feature columns and a
+    weight column: the same model as the library fitted on the same rows."""
+    from pyspark.sql import functions as F
+
+    from spark_em import GaussianMixture
+
+    X, _, _ = sample_mixture(800, k=2, d=2, seed=8, separation=6.0)
+    df = spark.createDataFrame([(i, float(x), float(y), 1.0 + (i % 3), "a" if i % 4 else "b")
+                                for i, (x, y) in enumerate(X)], "id long, x double, y double, w double, g string")
+    df.createOrReplaceTempView("spark_em_job_input")
+    try:
+        rc = run("fit", ["--table", "spark_em_job_input", "--where", "g = 'a'",
+                         "--sample-fraction", "0.8", "--seed", "9", "--features", "x,y",
+                         "--weight-col", "w", "--k", "2", "--tol", "1e-6", "--quiet",
+                         "--model-out", str(tmp_path / "m"), "--report-out", str(tmp_path / "r.json")])
+        assert rc == 0, capsys.readouterr().err
+        rows = spark.table("spark_em_job_input").where("g = 'a'").sample(fraction=0.8, seed=9)
+        reference = GaussianMixture(k=2, seed=9, tol=1e-6, featuresCol=["x", "y"],
+                                    weightCol="w").fit(rows)
+        model = GaussianMixtureModel.load(str(tmp_path / "m"))
+        np.testing.assert_allclose(model.means, reference.means, rtol=1e-9, atol=1e-9)
+        report = json.loads((tmp_path / "r.json").read_text())
+        assert report["rows"] == rows.count()
+        assert report["weight_sum"] == pytest.approx(rows.agg(F.sum("w")).first()[0])
+        assert report["parameters"]["features"] == ["x", "y"]
+        assert "where g = 'a'" in report["input"]
+    finally:
+        spark.catalog.dropTempView("spark_em_job_input")

@@ -2,8 +2,8 @@
 WARN) before the session prints anything.
 
 * ``--remote sc://...``: a Spark Connect session (Spark's log is the server's).
-* An active session in this process (a notebook, the tests): used as it is; its log level
-  is left alone, and it is not stopped at the end.
+* An active session in this process (a notebook, the tests): used as it is (``--master``
+  does not apply); its log level is left alone, and it is not stopped at the end.
 * Under ``spark-submit`` (``PYSPARK_GATEWAY_PORT`` set and no ``--master``): the JVM is
   already running.  Before the SparkContext is created, Spark's logging is initialised and
   its root level set through the gateway, so the context's start-up INFO lines never appear.
@@ -78,7 +78,7 @@ def job_session(settings, app_name: str):
     created = True
     if remote:
         spark = SparkSession.builder.remote(remote).appName(app_name).getOrCreate()
-    elif master is None and SparkSession.getActiveSession() is not None:
+    elif SparkSession.getActiveSession() is not None:
         spark, created = SparkSession.getActiveSession(), False
     elif _under_spark_submit(master):
         _quiet_gateway_jvm(level)
