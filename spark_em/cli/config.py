@@ -147,7 +147,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser(prog: str, description: str, options: Iterable[Option]) -> argparse.ArgumentParser:
     p = _Parser(prog=prog, description=description, allow_abbrev=False,
-                formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                formatter_class=argparse.RawDescriptionHelpFormatter,
                 argument_default=argparse.SUPPRESS)
     p.add_argument("--config", metavar="FILE", help="TOML file with any of these settings "
                    "(flags override it)")
