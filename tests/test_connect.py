@@ -163,16 +163,23 @@ def test_fit_job_over_connect(connect_server, spark, data, tmp_path):
     from .servers import base_env
 
     path, X, _ = data
-    job = Path(__file__).resolve().parents[1] / "jobs" / "fit_gmm.py"
+    job = Path(__file__).resolve().parents[1] / "jobs" / "fit.py"
     model_out, pred_out = tmp_path / "model", (tmp_path / "predictions").as_uri()
-    res = subprocess.run(
-        [sys.executable, str(job), "--remote", connect_server.url, "--input", path, "--k", "3",
-         "--seed", "5", "--max-iter", "2", "--tol", "0", "--model-out", str(model_out),
-         "--predictions-out", pred_out, "--quiet"],
-        env=base_env(), capture_output=True, text=True, timeout=600,
-    )
+    report = tmp_path / "report.json"
+    args = [sys.executable, str(job), "--remote", connect_server.url, "--input", path, "--k", "3",
+            "--seed", "5", "--max-iter", "2", "--tol", "0", "--model-out", str(model_out),
+            "--predictions-out", pred_out, "--report-out", str(report)]
+    res = subprocess.run(args, env=base_env(), capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-4000:]
-    assert f"model saved to {model_out}" in res.stdout
+    assert f"model written to {model_out}" in res.stdout
+    assert "[run 0] iteration   2" in res.stderr and "Traceback" not in res.stderr
+    import json
+
+    rep = json.loads(report.read_text())
+    assert rep["spark"]["kind"] == "connect" and rep["iterations"] == 2
+    # an existing output without --overwrite: refused before the fit, on the server's paths
+    again = subprocess.run(args, env=base_env(), capture_output=True, text=True, timeout=600)
+    assert again.returncode == 2 and "already exists" in again.stderr.strip().splitlines()[-1]
     model = GaussianMixtureModel.load(str(model_out))
     reference = scenarios.estimator(k=3, seed=5, maxIter=2, tol=0.0).fit(spark.read.parquet(path))
     for key in ("weights", "means", "covariances"):
