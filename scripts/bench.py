@@ -97,6 +97,9 @@ def parse_args(argv=None):
                         "(pyspark's spark-class, as tests/test_cluster.py) and run MLlib and "
                         "spark-em on it instead of --master")
     p.add_argument("--executor-memory", default="3g", help="with --cluster")
+    p.add_argument("--select", default="", metavar="KS:COVS",
+                   help="also time a model-selection sweep, e.g. '2..7:full,diag' (fitSelect "
+                        "vs the sum of the separate fits), per --block-cache store")
     return p.parse_args(argv)
 
 
@@ -202,6 +205,13 @@ def bench_spark(spark, ds: DataSet, path: str, args) -> dict:
                   f"{prof['pass_s']:.3f}s, tasks {prof['task_s']:.3f}s = read {prof['read_s']:.3f}s"
                   f" + kernel {prof['kernel_s']:.3f}s over {prof['tasks']:.0f} tasks, M-step "
                   f"{prof['mstep_s'] * 1000:.1f}ms)", flush=True)
+    if args.select:
+        from bench_select import bench_select
+
+        ks_text, _, covs = args.select.partition(":")
+        low, _, high = ks_text.partition("..")
+        out["select"] = bench_select(spark, df, plain, list(range(int(low), int(high) + 1)),
+                                     covs.split(","), stores, args.seed, 1e-3)
     slice_.unpersist()
     df.unpersist()
     return out
