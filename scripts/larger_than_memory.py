@@ -6,10 +6,11 @@
 Generates the data set once under ``--data-dir`` (chunk by chunk: the generator's memory
 stays flat), then runs spark-em in local mode with ``spark.driver.memory=--driver-memory``
 (in local mode the driver JVM is also the executor: this is all the memory Spark gets) and
-``maxIter=--iters``.  With ``--block-cache auto`` the prepared blocks go to local files that
-every iteration re-reads (from the OS page cache or disk); with ``spark`` they are persisted
-MEMORY_AND_DISK and mostly spill to disk (each iteration prints how much of Spark's cache is
-in memory and on disk).  Reports the data size, the memory given to Spark,
+``maxIter=--iters``.  With ``--block-cache auto`` (or ``local``) the prepared blocks go to
+local files that every iteration re-reads (from the OS page cache or disk); with ``spark``
+they are kept MEMORY_AND_DISK by Spark and mostly spill to disk (each iteration prints how
+much of Spark's storage is in memory and on disk); with ``parquet`` every iteration's tasks
+read the Parquet files themselves.  Reports the data size, the memory given to Spark,
 the time of each iteration and of the whole fit, and writes JSON.
 """
 
@@ -41,7 +42,7 @@ def main(argv=None) -> int:
     p.add_argument("--cov", default="full")
     p.add_argument("--iters", type=int, default=3)
     p.add_argument("--driver-memory", default="1g")
-    p.add_argument("--block-cache", default="auto", choices=["auto", "spark"])
+    p.add_argument("--block-cache", default="auto", choices=["auto", "local", "spark", "parquet"])
     p.add_argument("--master", default="local[2]")
     p.add_argument("--data-dir", default=os.environ.get("SPARK_EM_BENCH_DATA", "data/bench"))
     p.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
