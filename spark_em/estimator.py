@@ -9,6 +9,7 @@ modules name ``spark_em.estimator.GaussianMixtureModel`` in their metadata.
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -19,11 +20,11 @@ from pyspark.sql import DataFrame
 
 from .distributed import BLOCK_CACHES, PreparedData, prepare
 from .em import FitResult, initialise, run_em
-from .errors import InvalidInputError
+from .errors import ConvergenceWarning, InvalidInputError
 from .gaussian import GaussianParams, check_covariance_type
 from .init import INIT_MODES
 from .model import GaussianMixtureModel
-from .params import GaussianMixtureParams
+from .params import DEFAULT_SEED, GaussianMixtureParams
 from .persistence import EstimatorReader, EstimatorWriter
 from .progress import InitialisationDone, IterationInfo, ValidationDone
 from .summary import GaussianMixtureSummary
@@ -40,9 +41,12 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
 
     Parameters match pyspark.ml (camelCase); shapes and numerics match scikit-learn's
     ``GaussianMixture``; so does ``tol``: EM stops when the mean weighted log-likelihood per
-    row changes by less than ``tol`` (MLlib compares the total).  ``progress`` (not a Param) is an optional callable receiving the
-    events of :mod:`spark_em.progress` (validation done, initialisation done, each EM
-    iteration).
+    row changes by less than ``tol`` (MLlib compares the total).  ``seed`` defaults to
+    :data:`~spark_em.params.DEFAULT_SEED` (42), so fits are reproducible; ``seed=None``
+    draws a new initialisation each time.  A fit whose best run stops at ``maxIter``
+    without converging warns with :class:`~spark_em.ConvergenceWarning`.  ``progress``
+    (not a Param) is an optional callable receiving the events of :mod:`spark_em.progress`
+    (validation done, initialisation done, each EM iteration).
     """
 
     @keyword_only
@@ -56,7 +60,7 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
         regCovar: float = 1e-6,
         initMode: str = "kmeans",
         nInit: int = 1,
-        seed: int | None = None,
+        seed: int | None = DEFAULT_SEED,
         initialModel: GaussianMixtureModel | None = None,
         featuresCol: str | Sequence[str] = "features",
         weightCol: str | None = None,
@@ -144,6 +148,12 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
             )
         finally:
             data.unpersist()
+        if not result.converged and self.getMaxIter() > 0:
+            warnings.warn(ConvergenceWarning(
+                f"the best of {len(starts)} EM run(s) did not converge in maxIter="
+                f"{self.getMaxIter()} iterations (last change of the mean log-likelihood "
+                f"above tol={self.getTol()}): increase maxIter or tol, or check the data"
+            ), stacklevel=3)
         return self._model(result, dataset)
 
     def _starts(
@@ -169,8 +179,8 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
         return starts
 
     def _model(self, result: FitResult, dataset: DataFrame) -> GaussianMixtureModel:
-        """The fitted model, with this estimator's column Params and a summary whose cluster
-        sizes are counted over ``dataset`` on first access."""
+        """The fitted model, with this estimator's Params and a summary whose cluster sizes
+        (on first access) and predictions (lazily) come from ``dataset``."""
         summary = GaussianMixtureSummary(
             k=self.getK(),
             logLikelihoodHistory=result.log_likelihood_history,
@@ -178,9 +188,14 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
             converged=result.converged,
             weightSum=result.weight_sum,
             numRows=result.n_rows,
+            featuresCol=self.getFeaturesCol(),
+            predictionCol=self.getPredictionCol(),
+            probabilityCol=self.getProbabilityCol(),
         )
         model = self._copyValues(GaussianMixtureModel(result.params, summary))
+        at_fit = model.copy()  # the summary's predictions keep the fit's column names
         summary._cluster_sizes_fn = lambda: model._cluster_sizes(dataset)
+        summary._predictions_fn = lambda: at_fit.transform(dataset)
         return model
 
     def _check_initial_model(self, init: GaussianMixtureModel, d: int) -> GaussianParams:

@@ -535,7 +535,7 @@ def test_setters_getters_copy_explain_params():
             gm.getInitMode(), gm.getNInit(), gm.getSeed(), gm.getInitialModel(),
             gm.getFeaturesCol(), gm.getWeightCol(), gm.getPredictionCol(),
             gm.getProbabilityCol(), gm.getLogLikelihoodCol()) == (
-        2, "full", 100, 1e-3, 1e-6, "kmeans", 1, None, None, "features", None,
+        2, "full", 100, 1e-3, 1e-6, "kmeans", 1, 42, None, "features", None,
         "prediction", "probability", None)
     same = (gm.setK(4).setCovarianceType("diag").setMaxIter(7).setTol(0.5).setRegCovar(1e-3)
             .setInitMode("random").setNInit(3).setSeed(5).setFeaturesCol(["x", "y"])
