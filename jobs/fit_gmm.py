@@ -73,14 +73,14 @@ def load_settings(args: argparse.Namespace) -> dict:
 
 def demo_frame(spark, settings: dict, seed: int):
     from spark_em.datasets import sample_mixture, to_dataframe, write_parquet
-    from spark_em.distributed import is_connect
+    from spark_em.env import SparkEnv
 
     rows = int(settings["demo"].get("rows", 20000))
     dim = int(settings["demo"].get("dim", 2))
     k = int(settings["fit"].get("k", 3))
     X, _, truth = sample_mixture(rows, k=k, d=dim, seed=seed)
     print("true weights:", ", ".join(f"{w:.3f}" for w in truth["weights"]))
-    if is_connect(spark) or not spark.sparkContext.master.startswith("local"):
+    if not SparkEnv.of(spark).local_master:
         # a local temporary file is not visible to a remote server or other machines
         print(f"demo data: {rows} rows, d={dim}, k={k} components (in memory)")
         return to_dataframe(spark, X), "features"

@@ -237,7 +237,7 @@ def kernel_profile(ds: DataSet, path: str, rows: int = 200_000) -> dict:
     import numpy as np
     import pyarrow.parquet as pq
 
-    from spark_em.stats import EStepKernel, NearestCentreTask
+    from spark_em.kernels import Chunk, EStepKernel, NearestCentreTask
 
     try:
         from threadpoolctl import threadpool_limits
@@ -253,7 +253,7 @@ def kernel_profile(ds: DataSet, path: str, rows: int = 200_000) -> dict:
         for cov in ds.covs:
             task = NearestCentreTask(X[:: max(1, len(X) // ds.k)][: ds.k], c, cov)
             st = task.new_stats(ds.d)
-            task.accumulate(st, Xc, w)
+            task.accumulate(st, Chunk(Xc, w))
             params = st.m_step(c, 1e-6)
             res = {}
             for name, moments in (("estep_s_per_1m", False), ("estep_and_moments_s_per_1m", True)):
@@ -263,7 +263,7 @@ def kernel_profile(ds: DataSet, path: str, rows: int = 200_000) -> dict:
                     s = kernel.new_stats(ds.d)
                     t = time.perf_counter()
                     for i in range(0, len(X), 10_000):
-                        kernel.accumulate(s, Xc[i : i + 10_000], w[i : i + 10_000])
+                        kernel.accumulate(s, Chunk(Xc[i : i + 10_000], w[i : i + 10_000]))
                     best = min(best, time.perf_counter() - t)
                 res[name] = best * 1e6 / len(X)
             res["scatter_s_per_1m"] = res["estep_and_moments_s_per_1m"] - res["estep_s_per_1m"]

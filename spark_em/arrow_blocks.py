@@ -17,9 +17,16 @@ BAD_KINDS = (
     "wrong_length",  # vector/array length differs from the dimension d
     "null_element",  # an element of the array is null
     "non_finite",  # NaN or +-inf
+    "huge_value",  # |x| > MAX_ABS_VALUE
     "null_weight",
     "negative_weight",  # negative or non-finite weight
+    "huge_weight",  # weight > MAX_WEIGHT
 )
+
+# Larger magnitudes are refused: the statistics hold sums of w * x^2 over all rows, which
+# stay far from float64's overflow (1.8e308) for any realistic row count only below these.
+MAX_ABS_VALUE = 1e75
+MAX_WEIGHT = 1e75
 
 
 def list_to_matrix(arr: pa.Array, d: int) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
@@ -42,9 +49,10 @@ def list_to_matrix(arr: pa.Array, d: int) -> tuple[np.ndarray, np.ndarray, dict[
         X = vals.reshape(n, d)
         finite = np.isfinite(X).all(axis=1) if d else np.ones(n, dtype=bool)
         counts["non_finite"] = int(n - finite.sum())
-        if counts["non_finite"]:
-            X = np.where(finite[:, None], X, 0.0)
-        return X, finite, counts
+        valid = _not_huge(X, finite, counts)
+        if not valid.all():
+            X = np.where(valid[:, None], X, 0.0)
+        return X, valid, counts
     # Slow path: some row is malformed; still vectorized.
     counts["null_vector"] = int(null_rows.sum())
     wrong = (~null_rows) & (lengths != d)
@@ -67,7 +75,17 @@ def list_to_matrix(arr: pa.Array, d: int) -> tuple[np.ndarray, np.ndarray, dict[
     X = np.zeros((n, d))
     keep_values = valid[row_of_value]
     X[valid] = vals[keep_values].reshape(-1, d)
+    valid = _not_huge(X, valid, counts)
+    X[~valid] = 0.0
     return X, valid, counts
+
+
+def _not_huge(X: np.ndarray, valid: np.ndarray, counts: dict) -> np.ndarray:
+    """``valid`` without the rows holding a value beyond +-MAX_ABS_VALUE (counted)."""
+    with np.errstate(invalid="ignore"):
+        huge = valid & (np.abs(X) > MAX_ABS_VALUE).any(axis=1) if X.shape[1] else valid & False
+    counts["huge_value"] = int(huge.sum())
+    return valid & ~huge
 
 
 def weights_to_numpy(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
@@ -76,7 +94,112 @@ def weights_to_numpy(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, dict[str, i
         arr = arr.combine_chunks()
     w = arr.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
     null = arr.is_null().to_numpy(zero_copy_only=False) if arr.null_count else np.zeros(len(w), bool)
-    neg = (~null) & ~(np.isfinite(w) & (w >= 0))
-    valid = ~(null | neg)
-    counts = {"null_weight": int(null.sum()), "negative_weight": int(neg.sum())}
+    with np.errstate(invalid="ignore"):
+        neg = (~null) & ~(np.isfinite(w) & (w >= 0))
+        huge = (~null) & ~neg & (w > MAX_WEIGHT)
+    valid = ~(null | neg | huge)
+    counts = {"null_weight": int(null.sum()), "negative_weight": int(neg.sum()),
+              "huge_weight": int(huge.sum())}
     return np.where(valid, w, 0.0), valid, counts
+
+
+def decode_rows(features: pa.Array, weights: pa.Array, d: int):
+    """The valid rows of one Arrow batch of an ``array<double>`` features column and a
+    weights column: see :func:`combine_rows`."""
+    return combine_rows(*list_to_matrix(features, d), weights)
+
+
+def combine_rows(X: np.ndarray, valid: np.ndarray, counts: dict, weights: pa.Array | None):
+    """Valid rows of decoded features (``X``, ``valid``, ``counts`` as
+    :func:`list_to_matrix` returns them) and their weights (all 1 for ``None``):
+    ``(X (m, d) float64, w (m,), bad)`` where ``bad`` counts the dropped rows by kind (int64,
+    in :data:`BAD_KINDS` order; a row with bad features is not counted again for a bad
+    weight)."""
+    if weights is None:
+        w, wvalid, wcounts = np.ones(X.shape[0]), valid | True, {}
+    else:
+        w, wvalid, wcounts = weights_to_numpy(weights)
+        if not valid.all() and not wvalid.all():  # count bad weights among good features only
+            if isinstance(weights, pa.ChunkedArray):
+                weights = weights.combine_chunks()
+            _, _, wcounts = weights_to_numpy(weights.filter(pa.array(valid)))
+    counts.update(wcounts)
+    keep = valid & wvalid
+    if not keep.all():
+        X, w = X[keep], w[keep]
+    bad = np.array([counts.get(k, 0) for k in BAD_KINDS], dtype=np.int64)
+    return np.ascontiguousarray(X, dtype=np.float64), np.ascontiguousarray(w, np.float64), bad
+
+
+def vectors_to_matrix(arr: pa.Array, d: int) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """Spark ML vectors as stored in Parquet (struct of ``type`` 0 sparse / 1 dense,
+    ``size``, ``indices``, ``values``) -> ``(X (n, d), valid, counts)`` as
+    :func:`list_to_matrix`."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    n = len(arr)
+    null = arr.is_null().to_numpy(zero_copy_only=False)
+    kind = pc.fill_null(arr.field("type"), 1).to_numpy(zero_copy_only=False)
+    values = arr.field("values")
+    if not (kind == 0).any():  # all dense (or null): the values lists are the rows
+        return list_to_matrix(pc.if_else(pa.array(null), pa.scalar(None, values.type), values), d)
+    counts = dict.fromkeys(BAD_KINDS, 0)
+    X = np.zeros((n, d))
+    size = pc.fill_null(arr.field("size"), -1).to_numpy(zero_copy_only=False)
+    lengths = pc.fill_null(pc.list_value_length(values), 0).to_numpy(zero_copy_only=False)
+    dense = ~null & (kind == 1)
+    sparse = ~null & (kind == 0)
+    wrong = (dense & (lengths != d)) | (sparse & (size != d))
+    vals = values.flatten().to_numpy(zero_copy_only=False).astype(np.float64)
+    row_of_value = np.repeat(np.arange(n), np.where(null, 0, lengths))
+    bad_value = ~np.isfinite(vals)
+    idx = arr.field("indices").flatten().to_numpy(zero_copy_only=False).astype(np.int64)
+    # indices follow the values of sparse rows only; place each value
+    in_sparse = sparse[row_of_value]
+    ok_rows = ~(null | wrong)
+    keep_dense = dense[row_of_value] & ok_rows[row_of_value]
+    X[dense & ok_rows] = vals[keep_dense].reshape(-1, d)
+    sp_rows = row_of_value[in_sparse]
+    if idx.shape[0] != sp_rows.shape[0]:  # indices and values of different lengths
+        wrong |= sparse
+        sp_rows, idx = sp_rows[:0], idx[:0]
+    out_of_range = (idx < 0) | (idx >= d)
+    wrong_idx = np.zeros(n, dtype=bool)
+    wrong_idx[sp_rows[out_of_range]] = True
+    wrong |= wrong_idx
+    ok = ok_rows[sp_rows] & ~wrong_idx[sp_rows]
+    X[sp_rows[ok], idx[ok]] = vals[in_sparse][: sp_rows.shape[0]][ok]
+    non_finite = np.zeros(n, dtype=bool)
+    non_finite[np.unique(row_of_value[bad_value])] = True
+    non_finite &= ~(null | wrong)
+    counts["null_vector"] = int(null.sum())
+    counts["wrong_length"] = int(wrong.sum())
+    counts["non_finite"] = int(non_finite.sum())
+    valid = ~(null | wrong | non_finite)
+    X[~valid] = 0.0
+    valid = _not_huge(X, valid, counts)
+    X[~valid] = 0.0
+    return X, valid, counts
+
+
+def columns_to_matrix(cols: list, d: int) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """Numeric columns (one per feature) -> ``(X (n, d), valid, counts)`` as
+    :func:`list_to_matrix`: a null is a null element, NaN/inf non-finite."""
+    counts = dict.fromkeys(BAD_KINDS, 0)
+    arrays = [c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c for c in cols]
+    n = len(arrays[0]) if arrays else 0
+    X = np.empty((n, d))
+    null = np.zeros(n, dtype=bool)
+    for j, a in enumerate(arrays):
+        a = pc.cast(a, pa.float64())
+        if a.null_count:
+            null |= a.is_null().to_numpy(zero_copy_only=False)
+            a = pc.fill_null(a, 0.0)
+        X[:, j] = a.to_numpy(zero_copy_only=False)
+    finite = np.isfinite(X).all(axis=1)
+    counts["null_element"] = int(null.sum())
+    counts["non_finite"] = int((~null & ~finite).sum())
+    valid = ~null & finite
+    valid = _not_huge(X, valid, counts)
+    X[~valid] = 0.0
+    return X, valid, counts

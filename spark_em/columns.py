@@ -13,15 +13,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from .errors import InvalidInputError
-
-Features = "str | Sequence[str]"
-
-
-def describe_features(features) -> str:
-    """How messages name the features: ``featuresCol 'x'`` or ``featuresCol ['a', 'b']``."""
-    return f"featuresCol {features!r}"
-
+from .errors import InvalidInputError, describe_features
 
 def quoted(name: str) -> Column:
     """The column called ``name`` exactly: dots and backticks in it are part of the name."""

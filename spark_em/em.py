@@ -1,7 +1,9 @@
 """The EM loop, written once: initialise, then E-step pass + M-step until convergence.
 
-Spark appears only through :func:`spark_em.distributed.run_pass`; every other step is numpy
-on the driver.  ``nInit`` restarts run in lock-step and share each scan of the data.
+Spark appears only through :func:`spark_em.passes.run_pass` on a block store; every other
+step is numpy on the driver.  Several runs (``nInit`` restarts, model-selection candidates
+of any k and covariance type) advance in lock-step and share each scan of the data; a run
+that converges leaves the later passes.
 """
 
 from __future__ import annotations
@@ -9,27 +11,34 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
-from .distributed import PreparedData, run_pass
 from .gaussian import GaussianParams
 from .init import initial_centres
+from .kernels import EStepKernel, NearestCentreTask, RandomRespTask
+from .passes import run_pass
 from .progress import IterationInfo
-from .stats import EStepKernel, NearestCentreTask, RandomRespTask
 
 log = logging.getLogger("spark_em")
 
 
 @dataclass(eq=False)  # compared by identity: parameters hold numpy arrays
-class _Run:
+class Run:
+    """The state of one EM run: current parameters, the mean log-likelihood per row of each
+    iteration's E-step, and the mean log-likelihood its start came with (a warm start's,
+    against which the first change is measured; None: the first change is infinite)."""
+
     params: GaussianParams
+    label: str = "run 0"
     history: list[float] = field(default_factory=list)
     converged: bool = False
+    previous: float | None = None
+    seconds: float = 0.0
 
 
-@dataclass
+@dataclass(frozen=True)
 class FitResult:
     params: GaussianParams
     log_likelihood_history: list[float]
@@ -37,88 +46,126 @@ class FitResult:
     converged: bool
     weight_sum: float
     n_rows: int
+    label: str = "run 0"
+    seconds: float = 0.0
 
 
-def initialise(
-    data: PreparedData,
-    k: int,
-    covariance_type: str,
+@dataclass(frozen=True)
+class InitSpec:
+    """How to start one run: ``k`` components of ``covariance_type`` by ``init_mode``."""
+
+    k: int
+    covariance_type: str
+    init_mode: str
+    seed: int
+
+
+def initial_params(store, data, specs: Sequence[InitSpec], reg_covar: float) -> list[GaussianParams]:
+    """Initial parameters of every spec, all from one pass over the data: centres from the
+    sample (k-means, k-means++, random rows) or random responsibilities, then one M-step."""
+    tasks = []
+    for s in specs:
+        if s.init_mode == "random":
+            tasks.append(RandomRespTask(s.k, s.seed, s.covariance_type))
+        else:
+            centres = initial_centres(data.sample, s.k, s.init_mode, np.random.default_rng(s.seed))
+            tasks.append(NearestCentreTask(centres, data.centre, s.covariance_type))
+    stats, _ = run_pass(store, tasks, data.centre, "initialise")
+    return [st.m_step(data.centre, reg_covar) for st in stats]
+
+
+def initialise(store, data, k, covariance_type, reg_covar, init_mode, seeds) -> list[GaussianParams]:
+    """One set of initial parameters per seed (``nInit`` restarts), from a single pass."""
+    specs = [InitSpec(k, covariance_type, init_mode, s) for s in seeds]
+    return initial_params(store, data, specs, reg_covar)
+
+
+def iterate(
+    store,
+    data,
+    runs: list[Run],
+    *,
+    max_iter: int,
+    tol: float,
     reg_covar: float,
-    init_mode: str,
-    seeds: list[int],
-) -> list[GaussianParams]:
-    """One set of initial parameters per seed, all from a single pass over the data."""
-    if init_mode == "random":
-        tasks = [RandomRespTask(k, s, covariance_type) for s in seeds]
-    else:
-        tasks = [
-            NearestCentreTask(
-                initial_centres(data.sample, k, init_mode, np.random.default_rng(s)),
-                data.centre,
-                covariance_type,
+    progress: Callable | None = None,
+    on_iteration: Callable[[int, list[Run]], None] | None = None,
+    first_iteration: int = 1,
+) -> list[Run]:
+    """EM iterations ``first_iteration..max_iter`` of every run not yet converged, each
+    iteration one pass shared by all of them.  Convergence (sklearn's rule): |change in
+    mean weighted log-likelihood per row| < tol.  ``on_iteration(iteration, runs)`` is called
+    after each iteration's M-steps (checkpoints)."""
+    for it in range(first_iteration, max_iter + 1):
+        active = [r for r in runs if not r.converged]
+        if not active:
+            break
+        t0 = time.perf_counter()
+        kernels = [EStepKernel(r.params, data.centre) for r in active]
+        stats, profile = run_pass(store, kernels, data.centre, f"EM iteration {it}")
+        t_pass = time.perf_counter()
+        for r, st in zip(active, stats):
+            ll = st.log_likelihood / st.weight_sum
+            before = r.history[-1] if r.history else r.previous
+            change = ll - before if before is not None else float("inf")
+            r.history.append(ll)
+            r.params = st.m_step(data.centre, reg_covar)
+            r.converged = abs(change) < tol
+        seconds = time.perf_counter() - t0
+        for r in active:
+            r.seconds += seconds / len(active)
+        details = dict(profile.as_dict(), mstep_s=t0 + seconds - t_pass)
+        for i, r in enumerate(runs):
+            if r not in active:
+                continue
+            before = r.history[-2] if len(r.history) > 1 else r.previous
+            info = IterationInfo(
+                it, i, r.history[-1],
+                r.history[-1] - before if before is not None else float("nan"),
+                seconds, label=r.label, rows=int(data.n_rows), converged=r.converged,
+                profile=details,
             )
-            for s in seeds
-        ]
-    return [st.m_step(data.centre, reg_covar) for st in run_pass(data, tasks)]
+            log.info("iteration %d (%s): mean log-likelihood %.6f, change %.3g, %.2fs",
+                     it, r.label, info.mean_log_likelihood, info.change, seconds)
+            if progress is not None:
+                progress(info)
+        if on_iteration is not None:
+            on_iteration(it, runs)
+    return runs
+
+
+def result_of(run: Run, data) -> FitResult:
+    return FitResult(
+        params=run.params, log_likelihood_history=list(run.history), num_iter=len(run.history),
+        converged=run.converged, weight_sum=float(data.weight_sum), n_rows=int(data.n_rows),
+        label=run.label, seconds=run.seconds,
+    )
+
+
+def best_run(runs: Sequence[Run]) -> Run:
+    """The run with the best last mean log-likelihood (the first on ties)."""
+    return max(runs, key=lambda r: r.history[-1] if r.history else -np.inf)
 
 
 def run_em(
-    data: PreparedData,
+    store,
+    data,
     starts: list[GaussianParams],
     *,
     max_iter: int,
     tol: float,
     reg_covar: float,
-    progress: Callable[[IterationInfo], None] | None = None,
+    progress: Callable | None = None,
+    previous: Sequence[float | None] | None = None,
 ) -> FitResult:
     """EM from each start; keeps the run with the best last mean log-likelihood.
 
-    Convergence (sklearn's rule): |change in mean weighted log-likelihood per row| < tol.
+    ``previous``: per start, the mean log-likelihood it came with (warm start), so that a
+    refit from a converged model can report convergence after one iteration.
     """
-    runs = [_Run(p) for p in starts]
-    for it in range(1, max_iter + 1):
-        active = [(i, r) for i, r in enumerate(runs) if not r.converged]
-        if not active:
-            break
-        t0 = time.perf_counter()
-        stats = run_pass(data, [EStepKernel(r.params, data.centre) for _, r in active])
-        t_pass = time.perf_counter()
-        for (_, r), st in zip(active, stats):
-            ll = st.log_likelihood / st.weight_sum
-            change = ll - r.history[-1] if r.history else float("inf")
-            r.history.append(ll)
-            r.params = st.m_step(data.centre, reg_covar)
-            if abs(change) < tol:
-                r.converged = True
-        seconds = time.perf_counter() - t0
-        profile = dict(data.last_profile or {}, mstep_s=t0 + seconds - t_pass)
-        for i, r in active:
-            info = IterationInfo(
-                it,
-                i,
-                r.history[-1],
-                r.history[-1] - r.history[-2] if len(r.history) > 1 else float("nan"),
-                seconds,
-                label=f"run {i}",
-                rows=int(data.n_rows),
-                converged=r.converged,
-                profile=profile,
-            )
-            log.info(
-                "iteration %d (run %d): mean log-likelihood %.6f, change %.3g, %.2fs",
-                info.iteration, info.run, info.mean_log_likelihood, info.change, info.seconds,
-            )
-            if progress is not None:
-                progress(info)
-    best = max(runs, key=lambda r: r.history[-1] if r.history else -np.inf)
-    # No E-step under the final parameters here (MLlib and sklearn report the last
-    # iteration's log-likelihood too): the fit ends with the M-step, and the summary
-    # computes cluster sizes under the final parameters only if they are asked for.
-    return FitResult(
-        params=best.params,
-        log_likelihood_history=list(best.history),
-        num_iter=len(best.history),
-        converged=best.converged,
-        weight_sum=float(data.weight_sum),
-        n_rows=int(data.n_rows),
-    )
+    previous = list(previous) if previous is not None else [None] * len(starts)
+    runs = [Run(p, f"run {i}", previous=prev) for i, (p, prev) in enumerate(zip(starts, previous))]
+    iterate(store, data, runs, max_iter=max_iter, tol=tol, reg_covar=reg_covar, progress=progress)
+    # No E-step under the final parameters (MLlib and sklearn report the last iteration's
+    # log-likelihood too): the fit ends with the M-step.
+    return result_of(best_run(runs), data)

@@ -4,6 +4,11 @@ path and the problem."""
 from __future__ import annotations
 
 
+def describe_features(features) -> str:
+    """How messages name the features: ``featuresCol 'x'`` or ``featuresCol ['a', 'b']``."""
+    return f"featuresCol {features!r}"
+
+
 class InvalidInputError(ValueError):
     """The input DataFrame cannot be fitted or scored; the message names the column and the
     problem (and the number of offending rows)."""

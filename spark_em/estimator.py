@@ -18,7 +18,6 @@ from pyspark.ml import Estimator
 from pyspark.ml.util import MLReadable, MLReader, MLWritable, MLWriter
 from pyspark.sql import DataFrame
 
-from .distributed import BLOCK_CACHES, PreparedData, prepare
 from .em import FitResult, initialise, run_em
 from .errors import ConvergenceWarning, InvalidInputError
 from .gaussian import GaussianParams, check_covariance_type
@@ -26,7 +25,9 @@ from .init import INIT_MODES
 from .model import GaussianMixtureModel
 from .params import DEFAULT_SEED, GaussianMixtureParams
 from .persistence import EstimatorReader, EstimatorWriter
+from .prepare import PreparedData, prepare
 from .progress import InitialisationDone, IterationInfo, ValidationDone
+from .stores import check_block_cache
 from .summary import GaussianMixtureSummary
 
 __all__ = ["GaussianMixture", "GaussianMixtureModel", "GaussianMixtureSummary"]
@@ -107,8 +108,7 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
             value = self.getOrDefault(getattr(self, name))
             if not (value >= 0 and np.isfinite(value)):
                 raise ValueError(f"{name} must be a non-negative number, got {value}")
-        if self.getBlockCache() not in BLOCK_CACHES:
-            raise ValueError(f"blockCache must be one of {BLOCK_CACHES}, got {self.getBlockCache()!r}")
+        check_block_cache(self.getBlockCache())
         init = self.getInitialModel()
         if init is not None and not isinstance(init, GaussianMixtureModel):
             raise TypeError("initialModel must be a GaussianMixtureModel")
@@ -119,8 +119,7 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
         rng = np.random.default_rng(self.getSeed())
         sample_seed, *init_seeds = (int(s) for s in rng.integers(0, 2**31 - 1, 1 + self.getNInit()))
         progress = getattr(self, "progress", None)
-        t0 = time.perf_counter()
-        data = prepare(
+        store, data = prepare(
             dataset,
             self.getFeaturesCol(),
             self.getWeightCol(),
@@ -129,7 +128,7 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
             aggregation_depth=self.getAggregationDepth(),
             block_cache=self.getBlockCache(),
         )
-        try:
+        with store:
             if k > data.n_rows:
                 raise InvalidInputError(
                     f"k={k} is larger than the number of valid rows ({data.n_rows}) in "
@@ -137,17 +136,14 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
                 )
             if progress is not None:
                 progress(ValidationDone(
-                    rows=data.n_rows, weight_sum=data.weight_sum, bad_rows={},
-                    seconds=time.perf_counter() - t0,
-                    store="local" if data.block_dir is not None else "spark",
+                    rows=data.n_rows, weight_sum=data.weight_sum, bad_rows=data.bad_rows,
+                    seconds=data.seconds, store=data.store,
                 ))
-            starts = self._starts(data, init_seeds, progress)
+            starts = self._starts(store, data, init_seeds, progress)
             result = run_em(
-                data, starts, max_iter=self.getMaxIter(), tol=self.getTol(),
+                store, data, starts, max_iter=self.getMaxIter(), tol=self.getTol(),
                 reg_covar=self.getRegCovar(), progress=progress,
             )
-        finally:
-            data.unpersist()
         if not result.converged and self.getMaxIter() > 0:
             warnings.warn(ConvergenceWarning(
                 f"the best of {len(starts)} EM run(s) did not converge in maxIter="
@@ -157,7 +153,7 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
         return self._model(result, dataset)
 
     def _starts(
-        self, data: PreparedData, init_seeds: list[int],
+        self, store, data: PreparedData, init_seeds: list[int],
         progress: Callable[[Any], None] | None,
     ) -> list[GaussianParams]:
         """The starting parameters of each EM run: the initial model, or ``nInit`` fresh
@@ -168,7 +164,7 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
             starts = [self._check_initial_model(init, data.d)]
         else:
             starts = initialise(
-                data, self.getK(), self.getCovarianceType(), self.getRegCovar(),
+                store, data, self.getK(), self.getCovarianceType(), self.getRegCovar(),
                 self.getInitMode(), init_seeds,
             )
         if progress is not None:

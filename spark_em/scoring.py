@@ -2,8 +2,9 @@
 sums behind ``score``/``bic``/``aic``, and cluster sizes.
 
 Each function takes the :class:`~spark_em.gaussian.GaussianParams`, the column names and a
-DataFrame, and runs one Arrow UDF (:func:`posterior_udf`) whose per-row math is a single call,
-``params.log_resp(X)``.
+DataFrame, and runs one Arrow UDF (:func:`posterior_udf`) whose per-row math is the fit's own
+E-step kernel, :meth:`spark_em.kernels.EStepKernel.posteriors` (one log-density, one
+normalisation for fit and scoring alike).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from .arrow_blocks import list_to_matrix
 from .columns import feature_array, quoted
 from .errors import InvalidInputError
 from .gaussian import GaussianParams
+from .kernels import EStepKernel
 
 __all__ = ["posterior_udf", "transform", "log_likelihood_sums", "cluster_sizes"]
 
@@ -27,16 +29,16 @@ _POSTERIOR_ARROW_TYPE = pa.struct(
 )
 
 
-def _posterior_arrow(log_likelihood: np.ndarray, log_resp: np.ndarray, valid: np.ndarray):
-    """The UDF's output struct from ``log_likelihood (n,)`` and ``log_resp (n, k)``; rows
-    where ``valid`` is False (null features) are null in every field."""
-    prob = np.exp(log_resp)
+def _posterior_arrow(log_likelihood, prob, hard, valid: np.ndarray):
+    """The UDF's output struct from ``log_likelihood (n,)``, responsibilities ``prob (n, k)``
+    and the most probable component ``hard (n,)``; rows where ``valid`` is False (null
+    features) are null in every field."""
     n, k = prob.shape
     offsets = pa.array(np.arange(0, n * k + 1, k, dtype=np.int32))
     probs = pa.ListArray.from_arrays(offsets, pa.array(prob.ravel()), mask=pa.array(~valid))
     return pa.StructArray.from_arrays(
         [
-            pa.array(np.argmax(log_resp, axis=1).astype(np.int32), mask=~valid),
+            pa.array(hard.astype(np.int32), mask=~valid),
             probs,
             pa.array(log_likelihood, mask=~valid),
         ],
@@ -54,6 +56,8 @@ def posterior_udf(params: GaussianParams, features_col: str | list[str]):
     from pyspark.sql.functions import arrow_udf
 
     d = params.d
+    centre = params.centre  # rows are scored about the mixture's mean (precision far from 0)
+    kernel = EStepKernel(params, centre, moments=False)
 
     def posterior(arr: pa.Array) -> pa.Array:
         X, valid, counts = list_to_matrix(arr, d)
@@ -63,8 +67,7 @@ def posterior_udf(params: GaussianParams, features_col: str | list[str]):
                 f"featuresCol {features_col!r}: rows that cannot be scored "
                 f"(dimension {d} expected): {bad}"
             )
-        log_likelihood, log_resp = params.log_resp(X)
-        return _posterior_arrow(log_likelihood, log_resp, valid)
+        return _posterior_arrow(*kernel.posteriors(X - centre), valid)
 
     return arrow_udf(posterior, _POSTERIOR_TYPE)
 

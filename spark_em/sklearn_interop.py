@@ -11,34 +11,6 @@ from .summary import GaussianMixtureSummary
 __all__ = ["to_sklearn", "from_sklearn"]
 
 
-# TEMP until main's covariance table lands: GaussianParams.precisions() and
-# GaussianParams.full_covariances() come from spark_em/covariance.py there.
-def _temp_precisions(self: GaussianParams) -> np.ndarray:
-    pc = self.precisions_cholesky
-    if self.covariance_type == "full":
-        return np.einsum("kij,klj->kil", pc, pc)
-    if self.covariance_type == "tied":
-        return pc @ pc.T
-    return pc**2
-
-
-def _temp_full_covariances(self: GaussianParams) -> np.ndarray:
-    k, d, c = self.k, self.d, self.covariances
-    if self.covariance_type == "full":
-        return np.array(c, dtype=np.float64)
-    if self.covariance_type == "tied":
-        return np.broadcast_to(c, (k, d, d)).copy()
-    if self.covariance_type == "diag":
-        return np.stack([np.diag(v) for v in c])
-    return np.stack([np.eye(d) * v for v in c])
-
-
-if not hasattr(GaussianParams, "precisions"):  # TEMP until main's covariance table lands
-    GaussianParams.precisions = _temp_precisions
-if not hasattr(GaussianParams, "full_covariances"):  # TEMP until main's covariance table lands
-    GaussianParams.full_covariances = _temp_full_covariances
-
-
 def to_sklearn(params: GaussianParams, summary: GaussianMixtureSummary | None = None):
     """A fitted ``sklearn.mixture.GaussianMixture`` with these parameters.
 

@@ -56,10 +56,10 @@ class ConnectClient:
 # Scenarios: (spark, ...) -> picklable results
 # ---------------------------------------------------------------------------------------
 def session_kind(spark) -> dict:
-    from spark_em.distributed import is_connect
+    from spark_em.env import SparkEnv
 
     return {"type": f"{type(spark).__module__}.{type(spark).__name__}",
-            "is_connect": is_connect(spark)}
+            "is_connect": SparkEnv.of(spark).connect}
 
 
 def read_data(spark, path: str, partitions: int = 3):

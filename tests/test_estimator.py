@@ -17,7 +17,7 @@ from sklearn.mixture import GaussianMixture as SkGM
 
 from spark_em import GaussianMixture, GaussianMixtureModel, InvalidInputError
 from spark_em.datasets import sample_mixture
-from spark_em.distributed import prepare
+from spark_em.prepare import prepare
 from spark_em.em import run_em
 from spark_em.gaussian import COVARIANCE_TYPES
 
@@ -168,17 +168,15 @@ def test_every_init_mode_finds_the_blobs(spark, blobs, blobs_df, sklearn_best, i
 
 def test_n_init_keeps_the_best_run(spark, blobs, blobs_df):
     X, labels, truth = blobs
-    data = prepare(blobs_df, "features")
-    try:
+    store, data = prepare(blobs_df, "features")
+    with store:
         good = warm_start_from(truth)
         bad = GaussianMixtureModel.fromParameters(  # three means in one blob
             [0.4, 0.3, 0.3], X[labels == 0][:3], np.stack([np.eye(2)] * 3)
         )._gaussian
-        both = run_em(data, [bad, good], max_iter=3, tol=0.0, reg_covar=1e-6)
-        only_good = run_em(data, [good], max_iter=3, tol=0.0, reg_covar=1e-6)
-        only_bad = run_em(data, [bad], max_iter=3, tol=0.0, reg_covar=1e-6)
-    finally:
-        data.unpersist()
+        both = run_em(store, data, [bad, good], max_iter=3, tol=0.0, reg_covar=1e-6)
+        only_good = run_em(store, data, [good], max_iter=3, tol=0.0, reg_covar=1e-6)
+        only_bad = run_em(store, data, [bad], max_iter=3, tol=0.0, reg_covar=1e-6)
     assert only_good.log_likelihood_history[-1] > only_bad.log_likelihood_history[-1]
     np.testing.assert_array_equal(both.params.means, only_good.params.means)
     assert both.log_likelihood_history == only_good.log_likelihood_history

@@ -2,8 +2,9 @@
 
 * the blocked kernels (transposed chunks, products GEMM for small d, syrk for large d,
   flushing of negligible responsibilities) against sklearn's own E- and M-step functions;
-* local block files (``blockCache="auto"`` in local mode) and Spark's cache
-  (``blockCache="spark"``) against sklearn's EM from the same start, to 1e-6 relative.
+* every block store -- local block files (``blockCache="local"``, the default in local
+  mode), Spark's cache (``"spark"``) and the Parquet files read by the tasks (``"parquet"``)
+  -- against sklearn's EM from the same start, to 1e-6 relative.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from sklearn.mixture import _gaussian_mixture as skg
 
 from spark_em import GaussianMixture, GaussianMixtureModel
 from spark_em.gaussian import GaussianParams
-from spark_em.stats import EStepKernel, NearestCentreTask
+from spark_em.kernels import Chunk, EStepKernel, NearestCentreTask
 
 from .conftest import to_df
 
@@ -44,7 +45,7 @@ def test_kernel_matches_sklearn_e_and_m_step(d, covariance_type):
     st = kernel.new_stats(d)
     for start in range(0, X.shape[0], 1000):  # several blocks, several chunks per block
         sl = slice(start, start + 1000)
-        kernel.accumulate(st, X[sl] - centre, w[sl], (0, start))
+        kernel.accumulate(st, Chunk(X[sl], w[sl], centre))
     log_prob_norm, log_resp = _sk_log_resp(X, weights, means, cov, covariance_type)
     assert st.log_likelihood == pytest.approx(log_prob_norm.sum(), rel=1e-10)
     resp = np.exp(log_resp)
@@ -52,7 +53,7 @@ def test_kernel_matches_sklearn_e_and_m_step(d, covariance_type):
     # the scoring kernel (final pass) gives the same log-likelihood, N_k and hard counts
     score = EStepKernel(params, centre, moments=False)
     sc = score.new_stats(d)
-    score.accumulate(sc, X - centre, w, (0, 0))
+    score.accumulate(sc, Chunk(X, w, centre))
     assert sc.log_likelihood == pytest.approx(st.log_likelihood, rel=1e-12)
     np.testing.assert_allclose(sc.nk, st.nk, rtol=1e-12)
     np.testing.assert_array_equal(sc.hard_counts, np.bincount(log_resp.argmax(axis=1), minlength=k))
@@ -86,7 +87,7 @@ def test_nearest_centre_task_is_hard_assignment(covariance_type, d, weighted):
     task = NearestCentreTask(centres, centre, covariance_type)
     st = task.new_stats(d)
     for block in np.array_split(np.arange(len(X)), 3):  # several blocks add up
-        task.accumulate(st, X[block] - centre, w[block])
+        task.accumulate(st, Chunk(X[block], w[block], centre))
     labels = np.argmin(((X[:, None, :] - centres[None]) ** 2).sum(axis=2), axis=1)
     resp = np.eye(5)[labels] * w[:, None]
     nk, m, c = skg._estimate_gaussian_parameters(X, resp, 1e-6, covariance_type)
@@ -100,9 +101,9 @@ def test_nearest_centre_task_is_hard_assignment(covariance_type, d, weighted):
     np.testing.assert_allclose(new.covariances[4], c[4], atol=1e-12)
 
 
-@pytest.mark.parametrize("block_cache", ["auto", "spark"])
+@pytest.mark.parametrize("block_cache", ["local", "spark", "parquet"])
 @pytest.mark.parametrize("covariance_type", ["full", "spherical"])
-def test_block_caches_match_sklearn_em(spark, block_cache, covariance_type):
+def test_block_caches_match_sklearn_em(spark, tmp_path, block_cache, covariance_type):
     from spark_em.datasets import sample_mixture
 
     X, _, _ = sample_mixture(3000, k=3, d=4, covariance_type="full", seed=5, separation=3.0)
@@ -115,12 +116,24 @@ def test_block_caches_match_sklearn_em(spark, block_cache, covariance_type):
     model = GaussianMixture(
         k=3, covarianceType=covariance_type, maxIter=8, tol=0.0, initialModel=start,
         blockCache=block_cache,
-    ).fit(to_df(spark, X, partitions=3))
+    ).fit(parquet_df(spark, X, tmp_path) if block_cache == "parquet" else to_df(spark, X, partitions=3))
     np.testing.assert_allclose(model.weights, sk.weights_, rtol=1e-6)
     np.testing.assert_allclose(model.means, sk.means_, rtol=1e-6)
     np.testing.assert_allclose(model.covariances, sk.covariances_, rtol=1e-6)
     assert model.summary.logLikelihood == pytest.approx(sk.score(X) * len(X), rel=1e-9)
     assert sum(model.summary.clusterSizes) == len(X)
+
+
+def parquet_df(spark, X, tmp_path, row_group_size=700):
+    """``X`` as a Parquet file of several row groups, read back by Spark (a plain scan)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    feats = pa.FixedSizeListArray.from_arrays(pa.array(X.ravel()), X.shape[1])
+    path = str(tmp_path / "X.parquet")
+    pq.write_table(pa.table({"features": feats.cast(pa.list_(pa.float64()))}), path,
+                   row_group_size=row_group_size)
+    return spark.read.parquet(path)
 
 
 def _precisions(pc, covariance_type):
@@ -129,16 +142,3 @@ def _precisions(pc, covariance_type):
     if covariance_type == "tied":
         return pc @ pc.T
     return pc**2
-
-
-def test_local_block_files_are_removed_after_fit(spark, tmp_path):
-    import glob
-    import tempfile
-
-    X = np.random.default_rng(0).normal(size=(500, 2))
-    base = spark.sparkContext.getConf().get("spark.local.dir", None) or tempfile.gettempdir()
-    before = set(glob.glob(f"{base.split(',')[0]}/spark-em-blocks-*"))
-    GaussianMixture(k=2, maxIter=2, seed=0).fit(to_df(spark, X))
-    assert set(glob.glob(f"{base.split(',')[0]}/spark-em-blocks-*")) == before
-    with pytest.raises(ValueError, match="blockCache"):
-        GaussianMixture(k=2, blockCache="disk").fit(to_df(spark, X))

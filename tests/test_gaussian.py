@@ -13,11 +13,10 @@ from spark_em.gaussian import (
     IllDefinedCovarianceError,
     compute_precisions_cholesky,
     covariances_from_precisions_cholesky,
-    estimate_log_gaussian_prob,
-    estimate_log_resp,
     n_parameters,
 )
-from spark_em.stats import EStepKernel, SuffStats, accumulate_resp, packed_size
+from spark_em.kernels import Chunk, EStepKernel, accumulate_resp
+from spark_em.stats import SuffStats, packed_size
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -72,10 +71,19 @@ def test_precisions_cholesky_match_sklearn(mixture, covariance_type):
     np.testing.assert_allclose(back, cov, rtol=1e-10, atol=1e-12)
 
 
+def log_gaussian_prob(X, means, cov, covariance_type):
+    """log N(x_i | mu_k, Sigma_k) (n, k) by the fit's E-step kernel (equal weights)."""
+    k = means.shape[0]
+    params = GaussianParams.from_covariances(np.full(k, 1.0 / k), means, cov, covariance_type)
+    kernel = EStepKernel(params, np.zeros(X.shape[1]))
+    xa = np.vstack([X.T, np.ones(X.shape[0])])
+    return kernel.log_joint_t(xa).T - np.log(1.0 / k)
+
+
 def test_log_gaussian_prob_matches_sklearn(mixture, covariance_type):
     _, means, cov, X = mixture
     pc = compute_precisions_cholesky(cov, covariance_type)
-    ours = estimate_log_gaussian_prob(X, means, pc, covariance_type)
+    ours = log_gaussian_prob(X, means, cov, covariance_type)
     ref = skg._estimate_log_gaussian_prob(X, means, pc, covariance_type)
     assert ours.shape == (X.shape[0], K)
     np.testing.assert_allclose(ours, ref, rtol=1e-10)
@@ -88,7 +96,7 @@ def test_log_gaussian_prob_full_matches_scipy():
     means = rng.normal(size=(2, 3))
     cov = random_covariances(rng, 2, 3, "full")
     X = rng.normal(size=(50, 3))
-    ours = estimate_log_gaussian_prob(X, means, compute_precisions_cholesky(cov, "full"), "full")
+    ours = log_gaussian_prob(X, means, cov, "full")
     for j in range(2):
         np.testing.assert_allclose(ours[:, j], multivariate_normal(means[j], cov[j]).logpdf(X), rtol=1e-10)
 
@@ -97,12 +105,12 @@ def test_log_resp_matches_fitted_sklearn(covariance_type):
     rng = np.random.default_rng(3)
     X = np.concatenate([rng.normal(c, 1.0, size=(80, 2)) for c in (-4, 0, 5)])
     sk = SkGM(3, covariance_type=covariance_type, random_state=0, max_iter=5).fit(X)
-    log_norm, log_resp = estimate_log_resp(
-        X, sk.weights_, sk.means_, sk.precisions_cholesky_, covariance_type
-    )
-    np.testing.assert_allclose(log_norm, sk.score_samples(X), rtol=1e-10)
-    np.testing.assert_allclose(np.exp(log_resp), sk.predict_proba(X), atol=1e-12)
     params = GaussianParams.from_covariances(sk.weights_, sk.means_, sk.covariances_, covariance_type)
+    # the kernel's per-row posteriors (what transform and score run) about the origin
+    log_norm, resp, hard = EStepKernel(params, np.zeros(2), moments=False).posteriors(X)
+    np.testing.assert_allclose(log_norm, sk.score_samples(X), rtol=1e-10)
+    np.testing.assert_allclose(resp, sk.predict_proba(X), atol=1e-12)
+    np.testing.assert_array_equal(hard, sk.predict(X))
     ll, lr = params.log_resp(X)  # the centred route used by transform/predict
     np.testing.assert_allclose(ll, sk.score_samples(X), rtol=1e-10)
     np.testing.assert_allclose(np.exp(lr), sk.predict_proba(X), atol=1e-10)
@@ -111,10 +119,16 @@ def test_log_resp_matches_fitted_sklearn(covariance_type):
 def test_log_resp_is_stable_for_far_away_points():
     """Points far in the tail: densities underflow to 0 but log-resp stays finite."""
     means = np.array([[0.0], [1.0]])
-    pc = compute_precisions_cholesky(np.array([1.0, 1.0]), "spherical")
+    params = GaussianParams.from_covariances([0.5, 0.5], means, np.array([1.0, 1.0]), "spherical")
     X = np.array([[1e3], [-1e3]])
-    log_norm, log_resp = estimate_log_resp(X, np.array([0.5, 0.5]), means, pc, "spherical")
-    assert np.all(np.isfinite(log_norm)) and np.all(np.isfinite(log_resp))
+    log_norm, log_resp = params.log_resp(X)
+    assert np.all(np.isfinite(log_norm))
+    # exactly the closed form: log p(x) = log(0.5 N(x|0,1) + 0.5 N(x|1,1))
+    from scipy.special import logsumexp
+    from scipy.stats import norm
+
+    ref = logsumexp(np.log(0.5) + norm.logpdf(X, loc=means.T), axis=1)
+    np.testing.assert_allclose(log_norm, ref, rtol=1e-12)
     np.testing.assert_allclose(np.exp(log_resp).sum(axis=1), 1.0)
     assert np.argmax(log_resp[0]) == 1 and np.argmax(log_resp[1]) == 0
 
@@ -143,11 +157,11 @@ def test_suffstats_add_over_split_blocks(mixture, covariance_type):
     params = GaussianParams.from_covariances(weights, means, cov, covariance_type)
     kernel = EStepKernel(params, centre)
     whole = kernel.new_stats(D)
-    kernel.accumulate(whole, X - centre, w, (0, 0))
+    kernel.accumulate(whole, Chunk(X, w, centre))
     parts = []
     for i, sl in enumerate((slice(0, 17), slice(17, 120), slice(120, 200))):
         st = kernel.new_stats(D)
-        kernel.accumulate(st, X[sl] - centre, w[sl], (0, i))
+        kernel.accumulate(st, Chunk(X[sl], w[sl], centre))
         parts.append(st)
     total = parts[0] + parts[1] + parts[2]
     for name in ("nk", "sk", "second", "hard_counts"):
@@ -196,7 +210,7 @@ def test_e_step_kernel_on_centred_data_matches_sklearn(covariance_type):
     centre = X.mean(axis=0)
     kernel = EStepKernel(params, centre)
     st = kernel.new_stats(D)
-    kernel.accumulate(st, X - centre, np.ones(X.shape[0]), (0, 0))
+    kernel.accumulate(st, Chunk(X, np.ones(X.shape[0]), centre))
     assert st.log_likelihood == pytest.approx(sk.score_samples(X).sum(), rel=1e-10)
     resp = sk.predict_proba(X)
     np.testing.assert_allclose(st.nk, resp.sum(axis=0), rtol=1e-9)
@@ -321,7 +335,8 @@ def test_math_core_imports_no_spark():
         "import sys, types\n"
         f"pkg = types.ModuleType('spark_em'); pkg.__path__ = [{str(package_dir)!r}]\n"
         "sys.modules['spark_em'] = pkg\n"
-        "import spark_em.gaussian, spark_em.stats, spark_em.init, spark_em.arrow_blocks\n"
+        "import spark_em.gaussian, spark_em.stats, spark_em.kernels, spark_em.covariance, "
+        "spark_em.init, spark_em.arrow_blocks, spark_em.rowkeys, spark_em.validation\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('pyspark', 'py4j')]\n"
         "assert not bad, bad\n"
     )

@@ -1,0 +1,233 @@
+"""The four covariance types, each written once: shapes, Cholesky factors of the
+precisions, the M-step update, the Mahalanobis terms of the E-step and the scatter of the
+statistics.  Like scikit-learn's per-type functions picked from a dict: callers look a type
+up in :data:`COVARIANCE` and never branch on its name.  Numpy only, no Spark.
+
+Shapes by type (scikit-learn's): covariances full ``(k, d, d)``, tied ``(d, d)``, diag
+``(k, d)``, spherical ``(k,)``; ``precisions_cholesky`` likewise.  For full/tied it is the
+upper-triangular ``U`` with ``precision = U @ U.T`` (Mahalanobis term ``||(x - mu) @ U||^2``);
+for diag/spherical ``1 / sqrt(variance)``.
+
+E-step chunks are transposed: ``xa (d + 1, m)`` holds the centred rows as columns with a row
+of ones under them; every term is a GEMM or a contiguous elementwise operation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import linalg
+from scipy.linalg import lapack
+
+from .errors import IllDefinedCovarianceError
+
+_ILL_DEFINED = (
+    "Fitting the mixture model failed because some components have ill-defined empirical "
+    "covariance (for instance caused by singleton or collapsed samples, or duplicated "
+    "features). Try to decrease the number of components, or increase regCovar "
+    "(currently {reg!r})."
+)
+
+
+def ill_defined(reg_covar) -> IllDefinedCovarianceError:
+    return IllDefinedCovarianceError(_ILL_DEFINED.format(reg=reg_covar))
+
+
+def _precision_cholesky_of(cov: np.ndarray, reg_covar) -> np.ndarray:
+    try:
+        chol = linalg.cholesky(cov, lower=True)
+    except (linalg.LinAlgError, ValueError):
+        raise ill_defined(reg_covar) from None
+    # The inverse of the triangular factor by LAPACK's trtri: as solve_triangular(chol, I),
+    # without its per-call overhead (which reaches milliseconds with a threaded BLAS).
+    inv, info = lapack.dtrtri(chol, lower=1)
+    if info != 0:
+        raise ill_defined(reg_covar)
+    return inv.T
+
+
+def _cov_from_upper(u: np.ndarray) -> np.ndarray:
+    # precision = U U^T, so covariance = U^-T U^-1
+    u_inv = linalg.solve_triangular(u, np.eye(u.shape[0]), lower=False)
+    return u_inv.T @ u_inv
+
+
+class _FullMahalanobis:
+    """Rows ``j*d:(j+1)*d`` of ``u_aug`` are ``[U_j^T | -U_j^T mu_j]``: with the row of ones
+    under the chunk, one GEMM gives ``U_j^T (x - mu_j)`` for every component (sklearn's
+    stable form, no separate subtraction)."""
+
+    def __init__(self, means: np.ndarray, pc: np.ndarray):
+        k, d = means.shape
+        u_t = pc.transpose(0, 2, 1).reshape(k * d, d)
+        shift = np.einsum("kd,kde->ke", means, pc).reshape(k * d, 1)
+        self.u_aug = np.ascontiguousarray(np.hstack([u_t, -shift]))
+        self.k, self.d = k, d
+
+    def __call__(self, xa: np.ndarray) -> np.ndarray:
+        y = self.u_aug @ xa
+        np.square(y, out=y)
+        return y.reshape(self.k, self.d, xa.shape[1]).sum(axis=1)
+
+
+class _TiedMahalanobis:
+    def __init__(self, means: np.ndarray, pc: np.ndarray):
+        self.u_t = np.ascontiguousarray(pc.T)
+        self.shift = (means @ pc)[:, :, None]  # (k, d, 1)
+
+    def __call__(self, xa: np.ndarray) -> np.ndarray:
+        diff = (self.u_t @ xa[:-1])[None, :, :] - self.shift
+        np.square(diff, out=diff)
+        return diff.sum(axis=1)
+
+
+class _DiagMahalanobis:
+    def __init__(self, means: np.ndarray, pc: np.ndarray):
+        self.p2 = pc**2
+        self.lin = means * self.p2  # (k, d)
+        self.quad = np.einsum("kd,kd->k", means**2, self.p2)[:, None]
+
+    def __call__(self, xa: np.ndarray) -> np.ndarray:
+        xt = xa[:-1]
+        maha = self.p2 @ (xt * xt)
+        maha -= 2.0 * (self.lin @ xt)
+        maha += self.quad
+        np.maximum(maha, 0.0, out=maha)
+        return maha
+
+
+class _SphericalMahalanobis:
+    def __init__(self, means: np.ndarray, pc: np.ndarray):
+        self.means = means
+        self.p2 = (pc**2)[:, None]
+        self.quad = np.einsum("kd,kd->k", means, means)[:, None]
+
+    def __call__(self, xa: np.ndarray) -> np.ndarray:
+        xt = xa[:-1]
+        sq = np.einsum("dm,dm->m", xt, xt)[None, :] - 2.0 * (self.means @ xt) + self.quad
+        np.maximum(sq, 0.0, out=sq)
+        return sq * self.p2
+
+
+class Full:
+    name = "full"
+
+    def cov_shape(self, k, d): return (k, d, d)
+    def second_shape(self, k, d): return (k, d, d)
+    def n_cov_parameters(self, k, d): return k * d * (d + 1) / 2.0
+
+    def precisions_cholesky(self, cov, reg_covar=None):
+        return np.stack([_precision_cholesky_of(c, reg_covar) for c in cov])
+
+    def covariances(self, pc): return np.stack([_cov_from_upper(u) for u in pc])
+    def log_det(self, pc, d): return np.sum(np.log(np.diagonal(pc, axis1=1, axis2=2)), axis=1)
+    def expand(self, cov, k, d): return np.array(cov, dtype=np.float64)
+    def precisions(self, pc): return np.einsum("kij,klj->kil", pc, pc)
+    def mahalanobis(self, means, pc): return _FullMahalanobis(means, pc)
+
+    def m_step(self, second, sk, nk_raw, nk, means_c, reg_covar):
+        d = sk.shape[1]
+        # sum r (x-mu)(x-mu)^T = M - mu S^T - S mu^T + (sum r) mu mu^T
+        ms = np.einsum("ki,kj->kij", means_c, sk)
+        cov = second - ms - ms.transpose(0, 2, 1)
+        cov += nk_raw[:, None, None] * np.einsum("ki,kj->kij", means_c, means_c)
+        cov /= nk[:, None, None]
+        cov = 0.5 * (cov + cov.transpose(0, 2, 1))
+        cov[:, np.arange(d), np.arange(d)] += reg_covar
+        return cov
+
+    def scatter(self, second, xt, w, rwt, products=None, buf=None):
+        """second (k, d, d) += sum_i rw_ki x_i x_i^T for a chunk ``xt (d, m)``."""
+        if products is not None:
+            q = products.of(xt, buf)
+            products.add_symmetric(second, rwt @ q.T)
+            return
+        sq = np.sqrt(rwt)
+        for j in range(rwt.shape[0]):
+            z = xt * sq[j]  # (d, m)
+            second[j] += z @ z.T  # numpy runs A @ A.T as one symmetric rank-m update (syrk)
+
+
+class Tied:
+    name = "tied"
+
+    def cov_shape(self, k, d): return (d, d)
+    def second_shape(self, k, d): return (d, d)
+    def n_cov_parameters(self, k, d): return d * (d + 1) / 2.0
+    def precisions_cholesky(self, cov, reg_covar=None): return _precision_cholesky_of(cov, reg_covar)
+    def covariances(self, pc): return _cov_from_upper(pc)
+    def log_det(self, pc, d): return np.sum(np.log(np.diag(pc)))
+    def expand(self, cov, k, d): return np.broadcast_to(cov, (k, d, d)).copy()
+    def precisions(self, pc): return pc @ pc.T
+    def mahalanobis(self, means, pc): return _TiedMahalanobis(means, pc)
+
+    def m_step(self, second, sk, nk_raw, nk, means_c, reg_covar):
+        d = sk.shape[1]
+        cov = second - (nk[:, None] * means_c).T @ means_c
+        cov /= nk.sum()
+        cov = 0.5 * (cov + cov.T)
+        cov.flat[:: d + 1] += reg_covar
+        return cov
+
+    def scatter(self, second, xt, w, rwt, products=None, buf=None):
+        # the responsibilities of a row sum to 1: one weighted scatter for all components
+        second += (xt * w) @ xt.T
+
+
+class _Variances:
+    """diag and spherical: statistics are per-feature second moments ``(k, d)``."""
+
+    def second_shape(self, k, d): return (k, d)
+    def covariances(self, pc): return 1.0 / pc**2
+    def precisions(self, pc): return pc**2
+
+    def precisions_cholesky(self, cov, reg_covar=None):
+        cov = np.asarray(cov, dtype=np.float64)
+        if np.any(~np.isfinite(cov)) or np.any(cov <= 0.0):
+            raise ill_defined(reg_covar)
+        return 1.0 / np.sqrt(cov)
+
+    def scatter(self, second, xt, w, rwt, products=None, buf=None):
+        second += rwt @ (xt * xt).T
+
+    def variances(self, second, nk, means_c, reg_covar):
+        return second / nk[:, None] - means_c**2 + reg_covar
+
+
+class Diag(_Variances):
+    name = "diag"
+
+    def cov_shape(self, k, d): return (k, d)
+    def n_cov_parameters(self, k, d): return k * d
+    def log_det(self, pc, d): return np.sum(np.log(pc), axis=1)
+    def expand(self, cov, k, d): return np.stack([np.diag(v) for v in cov])
+    def mahalanobis(self, means, pc): return _DiagMahalanobis(means, pc)
+
+    def m_step(self, second, sk, nk_raw, nk, means_c, reg_covar):
+        return self.variances(second, nk, means_c, reg_covar)
+
+
+class Spherical(_Variances):
+    name = "spherical"
+
+    def cov_shape(self, k, d): return (k,)
+    def n_cov_parameters(self, k, d): return k
+    def log_det(self, pc, d): return d * np.log(pc)
+    def expand(self, cov, k, d): return np.stack([np.eye(d) * v for v in cov])
+    def mahalanobis(self, means, pc): return _SphericalMahalanobis(means, pc)
+
+    def m_step(self, second, sk, nk_raw, nk, means_c, reg_covar):
+        return self.variances(second, nk, means_c, reg_covar).mean(axis=1)
+
+
+COVARIANCE = {t.name: t for t in (Full(), Tied(), Diag(), Spherical())}
+COVARIANCE_TYPES = tuple(COVARIANCE)
+
+
+def covariance(covariance_type: str):
+    """The table entry of ``covariance_type``; ValueError naming the Param otherwise."""
+    try:
+        return COVARIANCE[covariance_type]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"covarianceType must be one of {COVARIANCE_TYPES}, got {covariance_type!r}"
+        ) from None

@@ -1,0 +1,264 @@
+"""The E-step, written once, and the other per-model accumulators ("summarizers") that a
+pass over the data runs.  Numpy only, no Spark.
+
+A summarizer is what :func:`spark_em.passes.run_pass` ships to the tasks: it makes empty
+statistics (``new_stats(d)``), adds one chunk of rows to them (``accumulate(stats, chunk)``)
+and reads them back from their packed form (``unpack(flat, d)``).  A chunk
+(:class:`Chunk`) holds raw rows ``X (n, d)``, their weights ``w (n,)`` and, computed once
+and shared by every summarizer, the rows centred on the fit's centre ``Xc``.
+
+Inside a chunk the kernels work on row slices in transposed layout: ``xt (d, m)`` and
+responsibilities ``(k, m)``, so that every step is a GEMM or a contiguous elementwise
+operation, with no per-component temporaries of the size of the data.  Scoring
+(``transform``, ``score``, cluster sizes) runs :meth:`EStepKernel.posteriors`: the same
+log-density and the same normalisation as the fit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .covariance import covariance
+from .gaussian import LOG_2PI
+from .rowkeys import row_hash, uniforms
+from .stats import SuffStats, packed_size
+from .tuning import FLUSH_BELOW, PRODUCTS_MAX_D, chunk_rows
+
+
+class Chunk:
+    """Rows of one piece of the data inside a task: ``X (n, d)`` raw, ``w (n,)``, ``bad``
+    (invalid rows dropped from it, by kind, or None) and ``Xc`` (``X - centre``, computed on
+    first use and shared by every summarizer of the pass)."""
+
+    __slots__ = ("X", "w", "bad", "centre", "_xc")
+
+    def __init__(self, X: np.ndarray, w: np.ndarray, centre=None, bad=None):
+        self.X, self.w, self.centre, self.bad, self._xc = X, w, centre, bad, None
+
+    @property
+    def Xc(self) -> np.ndarray:
+        if self._xc is None:
+            self._xc = self.X if self.centre is None else self.X - self.centre
+        return self._xc
+
+
+class MixtureSummarizer:
+    """Statistics of one mixture of ``k`` components (:class:`~spark_em.stats.SuffStats`)."""
+
+    k: int
+    covariance_type: str
+
+    def new_stats(self, d: int) -> SuffStats:
+        return SuffStats.zeros(self.k, d, self.covariance_type)
+
+    def packed_size(self, d: int) -> int:
+        return packed_size(self.k, d, self.covariance_type)
+
+    def unpack(self, flat: np.ndarray, d: int) -> SuffStats:
+        return SuffStats.unpack(flat, self.k, d, self.covariance_type)
+
+    @staticmethod
+    def merge_packed(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return a + b  # every field of SuffStats adds
+
+
+class _Products:
+    """Row-wise products ``x_i x_j`` (i <= j) of a chunk, ``(d(d+1)/2, m)``, and their
+    mapping back to symmetric ``(d, d)`` matrices."""
+
+    def __init__(self, d: int):
+        self.d = d
+        self.iu, self.ju = np.triu_indices(d)
+        self.size = self.iu.shape[0]
+
+    def of(self, xt: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        d, m = xt.shape
+        q = np.empty((self.size, m)) if out is None else out[:, :m]
+        off = 0
+        for i in range(d):
+            np.multiply(xt[i], xt[i:], out=q[off : off + d - i])
+            off += d - i
+        return q
+
+    def add_symmetric(self, target: np.ndarray, upper: np.ndarray) -> None:
+        """target (k, d, d) += symmetric matrices from their upper triangles (k, size)."""
+        full = np.zeros_like(target)
+        full[:, self.iu, self.ju] = upper
+        full[:, self.ju, self.iu] = upper
+        target += full
+
+
+def _products_for(covariance_type: str, d: int):
+    return _Products(d) if covariance_type == "full" and d <= PRODUCTS_MAX_D else None
+
+
+def _slices(n: int, step: int):
+    for start in range(0, n, step):
+        yield slice(start, min(n, start + step))
+
+
+def _accumulate_t(stats: SuffStats, xt, w, rwt, hard, products=None, buf=None) -> None:
+    """Add a slice's moments; ``rwt (k, m)`` are weighted responsibilities, ``hard (m,)``
+    the index of each row's most probable component."""
+    stats.nk += rwt.sum(axis=1)
+    stats.sk += rwt @ xt.T
+    covariance(stats.covariance_type).scatter(stats.second, xt, w, rwt, products, buf)
+    stats.weight_sum += float(w.sum())
+    stats.n_rows += xt.shape[1]
+    stats.hard_counts += np.bincount(hard, minlength=stats.k)
+
+
+def accumulate_resp(stats: SuffStats, Xc: np.ndarray, w: np.ndarray, resp: np.ndarray) -> None:
+    """Add the moments of centred rows ``Xc`` for responsibilities ``resp (n, k)``."""
+    products = _products_for(stats.covariance_type, stats.d)
+    width = max(stats.k * stats.d, products.size if products else 0)
+    for sl in _slices(Xc.shape[0], chunk_rows(width)):
+        xt = np.ascontiguousarray(Xc[sl].T)
+        r = resp[sl]
+        _accumulate_t(stats, xt, w[sl], np.ascontiguousarray(r.T) * w[sl],
+                      np.argmax(r, axis=1), products)
+
+
+def _normalise_t(lp: np.ndarray, flush: bool):
+    """In place: log joint densities ``lp (k, m)`` -> responsibilities (Bayes' rule in the
+    log domain: subtract each column's maximum, exponentiate, divide by the sum).
+    Returns ``(log p(x) (m,), most probable component (m,))``.  With ``flush``,
+    responsibilities below exp(FLUSH_BELOW) of the column's largest become exactly 0."""
+    hard = np.argmax(lp, axis=0)
+    top = lp.max(axis=0)
+    finite = np.isfinite(top)
+    if not finite.all():
+        top = np.where(finite, top, 0.0)
+    lp -= top
+    if flush:
+        lp[lp < FLUSH_BELOW] = -np.inf
+    np.exp(lp, out=lp)
+    total = lp.sum(axis=0)
+    lp /= total
+    return np.log(total) + top, hard
+
+
+class EStepKernel(MixtureSummarizer):
+    """The E-step of one mixture, prepared once on the driver and shipped to the tasks.
+
+    ``params`` are in data coordinates; ``centre`` is the centre of the rows the kernel
+    will see (the fit's ``c0``).  ``moments=False``: only the log-likelihood, N_k and the
+    hard counts (a scoring pass; ``sk`` and ``second`` stay zero, no scatter).
+    """
+
+    def __init__(self, params, centre: np.ndarray, moments: bool = True):
+        p = params.shifted(centre)
+        table = covariance(p.covariance_type)
+        self.moments = moments
+        self.covariance_type = p.covariance_type
+        self.k, self.d = p.k, p.d
+        log_det = table.log_det(p.precisions_cholesky, self.d)
+        const = log_det - 0.5 * self.d * LOG_2PI
+        self.offset = (const + np.log(p.weights))[:, None]  # (k, 1)
+        self.mahalanobis = table.mahalanobis(p.means, p.precisions_cholesky)
+
+    def log_joint_t(self, xa: np.ndarray) -> np.ndarray:
+        """log pi_k + log N(x | mu_k, Sigma_k) for a centred slice ``xa (d + 1, m)`` whose
+        last row is ones: (k, m)."""
+        maha = self.mahalanobis(xa)
+        maha *= -0.5
+        maha += self.offset
+        return maha
+
+    def _transposed(self, Xc: np.ndarray, sl: slice) -> np.ndarray:
+        xa = np.empty((self.d + 1, sl.stop - sl.start))
+        xa[:-1] = Xc[sl].T
+        xa[-1] = 1.0
+        return xa
+
+    def accumulate(self, stats: SuffStats, chunk: Chunk) -> None:
+        """Add the E-step statistics (and the log-likelihood) of one chunk."""
+        Xc, w = chunk.Xc, chunk.w
+        products = _products_for(self.covariance_type, self.d) if self.moments else None
+        step = chunk_rows(max(self.k * self.d, products.size if products else 0))
+        buf = np.empty((products.size, step)) if products else None
+        for sl in _slices(Xc.shape[0], step):
+            xa = self._transposed(Xc, sl)
+            lp = self.log_joint_t(xa)
+            ll, hard = _normalise_t(lp, flush=True)
+            ww = w[sl]
+            stats.log_likelihood += float(ll @ ww)
+            lp *= ww
+            if self.moments:
+                _accumulate_t(stats, xa[:-1], ww, lp, hard, products, buf)
+            else:
+                stats.nk += lp.sum(axis=1)
+                stats.weight_sum += float(ww.sum())
+                stats.n_rows += xa.shape[1]
+                stats.hard_counts += np.bincount(hard, minlength=self.k)
+
+    def posteriors(self, Xc: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per row of the centred ``Xc (n, d)``: ``(log p(x) (n,), responsibilities (n, k),
+        most probable component (n,))`` -- what ``transform`` and ``score`` report."""
+        n = Xc.shape[0]
+        ll, resp, hard = np.empty(n), np.empty((n, self.k)), np.empty(n, dtype=np.int64)
+        for sl in _slices(n, chunk_rows(self.k * self.d)):
+            lp = self.log_joint_t(self._transposed(Xc, sl))
+            ll[sl], hard[sl] = _normalise_t(lp, flush=False)
+            resp[sl] = lp.T
+        return ll, resp, hard
+
+
+class NearestCentreTask(MixtureSummarizer):
+    """Statistics of hard assignments to the nearest of ``centres`` (k-means style init)."""
+
+    def __init__(self, centres: np.ndarray, centre: np.ndarray, covariance_type: str):
+        self.centres = np.asarray(centres, dtype=np.float64) - centre
+        self.covariance_type = covariance_type
+        self.k = self.centres.shape[0]
+
+    def accumulate(self, stats: SuffStats, chunk: Chunk) -> None:
+        Xc, w = chunk.Xc, chunk.w
+        n, d = Xc.shape
+        k = self.k
+        # argmin ||x - c||^2 = argmin (||c||^2 - 2 c.x): the ||x||^2 term is common
+        sq_centres = np.einsum("kd,kd->k", self.centres, self.centres)
+        step = chunk_rows(k * d)
+        if self.covariance_type != "full":
+            rows = np.arange(step)
+            for sl in _slices(n, step):
+                xt = np.ascontiguousarray(Xc[sl].T)
+                labels = np.argmin(sq_centres[:, None] - 2.0 * (self.centres @ xt), axis=0)
+                rwt = np.zeros((k, xt.shape[1]))
+                rwt[labels, rows[: xt.shape[1]]] = w[sl]
+                _accumulate_t(stats, xt, w[sl], rwt, labels)
+            return
+        labels = np.empty(n, dtype=np.intp)
+        for sl in _slices(n, step):
+            labels[sl] = np.argmin(sq_centres - 2.0 * (Xc[sl] @ self.centres.T), axis=1)
+        # Full covariances from hard labels: each row adds to its own component only.  Rows
+        # sorted by label once, then one syrk per component over its contiguous rows: n d^2
+        # in all, not k n d^2.
+        counts = np.bincount(labels, minlength=k)
+        order = np.argsort(labels, kind="stable")
+        Xs, ws = Xc[order], w[order]
+        bounds = np.concatenate([[0], np.cumsum(counts)])
+        for j in np.flatnonzero(counts):
+            sl = slice(bounds[j], bounds[j + 1])
+            Xj, wj = Xs[sl], ws[sl]
+            stats.nk[j] += wj.sum()
+            stats.sk[j] += wj @ Xj
+            z = Xj * np.sqrt(wj)[:, None]
+            stats.second[j] += z.T @ z  # one symmetric rank update (syrk)
+        stats.weight_sum += float(w.sum())
+        stats.n_rows += n
+        stats.hard_counts += counts
+
+
+class RandomRespTask(MixtureSummarizer):
+    """Statistics of uniformly random responsibilities, normalised per row (sklearn's
+    ``init_params="random"``).  A row's numbers come from its content and the seed
+    (:mod:`spark_em.rowkeys`), so the start does not depend on the partitioning."""
+
+    def __init__(self, k: int, seed: int, covariance_type: str):
+        self.k, self.seed, self.covariance_type = k, int(seed), covariance_type
+
+    def accumulate(self, stats: SuffStats, chunk: Chunk) -> None:
+        resp = uniforms(row_hash(chunk.X, self.seed), self.k)
+        resp /= resp.sum(axis=1, keepdims=True)
+        accumulate_resp(stats, chunk.Xc, chunk.w, resp)

@@ -1,0 +1,100 @@
+"""One pass over the data: the statistics of several summarizers in one Spark job.
+
+:func:`run_pass` is the only way the EM loop, the initialisation and scoring reach the data:
+it hands a store (:mod:`spark_em.stores`) the pass's payload -- the centre and the
+summarizers (:mod:`spark_em.kernels`, :mod:`spark_em.validation`) -- and gets back one row
+per Spark task, tree-reduced (:mod:`spark_em.reduce`).  Each row has two columns: the
+summarizers' packed statistics and, separately, the task's timings.  Several models (nInit
+restarts, model-selection candidates) share every scan of the data.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from time import perf_counter
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+from pyspark.sql import types as T
+
+from .kernels import Chunk
+from .progress import PassProfile
+from .reduce import packed_batch, tree_collect
+
+PASS_SCHEMA = T.StructType(
+    [T.StructField("stats", T.BinaryType(), False), T.StructField("profile", T.BinaryType(), False)]
+)
+_PASS_COLUMNS = ("stats", "profile")
+
+# A chunk reader runs inside a task: Arrow batches of the store's frame -> (X, w, bad).
+ChunkReader = Callable[[Iterable], Iterable[tuple]]
+
+
+def pack_all(stats_list: Sequence, summarizers: Sequence) -> np.ndarray:
+    """One flat vector: each summarizer's packed statistics preceded by its length."""
+    parts = []
+    for s in stats_list:
+        flat = s.pack()
+        parts += [np.array([flat.shape[0]], dtype=np.float64), flat]
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def split_packed(flat: np.ndarray) -> list[np.ndarray]:
+    out, o = [], 0
+    while o < flat.shape[0]:
+        n = int(flat[o])
+        out.append(flat[o + 1 : o + 1 + n])
+        o += 1 + n
+    return out
+
+
+def merge_all(merges: Sequence[Callable], a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    parts = []
+    for m, x, y in zip(merges, split_packed(a), split_packed(b)):
+        z = m(x, y)
+        parts += [np.array([z.shape[0]], dtype=np.float64), z]
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def make_task(get_payload: Callable, read_chunks: ChunkReader, d: int):
+    """The ``mapInArrow`` function of a pass: reads its share of the data through
+    ``read_chunks`` and yields one row of packed statistics and timings."""
+
+    def task(batches):
+        t_start = perf_counter()
+        centre, summarizers = get_payload()
+        stats = [s.new_stats(d) for s in summarizers]
+        t_kernel = 0.0
+        for X, w, bad in read_chunks(batches):
+            t0 = perf_counter()
+            chunk = Chunk(X, w, centre, bad)
+            for s, st in zip(summarizers, stats):
+                s.accumulate(st, chunk)
+            t_kernel += perf_counter() - t0
+        t_task = perf_counter() - t_start
+        profile = np.array([1.0, t_task - t_kernel, t_kernel, t_task])
+        yield packed_batch([pack_all(stats, summarizers), profile], _PASS_COLUMNS)
+
+    return task
+
+
+def run_pass(
+    store, summarizers: Sequence, centre: np.ndarray | None = None, label: str = "pass"
+) -> tuple[list, PassProfile]:
+    """Statistics of every summarizer over the whole data, in one Spark job.
+
+    ``centre``: rows are centred on it before the summarizers see them (``Chunk.Xc``);
+    ``label`` names the job in the Spark UI (classic) or tags it (Connect).  Returns the
+    statistics, one per summarizer, and the pass's :class:`PassProfile`.
+    """
+    t0 = perf_counter()
+    summarizers = list(summarizers)
+    merges = (partial(merge_all, [s.merge_packed for s in summarizers]), np.add)
+    with store.pass_rows((centre, summarizers), label) as rows:
+        out = tree_collect(rows, store.num_tasks, merges, store.aggregation_depth, PASS_SCHEMA)
+    if out is None:  # a frame without partitions: nothing was read
+        return [s.new_stats(store.d) for s in summarizers], PassProfile(pass_s=perf_counter() - t0)
+    flat, prof = out
+    stats = [s.unpack(part, store.d) for s, part in zip(summarizers, split_packed(flat))]
+    profile = PassProfile(*(float(v) for v in prof), pass_s=perf_counter() - t0)
+    return stats, profile

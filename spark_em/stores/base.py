@@ -1,0 +1,123 @@
+"""What every block store is: where one fit's validated feature blocks live, how a pass's
+payload reaches the tasks, how a task reads its chunks, and the release of all of it.
+
+A store is a context manager: leaving it -- after a fit, an error, or a
+``KeyboardInterrupt`` between iterations -- releases every file, cache and broadcast
+variable it made.  The first pass (:meth:`BlockStore.open`) reads the input, validates it
+and puts the blocks in place; later passes (:func:`spark_em.passes.run_pass`) read them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import uuid
+
+from pyspark.sql import SparkSession
+
+from ..env import SparkEnv
+from ..passes import run_pass
+from ..validation import ValidationStats
+
+
+class BlockStore:
+    """Base class; subclasses set ``name`` and implement ``_first_pass_rows``,
+    ``_pass_rows`` and ``_release``."""
+
+    name = "?"
+
+    def __init__(self, spark: SparkSession, env: SparkEnv, d: int, aggregation_depth: int):
+        self.spark, self.env, self.d = spark, env, d
+        self.aggregation_depth = aggregation_depth
+        self.fit_id = uuid.uuid4().hex[:12]  # this fit's own identity (files, caches, tags)
+        self.num_tasks = max(env.default_parallelism, 1)
+        self._opened = False
+        self._released = False
+
+    # ------------------------------------------------------------------ lifecycle
+    def __enter__(self) -> "BlockStore":
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self.release()
+        return False
+
+    def open(self, validator) -> ValidationStats:
+        """The first pass: read the input, put the blocks in place, return what
+        ``validator`` (a :class:`~spark_em.validation.ValidationSummarizer`) learned."""
+        (stats,), _ = run_pass(self, [validator], None, "validate and prepare the data")
+        self._opened = True
+        self._after_open()
+        return stats
+
+    def release(self) -> None:
+        """Remove everything the store made; safe to call twice."""
+        if not self._released:
+            self._released = True
+            self._release()
+
+    # ------------------------------------------------------------------ passes
+    @contextlib.contextmanager
+    def pass_rows(self, payload, label: str):
+        """The DataFrame of one pass: one row of packed statistics per task."""
+        if self._released:
+            raise RuntimeError("this block store was released")
+        with self._job_label(label):
+            if self._opened:
+                with self._pass_rows(payload) as rows:
+                    yield rows
+            else:
+                with self._first_pass_rows(payload) as rows:
+                    yield rows
+
+    # ------------------------------------------------------------------ for subclasses
+    def _after_open(self) -> None:
+        pass
+
+    @contextlib.contextmanager
+    def _shipped(self, payload):
+        """A getter of ``payload`` for the tasks: a broadcast variable, destroyed after the
+        pass, where there is a SparkContext; the function's closure on Spark Connect."""
+        if self.env.can_broadcast:
+            bc = self.spark.sparkContext.broadcast(payload)
+            try:
+                yield lambda: bc.value
+            finally:
+                bc.destroy()
+        else:
+            yield lambda: payload
+
+    @contextlib.contextmanager
+    def _job_label(self, label: str):
+        """Name the pass's jobs: a job description (classic, in the Spark UI), or a job tag
+        (Spark Connect); the thread's previous value is restored afterwards."""
+        text = f"spark-em {self.fit_id}: {label}"
+        if self.env.connect:
+            tag = "spark-em-" + self.fit_id + "-" + re.sub(r"[^A-Za-z0-9]+", "-", label).strip("-")
+            try:
+                self.spark.addTag(tag)
+            except Exception:  # a server without tags: the jobs run unnamed
+                yield
+                return
+            try:
+                yield
+            finally:
+                self.spark.removeTag(tag)
+            return
+        sc = self.spark.sparkContext
+        key = "spark.job.description"
+        old = sc.getLocalProperty(key)
+        sc.setLocalProperty(key, text)
+        try:
+            yield
+        finally:
+            sc.setLocalProperty(key, old)
+
+    def _first_pass_rows(self, payload):
+        raise NotImplementedError
+
+    def _pass_rows(self, payload):
+        raise NotImplementedError
+
+    def _release(self) -> None:
+        raise NotImplementedError

@@ -1,0 +1,311 @@
+"""The data layer: every block store against the local math on the same data, the first
+pass's measurements, the tree reduction, and the release of everything a store made."""
+
+from __future__ import annotations
+
+import glob
+import os
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from spark_em import GaussianMixture
+from spark_em.gaussian import GaussianParams
+from spark_em.kernels import Chunk, EStepKernel
+from spark_em.passes import run_pass
+from spark_em.prepare import prepare
+from spark_em.reduce import packed_batch, tree_collect
+
+STORES = ("local", "spark", "parquet")
+
+
+def _write_parquet(path, X, w=None, row_group_size=40):
+    feats = pa.FixedSizeListArray.from_arrays(pa.array(X.ravel()), X.shape[1])
+    cols = {"features": feats.cast(pa.list_(pa.float64()))}
+    if w is not None:
+        cols["w"] = pa.array(w)
+    pq.write_table(pa.table(cols), str(path), row_group_size=row_group_size)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def weighted(spark, tmp_path_factory):
+    rng = np.random.default_rng(3)
+    X = np.concatenate([rng.normal(c, 1.0, size=(100, 3)) for c in (-4.0, 0.0, 4.0)]) + 1e4
+    w = rng.uniform(0.1, 3.0, size=X.shape[0])
+    path = _write_parquet(tmp_path_factory.mktemp("weighted") / "x.parquet", X, w)
+    return X, w, path
+
+
+def _frame(spark, path, store):
+    # a plain scan for the Parquet store, several partitions for the others
+    df = spark.read.parquet(path)
+    return df if store == "parquet" else df.repartition(5)
+
+
+def _local_root(spark):
+    return spark.sparkContext.getConf().get("spark.local.dir").split(",")[0]
+
+
+def _block_dirs(spark):
+    root = _local_root(spark)
+    return set(glob.glob(f"{root}/spark-em-blocks-*") + glob.glob(f"{root}/*/spark-em-blocks-*"))
+
+
+@pytest.mark.parametrize("store_name", STORES)
+def test_first_pass_measures_the_data(spark, weighted, store_name):
+    X, w, path = weighted
+    store, data = prepare(_frame(spark, path, store_name), "features", "w", sample_size=50,
+                          seed=1, block_cache=store_name)
+    with store:
+        assert data.store == store_name == store.name
+        assert (data.d, data.n_rows) == (3, 300)
+        assert data.weight_sum == pytest.approx(w.sum(), rel=1e-12)
+        np.testing.assert_allclose(data.centre, w @ X / w.sum(), rtol=1e-13)
+        assert data.sample.shape == (50, 3)  # real rows of the data
+        rows = {tuple(x) for x in X}
+        assert all(tuple(s) in rows for s in data.sample)
+        assert data.rows_skipped == 0
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+@pytest.mark.parametrize("store_name", STORES)
+def test_run_pass_equals_local_statistics(spark, weighted, store_name, covariance_type):
+    X, w, path = weighted
+    means = np.array([[-4.0] * 3, [0.5] * 3, [4.0] * 3]) + 1e4
+    cov = {"full": np.stack([np.eye(3)] * 3), "tied": np.eye(3) * 2,
+           "diag": np.ones((3, 3)), "spherical": np.array([1.0, 2.0, 0.5])}[covariance_type]
+    params = GaussianParams.from_covariances([0.2, 0.5, 0.3], means, cov, covariance_type)
+    store, data = prepare(_frame(spark, path, store_name), "features", "w", block_cache=store_name)
+    with store:
+        kernel = EStepKernel(params, data.centre)
+        # two models in one pass: the same kernel twice gives the same statistics twice
+        (dist, again), profile = run_pass(store, [kernel, kernel], data.centre)
+    assert profile.tasks >= 1 and profile.pass_s > 0 and profile.kernel_s > 0
+    local = kernel.new_stats(3)
+    kernel.accumulate(local, Chunk(X, w, data.centre))
+    for name in ("nk", "sk", "second", "hard_counts"):
+        np.testing.assert_allclose(getattr(dist, name), getattr(local, name), rtol=1e-10, atol=1e-8)
+        np.testing.assert_array_equal(getattr(dist, name), getattr(again, name))
+    assert dist.log_likelihood == pytest.approx(local.log_likelihood, rel=1e-12)
+    assert (dist.weight_sum, dist.n_rows) == (pytest.approx(w.sum(), rel=1e-12), 300)
+    # and the M-step from the distributed statistics equals sklearn's on the same data
+    from sklearn.mixture import _gaussian_mixture as skg
+
+    resp = np.exp(params.log_resp(X)[1]) * w[:, None]  # weights as fractional responsibilities
+    nk, sk_means, _ = skg._estimate_gaussian_parameters(X, resp, 1e-6, covariance_type)
+    new = dist.m_step(data.centre, 1e-6)
+    np.testing.assert_allclose(new.means, sk_means, rtol=1e-10)
+    np.testing.assert_allclose(new.weights, nk / nk.sum(), rtol=1e-10)
+
+
+@pytest.mark.parametrize("partitions,depth", [(1, 2), (12, 2), (70, 2), (70, 3)])
+def test_tree_collect_merges_one_row_per_partition(spark, partitions, depth):
+    def one_row(batches):
+        from pyspark import TaskContext
+
+        for _ in batches:
+            pass
+        pid = TaskContext.get().partitionId()
+        yield packed_batch([np.array([1.0, float(pid)]), np.array([float(pid)])], ["a", "b"])
+
+    rows = spark.range(0, 200, numPartitions=partitions).mapInArrow(one_row, "a binary, b binary")
+    a, b = tree_collect(rows, partitions, (np.add, np.maximum), depth)
+    np.testing.assert_array_equal(a, [partitions, partitions * (partitions - 1) / 2])
+    np.testing.assert_array_equal(b, [partitions - 1])
+
+
+def test_spark_cache_blocks_merge_back_into_the_same_chunks():
+    """Block rows of at most ``max_rows`` rows are read back as chunks of at least
+    ``chunk_rows`` rows whatever Arrow batches Spark cuts them into; invalid rows are
+    dropped and counted once."""
+    from spark_em.arrow_blocks import BAD_KINDS
+    from spark_em.stores.spark_cache import encode_blocks, read_blocks
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(23, 3))
+    w = rng.uniform(0.5, 2.0, size=23)
+    X[5, 1] = np.nan
+    inputs = [
+        pa.RecordBatch.from_arrays([pa.array(list(X[a:b]), pa.list_(pa.float64())),
+                                    pa.array(w[a:b])], ["x", "w"])
+        for a, b in ((0, 13), (13, 23))
+    ]
+    table = pa.Table.from_batches(list(encode_blocks(3, max_rows=4)(iter(inputs))))
+    keep = np.ones(23, bool)
+    keep[5] = False
+    assert table.column("n").to_pylist() == [4, 4, 4, 4, 4, 2]
+    batch = table.combine_chunks().to_batches()[0]
+    cuts = [[batch], [batch.slice(i, 1) for i in range(batch.num_rows)],
+            [batch.slice(0, 2), batch.slice(2)]]
+    for batches in cuts:
+        chunks = list(read_blocks(3, chunk_rows=6)(batches))
+        assert [c[0].shape[0] for c in chunks] == [8, 8, 6]
+        np.testing.assert_array_equal(np.concatenate([c[0] for c in chunks]), X[keep])
+        np.testing.assert_array_equal(np.concatenate([c[1] for c in chunks]), w[keep])
+        bad = sum(c[2] for c in chunks)
+        assert bad[BAD_KINDS.index("non_finite")] == 1 and bad.sum() == 1
+    first = list(read_blocks(3, chunk_rows=6)([batch]))[0][0]
+    assert not first.flags.owndata  # inside one Arrow batch: a view, no copy
+
+
+class _Stop(KeyboardInterrupt):
+    pass
+
+
+def _stop_at_second_iteration(event):
+    from spark_em.progress import IterationInfo
+
+    if isinstance(event, IterationInfo) and event.iteration == 2:
+        raise _Stop()
+
+
+@pytest.mark.parametrize("store_name", STORES)
+def test_every_way_out_of_a_fit_releases_the_store(spark, weighted, store_name):
+    """Success, an error, and a KeyboardInterrupt between iterations: no block files, no
+    parameter files, no persisted RDDs (Spark's cache or checkpoints) are left."""
+    X, w, path = weighted
+    df = _frame(spark, path, store_name)
+    before_dirs = _block_dirs(spark)
+    before_rdds = set(spark.sparkContext._jsc.getPersistentRDDs().keySet())
+
+    def leftovers():
+        rdds = set(spark.sparkContext._jsc.getPersistentRDDs().keySet()) - before_rdds
+        return _block_dirs(spark) - before_dirs, rdds
+
+    seen = []
+
+    def watch(event):
+        seen.append((_block_dirs(spark) - before_dirs, len(
+            set(spark.sparkContext._jsc.getPersistentRDDs().keySet()) - before_rdds)))
+        _stop_at_second_iteration(event)
+
+    gm = GaussianMixture(k=3, maxIter=5, tol=0.0, seed=1, blockCache=store_name, weightCol="w")
+    gm.fit(df)
+    assert leftovers() == (set(), set())
+    gm.progress = watch
+    with pytest.raises(_Stop):
+        gm.fit(df)
+    # while the fit ran, the store held its blocks where expected
+    if store_name == "local":
+        assert seen[0][0], "local block files should exist during the fit"
+    if store_name == "spark":
+        assert seen[0][1] >= 1, "Spark's checkpoint should exist during the fit"
+    assert leftovers() == (set(), set())
+    def fail_after_init(event):
+        from spark_em.progress import InitialisationDone
+
+        if isinstance(event, InitialisationDone):
+            raise RuntimeError("boom")
+
+    gm.progress = fail_after_init
+    with pytest.raises(RuntimeError, match="boom"):
+        gm.fit(df)
+    assert leftovers() == (set(), set())
+
+
+def test_explicit_block_caches_that_cannot_work_say_why(spark, weighted):
+    X, w, path = weighted
+    not_plain = spark.read.parquet(path).where("w > 0")
+    with pytest.raises(ValueError, match=r"blockCache='parquet' needs .*plain Parquet scan.*Filter"):
+        GaussianMixture(k=2, blockCache="parquet").fit(not_plain)
+    with pytest.raises(ValueError, match="blockCache must be one of"):
+        GaussianMixture(k=2, blockCache="disk").fit(not_plain)
+
+
+def test_parquet_store_decodes_vectors_arrays_and_columns(spark, tmp_path):
+    """Spark ML vectors (dense and sparse), array<float> and numeric columns written by
+    Spark, read by the tasks with pyarrow: the same fit as Spark's cache on the same rows."""
+    from pyspark.ml.linalg import DenseVector, SparseVector, VectorUDT
+    from pyspark.sql import types as T
+
+    rng = np.random.default_rng(8)
+    X = np.concatenate([rng.normal(c, 1.0, size=(120, 3)) for c in (-5.0, 0.0, 5.0)])
+    X[::7, 1] = 0.0  # zeros that sparse vectors leave out
+    vecs = [SparseVector(3, {j: float(v) for j, v in enumerate(x) if v != 0.0}) if i % 2
+            else DenseVector(x) for i, x in enumerate(X)]
+    schema = T.StructType([T.StructField("vec", VectorUDT()),
+                           T.StructField("arr", T.ArrayType(T.FloatType())),
+                           T.StructField("a", T.DoubleType()), T.StructField("b", T.FloatType()),
+                           T.StructField("c", T.IntegerType())])
+    Xi = np.round(X * 100)  # exactly representable in float and int columns
+    rows = [(v, [float(f) for f in xi.astype(np.float32)], float(xi[0]), float(xi[1]), int(xi[2]))
+            for v, xi in zip(vecs, Xi)]
+    path = str(tmp_path / "layouts.parquet")
+    spark.createDataFrame(rows, schema).coalesce(2).write.parquet(path)
+    for features, truth in (("vec", X), ("arr", Xi), (["a", "b", "c"], Xi)):
+        fits = {}
+        for store_name in ("parquet", "spark"):
+            fits[store_name] = GaussianMixture(k=3, maxIter=5, tol=0.0, seed=2, featuresCol=features,
+                                               blockCache=store_name).fit(spark.read.parquet(path))
+        a, b = fits["parquet"], fits["spark"]
+        np.testing.assert_allclose(a.means, b.means, rtol=1e-9, atol=1e-9)
+        assert a.summary.logLikelihood == pytest.approx(b.summary.logLikelihood, rel=1e-12)
+        assert a.summary.numRows == len(truth)
+
+
+def test_parquet_store_counts_invalid_rows_by_column(spark, tmp_path):
+    from spark_em import InvalidInputError
+
+    X = np.random.default_rng(1).normal(size=(50, 2))
+    X[3, 0] = np.inf
+    path = _write_parquet(tmp_path / "bad.parquet", X, row_group_size=10)
+    with pytest.raises(InvalidInputError, match=r"featuresCol 'features': 1 rows have NaN or infinite"):
+        GaussianMixture(k=2, blockCache="parquet").fit(spark.read.parquet(path))
+
+
+def test_auto_reads_parquet_files_on_a_cluster_style_env(spark, weighted):
+    """``auto`` chooses the files for a plain scan and Spark's cache otherwise, when the
+    session is not local (the choice is the environment value's, not a master URL's)."""
+    from dataclasses import replace
+
+    from spark_em.columns import feature_array, weight_column
+    from spark_em.env import SparkEnv
+    from spark_em.stores import ParquetStore, SparkCacheStore, choose_store
+
+    X, w, path = weighted
+    env = replace(SparkEnv.of(spark), local_master=False)
+    for df, expected in ((spark.read.parquet(path), ParquetStore),
+                         (spark.read.parquet(path).select("features", "w"), ParquetStore),
+                         (spark.read.parquet(path).repartition(2), SparkCacheStore)):
+        selected = df.select(feature_array(df, "features").alias("x"),
+                             weight_column(df, "w").alias("w"))
+        store = choose_store(env, "auto", df, selected, "features", "w", 3, 2)
+        with store:
+            assert isinstance(store, expected)
+
+
+def test_validation_sample_does_not_depend_on_the_partitioning(spark, weighted):
+    X, w, path = weighted
+    samples = []
+    for parts in (1, 7):
+        df = spark.createDataFrame(pd.DataFrame({"features": list(X), "w": w}),
+                                   "features array<double>, w double").repartition(parts)
+        store, data = prepare(df, "features", "w", sample_size=40, seed=9, block_cache="spark")
+        with store:
+            samples.append((data.sample, data.centre))
+    np.testing.assert_array_equal(samples[0][0], samples[1][0])
+    np.testing.assert_allclose(samples[0][1], samples[1][1], rtol=1e-14)
+
+
+def test_stale_block_dirs_of_dead_processes_are_removed(spark, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from spark_em.stores.local_files import remove_stale_block_dirs
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    app = tmp_path / "spark-0000"
+    stale = app / "spark-em-blocks-dead"
+    live = app / "spark-em-blocks-live"
+    for d, pid in ((stale, int(dead.stdout)), (live, os.getpid())):
+        d.mkdir(parents=True)
+        (d / "part-000000.bin").write_bytes(b"\0" * 64)
+        (d / "owner.json").write_text(json.dumps({"pid": pid, "start": None}))
+    assert remove_stale_block_dirs(str(tmp_path)) == [str(stale)]
+    assert not stale.exists() and live.exists()
