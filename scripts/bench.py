@@ -87,9 +87,16 @@ def parse_args(argv=None):
     p.add_argument("--master", default="local[2]")
     p.add_argument("--driver-memory", default="8g")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--block-cache", default="auto", choices=["auto", "spark"],
-                   help="spark-em's blockCache: 'auto' (local block files in local mode) or "
-                        "'spark' (Spark's MEMORY_AND_DISK cache, as on a cluster)")
+    p.add_argument("--block-cache", default="auto",
+                   help="spark-em's blockCache, comma-separated to compare stores in one run: "
+                        "'auto' (local block files in local mode), 'local', 'spark' (Spark's "
+                        "cache, the path of any DataFrame on a cluster or Connect), 'parquet' "
+                        "(tasks read the Parquet files: spark-em is given the plain scan)")
+    p.add_argument("--cluster", type=int, default=0, metavar="WORKERS",
+                   help="start a standalone cluster of this many 1-core workers on loopback "
+                        "(pyspark's spark-class, as tests/test_cluster.py) and run MLlib and "
+                        "spark-em on it instead of --master")
+    p.add_argument("--executor-memory", default="3g", help="with --cluster")
     return p.parse_args(argv)
 
 
@@ -153,9 +160,14 @@ def bench_spark(spark, ds: DataSet, path: str, args) -> dict:
         gm = MLlibGM(k=ds.k, maxIter=max_iter, tol=0.0, seed=args.seed, featuresCol="vector")
         return gm.fit(data)
 
-    def ours(cov, max_iter, per_iter=None, data=df):
+    plain = spark.read.parquet(path)  # the plain scan the Parquet store reads itself
+    stores = [s.strip() for s in args.block_cache.split(",")]
+
+    def ours(cov, store, max_iter, per_iter=None, data=None):
+        if data is None:
+            data = plain if store == "parquet" else df
         gm = GaussianMixture(k=ds.k, covarianceType=cov, maxIter=max_iter, tol=0.0,
-                             seed=args.seed, featuresCol="features", blockCache=args.block_cache)
+                             seed=args.seed, featuresCol="features", blockCache=store)
         if per_iter is not None:
             gm.progress = lambda e: per_iter.append(e) if isinstance(e, IterationInfo) else None
         return gm.fit(data)
@@ -176,34 +188,44 @@ def bench_spark(spark, ds: DataSet, path: str, args) -> dict:
         print(f"[{ds.name}] MLlib full: fit(1) {t1:.2f}s fit({iters}) {tn:.2f}s "
               f"-> {out['mllib']['per_iter_s']:.3f}s/iter{note}", flush=True)
     for cov in ds.covs:
-        timed(lambda: ours(cov, 3, data=slice_))  # warm-up
+        for store in stores:  # warm-up (the Parquet store only reads plain scans: one fit(1))
+            timed(lambda: ours(cov, store, 1 if store == "parquet" else 3,
+                               data=None if store == "parquet" else slice_))
     for cov in ds.covs:
-        t1 = min(timed(lambda: ours(cov, 1))[0] for _ in range(args.repeat))
-        best = None
-        for _ in range(args.repeat):
-            infos: list = []
-            t, model = timed(lambda: ours(cov, iters, infos))
-            if best is None or t < best[0]:
-                best = (t, model, infos)
-        tn, model, infos = best
-        steps = sorted(i.seconds for i in infos[1:]) or [float("nan")]
-        profile = {key: sum((i.profile or {}).get(key, 0.0) for i in infos[1:]) / max(len(infos) - 1, 1)
-                   for key in ("pass_s", "mstep_s", "read_s", "kernel_s", "task_s", "tasks")}
-        out[f"spark_em_{cov}"] = {
-            "fit1_s": t1, "fit_s": tn, "per_iter_s": (tn - t1) / (iters - 1),
-            "median_iteration_s": steps[len(steps) // 2],
-            "log_likelihood": model.summary.logLikelihood, "num_iter": model.summary.numIter,
-            "profile_per_iteration": profile,
-        }
-        print(f"[{ds.name}] spark-em {cov}: fit(1) {t1:.2f}s fit({iters}) {tn:.2f}s -> "
-              f"{out[f'spark_em_{cov}']['per_iter_s']:.3f}s/iter (median iteration "
-              f"{steps[len(steps) // 2]:.3f}s; per iteration: pass {profile['pass_s']:.3f}s, "
-              f"tasks {profile['task_s']:.3f}s = read {profile['read_s']:.3f}s + kernel "
-              f"{profile['kernel_s']:.3f}s over {profile['tasks']:.0f} tasks, M-step "
-              f"{profile['mstep_s'] * 1000:.1f}ms)", flush=True)
+        for store in stores:
+            key = f"spark_em_{cov}" if len(stores) == 1 else f"spark_em_{cov}@{store}"
+            out[key] = bench_ours(lambda *a: ours(cov, store, *a), iters, args.repeat)
+            res, prof = out[key], out[key]["profile_per_iteration"]
+            print(f"[{ds.name}] spark-em {cov} ({store}): fit(1) {res['fit1_s']:.2f}s "
+                  f"fit({iters}) {res['fit_s']:.2f}s -> {res['per_iter_s']:.3f}s/iter (median "
+                  f"iteration {res['median_iteration_s']:.3f}s; per iteration: pass "
+                  f"{prof['pass_s']:.3f}s, tasks {prof['task_s']:.3f}s = read {prof['read_s']:.3f}s"
+                  f" + kernel {prof['kernel_s']:.3f}s over {prof['tasks']:.0f} tasks, M-step "
+                  f"{prof['mstep_s'] * 1000:.1f}ms)", flush=True)
     slice_.unpersist()
     df.unpersist()
     return out
+
+
+def bench_ours(fit, iters: int, repeat: int) -> dict:
+    """fit(1) and fit(iters) of one spark-em configuration; ``fit(max_iter, per_iter)``."""
+    t1 = min(timed(lambda: fit(1))[0] for _ in range(repeat))
+    best = None
+    for _ in range(repeat):
+        infos: list = []
+        t, model = timed(lambda: fit(iters, infos))
+        if best is None or t < best[0]:
+            best = (t, model, infos)
+    tn, model, infos = best
+    steps = sorted(i.seconds for i in infos[1:]) or [float("nan")]
+    profile = {key: sum((i.profile or {}).get(key, 0.0) for i in infos[1:]) / max(len(infos) - 1, 1)
+               for key in ("pass_s", "mstep_s", "read_s", "kernel_s", "task_s", "tasks")}
+    return {
+        "fit1_s": t1, "fit_s": tn, "per_iter_s": (tn - t1) / (iters - 1),
+        "median_iteration_s": steps[len(steps) // 2],
+        "log_likelihood": model.summary.logLikelihood, "num_iter": model.summary.numIter,
+        "profile_per_iteration": profile,
+    }
 
 
 def bench_sklearn(ds: DataSet, path: str, args) -> dict:
@@ -276,6 +298,23 @@ def kernel_profile(ds: DataSet, path: str, rows: int = 200_000) -> dict:
     return out
 
 
+def start_cluster(args):
+    """A standalone master and ``--cluster`` 1-core workers on loopback (tests/servers.py)."""
+    import tempfile
+    from pathlib import Path
+
+    from tests.servers import StandaloneCluster
+
+    workdir = Path(tempfile.mkdtemp(prefix="spark-em-bench-cluster-"))
+    mem = args.executor_memory.lower().rstrip("g")
+    cluster = StandaloneCluster(workdir).start(
+        workers=args.cluster, cores=1, memory=f"{int(float(mem)) + 1}g",
+        worker_env={"PYSPARK_PYTHON": sys.executable})
+    print(f"standalone cluster {cluster.master_url}: {args.cluster} workers x 1 core "
+          f"(logs in {workdir})", flush=True)
+    return cluster
+
+
 def ratio(a, b):
     return a / b if a and b and b > 0 else float("nan")
 
@@ -288,10 +327,12 @@ def table(results: list[dict], iters: int) -> str:
     fmtr = lambda x: "—" if x is None or x != x else f"{x:.1f}×"  # noqa: E731
     for r in results:
         ml = r.get("mllib", {})
-        for cov in r["covs"]:
-            ours = r.get(f"spark_em_{cov}", {})
+        keys = [k for k in r if k.startswith("spark_em_")]
+        for key in keys:
+            cov, _, store = key[len("spark_em_"):].partition("@")
+            ours = r[key]
             sk = r.get(f"sklearn_{cov}", {})
-            name = f"N={r['n']:,} d={r['d']} K={r['k']} {cov}"
+            name = f"N={r['n']:,} d={r['d']} K={r['k']} {cov}" + (f" ({store})" if store else "")
             if r.get("separation", 6.0) != 6.0:
                 name += f" (sep {r['separation']:g})"
             lines.append("| " + " | ".join([
@@ -320,10 +361,12 @@ def main(argv=None) -> int:
 
     from spark_em.session import local_session
 
-    spark = local_session(args.master, "spark-em-bench", {
-        "spark.driver.memory": args.driver_memory,
-        "spark.sql.shuffle.partitions": "4",
-    })
+    cluster = start_cluster(args) if args.cluster else None
+    conf = {"spark.driver.memory": args.driver_memory, "spark.sql.shuffle.partitions": "4"}
+    if cluster is not None:
+        conf.update({"spark.executor.memory": args.executor_memory,
+                     "spark.driver.host": "127.0.0.1", "spark.ui.enabled": "false"})
+    spark = local_session(cluster.master_url if cluster else args.master, "spark-em-bench", conf)
     spark.sparkContext.setLogLevel("ERROR")
     results = []
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
@@ -339,6 +382,8 @@ def main(argv=None) -> int:
             results.append(r)
     finally:
         spark.stop()
+        if cluster is not None:
+            cluster.stop()
     text = table(results, args.iters)
     print()
     print(text)

@@ -19,7 +19,7 @@ from .gaussian import GaussianParams
 from .init import initial_centres
 from .kernels import EStepKernel, NearestCentreTask, RandomRespTask
 from .passes import run_pass
-from .progress import IterationInfo
+from .progress import InitialisationDone, IterationInfo
 
 log = logging.getLogger("spark_em")
 
@@ -132,6 +132,40 @@ def iterate(
         if on_iteration is not None:
             on_iteration(it, runs)
     return runs
+
+
+def fit_runs(
+    store,
+    data,
+    start_runs: Callable[[], list[Run]],
+    *,
+    max_iter: int,
+    tol: float,
+    reg_covar: float,
+    progress: Callable | None = None,
+    checkpoint=None,
+) -> list[Run]:
+    """Runs from ``start_runs()`` (or, when ``checkpoint`` holds the state of this fit, from
+    its last finished iteration) iterated to convergence or ``max_iter``; with a
+    ``checkpoint`` (:class:`spark_em.checkpoint.Checkpoint`) the state is saved after each
+    iteration."""
+    state = checkpoint.load(data) if checkpoint is not None else None
+    if state is None:
+        runs, first = start_runs(), 1
+    else:
+        runs = [Run(r["params"], r["label"], list(r["history"]), bool(r["converged"]),
+                    r["previous"], float(r["seconds"])) for r in state["runs"]]
+        first = state["iteration"] + 1
+        log.info("resuming %d runs from checkpoint %s after iteration %d",
+                 len(runs), checkpoint.directory, state["iteration"])
+        if progress is not None:
+            progress(InitialisationDone(runs=len(runs), mode="checkpoint", seconds=0.0))
+    save = None
+    if checkpoint is not None:
+        def save(iteration, current):
+            checkpoint.save(iteration, current, data)
+    return iterate(store, data, runs, max_iter=max_iter, tol=tol, reg_covar=reg_covar,
+                   progress=progress, on_iteration=save, first_iteration=first)
 
 
 def result_of(run: Run, data) -> FitResult:

@@ -18,7 +18,8 @@ from pyspark.ml import Estimator
 from pyspark.ml.util import MLReadable, MLReader, MLWritable, MLWriter
 from pyspark.sql import DataFrame
 
-from .em import FitResult, initialise, run_em
+from .checkpoint import Checkpoint
+from .em import FitResult, Run, best_run, fit_runs, initialise, result_of
 from .errors import ConvergenceWarning, InvalidInputError
 from .gaussian import GaussianParams, check_covariance_type
 from .init import INIT_MODES
@@ -74,6 +75,7 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
     ) -> None:
         super().__init__()
         self.progress: Callable[[IterationInfo], None] | None = None
+        self.checkpoint_dir: str | None = None
         self.setParams(**self._input_kwargs)
 
     @keyword_only
@@ -113,44 +115,93 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
         if init is not None and not isinstance(init, GaussianMixtureModel):
             raise TypeError("initialModel must be a GaussianMixtureModel")
 
-    def _fit(self, dataset: DataFrame) -> GaussianMixtureModel:
-        self._check_params()
-        k = self.getK()
+    def setCheckpointDir(self, path: str | None) -> "GaussianMixture":
+        """Checkpoint every EM iteration into ``path``, a directory on the machine of the
+        driver program (not a Param: it belongs to one run, like ``progress``).  A fit
+        started again with the same data and settings resumes after the last finished
+        iteration; one with other data or settings is refused
+        (:class:`~spark_em.checkpoint.CheckpointMismatchError`)."""
+        self.checkpoint_dir = path
+        return self
+
+    def _seeds(self, runs: int) -> tuple[int, list[int]]:
+        """The validation sample's seed and one seed per initialisation."""
         rng = np.random.default_rng(self.getSeed())
-        sample_seed, *init_seeds = (int(s) for s in rng.integers(0, 2**31 - 1, 1 + self.getNInit()))
-        progress = getattr(self, "progress", None)
+        sample_seed, *seeds = (int(s) for s in rng.integers(0, 2**31 - 1, 1 + runs))
+        return sample_seed, seeds
+
+    def _prepare(self, dataset: DataFrame, k_max: int, sample_seed: int):
+        """The opened block store and the prepared data (emits ValidationDone)."""
         store, data = prepare(
             dataset,
             self.getFeaturesCol(),
             self.getWeightCol(),
-            sample_size=max(self.getInitSampleSize(), k),
+            sample_size=max(self.getInitSampleSize(), k_max),
             seed=sample_seed,
             aggregation_depth=self.getAggregationDepth(),
             block_cache=self.getBlockCache(),
         )
-        with store:
-            if k > data.n_rows:
+        try:
+            if k_max > data.n_rows:
                 raise InvalidInputError(
-                    f"k={k} is larger than the number of valid rows ({data.n_rows}) in "
+                    f"k={k_max} is larger than the number of valid rows ({data.n_rows}) in "
                     f"featuresCol {self.getFeaturesCol()!r}"
                 )
-            if progress is not None:
-                progress(ValidationDone(
-                    rows=data.n_rows, weight_sum=data.weight_sum, bad_rows=data.bad_rows,
-                    seconds=data.seconds, store=data.store,
-                ))
-            starts = self._starts(store, data, init_seeds, progress)
-            result = run_em(
-                store, data, starts, max_iter=self.getMaxIter(), tol=self.getTol(),
+        except BaseException:
+            store.release()
+            raise
+        progress = getattr(self, "progress", None)
+        if progress is not None:
+            progress(ValidationDone(
+                rows=data.n_rows, weight_sum=data.weight_sum, bad_rows=data.bad_rows,
+                seconds=data.seconds, store=data.store,
+            ))
+        return store, data
+
+    def _checkpoint(self, **settings) -> Checkpoint | None:
+        path = getattr(self, "checkpoint_dir", None)
+        if not path:
+            return None
+        fixed = {name: self.getOrDefault(name) for name in (
+            "tol", "regCovar", "initMode", "nInit", "seed", "initSampleSize", "featuresCol",
+            "weightCol")}
+        init = self.getInitialModel()
+        fixed["initialModel"] = None if init is None else [
+            np.asarray(a).ravel().tolist() for a in (init.weights, init.means, init.covariances)]
+        return Checkpoint(path, dict(fixed, **settings))
+
+    def _fit(self, dataset: DataFrame) -> GaussianMixtureModel:
+        self._check_params()
+        k = self.getK()
+        sample_seed, init_seeds = self._seeds(self.getNInit())
+        progress = getattr(self, "progress", None)
+        store, data = self._prepare(dataset, k, sample_seed)
+        with store:
+            def start_runs():
+                starts = self._starts(store, data, init_seeds, progress)
+                return [Run(p, f"run {i}") for i, p in enumerate(starts)]
+
+            runs = fit_runs(
+                store, data, start_runs, max_iter=self.getMaxIter(), tol=self.getTol(),
                 reg_covar=self.getRegCovar(), progress=progress,
+                checkpoint=self._checkpoint(k=k, covarianceType=self.getCovarianceType()),
             )
+        result = result_of(best_run(runs), data)
         if not result.converged and self.getMaxIter() > 0:
             warnings.warn(ConvergenceWarning(
-                f"the best of {len(starts)} EM run(s) did not converge in maxIter="
+                f"the best of {len(runs)} EM run(s) did not converge in maxIter="
                 f"{self.getMaxIter()} iterations (last change of the mean log-likelihood "
                 f"above tol={self.getTol()}): increase maxIter or tol, or check the data"
             ), stacklevel=3)
         return self._model(result, dataset)
+
+    def fitSelect(self, dataset: DataFrame, ks, covarianceTypes=None, criterion: str = "bic"):
+        """Fit every candidate ``k`` in ``ks`` x covariance type in ``covarianceTypes``
+        (default: this estimator's) in ONE scan of the data per EM iteration, and return
+        ``(best model by criterion, table)``; see :func:`spark_em.select.fit_select`."""
+        from .select import fit_select
+
+        return fit_select(self, dataset, ks, covarianceTypes, criterion)
 
     def _starts(
         self, store, data: PreparedData, init_seeds: list[int],
@@ -213,6 +264,7 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
     def copy(self, extra=None) -> "GaussianMixture":
         that = super().copy(extra)
         that.progress = getattr(self, "progress", None)
+        that.checkpoint_dir = getattr(self, "checkpoint_dir", None)
         return that
 
     def write(self) -> MLWriter:

@@ -1,0 +1,115 @@
+"""Model selection in one scan per iteration: every candidate (k, covariance type), with its
+``nInit`` restarts, advances together, and each EM pass computes the statistics of every
+candidate still running in the same scan of the data.  A candidate that converges leaves
+the later passes.  One last shared pass scores every candidate's best run under its final
+parameters, for the log-likelihood, BIC and AIC (scikit-learn's formulas, ``n`` the weight
+sum).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from pyspark.sql import DataFrame
+
+from .covariance import covariance
+from .em import InitSpec, Run, best_run, fit_runs, initial_params, result_of
+from .gaussian import n_parameters
+from .kernels import EStepKernel
+from .passes import run_pass
+from .progress import InitialisationDone
+
+CRITERIA = ("bic", "aic")
+TABLE_SCHEMA = ("k int, covarianceType string, logLikelihood double, bic double, aic double, "
+                "iterations int, converged boolean, seconds double")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One row of the selection table."""
+
+    k: int
+    covariance_type: str
+    log_likelihood: float  # total weighted log-likelihood under the final parameters
+    bic: float
+    aic: float
+    iterations: int
+    converged: bool
+    seconds: float
+
+    def as_row(self) -> tuple:
+        return (int(self.k), str(self.covariance_type), float(self.log_likelihood),
+                float(self.bic), float(self.aic), int(self.iterations), bool(self.converged),
+                float(self.seconds))
+
+
+def _candidates(ks, covariance_types) -> list[tuple[int, str]]:
+    ks = sorted({int(k) for k in ks})
+    if not ks or ks[0] < 1:
+        raise ValueError(f"ks must be a non-empty list of k >= 1, got {ks}")
+    types = list(dict.fromkeys(covariance_types))
+    for t in types:
+        covariance(t)
+    if not types:
+        raise ValueError("covarianceTypes must not be empty")
+    return [(k, t) for t in types for k in ks]
+
+
+def fit_select(gm, dataset: DataFrame, ks, covariance_types=None, criterion: str = "bic"):
+    """``(best model, table DataFrame)`` for the candidates ``ks`` x ``covariance_types``.
+
+    ``gm`` is a :class:`~spark_em.GaussianMixture` giving every other setting (its ``k`` and
+    ``covarianceType`` are replaced by each candidate's).  The table has one row per
+    candidate: k, covarianceType, logLikelihood, bic, aic, iterations, converged, seconds
+    (its share of the passes' time).  The best is the lowest ``criterion`` (``bic`` or
+    ``aic``).
+    """
+    if criterion not in CRITERIA:
+        raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
+    if gm.getInitialModel() is not None:
+        raise ValueError("fitSelect starts every candidate afresh: unset initialModel")
+    gm._check_params()
+    cands = _candidates(ks, covariance_types or [gm.getCovarianceType()])
+    n_init = gm.getNInit()
+    sample_seed, seeds = gm._seeds(n_init)
+    progress = getattr(gm, "progress", None)
+    store, data = gm._prepare(dataset, max(k for k, _ in cands), sample_seed)
+    with store:
+        def start_runs():
+            t0 = time.perf_counter()
+            specs = [InitSpec(k, t, gm.getInitMode(), s) for k, t in cands for s in seeds]
+            starts = initial_params(store, data, specs, gm.getRegCovar())
+            if progress is not None:
+                progress(InitialisationDone(runs=len(starts), mode=gm.getInitMode(),
+                                            seconds=time.perf_counter() - t0))
+            return [Run(p, _label(k, t, i, n_init)) for (k, t, i), p in
+                    zip(((k, t, i) for k, t in cands for i in range(n_init)), starts)]
+
+        runs = fit_runs(
+            store, data, start_runs, max_iter=gm.getMaxIter(), tol=gm.getTol(),
+            reg_covar=gm.getRegCovar(), progress=progress,
+            checkpoint=gm._checkpoint(ks=[k for k, _ in cands], covarianceTypes=[t for _, t in cands]),
+        )
+        best = [best_run(runs[i * n_init:(i + 1) * n_init]) for i in range(len(cands))]
+        final = [EStepKernel(r.params, data.centre, moments=False) for r in best]
+        scored, _ = run_pass(store, final, data.centre, "score the candidates")
+    table = []
+    for (k, t), r, st in zip(cands, best, scored):
+        ll = float(st.log_likelihood)
+        p = n_parameters(k, data.d, t)
+        seconds = sum(x.seconds for x in runs if x.label.startswith(_label(k, t, 0, 1)))
+        table.append(Candidate(k, t, ll, -2.0 * ll + p * np.log(data.weight_sum),
+                               -2.0 * ll + 2.0 * p, len(r.history), r.converged, seconds))
+    i_best = min(range(len(table)), key=lambda i: getattr(table[i], criterion))
+    k, t = cands[i_best]
+    chosen = gm.copy({gm.k: k, gm.covarianceType: t})
+    model = chosen._model(result_of(best[i_best], data), dataset)
+    frame = dataset.sparkSession.createDataFrame([c.as_row() for c in table], TABLE_SCHEMA)
+    return model, frame
+
+
+def _label(k: int, covariance_type: str, restart: int, n_init: int) -> str:
+    label = f"k={k} {covariance_type}"
+    return label if n_init == 1 else f"{label} run {restart}"
