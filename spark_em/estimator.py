@@ -8,6 +8,7 @@ modules name ``spark_em.estimator.GaussianMixtureModel`` in their metadata.
 
 from __future__ import annotations
 
+import logging
 import time
 import warnings
 from typing import Any, Callable, Sequence
@@ -24,7 +25,7 @@ from .errors import ConvergenceWarning, InvalidInputError
 from .gaussian import GaussianParams, check_covariance_type
 from .init import INIT_MODES
 from .model import GaussianMixtureModel
-from .params import DEFAULT_SEED, GaussianMixtureParams
+from .params import DEFAULT_SEED, GaussianMixtureParams, check_handle_invalid
 from .persistence import EstimatorReader, EstimatorWriter
 from .prepare import PreparedData, prepare
 from .progress import InitialisationDone, IterationInfo, ValidationDone
@@ -32,6 +33,8 @@ from .stores import check_block_cache
 from .summary import GaussianMixtureSummary
 
 __all__ = ["GaussianMixture", "GaussianMixtureModel", "GaussianMixtureSummary"]
+
+log = logging.getLogger("spark_em")
 
 
 class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
@@ -72,6 +75,7 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
         aggregationDepth: int = 2,
         initSampleSize: int = 10_000,
         blockCache: str = "auto",
+        handleInvalid: str = "error",
     ) -> None:
         super().__init__()
         self.progress: Callable[[IterationInfo], None] | None = None
@@ -111,6 +115,7 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
             if not (value >= 0 and np.isfinite(value)):
                 raise ValueError(f"{name} must be a non-negative number, got {value}")
         check_block_cache(self.getBlockCache())
+        check_handle_invalid(self.getHandleInvalid())
         init = self.getInitialModel()
         if init is not None and not isinstance(init, GaussianMixtureModel):
             raise TypeError("initialModel must be a GaussianMixtureModel")
@@ -140,7 +145,11 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
             seed=sample_seed,
             aggregation_depth=self.getAggregationDepth(),
             block_cache=self.getBlockCache(),
+            skip_invalid=self.getHandleInvalid() == "skip",
         )
+        if data.rows_skipped:
+            log.warning("handleInvalid='skip': %d invalid rows left out of the fit: %s",
+                        data.rows_skipped, {k: v for k, v in data.bad_rows.items() if v})
         try:
             if k_max > data.n_rows:
                 raise InvalidInputError(
@@ -179,7 +188,8 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
         with store:
             def start_runs():
                 starts = self._starts(store, data, init_seeds, progress)
-                return [Run(p, f"run {i}") for i, p in enumerate(starts)]
+                previous = self._previous_log_likelihood(data)
+                return [Run(p, f"run {i}", previous=previous) for i, p in enumerate(starts)]
 
             runs = fit_runs(
                 store, data, start_runs, max_iter=self.getMaxIter(), tol=self.getTol(),
@@ -193,7 +203,20 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
                 f"{self.getMaxIter()} iterations (last change of the mean log-likelihood "
                 f"above tol={self.getTol()}): increase maxIter or tol, or check the data"
             ), stacklevel=3)
-        return self._model(result, dataset)
+        return self._model(result, dataset, data.bad_rows)
+
+    def _previous_log_likelihood(self, data: PreparedData) -> float | None:
+        """The mean log-likelihood a warm start comes with: the last one of the initial
+        model's fit (sklearn's ``lower_bound_`` with ``warm_start``) when that fit saw data of
+        the same row count and weight sum; else None (the first change is infinite).  So a
+        refit from a converged model reports convergence after one iteration."""
+        init = self.getInitialModel()
+        s = init._summary if init is not None else None
+        if s is None or not s.logLikelihoodHistory or s.weightSum is None:
+            return None
+        if s.numRows != data.n_rows or not np.isclose(s.weightSum, data.weight_sum, rtol=1e-12):
+            return None
+        return float(s.logLikelihoodHistory[-1])
 
     def fitSelect(self, dataset: DataFrame, ks, covarianceTypes=None, criterion: str = "bic"):
         """Fit every candidate ``k`` in ``ks`` x covariance type in ``covarianceTypes``
@@ -225,9 +248,11 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
             ))
         return starts
 
-    def _model(self, result: FitResult, dataset: DataFrame) -> GaussianMixtureModel:
+    def _model(self, result: FitResult, dataset: DataFrame,
+               bad_rows: dict | None = None) -> GaussianMixtureModel:
         """The fitted model, with this estimator's Params and a summary whose cluster sizes
-        (on first access) and predictions (lazily) come from ``dataset``."""
+        (on first access) and predictions (lazily) come from ``dataset``; ``bad_rows``: the
+        invalid rows skipped by kind."""
         summary = GaussianMixtureSummary(
             k=self.getK(),
             logLikelihoodHistory=result.log_likelihood_history,
@@ -238,6 +263,7 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
             featuresCol=self.getFeaturesCol(),
             predictionCol=self.getPredictionCol(),
             probabilityCol=self.getProbabilityCol(),
+            numRowsSkipped={k: int(v) for k, v in (bad_rows or {}).items() if v},
         )
         model = self._copyValues(GaussianMixtureModel(result.params, summary))
         at_fit = model.copy()  # the summary's predictions keep the fit's column names

@@ -14,7 +14,7 @@ from pyspark.sql import DataFrame, SparkSession
 from . import mllib_import, sampling, scoring
 from .gaussian import GaussianParams, n_parameters
 from .model_check import check_values
-from .params import DEFAULT_SEED, FitParams
+from .params import DEFAULT_SEED, FitParams, check_handle_invalid
 from .persistence import ModelReader, ModelWriter
 from .sklearn_interop import from_sklearn, to_sklearn
 from .summary import GaussianMixtureSummary
@@ -172,21 +172,26 @@ class GaussianMixtureModel(Model, FitParams, MLReadable, MLWritable):
         return DenseVector(np.exp(log_resp[0]))
 
     # ------------------------------------------------------------------ distributed scoring
+    def _skip_invalid(self) -> bool:
+        return check_handle_invalid(self.getHandleInvalid()) == "skip"
+
     def _transform(self, dataset: DataFrame) -> DataFrame:
         return scoring.transform(
             self._gaussian, dataset, self.getFeaturesCol(), self.getPredictionCol(),
-            self.getProbabilityCol(), self.getLogLikelihoodCol(),
+            self.getProbabilityCol(), self.getLogLikelihoodCol(), self._skip_invalid(),
         )
 
     def _log_likelihood_sums(self, dataset: DataFrame) -> tuple[float, float]:
         return scoring.log_likelihood_sums(
-            self._gaussian, dataset, self.getFeaturesCol(), self.getWeightCol()
+            self._gaussian, dataset, self.getFeaturesCol(), self.getWeightCol(),
+            self._skip_invalid(),
         )
 
     def _cluster_sizes(self, dataset: DataFrame) -> list[int]:
         """Rows of ``dataset`` by most probable component (one pass; rows with null
-        features are not counted)."""
-        return scoring.cluster_sizes(self._gaussian, dataset, self.getFeaturesCol())
+        features, and invalid ones with ``handleInvalid="skip"``, are not counted)."""
+        return scoring.cluster_sizes(self._gaussian, dataset, self.getFeaturesCol(),
+                                     self._skip_invalid())
 
     def score(self, dataset: DataFrame) -> float:
         """Mean (weighted) log-likelihood per row, as sklearn's ``score``."""

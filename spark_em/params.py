@@ -14,6 +14,7 @@ from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.param.shared import (
     HasAggregationDepth,
     HasFeaturesCol,
+    HasHandleInvalid,
     HasMaxIter,
     HasPredictionCol,
     HasProbabilityCol,
@@ -28,7 +29,18 @@ from .init import INIT_MODES
 if TYPE_CHECKING:
     from .model import GaussianMixtureModel
 
-__all__ = ["DEFAULT_SEED", "ColumnParams", "FitParams", "GaussianMixtureParams"]
+__all__ = [
+    "DEFAULT_SEED", "HANDLE_INVALID", "ColumnParams", "FitParams", "GaussianMixtureParams",
+    "check_handle_invalid",
+]
+
+HANDLE_INVALID = ("error", "skip")
+
+
+def check_handle_invalid(value: str) -> str:
+    if value not in HANDLE_INVALID:
+        raise ValueError(f"handleInvalid must be one of {HANDLE_INVALID}, got {value!r}")
+    return value
 
 
 def _to_features_col(value: Any) -> str | list[str]:
@@ -120,10 +132,17 @@ A constant, not pyspark's ``HasSeed`` default (``hash`` of the class name, which
 randomises in each process unless ``PYTHONHASHSEED`` is set)."""
 
 
-class FitParams(ColumnParams, HasMaxIter, HasTol, HasSeed, HasAggregationDepth):
+class FitParams(ColumnParams, HasMaxIter, HasTol, HasSeed, HasAggregationDepth, HasHandleInvalid):
     """The Params a fit runs with, which the fitted model carries too (as MLlib's model
     does): the columns, ``k``, ``maxIter``, ``tol``, ``seed``, ``aggregationDepth``,
-    ``regCovar``, ``initMode``, ``nInit``, ``initSampleSize`` and ``blockCache``.
+    ``regCovar``, ``initMode``, ``nInit``, ``initSampleSize``, ``blockCache`` and
+    ``handleInvalid``.
+
+    ``handleInvalid`` (pyspark.ml's shared Param, as feature transformers have it):
+    ``"error"`` (default) raises for rows with null, NaN, infinite or huge features, wrong
+    vector lengths or bad weights; ``"skip"`` leaves them out of the fit and of
+    ``score``/``bic``/``aic``, and gives them null outputs in ``transform``.  Rows whose
+    features are null get null outputs in ``transform`` either way.
 
     ``tol`` is sklearn's rule, not MLlib's: EM stops when the change in the *mean* weighted
     log-likelihood per row is below ``tol``.  ``aggregationDepth`` may be 1 (no intermediate
@@ -167,6 +186,7 @@ class FitParams(ColumnParams, HasMaxIter, HasTol, HasSeed, HasAggregationDepth):
         self._setDefault(
             k=2, maxIter=100, tol=1e-3, regCovar=1e-6, initMode="kmeans", nInit=1,
             seed=DEFAULT_SEED, aggregationDepth=2, initSampleSize=10_000, blockCache="auto",
+            handleInvalid="error",
         )
 
     def getK(self) -> int:
@@ -189,6 +209,9 @@ class FitParams(ColumnParams, HasMaxIter, HasTol, HasSeed, HasAggregationDepth):
 
     def getBlockCache(self) -> str:
         return self.getOrDefault(self.blockCache)
+
+    def setHandleInvalid(self, value: str):
+        return self._set(handleInvalid=value)
 
 
 class GaussianMixtureParams(FitParams):

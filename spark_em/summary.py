@@ -28,6 +28,10 @@ class GaussianMixtureSummary:
       prediction columns): lazy DataFrames, as MLlib's; only on the model the fit returned
       (a saved model keeps the rest of its summary, not its training data).
     * ``featuresCol``, ``predictionCol``, ``probabilityCol``: the model's columns at fit time.
+    * ``numRowsSkipped``: invalid rows left out of the fit with ``handleInvalid="skip"``, by
+      kind (``null_vector``, ``wrong_length``, ``null_element``, ``non_finite``,
+      ``huge_value``, ``null_weight``, ``negative_weight``, ``huge_weight``; kinds with none
+      are absent), ``{}`` when nothing was skipped.
     """
 
     def __init__(
@@ -42,6 +46,7 @@ class GaussianMixtureSummary:
         featuresCol: str | list[str] | None = None,
         predictionCol: str | None = None,
         probabilityCol: str | None = None,
+        numRowsSkipped: dict[str, int] | None = None,
         *,
         cluster_sizes_fn: Callable[[], list[int]] | None = None,
         predictions_fn: Callable[[], DataFrame] | None = None,
@@ -56,6 +61,7 @@ class GaussianMixtureSummary:
         self.featuresCol = featuresCol
         self.predictionCol = predictionCol
         self.probabilityCol = probabilityCol
+        self.numRowsSkipped = dict(numRowsSkipped or {})
         self._cluster_sizes = None if clusterSizes is None else [int(c) for c in clusterSizes]
         self._cluster_sizes_fn = cluster_sizes_fn
         self._predictions_fn = predictions_fn
@@ -112,6 +118,7 @@ class GaussianMixtureSummary:
             "weightSum": self.weightSum, "numRows": self.numRows,
             "clusterSizes": self._cluster_sizes, "featuresCol": self.featuresCol,
             "predictionCol": self.predictionCol, "probabilityCol": self.probabilityCol,
+            "numRowsSkipped": self.numRowsSkipped,
         }
 
     def __repr__(self) -> str:

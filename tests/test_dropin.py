@@ -103,7 +103,7 @@ def test_summary_predictions_probability_cluster(spark, data, tmp_path):
     assert (s.featuresCol, s.predictionCol, s.probabilityCol) == ("features", "c", "p")
     model.setPredictionCol("renamed")  # as MLlib: the summary keeps the fit's columns
     predictions = s.predictions
-    assert predictions.columns == ["id", "features", "c", "p"]
+    assert predictions.columns == ["id", "features", "p", "c"]  # MLlib's order
     assert s.probability.columns == ["p"] and s.cluster.columns == ["c"]
     rows = predictions.orderBy("id").collect()
     sk = model.toSklearn()

@@ -302,7 +302,7 @@ def test_transform_matches_sklearn(spark, fitted):
     sums = out.select(F.aggregate(prob, F.lit(0.0), lambda a, b: a + b).alias("s")).toPandas()["s"]
     np.testing.assert_allclose(sums, 1.0, atol=1e-12)
     # without logLikelihoodCol there is no such column
-    assert fitted[0].transform(df).columns == ["id", "features", "prediction", "probability"]
+    assert fitted[0].transform(df).columns == ["id", "features", "probability", "prediction"]
 
 
 def test_transform_leaves_rows_with_null_features_null(spark, fitted):

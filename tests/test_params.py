@@ -9,6 +9,7 @@ import pytest
 from pyspark.ml.param.shared import (
     HasAggregationDepth,
     HasFeaturesCol,
+    HasHandleInvalid,
     HasMaxIter,
     HasPredictionCol,
     HasProbabilityCol,
@@ -26,6 +27,7 @@ SHARED_AS_IS = {
     HasMaxIter: "maxIter",
     HasTol: "tol",
     HasAggregationDepth: "aggregationDepth",
+    HasHandleInvalid: "handleInvalid",
     HasPredictionCol: "predictionCol",
     HasProbabilityCol: "probabilityCol",
 }
@@ -50,6 +52,7 @@ PARAMS = {
     "aggregationDepth": (2, 3),
     "initSampleSize": (10_000, 50),
     "blockCache": ("auto", "spark"),
+    "handleInvalid": ("error", "skip"),
     "featuresCol": ("features", ["x", "y"]),
     "weightCol": (None, "w"),
     "predictionCol": ("prediction", "p"),
