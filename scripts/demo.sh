@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/python jobs/fit_gmm.py --demo --conf conf/demo.toml "$@"
+exec .venv/bin/spark-em fit --demo --config conf/demo.toml "$@"

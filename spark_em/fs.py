@@ -23,8 +23,9 @@ from pyspark.sql import SparkSession
 from .env import SparkEnv
 
 
-class _HadoopPaths:
-    """exists / delete / rename through the driver JVM's Hadoop ``FileSystem`` (classic)."""
+class HadoopPaths:
+    """exists / delete / rename / list through the driver JVM's Hadoop ``FileSystem``
+    (classic Spark only: see :func:`hadoop_paths`)."""
 
     def __init__(self, spark: SparkSession):
         self.spark = spark
@@ -48,6 +49,30 @@ class _HadoopPaths:
         _, jdst = self._fs(dst)
         if not fs.rename(jsrc, jdst):
             raise OSError(f"could not rename {src} to {dst}")
+
+    def list(self, path: str) -> list[tuple[str, bool]]:
+        """``(name, is_directory)`` of each entry of the directory ``path``; ``[]`` for a
+        file."""
+        fs, jpath = self._fs(path)
+        if not fs.getFileStatus(jpath).isDirectory():
+            return []
+        return [(st.getPath().getName(), bool(st.isDirectory())) for st in fs.listStatus(jpath)]
+
+    def matches(self, pattern: str) -> bool:
+        """Whether a path or glob (``/lake/day=*``) names at least one existing file or
+        directory."""
+        fs, jpath = self._fs(pattern)
+        found = fs.globStatus(jpath)
+        return found is not None and len(found) > 0
+
+    def is_dir(self, path: str) -> bool:
+        fs, jpath = self._fs(path)
+        return bool(fs.exists(jpath)) and bool(fs.getFileStatus(jpath).isDirectory())
+
+
+def hadoop_paths(spark: SparkSession) -> HadoopPaths | None:
+    """The cluster file system's operations, or None on Spark Connect (no JVM here)."""
+    return None if SparkEnv.of(spark).connect else HadoopPaths(spark)
 
 
 def _connect_handle_overwrite(path: str, overwrite: bool) -> None:
@@ -73,8 +98,15 @@ def _exists_message(path: str) -> str:
     return f"Path {path} already exists. To overwrite it, use write().overwrite().save(path)."
 
 
-def temporary_sibling(path: str) -> str:
-    return path.rstrip("/") + f"._tmp-{uuid.uuid4().hex[:12]}"
+def temporary_sibling(path: str, tag: str = "tmp") -> str:
+    """``path._<tag>-<random>``: next to ``path``, so a rename never crosses file systems."""
+    return path.rstrip("/") + f"._{tag}-{uuid.uuid4().hex[:12]}"
+
+
+def connect_handle_overwrite(path: str, overwrite: bool) -> None:
+    """Spark Connect: FileExistsError if ``path`` exists and not ``overwrite``; remove it if
+    it exists and ``overwrite`` (on the server)."""
+    _connect_handle_overwrite(path, overwrite)
 
 
 def atomic_write(spark: SparkSession, path: str, overwrite: bool, write_to) -> None:
@@ -89,7 +121,7 @@ def atomic_write(spark: SparkSession, path: str, overwrite: bool, write_to) -> N
         _connect_handle_overwrite(path, overwrite)
         write_to(path)
         return
-    ops = _HadoopPaths(spark)
+    ops = HadoopPaths(spark)
     if ops.exists(path) and not overwrite:
         raise FileExistsError(_exists_message(path))
     tmp = temporary_sibling(path)

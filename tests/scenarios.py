@@ -212,3 +212,25 @@ def pipeline(spark, path: str, save_path: str, params: dict) -> dict:
         "pred_before": np.array([r["prediction"] for r in before]),
         "pred_after": np.array([r["prediction"] for r in after]),
     }
+
+
+def store_choice(spark, path: str, params: dict) -> dict:
+    """Fits of the plain scan with the ``parquet`` store, of a selection of its columns with
+    ``auto`` (a plain scan too: the Parquet store on a cluster or Connect), and of a filtered
+    DataFrame with ``auto`` (Spark's cache); the store each fit used (from its progress)."""
+    from spark_em import GaussianMixture
+    from spark_em.progress import ValidationDone
+
+    out = {}
+    for name, block_cache, make in (
+        ("parquet", "parquet", lambda: spark.read.parquet(path)),
+        ("auto_plain", "auto", lambda: spark.read.parquet(path).select("features")),
+        ("auto_filtered", "auto", lambda: spark.read.parquet(path).where("id >= 0")),
+    ):
+        seen = []
+        gm = GaussianMixture(blockCache=block_cache, **params)
+        gm.progress = lambda e: seen.append(e.store) if isinstance(e, ValidationDone) else None
+        res = _model_result(gm.fit(make()))
+        res["store"] = seen[0]
+        out[name] = res
+    return out

@@ -195,18 +195,41 @@ def test_fit_job_over_connect(connect_server, spark, data, tmp_path):
     from .servers import base_env
 
     path, X, _ = data
-    job = Path(__file__).resolve().parents[1] / "jobs" / "fit_gmm.py"
+    job = Path(__file__).resolve().parents[1] / "jobs" / "fit.py"
     model_out, pred_out = tmp_path / "model", (tmp_path / "predictions").as_uri()
-    res = subprocess.run(
-        [sys.executable, str(job), "--remote", connect_server.url, "--input", path, "--k", "3",
-         "--seed", "5", "--max-iter", "2", "--tol", "0", "--model-out", str(model_out),
-         "--predictions-out", pred_out, "--quiet"],
-        env=base_env(), capture_output=True, text=True, timeout=600,
-    )
+    report = tmp_path / "report.json"
+    args = [sys.executable, str(job), "--remote", connect_server.url, "--input", path, "--k", "3",
+            "--seed", "5", "--max-iter", "2", "--tol", "0", "--model-out", str(model_out),
+            "--predictions-out", pred_out, "--report-out", str(report)]
+    res = subprocess.run(args, env=base_env(), capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-4000:]
-    assert f"model saved to {model_out}" in res.stdout
+    assert f"model written to {model_out}" in res.stdout
+    assert "[run 0] iteration   2" in res.stderr and "Traceback" not in res.stderr
+    import json
+
+    rep = json.loads(report.read_text())
+    assert rep["spark"]["kind"] == "connect" and rep["iterations"] == 2
+    # an existing output without --overwrite: refused before the fit, on the server's paths
+    again = subprocess.run(args, env=base_env(), capture_output=True, text=True, timeout=600)
+    assert again.returncode == 2 and "already exists" in again.stderr.strip().splitlines()[-1]
     model = GaussianMixtureModel.load(str(model_out))
     reference = scenarios.estimator(k=3, seed=5, maxIter=2, tol=0.0).fit(spark.read.parquet(path))
     for key in ("weights", "means", "covariances"):
         np.testing.assert_allclose(getattr(model, key), getattr(reference, key), **TOL)
     assert spark.read.parquet(pred_out).count() == len(X)
+
+
+def test_parquet_store_over_connect(client, spark, data):
+    """Over Connect the plain Parquet scan is recognised from the client-side plan and read
+    by the server's tasks themselves; the fits equal classic Spark's (any store)."""
+    path, _, _ = data
+    params = dict(k=3, seed=5, maxIter=4, tol=0.0)
+    remote = client.run("store_choice", path, params)
+    assert remote["parquet"]["store"] == "parquet"
+    assert remote["auto_plain"]["store"] == "parquet"
+    assert remote["auto_filtered"]["store"] == "spark"
+    local = scenarios.fit(spark, path, params)  # classic, Spark's cache
+    for name in ("parquet", "auto_plain", "auto_filtered"):
+        res = remote[name]
+        for key in ("weights", "means", "covariances"):
+            np.testing.assert_allclose(res[key], local[key], **TOL, err_msg=f"{name} {key}")

@@ -1,8 +1,13 @@
-"""jobs/fit_gmm.py run in-process on the shared session, and the atomic writes it relies on."""
+"""``spark-em fit`` run in-process on the shared session: outputs, report, plots, progress,
+warm start, convergence, errors, and outputs that go together or not at all.
+
+The job's numbers are checked against scikit-learn given the fitted parameters (BIC, AIC,
+cluster sizes, probabilities), not against the job's own code.
+"""
 
 from __future__ import annotations
 
-import importlib.util
+import json
 import os
 import re
 from pathlib import Path
@@ -11,63 +16,228 @@ import numpy as np
 import pytest
 
 from spark_em import GaussianMixtureModel
+from spark_em.cli.main import run
+from spark_em.datasets import draw_mixture, sample_mixture
 from spark_em.fs import atomic_write
 
-JOB = Path(__file__).resolve().parents[1] / "jobs" / "fit_gmm.py"
+from .servers import write_id_features_parquet
 
 
 @pytest.fixture(scope="module")
-def fit_gmm():
-    spec = importlib.util.spec_from_file_location("fit_gmm", JOB)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def lake(tmp_path_factory):
+    """Two days of rows from one 3-component mixture in 2-D, as id+features Parquet."""
+    X, _, truth = sample_mixture(600, k=3, d=2, seed=11, separation=5.0)
+    X2, _ = draw_mixture(600, truth, "full", np.random.default_rng(12))
+    root = tmp_path_factory.mktemp("lake")
+    return {"day1": write_id_features_parquet(root / "day1.parquet", X), "X1": X,
+            "day2": write_id_features_parquet(root / "day2.parquet", X2), "X2": X2,
+            "truth": truth}
 
 
-def test_demo_job_prints_progress_and_writes_outputs(spark, fit_gmm, tmp_path, capsys):
-    conf = tmp_path / "demo.toml"
-    conf.write_text('[fit]\nk = 3\nseed = 5\ntol = 1e-4\n\n[demo]\nrows = 600\ndim = 2\n')
-    model_out, pred_out = tmp_path / "model", tmp_path / "predictions"
-    model_out.mkdir()
-    (model_out / "stale.txt").write_text("from an older run")  # replaced as a whole
-    rc = fit_gmm.main(["--demo", "--conf", str(conf), "--max-iter", "30",
-                       "--model-out", str(model_out), "--predictions-out", str(pred_out)])
-    out = capsys.readouterr().out
-    assert rc == 0
-    progress = re.findall(r"^iteration +(\d+) +mean log-likelihood (-?\d+\.\d+)", out, re.M)
-    assert len(progress) >= 2 and [int(i) for i, _ in progress] == list(range(1, len(progress) + 1))
-    assert "demo data: 600 rows, d=2, k=3" in out
-    assert "GaussianMixtureModel: k=3, d=2, covarianceType=full" in out
-    assert len(re.findall(r"^  component \d: weight", out, re.M)) == 3
-    assert f"model saved to {model_out}" in out and f"predictions written to {pred_out}" in out
-
-    model = GaussianMixtureModel.load(str(model_out))
-    assert model.getK() == 3 and model.summary.numIter == len(progress)
-    assert not (model_out / "stale.txt").exists()
-    lls = [float(v) for _, v in progress]
-    assert model.summary.logLikelihoodHistory == pytest.approx(lls, abs=1e-6)
-
-    pred = spark.read.parquet(str(pred_out))
-    assert {"features", "prediction", "probability"} <= set(pred.columns)
-    assert pred.count() == 600
-    sizes = sorted(r["count"] for r in pred.groupBy("prediction").count().collect())
-    assert sizes == sorted(model.summary.clusterSizes)
-    assert not [p for p in os.listdir(tmp_path) if "_tmp-" in p], "temporary outputs left behind"
+def sk_of(model):
+    return model.toSklearn()
 
 
-def test_job_on_parquet_input_with_numeric_columns(spark, fit_gmm, tmp_path, capsys):
-    rng = np.random.default_rng(0)
-    X = np.concatenate([rng.normal(-5, 1, size=(150, 2)), rng.normal(5, 1, size=(150, 2))])
-    path = str(tmp_path / "input.parquet")
-    spark.createDataFrame([tuple(map(float, x)) for x in X], "x double, y double") \
-        .write.parquet(path)
-    rc = fit_gmm.main(["--input", path, "--features", "x,y", "--k", "2", "--covariance-type",
-                       "diag", "--seed", "1", "--quiet", "--model-out", str(tmp_path / "m")])
-    out = capsys.readouterr().out
-    assert rc == 0 and "iteration" not in out.split("GaussianMixtureModel")[0]
-    model = GaussianMixtureModel.load(str(tmp_path / "m"))
-    assert model.covarianceType == "diag"
-    np.testing.assert_allclose(np.sort(model.means[:, 0]), [-5, 5], atol=0.3)
+def no_temporaries(root: Path) -> list[str]:
+    return [str(p) for p in root.rglob("*") if "._tmp-" in p.name or "._old-" in p.name]
+
+
+def test_fit_writes_model_predictions_report_and_plots(spark, lake, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc = run("fit", ["--input", lake["day1"], "--k", "3", "--seed", "3", "--tol", "1e-5",
+                     "--model-out", str(out / "model"), "--predictions-out", str(out / "pred"),
+                     "--report-out", str(out / "report.json"), "--plot-dir", str(out / "plots"),
+                     "--log-likelihood-col", "loglik"])
+    cap = capsys.readouterr()
+    assert rc == 0, cap.err
+    model = GaussianMixtureModel.load(str(out / "model"))
+    report = json.loads((out / "report.json").read_text())
+    sk, X = sk_of(model), lake["X1"]
+
+    # report: sklearn with the fitted parameters is the truth
+    assert report["converged"] is True and report["iterations"] == model.summary.numIter
+    assert report["log_likelihood_history"] == pytest.approx(model.summary.logLikelihoodHistory)
+    assert report["bic"] == pytest.approx(sk.bic(X), rel=1e-9)
+    assert report["aic"] == pytest.approx(sk.aic(X), rel=1e-9)
+    assert report["mean_log_likelihood"] == pytest.approx(sk.score(X), rel=1e-9)
+    assert report["cluster_sizes"] == np.bincount(sk.predict(X), minlength=3).tolist()
+    assert report["rows"] == 600 and report["weight_sum"] == 600
+    assert report["parameters"]["k"] == 3 and report["parameters"]["seed"] == 3
+    assert report["spark"]["application_id"] == spark.sparkContext.applicationId
+    assert set(report["seconds"]) >= {"validation", "initialisation", "iterations", "total"}
+    assert all(v >= 0 for v in report["seconds"].values())
+    assert report["outputs"]["model-out"] == str(out / "model")
+
+    # predictions: int prediction, array<double> probability, log-likelihood per row
+    pred = spark.read.parquet(str(out / "pred"))
+    types = dict(pred.dtypes)
+    assert types["prediction"] == "int" and types["probability"] == "array<double>"
+    rows = sorted(pred.collect(), key=lambda r: r["id"])
+    np.testing.assert_allclose([r["probability"] for r in rows], sk.predict_proba(X), atol=1e-9)
+    np.testing.assert_allclose([r["loglik"] for r in rows], sk.score_samples(X), rtol=1e-9)
+    assert [r["prediction"] for r in rows] == sk.predict(X).tolist()
+
+    # plots: real PNG files
+    for name in ("log_likelihood.png", "clusters.png"):
+        assert (out / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # progress on stderr: validation, initialisation, then one line per iteration with label
+    err = cap.err
+    assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d validation: 600 rows, 0 bad rows", err, re.M)
+    assert re.search(r"^\S+ \S+ initialisation: kmeans, 1 run, \d+\.\d+s", err, re.M)
+    its = re.findall(r"^\S+ \S+ \[run 0\] iteration +(\d+)  log-likelihood (-\d+\.\d+).*rows/s", err, re.M)
+    assert [int(i) for i, _ in its] == list(range(1, model.summary.numIter + 1))
+    assert [float(v) for _, v in its] == pytest.approx(model.summary.logLikelihoodHistory, abs=1e-6)
+    assert "model written to" in cap.out and "GaussianMixtureModel: k=3, d=2" in cap.out
+    assert not no_temporaries(tmp_path)
+
+
+def test_n_init_runs_are_labelled(spark, lake, tmp_path, capsys):
+    rc = run("fit", ["--input", lake["day1"], "--k", "3", "--n-init", "2", "--max-iter", "3",
+                     "--model-out", str(tmp_path / "m")])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    for label in ("run 0", "run 1"):
+        assert len(re.findall(rf"\[{label}\] iteration", err)) >= 1
+    assert "initialisation: kmeans, 2 runs" in err
+
+
+def test_warm_start_converges_in_fewer_iterations(spark, tmp_path, capsys):
+    """Yesterday's model started on today's rows (same mixture, overlapping components):
+    fewer iterations than a cold start (sklearn: 42 cold, 8 warm on these rows); k and
+    covariance type come from the saved model."""
+    X, _, truth = sample_mixture(3000, k=3, d=2, seed=11, separation=3.0)
+    X2, _ = draw_mixture(3000, truth, "full", np.random.default_rng(12))
+    from sklearn.mixture import GaussianMixture as SkGM
+
+    # yesterday's model, fitted by sklearn on yesterday's rows (saves ~100 Spark iterations)
+    GaussianMixtureModel.fromSklearn(SkGM(3, tol=1e-6, max_iter=300, random_state=4).fit(X)) \
+        .write().save(str(tmp_path / "yesterday"))
+    day2 = write_id_features_parquet(tmp_path / "day2.parquet", X2)
+    common = ["--tol", "1e-6", "--max-iter", "300", "--seed", "4", "--quiet"]
+    assert run("fit", ["--input", day2, "--k", "3", "--model-out", str(tmp_path / "cold"),
+                       "--report-out", str(tmp_path / "cold.json")] + common) == 0
+    assert run("fit", ["--input", day2, "--init-model", str(tmp_path / "yesterday"),
+                       "--model-out", str(tmp_path / "warm"),
+                       "--report-out", str(tmp_path / "warm.json")] + common) == 0
+    cold = json.loads((tmp_path / "cold.json").read_text())
+    warm = json.loads((tmp_path / "warm.json").read_text())
+    assert warm["converged"] and cold["converged"]
+    assert warm["iterations"] < cold["iterations"], (warm["iterations"], cold["iterations"])
+    assert warm["parameters"]["k"] == 3 and warm["parameters"]["covariance-type"] == "full"
+    assert "initialisation: initialModel, 1 run" not in capsys.readouterr().err  # --quiet
+    # asking for another k than the saved model's is a usage error naming both
+    assert run("fit", ["--input", day2, "--init-model", str(tmp_path / "yesterday"),
+                       "--k", "4", "--model-out", str(tmp_path / "x")]) == 2
+    assert "--k is 4 but --init-model" in capsys.readouterr().err
+
+
+def test_not_converged_warns_and_require_convergence_exits_3(spark, lake, tmp_path, capsys):
+    base = ["--input", lake["day1"], "--k", "3", "--max-iter", "2", "--tol", "0", "--quiet"]
+    assert run("fit", base + ["--model-out", str(tmp_path / "m1"),
+                              "--report-out", str(tmp_path / "r1.json")]) == 0
+    err = capsys.readouterr().err
+    assert "WARNING: the fit did not converge" in err
+    r1 = json.loads((tmp_path / "r1.json").read_text())
+    assert r1["converged"] is False and r1["iterations"] == 2 and r1["warnings"]
+
+    rc = run("fit", base + ["--model-out", str(tmp_path / "m2"), "--predictions-out",
+                            str(tmp_path / "p2"), "--report-out", str(tmp_path / "r2.json"),
+                            "--require-convergence"])
+    err = capsys.readouterr().err
+    assert rc == 3
+    assert err.strip().splitlines()[-1].startswith("spark-em fit: error: the fit did not converge")
+    assert not (tmp_path / "m2").exists() and not (tmp_path / "p2").exists()
+    assert json.loads((tmp_path / "r2.json").read_text())["converged"] is False
+    assert not no_temporaries(tmp_path)
+
+
+def test_failed_run_leaves_older_outputs_untouched(spark, lake, tmp_path, capsys):
+    model_out = tmp_path / "model"
+    assert run("fit", ["--input", lake["day1"], "--k", "2", "--quiet",
+                       "--model-out", str(model_out)]) == 0
+    before = {p.relative_to(model_out): p.read_bytes() for p in model_out.rglob("*") if p.is_file()}
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where a directory is needed")
+    rc = run("fit", ["--input", lake["day1"], "--k", "3", "--quiet", "--overwrite",
+                     "--model-out", str(model_out), "--report-out", str(tmp_path / "r.json"),
+                     "--predictions-out", str(blocker / "predictions")])
+    err = capsys.readouterr().err
+    assert rc == 1, err
+    after = {p.relative_to(model_out): p.read_bytes() for p in model_out.rglob("*") if p.is_file()}
+    assert after == before  # the k=2 model, byte for byte
+    assert GaussianMixtureModel.load(str(model_out)).getK() == 2
+    assert not (tmp_path / "r.json").exists()
+    assert not no_temporaries(tmp_path)
+
+
+def test_overwrite_refuses_a_directory_of_other_files(spark, lake, tmp_path, capsys):
+    target = tmp_path / "thesis"
+    (target / "sub").mkdir(parents=True)
+    (target / "thesis.tex").write_text("\\documentclass{book}")
+    (target / "sub" / "notes.txt").write_text("keep")
+    args = ["--input", lake["day1"], "--k", "2", "--quiet", "--model-out", str(target)]
+    assert run("fit", args) == 2
+    assert "already exists; pass --overwrite" in capsys.readouterr().err
+    assert run("fit", args + ["--overwrite"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "does not hold a spark-em model (sub/, thesis.tex)" in err
+    assert len(err.splitlines()) == 1
+    assert (target / "thesis.tex").exists() and (target / "sub" / "notes.txt").read_text() == "keep"
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--input", "{tmp}/nowhere.parquet"], "input path not found"),
+    (["--table", "no_such_table_x"], "table not found"),
+    (["--input", "{day1}", "--features", "nope"], "featuresCol 'nope' does not exist"),
+    (["--input", "{day1}", "--features", "id,nope"], "feature column 'nope' does not exist"),
+    (["--input", "{strings}", "--features", "s"], "featuresCol 's' has type string"),
+    (["--input", "{day1}", "--weight-col", "w"], "weightCol 'w' does not exist"),
+    (["--input", "{day1}", "--where", "nope > 1"], "--where: column not found"),
+    (["--input", "{nan}", "--features", "x,y"], "NaN"),
+    (["--input", "{day1}", "--init-model", "{tmp}/no-model"], "--init-model"),
+], ids=["missing-path", "missing-table", "missing-column", "missing-listed-column",
+        "non-numeric", "missing-weight", "where-column", "nan-rows", "missing-init-model"])
+def test_data_errors_exit_1_in_one_line(spark, lake, tmp_path, capsys, args, message):
+    strings = tmp_path / "strings.parquet"
+    spark.createDataFrame([("a",), ("b",)], "s string").write.parquet(str(strings))
+    nan = tmp_path / "nan.parquet"
+    spark.createDataFrame([(1.0, 2.0), (float("nan"), 1.0), (3.0, 4.0)], "x double, y double") \
+        .write.parquet(str(nan))
+    fmt = dict(tmp=tmp_path, day1=lake["day1"], strings=strings, nan=nan)
+    argv = [a.format(**fmt) for a in args] + ["--k", "2", "--quiet", "--model-out",
+                                              str(tmp_path / "model")]
+    rc = run("fit", argv)
+    err = capsys.readouterr().err
+    assert rc == 1, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("spark-em fit: error: "), err
+    assert message in lines[0]
+    assert "Traceback" not in err and not (tmp_path / "model").exists()
+    if "--features" not in args:
+        return
+    # --verbose: the same line, after the stack trace
+    assert run("fit", argv + ["--verbose"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and message in err.strip().splitlines()[-1]
+
+
+def test_commit_puts_earlier_outputs_back_when_a_later_one_fails(spark, tmp_path):
+    """Two outputs staged; the second rename fails (its staged directory vanished): the first
+    output is back to its older content, nothing else is left."""
+    from spark_em.cli.outputs import PLOTS, REPORT, Outputs
+
+    report, plots = tmp_path / "report.json", tmp_path / "plots"
+    report.write_text(json.dumps({"spark_em_report": {"version": 1}, "old": True}))
+    outputs = Outputs(spark, overwrite=True)
+    r, p = outputs.add("report-out", str(report), REPORT), outputs.add("plot-dir", str(plots), PLOTS)
+    outputs.stage(r, lambda path: Path(path).write_text('{"spark_em_report": {}, "new": 1}'))
+    outputs.stage(p, lambda path: os.makedirs(path))
+    os.rmdir(p.staged)
+    with pytest.raises(OSError):
+        outputs.commit()
+    assert json.loads(report.read_text())["old"] is True
+    assert sorted(os.listdir(tmp_path)) == ["report.json"]
 
 
 def test_atomic_write_leaves_target_untouched_on_failure(spark, tmp_path):
@@ -88,22 +258,63 @@ def test_atomic_write_leaves_target_untouched_on_failure(spark, tmp_path):
         atomic_write(spark, str(target), False, lambda p: None)
 
 
-def test_demo_job_as_a_new_process(tmp_path):
-    """Quick start (a) as a user runs it: a fresh interpreter, no PYSPARK_PYTHON set, the job
-    builds its own local Spark whose Python workers must use this same interpreter."""
-    import subprocess
-    import sys
+def test_mlflow_logs_params_metrics_report_and_model(spark, lake, tmp_path, monkeypatch, capsys):
+    """Against a local file tracking store (mlflow-skinny has no database backend)."""
+    mlflow = pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
 
-    conf = tmp_path / "tiny.toml"
-    conf.write_text("[fit]\nk = 2\nseed = 1\nmaxIter = 3\n\n[demo]\nrows = 300\ndim = 2\n")
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON")}
-    proc = subprocess.run(
-        [sys.executable, str(JOB), "--demo", "--conf", str(conf), "--master", "local[1]",
-         "--model-out", str(tmp_path / "model")],
-        capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert re.search(r"^iteration +1 +mean log-likelihood", proc.stdout, re.M)
-    assert "GaussianMixtureModel: k=2, d=2" in proc.stdout
-    assert (tmp_path / "model" / "metadata").is_dir()
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # undone after the test
+    uri = (tmp_path / "mlruns").as_uri()
+    rc = run("fit", ["--input", lake["day1"], "--k", "3", "--seed", "2", "--tol", "1e-5",
+                     "--quiet", "--model-out", str(tmp_path / "model"), "--plot-dir",
+                     str(tmp_path / "plots"), "--mlflow", "--mlflow-tracking-uri", uri,
+                     "--mlflow-experiment", "nightly"])
+    assert rc == 0, capsys.readouterr().err
+    model = GaussianMixtureModel.load(str(tmp_path / "model"))
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("nightly")
+    (run_info,) = client.search_runs([exp.experiment_id])
+    assert run_info.info.status == "FINISHED"
+    assert run_info.data.params["k"] == "3" and run_info.data.params["covarianceType"] == "full"
+    history = client.get_metric_history(run_info.info.run_id, "em_mean_log_likelihood")
+    assert [m.step for m in history] == list(range(1, model.summary.numIter + 1))
+    assert [m.value for m in history] == pytest.approx(model.summary.logLikelihoodHistory)
+    assert run_info.data.metrics["bic"] == pytest.approx(model.toSklearn().bic(lake["X1"]), rel=1e-9)
+    artifacts = {f.path for f in client.list_artifacts(run_info.info.run_id)}
+    assert {"report.json", "model", "plots"} <= artifacts
+    model_files = {f.path for f in client.list_artifacts(run_info.info.run_id, "model")}
+    assert {"model/metadata", "model/data"} <= model_files
+    report = mlflow.artifacts.load_dict(f"{run_info.info.artifact_uri}/report.json")
+    assert report["iterations"] == model.summary.numIter
+    assert mlflow.active_run() is None
+
+
+def test_fit_a_table_with_where_sample_columns_and_weights(spark, tmp_path, capsys):
+    """--table (a view here), --where, --sample-fraction, numeric feature columns and a
+    weight column: the same model as the library fitted on the same rows."""
+    from pyspark.sql import functions as F
+
+    from spark_em import GaussianMixture
+
+    X, _, _ = sample_mixture(800, k=2, d=2, seed=8, separation=6.0)
+    df = spark.createDataFrame([(i, float(x), float(y), 1.0 + (i % 3), "a" if i % 4 else "b")
+                                for i, (x, y) in enumerate(X)], "id long, x double, y double, w double, g string")
+    df.createOrReplaceTempView("spark_em_job_input")
+    try:
+        rc = run("fit", ["--table", "spark_em_job_input", "--where", "g = 'a'",
+                         "--sample-fraction", "0.8", "--seed", "9", "--features", "x,y",
+                         "--weight-col", "w", "--k", "2", "--tol", "1e-6", "--quiet",
+                         "--model-out", str(tmp_path / "m"), "--report-out", str(tmp_path / "r.json")])
+        assert rc == 0, capsys.readouterr().err
+        rows = spark.table("spark_em_job_input").where("g = 'a'").sample(fraction=0.8, seed=9)
+        reference = GaussianMixture(k=2, seed=9, tol=1e-6, featuresCol=["x", "y"],
+                                    weightCol="w").fit(rows)
+        model = GaussianMixtureModel.load(str(tmp_path / "m"))
+        np.testing.assert_allclose(model.means, reference.means, rtol=1e-9, atol=1e-9)
+        report = json.loads((tmp_path / "r.json").read_text())
+        assert report["rows"] == rows.count()
+        assert report["weight_sum"] == pytest.approx(rows.agg(F.sum("w")).first()[0])
+        assert report["parameters"]["features"] == ["x", "y"]
+        assert "where g = 'a'" in report["input"]
+    finally:
+        spark.catalog.dropTempView("spark_em_job_input")

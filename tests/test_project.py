@@ -32,4 +32,4 @@ def test_ci_runs_the_readme_test_command():
     assert "bash scripts/test.sh" in ci
     for script in ("setup.sh", "test.sh", "demo.sh"):
         assert (ROOT / "scripts" / script).is_file()
-    assert "jobs/fit_gmm.py --demo" in (ROOT / "scripts" / "demo.sh").read_text()
+    assert "spark-em fit --demo" in (ROOT / "scripts" / "demo.sh").read_text()

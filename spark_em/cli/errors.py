@@ -1,0 +1,118 @@
+"""What a job's failure looks like to its caller: one line on stderr and an exit code.
+
+* 2 — usage and configuration (a bad flag, a bad TOML file, an output that exists);
+* 1 — data (a missing input path, table or column, a non-numeric column, bad rows, a model
+  directory that cannot be read);
+* 3 — ``--require-convergence`` and the fit stopped at ``max-iter`` without converging.
+
+:func:`classify` turns any exception into ``(exit code, one-line message)``: the library's
+own errors carry their message; Spark's ``AnalysisException`` is recognised by its error
+class; anything else is an unexpected failure (exit 1, first line of the message).
+"""
+
+from __future__ import annotations
+
+import re
+
+EXIT_OK = 0
+EXIT_DATA = 1
+EXIT_USAGE = 2
+EXIT_NOT_CONVERGED = 3
+
+
+class JobError(Exception):
+    """A failure the job reports in one line; ``exit_code`` says which kind."""
+
+    exit_code = EXIT_DATA
+
+
+class UsageError(JobError):
+    """A bad flag, configuration value or output target: exit 2."""
+
+    exit_code = EXIT_USAGE
+
+
+class DataError(JobError):
+    """A missing or unreadable input, column or model, or bad rows: exit 1."""
+
+    exit_code = EXIT_DATA
+
+
+class NotConvergedError(JobError):
+    """``--require-convergence`` and the fit did not converge: exit 3."""
+
+    exit_code = EXIT_NOT_CONVERGED
+
+
+# Spark error classes (AnalysisException.getCondition()) that mean "your data is not there"
+_DATA_CONDITIONS = {
+    "PATH_NOT_FOUND": "input path not found",
+    "TABLE_OR_VIEW_NOT_FOUND": "table not found",
+    "UNRESOLVED_COLUMN": "column not found",
+    "UNRESOLVED_COLUMN.WITH_SUGGESTION": "column not found",
+    "UNRESOLVED_COLUMN.WITHOUT_SUGGESTION": "column not found",
+    "DATATYPE_MISMATCH": "wrong column type",
+    "UNABLE_TO_INFER_SCHEMA": "no Parquet data found",
+}
+_USAGE_CONDITIONS = {"PARSE_SYNTAX_ERROR": "cannot parse SQL"}
+
+
+def _first_line(text: str) -> str:
+    for line in str(text).splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+def _spark_condition(exc: BaseException) -> str | None:
+    for getter in ("getCondition", "getErrorClass"):
+        fn = getattr(exc, getter, None)
+        if fn is not None:
+            try:
+                value = fn()
+            except Exception:
+                value = None
+            if value:
+                return str(value)
+    return None
+
+
+def _strip_condition(message: str) -> str:
+    """``[PATH_NOT_FOUND] Path does not exist: file:/x. SQLSTATE: 42K03`` -> the sentence."""
+    message = re.sub(r"^\[[A-Z_.]+\]\s*", "", message)
+    return re.sub(r"\.?\s*SQLSTATE: \w+.*$", "", message).strip()
+
+
+def _python_worker_error(text: str) -> str | None:
+    """The last ``SomethingError: message`` line of a Python worker's traceback, as Spark
+    forwards it inside a Py4J or PythonException message."""
+    found = re.findall(r"^\s*(?:[\w.]+\.)?(\w+(?:Error|Exception)): (.+)$", text, re.M)
+    for name, msg in reversed(found):
+        if name not in ("Py4JJavaError", "PythonException", "SparkException"):
+            return msg.strip()
+    return None
+
+
+def classify(exc: BaseException) -> tuple[int, str]:
+    """``(exit code, one-line message)`` for any exception a job raises."""
+    from ..errors import IllDefinedCovarianceError, InvalidInputError, ModelFormatError
+
+    if isinstance(exc, JobError):
+        return exc.exit_code, str(exc)
+    if isinstance(exc, (InvalidInputError, ModelFormatError, IllDefinedCovarianceError)):
+        return EXIT_DATA, _first_line(str(exc))
+    if isinstance(exc, FileExistsError):
+        return EXIT_USAGE, _first_line(str(exc))
+    condition = _spark_condition(exc)
+    if condition is not None:
+        message = _strip_condition(_first_line(str(exc)))
+        for table, code in ((_USAGE_CONDITIONS, EXIT_USAGE), (_DATA_CONDITIONS, EXIT_DATA)):
+            for prefix, what in table.items():
+                if condition == prefix or condition.startswith(prefix + "."):
+                    return code, f"{what}: {message}"
+    text = str(exc)
+    worker = _python_worker_error(text)
+    if worker is not None:
+        return EXIT_DATA, worker
+    line = _first_line(text) or type(exc).__name__
+    return EXIT_DATA, f"{type(exc).__name__}: {_strip_condition(line)}"

@@ -1,0 +1,135 @@
+"""What a fit job reports: one evaluation pass under the fitted parameters (cluster sizes,
+log-likelihood, BIC, AIC), the JSON report (``--report-out``) and the summary on stdout."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def n_parameters(k: int, d: int, covariance_type: str) -> int:
+    """Free parameters of a mixture (sklearn's ``_n_parameters``): weights, means and
+    covariances."""
+    cov = {"full": k * d * (d + 1) // 2, "tied": d * (d + 1) // 2, "diag": k * d,
+           "spherical": k}[covariance_type]
+    return cov + k * d + k - 1
+
+
+@dataclass
+class Evaluation:
+    """The fitted model on its training rows, from one pass."""
+
+    cluster_sizes: list[int]
+    log_likelihood: float   # total weighted log-likelihood under the fitted parameters
+    weight_sum: float
+    rows: int
+    unscored_rows: int      # rows with null features (no prediction)
+    n_parameters: int
+
+    @property
+    def mean_log_likelihood(self) -> float:
+        return self.log_likelihood / self.weight_sum
+
+    @property
+    def bic(self) -> float:
+        return -2.0 * self.log_likelihood + self.n_parameters * math.log(self.weight_sum)
+
+    @property
+    def aic(self) -> float:
+        return -2.0 * self.log_likelihood + 2.0 * self.n_parameters
+
+
+def evaluate(model, df, weight_col: str | None) -> Evaluation:
+    """Cluster sizes, log-likelihood, weight sum and row count in ONE pass of ``transform``
+    (``model.summary.clusterSizes`` and ``model.bic``/``aic`` would take three)."""
+    from pyspark.sql import functions as F
+
+    from ..columns import weight_column
+
+    m = model.copy()
+    pred, ll, prob = "__spark_em_prediction", "__spark_em_loglik", "__spark_em_probability"
+    m.setPredictionCol(pred).setProbabilityCol(prob).setLogLikelihoodCol(ll)
+    w = weight_column(df, weight_col)
+    out = m.transform(df.withColumn("__spark_em_weight", w))
+    scored = F.col(pred).isNotNull()
+    rows = out.groupBy(F.col(pred).alias("p")).agg(
+        F.count(F.lit(1)).alias("n"),
+        F.sum(F.when(scored, F.col("__spark_em_weight") * F.col(ll))).alias("ll"),
+        F.sum(F.when(scored, F.col("__spark_em_weight"))).alias("w"),
+    ).collect()
+    k = model.getK()
+    sizes, total_ll, total_w, unscored = [0] * k, 0.0, 0.0, 0
+    for r in rows:
+        if r["p"] is None:
+            unscored += int(r["n"])
+            continue
+        sizes[int(r["p"])] = int(r["n"])
+        total_ll += float(r["ll"] or 0.0)
+        total_w += float(r["w"] or 0.0)
+    return Evaluation(sizes, total_ll, total_w, sum(sizes), unscored,
+                      n_parameters(k, model.numFeatures, model.covarianceType))
+
+
+def _finite(x):
+    """JSON has no NaN/inf: they become null."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def fit_report(parameters: dict, model, evaluation: Evaluation, progress, env, seconds: dict,
+               input_description: str, outputs: dict, warnings: list[str]) -> dict:
+    """The ``--report-out`` document (JSON-ready); ``parameters`` are the settings the fit
+    ran with."""
+    s = model.summary
+    params = dict(parameters)
+    return {
+        "spark_em_report": {"version": 1, "job": "fit"},
+        "parameters": params,
+        "input": input_description,
+        "converged": bool(s.converged),
+        "iterations": int(s.numIter),
+        "log_likelihood_history": [_finite(v) for v in s.logLikelihoodHistory],
+        "runs": {label: [_finite(v) for v in h] for label, h in progress.histories.items()},
+        "log_likelihood": _finite(evaluation.log_likelihood),
+        "mean_log_likelihood": _finite(evaluation.mean_log_likelihood),
+        "bic": _finite(evaluation.bic),
+        "aic": _finite(evaluation.aic),
+        "n_parameters": evaluation.n_parameters,
+        "cluster_sizes": evaluation.cluster_sizes,
+        "rows": evaluation.rows,
+        "unscored_rows": evaluation.unscored_rows,
+        "weight_sum": evaluation.weight_sum,
+        "model": {
+            "k": model.getK(), "d": model.numFeatures, "covariance_type": model.covarianceType,
+            "weights": np.asarray(model.weights).tolist(),
+            "means": np.asarray(model.means).tolist(),
+        },
+        "seconds": {k: (round(v, 3) if v is not None else None) for k, v in seconds.items()},
+        "spark": {"application_id": env.app_id, "kind": env.kind, "master": env.master},
+        "outputs": outputs,
+        "warnings": warnings,
+    }
+
+
+def write_json(document: dict, path: str) -> None:
+    with open(path, "w") as fh:
+        json.dump(document, fh, indent=2, allow_nan=False)
+        fh.write("\n")
+
+
+def print_summary(model, evaluation: Evaluation, stream) -> None:
+    """The fitted model in a few lines on stdout."""
+    s = model.summary
+    print(f"GaussianMixtureModel: k={model.getK()}, d={model.numFeatures}, "
+          f"covarianceType={model.covarianceType}", file=stream)
+    print(f"iterations: {s.numIter}, converged: {s.converged}, rows: {evaluation.rows:,}, "
+          f"mean log-likelihood: {evaluation.mean_log_likelihood:.6f}, "
+          f"BIC: {evaluation.bic:.6g}, AIC: {evaluation.aic:.6g}", file=stream)
+    for j in range(model.getK()):
+        mean = ", ".join(f"{v:.4f}" for v in model.means[j])
+        print(f"  component {j}: weight {model.weights[j]:.4f}, size "
+              f"{evaluation.cluster_sizes[j]:,}, mean [{mean}]", file=stream)
