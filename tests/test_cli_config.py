@@ -108,7 +108,7 @@ def test_print_config_merges_file_and_flags_and_round_trips(tmp_path):
 
 
 @pytest.mark.parametrize("name,command", [("fit.toml", "fit"), ("score.toml", "score"),
-                                          ("demo.toml", "fit")])
+                                          ("select.toml", "select"), ("demo.toml", "fit")])
 def test_shipped_config_files_are_valid(name, command):
     res = spark_em(command, "--config", str(ROOT / "conf" / name), "--print-config")
     assert res.returncode == 0, res.stderr
@@ -122,3 +122,16 @@ def test_help_lists_commands_and_options():
     for flag in ("--init-model", "--require-convergence", "--report-out", "--plot-dir",
                  "--mlflow", "--spark-log-level", "--print-config", "--where"):
         assert flag in res.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--k", "2-8"], "--k must be a range like 2..8"),
+    (["--k", "0..3"], "--k must be a range like 2..8"),
+    (["--covariance-types", "full,banana"], "unknown covariance types ['banana']"),
+    (["--criterion", "likelihood"], "--criterion"),
+])
+def test_bad_select_flags_are_one_line_exit_2(args, message):
+    res = spark_em("select", "--input", "x.parquet", "--model-out", "m", *args)
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], res.stderr

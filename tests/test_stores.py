@@ -309,3 +309,32 @@ def test_stale_block_dirs_of_dead_processes_are_removed(spark, tmp_path):
         (d / "owner.json").write_text(json.dumps({"pid": pid, "start": None}))
     assert remove_stale_block_dirs(str(tmp_path)) == [str(stale)]
     assert not stale.exists() and live.exists()
+
+
+def test_each_pass_is_named_in_the_spark_ui(spark, weighted):
+    """Classic Spark: every job of a fit carries a description naming the fit and the pass
+    (the Spark UI's job list); the thread's own description is restored afterwards."""
+    X, w, path = weighted
+    sc = spark.sparkContext
+    sc.setJobDescription("the user's own description")
+    try:
+        before = _job_descriptions(sc)
+        GaussianMixture(k=2, maxIter=2, seed=1).fit(spark.read.parquet(path).repartition(2))
+        assert sc.getLocalProperty("spark.job.description") == "the user's own description"
+    finally:
+        sc.setLocalProperty("spark.job.description", None)
+    new = [d.split("|", 1)[1] for d in _job_descriptions(sc) if d not in before]
+    names = {d.split(": ", 1)[1] for d in new if d.startswith("spark-em ")}
+    assert {"validate and prepare the data", "initialise", "EM iteration 1",
+            "EM iteration 2"} <= names
+    assert len({d.split(":")[0] for d in new if d.startswith("spark-em ")}) == 1
+
+
+def _job_descriptions(sc) -> list:
+    it = sc._jsc.sc().statusStore().jobsList(None).iterator()
+    out = []
+    while it.hasNext():
+        job = it.next()
+        desc = job.description()
+        out.append(f"{job.jobId()}|" + (desc.get() if desc.isDefined() else ""))
+    return out

@@ -95,6 +95,23 @@ def test_fit_then_score_through_spark_submit(spark, lake, tmp_path):
     np.testing.assert_allclose([r["loglik"] for r in rows], sk.score_samples(X2), rtol=1e-9)
 
 
+def test_select_through_spark_submit(spark, lake, tmp_path):
+    model_out, report = tmp_path / "model", tmp_path / "select.json"
+    res = spark_submit([str(ROOT / "jobs" / "select.py"), "--input", lake["day1"], "--k", "2..4",
+                        "--covariance-types", "full,spherical", "--seed", "5",
+                        "--model-out", str(model_out), "--report-out", str(report)],
+                       cwd=tmp_path, extra=["--driver-java-options", FAST_JVM])
+    assert res.returncode == 0, res.stderr[-4000:]
+    assert "best by BIC: k=3 full" in res.stdout
+    model = GaussianMixtureModel.load(str(model_out))
+    _, table = GaussianMixture(seed=5).fitSelect(spark.read.parquet(lake["day1"]), [2, 3, 4],
+                                                 ["full", "spherical"])
+    rep = json.loads(report.read_text())
+    ours = {(r["k"], r["covarianceType"]): r["bic"] for r in table.collect()}
+    assert {(r["k"], r["covarianceType"]): r["bic"] for r in rep["candidates"]} == pytest.approx(ours, rel=1e-9)
+    assert min(ours.values()) == pytest.approx(model.toSklearn().bic(lake["X"]), rel=1e-9)
+
+
 def test_data_error_exit_code_through_spark_submit(lake, tmp_path):
     res = spark_submit([str(ROOT / "jobs" / "fit.py"), "--input", str(tmp_path / "missing"),
                         "--k", "2", "--model-out", str(tmp_path / "m")], cwd=tmp_path,

@@ -17,7 +17,9 @@ import time
 from .errors import NotConvergedError, UsageError
 from .inputs import check_source, demo_input, load_model, read_input
 from .main import Command
-from .options import BOOL, INPUT, INT, MLFLOW, MODEL, PREDICTIONS, RUN, STR, Option, at_least
+from .options import (
+    BOOL, CHECKPOINT, INPUT, INT, MLFLOW, MODEL, PREDICTIONS, RUN, STR, Option, at_least,
+)
 from .outputs import MODEL as MODEL_DIR, PLOTS, REPORT, Outputs, local_path
 
 DEMO = [
@@ -31,7 +33,6 @@ WARM_START = [
     Option("require-convergence", "model", BOOL, "exit 3 (and write only the report) when "
            "the fit stops at max-iter without converging", False),
 ]
-# checkpoint-dir (issue 10 point 7) is one more Option here, passed to the fit.
 OUTPUT = [
     Option("model-out", "output", STR, "save the fitted model here (required unless --demo)",
            metavar="PATH"),
@@ -43,7 +44,7 @@ OUTPUT = [
     Option("overwrite", "output", BOOL, "replace existing outputs (only ones holding what "
            "this job writes)", False),
 ]
-OPTIONS = INPUT + DEMO + MODEL + WARM_START + OUTPUT + PREDICTIONS + RUN + MLFLOW
+OPTIONS = INPUT + DEMO + MODEL + WARM_START + CHECKPOINT + OUTPUT + PREDICTIONS + RUN + MLFLOW
 
 
 def check(s) -> None:
@@ -53,7 +54,7 @@ def check(s) -> None:
     check_source(s, allow_demo=True)
     if not s.get("model-out") and not s.get("demo"):
         raise UsageError("--model-out is required (where to save the fitted model)")
-    for flag in ("report-out", "plot-dir"):
+    for flag in ("report-out", "plot-dir", "checkpoint-dir"):
         if s.get(flag):
             local_path(s[flag], flag)
     if s.get("plot-dir"):
@@ -75,6 +76,8 @@ def _estimator(s, features, weight_col, init_model):
     gm = GaussianMixture(featuresCol=features, weightCol=weight_col, **params)
     if init_model is not None:
         gm.setInitialModel(init_model)
+    if s.get("checkpoint-dir"):
+        gm.setCheckpointDir(s["checkpoint-dir"])
     return gm, params
 
 

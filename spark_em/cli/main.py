@@ -32,9 +32,9 @@ class Command:
 
 def commands() -> dict[str, Command]:
     """The registry of subcommands, in the order ``spark-em --help`` lists them."""
-    from . import fit, score
+    from . import fit, score, select
 
-    return {c.name: c for c in (fit.COMMAND, score.COMMAND)}
+    return {c.name: c for c in (fit.COMMAND, select.COMMAND, score.COMMAND)}
 
 
 @contextlib.contextmanager

@@ -94,8 +94,14 @@ MODEL = [
            param="seed"),
     Option("init-sample-size", "model", INT, "rows sampled for k-means initialisation",
            10_000, check=at_least(1), param="initSampleSize"),
-    Option("block-cache", "model", STR, "where the prepared blocks live", "auto",
-           ("auto", "spark"), param="blockCache"),
+    Option("block-cache", "model", STR, "where the prepared blocks live: auto, local (local "
+           "files, local masters), parquet (the tasks read a plain Parquet input), spark "
+           "(Spark's cache)", "auto", ("auto", "local", "parquet", "spark"), param="blockCache"),
+]
+CHECKPOINT = [
+    Option("checkpoint-dir", "model", STR, "checkpoint every EM iteration in this local "
+           "directory; run the same job again to resume after the last finished iteration",
+           check=non_empty, metavar="DIR"),
 ]
 
 # --- predictions: fit --predictions-out and score ------------------------------------------

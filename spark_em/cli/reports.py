@@ -9,13 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
-def n_parameters(k: int, d: int, covariance_type: str) -> int:
-    """Free parameters of a mixture (sklearn's ``_n_parameters``): weights, means and
-    covariances."""
-    cov = {"full": k * d * (d + 1) // 2, "tied": d * (d + 1) // 2, "diag": k * d,
-           "spherical": k}[covariance_type]
-    return cov + k * d + k - 1
+from ..gaussian import n_parameters
 
 
 @dataclass

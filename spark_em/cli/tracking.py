@@ -82,6 +82,20 @@ class MlflowRun:
         if plot_dir is not None:
             mlflow.log_artifacts(plot_dir, "plots")
 
+    def log_select(self, report: dict) -> None:
+        """A model selection: each candidate's criteria and iterations, the choice, the
+        report."""
+        if self.run is None:
+            return
+        import mlflow
+
+        for r in report["candidates"]:
+            name = f"k{r['k']}_{r['covarianceType']}"
+            for key in ("bic", "aic", "logLikelihood", "iterations"):
+                mlflow.log_metric(f"{key}_{name}", float(r[key]))
+        mlflow.set_tag("best", f"k={report['best']['k']} {report['best']['covarianceType']}")
+        mlflow.log_dict(report, "report.json")
+
     def end(self, ok: bool) -> None:
         if self.run is None:
             return
