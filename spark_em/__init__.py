@@ -3,12 +3,18 @@
 >>> from spark_em import GaussianMixture, GaussianMixtureModel
 """
 
-from .errors import IllDefinedCovarianceError, InvalidInputError, ModelFormatError
+from .errors import (
+    ConvergenceWarning,
+    IllDefinedCovarianceError,
+    InvalidInputError,
+    ModelFormatError,
+)
 from .estimator import GaussianMixture
 from .model import GaussianMixtureModel
 from .summary import GaussianMixtureSummary
 
 __all__ = [
+    "ConvergenceWarning",
     "GaussianMixture",
     "GaussianMixtureModel",
     "GaussianMixtureSummary",

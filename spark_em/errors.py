@@ -20,3 +20,9 @@ class IllDefinedCovarianceError(ValueError):
 
 class ModelFormatError(ValueError):
     """A saved model directory cannot be read; the message names the path and the problem."""
+
+
+class ConvergenceWarning(UserWarning):
+    """The best EM run stopped at ``maxIter`` without meeting ``tol`` (as scikit-learn's
+    ``sklearn.exceptions.ConvergenceWarning``): raise ``maxIter`` or ``tol``, or check the
+    data's scale.  Silence it with ``warnings.simplefilter("ignore", ConvergenceWarning)``."""

@@ -8,7 +8,9 @@ modules name ``spark_em.estimator.GaussianMixtureModel`` in their metadata.
 
 from __future__ import annotations
 
+import logging
 import time
+import warnings
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -19,11 +21,11 @@ from pyspark.sql import DataFrame
 
 from .checkpoint import Checkpoint
 from .em import FitResult, Run, best_run, fit_runs, initialise, result_of
-from .errors import InvalidInputError
+from .errors import ConvergenceWarning, InvalidInputError
 from .gaussian import GaussianParams, check_covariance_type
 from .init import INIT_MODES
 from .model import GaussianMixtureModel
-from .params import GaussianMixtureParams
+from .params import DEFAULT_SEED, GaussianMixtureParams, check_handle_invalid
 from .persistence import EstimatorReader, EstimatorWriter
 from .prepare import PreparedData, prepare
 from .progress import InitialisationDone, IterationInfo, ValidationDone
@@ -31,6 +33,8 @@ from .stores import check_block_cache
 from .summary import GaussianMixtureSummary
 
 __all__ = ["GaussianMixture", "GaussianMixtureModel", "GaussianMixtureSummary"]
+
+log = logging.getLogger("spark_em")
 
 
 class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
@@ -42,9 +46,12 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
 
     Parameters match pyspark.ml (camelCase); shapes and numerics match scikit-learn's
     ``GaussianMixture``; so does ``tol``: EM stops when the mean weighted log-likelihood per
-    row changes by less than ``tol`` (MLlib compares the total).  ``progress`` (not a Param) is an optional callable receiving the
-    events of :mod:`spark_em.progress` (validation done, initialisation done, each EM
-    iteration).
+    row changes by less than ``tol`` (MLlib compares the total).  ``seed`` defaults to
+    :data:`~spark_em.params.DEFAULT_SEED` (42), so fits are reproducible; ``seed=None``
+    draws a new initialisation each time.  A fit whose best run stops at ``maxIter``
+    without converging warns with :class:`~spark_em.ConvergenceWarning`.  ``progress``
+    (not a Param) is an optional callable receiving the events of :mod:`spark_em.progress`
+    (validation done, initialisation done, each EM iteration).
     """
 
     @keyword_only
@@ -58,7 +65,7 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
         regCovar: float = 1e-6,
         initMode: str = "kmeans",
         nInit: int = 1,
-        seed: int | None = None,
+        seed: int | None = DEFAULT_SEED,
         initialModel: GaussianMixtureModel | None = None,
         featuresCol: str | Sequence[str] = "features",
         weightCol: str | None = None,
@@ -68,6 +75,7 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
         aggregationDepth: int = 2,
         initSampleSize: int = 10_000,
         blockCache: str = "auto",
+        handleInvalid: str = "error",
     ) -> None:
         super().__init__()
         self.progress: Callable[[IterationInfo], None] | None = None
@@ -107,6 +115,7 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
             if not (value >= 0 and np.isfinite(value)):
                 raise ValueError(f"{name} must be a non-negative number, got {value}")
         check_block_cache(self.getBlockCache())
+        check_handle_invalid(self.getHandleInvalid())
         init = self.getInitialModel()
         if init is not None and not isinstance(init, GaussianMixtureModel):
             raise TypeError("initialModel must be a GaussianMixtureModel")
@@ -136,7 +145,11 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
             seed=sample_seed,
             aggregation_depth=self.getAggregationDepth(),
             block_cache=self.getBlockCache(),
+            skip_invalid=self.getHandleInvalid() == "skip",
         )
+        if data.rows_skipped:
+            log.warning("handleInvalid='skip': %d invalid rows left out of the fit: %s",
+                        data.rows_skipped, {k: v for k, v in data.bad_rows.items() if v})
         try:
             if k_max > data.n_rows:
                 raise InvalidInputError(
@@ -175,14 +188,35 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
         with store:
             def start_runs():
                 starts = self._starts(store, data, init_seeds, progress)
-                return [Run(p, f"run {i}") for i, p in enumerate(starts)]
+                previous = self._previous_log_likelihood(data)
+                return [Run(p, f"run {i}", previous=previous) for i, p in enumerate(starts)]
 
             runs = fit_runs(
                 store, data, start_runs, max_iter=self.getMaxIter(), tol=self.getTol(),
                 reg_covar=self.getRegCovar(), progress=progress,
                 checkpoint=self._checkpoint(k=k, covarianceType=self.getCovarianceType()),
             )
-        return self._model(result_of(best_run(runs), data), dataset)
+        result = result_of(best_run(runs), data)
+        if not result.converged and self.getMaxIter() > 0:
+            warnings.warn(ConvergenceWarning(
+                f"the best of {len(runs)} EM run(s) did not converge in maxIter="
+                f"{self.getMaxIter()} iterations (last change of the mean log-likelihood "
+                f"above tol={self.getTol()}): increase maxIter or tol, or check the data"
+            ), stacklevel=3)
+        return self._model(result, dataset, data.bad_rows)
+
+    def _previous_log_likelihood(self, data: PreparedData) -> float | None:
+        """The mean log-likelihood a warm start comes with: the last one of the initial
+        model's fit (sklearn's ``lower_bound_`` with ``warm_start``) when that fit saw data of
+        the same row count and weight sum; else None (the first change is infinite).  So a
+        refit from a converged model reports convergence after one iteration."""
+        init = self.getInitialModel()
+        s = init._summary if init is not None else None
+        if s is None or not s.logLikelihoodHistory or s.weightSum is None:
+            return None
+        if s.numRows != data.n_rows or not np.isclose(s.weightSum, data.weight_sum, rtol=1e-12):
+            return None
+        return float(s.logLikelihoodHistory[-1])
 
     def fitSelect(self, dataset: DataFrame, ks, covarianceTypes=None, criterion: str = "bic"):
         """Fit every candidate ``k`` in ``ks`` x covariance type in ``covarianceTypes``
@@ -214,9 +248,11 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
             ))
         return starts
 
-    def _model(self, result: FitResult, dataset: DataFrame) -> GaussianMixtureModel:
-        """The fitted model, with this estimator's column Params and a summary whose cluster
-        sizes are counted over ``dataset`` on first access."""
+    def _model(self, result: FitResult, dataset: DataFrame,
+               bad_rows: dict | None = None) -> GaussianMixtureModel:
+        """The fitted model, with this estimator's Params and a summary whose cluster sizes
+        (on first access) and predictions (lazily) come from ``dataset``; ``bad_rows``: the
+        invalid rows skipped by kind."""
         summary = GaussianMixtureSummary(
             k=self.getK(),
             logLikelihoodHistory=result.log_likelihood_history,
@@ -224,9 +260,15 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
             converged=result.converged,
             weightSum=result.weight_sum,
             numRows=result.n_rows,
+            featuresCol=self.getFeaturesCol(),
+            predictionCol=self.getPredictionCol(),
+            probabilityCol=self.getProbabilityCol(),
+            numRowsSkipped={k: int(v) for k, v in (bad_rows or {}).items() if v},
         )
         model = self._copyValues(GaussianMixtureModel(result.params, summary))
+        at_fit = model.copy()  # the summary's predictions keep the fit's column names
         summary._cluster_sizes_fn = lambda: model._cluster_sizes(dataset)
+        summary._predictions_fn = lambda: at_fit.transform(dataset)
         return model
 
     def _check_initial_model(self, init: GaussianMixtureModel, d: int) -> GaussianParams:

@@ -1,5 +1,6 @@
-"""The fitted model, :class:`GaussianMixtureModel`: its parameters, local prediction, and the
-pyspark.ml ``transform``/``score``/``bic``/``aic`` (run by :mod:`spark_em.scoring`)."""
+"""The fitted model, :class:`GaussianMixtureModel`: its parameters, local prediction, the
+pyspark.ml ``transform``/``score``/``bic``/``aic`` (run by :mod:`spark_em.scoring`),
+``sample`` (:mod:`spark_em.sampling`) and conversions from and to MLlib and scikit-learn."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import numpy as np
 from pyspark.ml import Model
 from pyspark.ml.linalg import DenseMatrix, DenseVector, Vector
 from pyspark.ml.util import MLReadable, MLReader, MLWritable, MLWriter
+from pyspark.ml.stat import MultivariateGaussian
 from pyspark.sql import DataFrame, SparkSession
 
-from . import scoring
+from . import mllib_import, sampling, scoring
 from .gaussian import GaussianParams, n_parameters
-from .params import ColumnParams
+from .model_check import check_values
+from .params import DEFAULT_SEED, FitParams, check_handle_invalid
 from .persistence import ModelReader, ModelWriter
 from .sklearn_interop import from_sklearn, to_sklearn
 from .summary import GaussianMixtureSummary
@@ -19,12 +22,15 @@ from .summary import GaussianMixtureSummary
 __all__ = ["GaussianMixtureModel"]
 
 
-class GaussianMixtureModel(Model, ColumnParams, MLReadable, MLWritable):
+class GaussianMixtureModel(Model, FitParams, MLReadable, MLWritable):
     """A fitted Gaussian mixture.
 
     Arrays use scikit-learn's shapes: ``weights (k,)``, ``means (k, d)``, ``covariances`` —
     full ``(k, d, d)``, tied ``(d, d)``, diag ``(k, d)``, spherical ``(k,)`` — and
-    ``precisionsCholesky`` likewise.
+    ``precisionsCholesky`` and ``precisions`` likewise; ``gaussians`` is MLlib's list of
+    ``MultivariateGaussian``.  The model carries the Params of the fit that made it (getters
+    such as ``getMaxIter()``, ``getTol()``, ``getSeed()``; setters only for the columns);
+    ``covarianceType`` is the plain value (also ``getCovarianceType()``).
     """
 
     def __init__(
@@ -33,6 +39,8 @@ class GaussianMixtureModel(Model, ColumnParams, MLReadable, MLWritable):
         super().__init__()
         self._gaussian = params
         self._summary = summary
+        if params is not None:
+            self._set(k=params.k)
 
     # ------------------------------------------------------------------ parameters
     @property
@@ -55,8 +63,26 @@ class GaussianMixtureModel(Model, ColumnParams, MLReadable, MLWritable):
     def covarianceType(self) -> str:
         return self._gaussian.covariance_type
 
+    def getCovarianceType(self) -> str:
+        return self._gaussian.covariance_type
+
     def getK(self) -> int:
         return self._gaussian.k
+
+    @property
+    def precisions(self) -> np.ndarray:
+        """Precision matrices (inverse covariances), sklearn's ``precisions_`` shapes."""
+        return self._gaussian.precisions()
+
+    @property
+    def gaussians(self) -> list[MultivariateGaussian]:
+        """The components as MLlib's ``MultivariateGaussian`` (mean ``DenseVector``, cov
+        ``DenseMatrix`` d x d, whatever the covariance type)."""
+        d = self.numFeatures
+        return [
+            MultivariateGaussian(DenseVector(m), DenseMatrix(d, d, c.ravel(order="F").tolist()))
+            for m, c in zip(self.means, self.full_covariances())
+        ]
 
     @property
     def numFeatures(self) -> int:
@@ -83,11 +109,7 @@ class GaussianMixtureModel(Model, ColumnParams, MLReadable, MLWritable):
         from pyspark.sql.types import StructField, StructType
 
         spark = SparkSession.active()
-        d = self.numFeatures
-        rows = [
-            (DenseVector(m), DenseMatrix(d, d, c.ravel(order="F").tolist()))
-            for m, c in zip(self.means, self.full_covariances())
-        ]
+        rows = [(g.mean, g.cov) for g in self.gaussians]
         schema = StructType([StructField("mean", VectorUDT()), StructField("cov", MatrixUDT())])
         return spark.createDataFrame(rows, schema)
 
@@ -99,13 +121,38 @@ class GaussianMixtureModel(Model, ColumnParams, MLReadable, MLWritable):
         return cls(GaussianParams.from_covariances(weights, means, covariances, covarianceType, regCovar))
 
     def toSklearn(self):
-        """An equivalent fitted ``sklearn.mixture.GaussianMixture`` (needs scikit-learn)."""
+        """An equivalent fitted ``sklearn.mixture.GaussianMixture`` (needs scikit-learn),
+        with ``converged_``, ``n_iter_``, ``lower_bound_`` and ``lower_bounds_`` from the
+        summary."""
         return to_sklearn(self._gaussian, self._summary)
 
     @classmethod
     def fromSklearn(cls, est) -> "GaussianMixtureModel":
-        """A model from a fitted ``sklearn.mixture.GaussianMixture``."""
-        return cls(from_sklearn(est))
+        """A model from a fitted ``sklearn.mixture.GaussianMixture``; its ``converged_``,
+        ``n_iter_`` and ``lower_bounds_`` become the summary (``numIter``, ``converged``,
+        ``logLikelihoodHistory``)."""
+        return cls(*from_sklearn(est))
+
+    @classmethod
+    def fromMLlib(cls, model) -> "GaussianMixtureModel":
+        """A model (``covarianceType="full"``) from a fitted
+        ``pyspark.ml.clustering.GaussianMixtureModel``, with its weights, means,
+        covariances and the Params both share (not ``tol``: its rule differs).  A saved
+        MLlib model directory loads with :meth:`load` directly."""
+        weights, means, covs, values = mllib_import.from_live(model)
+        check_values(f"cannot convert MLlib model {model.uid}", weights, means, covs, "full")
+        that = cls(GaussianParams.from_covariances(weights, means, covs, "full"))
+        that._set(**values)
+        return that
+
+    def sample(self, n: int, seed: int | None = DEFAULT_SEED) -> DataFrame:
+        """A DataFrame of ``n`` rows drawn from the mixture, generated on the executors:
+        ``featuresCol`` (Vector; ``"features"`` when featuresCol is a list of columns) and
+        ``label`` (int, the component drawn).  The same ``(n, seed)`` gives the same rows;
+        ``seed=None`` draws a new sample each time."""
+        features = self.getFeaturesCol()
+        return sampling.sample(self._gaussian, n, seed,
+                               features if isinstance(features, str) else "features")
 
     # ------------------------------------------------------------------ local prediction
     def _as_matrix(self, X) -> np.ndarray:
@@ -125,21 +172,26 @@ class GaussianMixtureModel(Model, ColumnParams, MLReadable, MLWritable):
         return DenseVector(np.exp(log_resp[0]))
 
     # ------------------------------------------------------------------ distributed scoring
+    def _skip_invalid(self) -> bool:
+        return check_handle_invalid(self.getHandleInvalid()) == "skip"
+
     def _transform(self, dataset: DataFrame) -> DataFrame:
         return scoring.transform(
             self._gaussian, dataset, self.getFeaturesCol(), self.getPredictionCol(),
-            self.getProbabilityCol(), self.getLogLikelihoodCol(),
+            self.getProbabilityCol(), self.getLogLikelihoodCol(), self._skip_invalid(),
         )
 
     def _log_likelihood_sums(self, dataset: DataFrame) -> tuple[float, float]:
         return scoring.log_likelihood_sums(
-            self._gaussian, dataset, self.getFeaturesCol(), self.getWeightCol()
+            self._gaussian, dataset, self.getFeaturesCol(), self.getWeightCol(),
+            self._skip_invalid(),
         )
 
     def _cluster_sizes(self, dataset: DataFrame) -> list[int]:
         """Rows of ``dataset`` by most probable component (one pass; rows with null
-        features are not counted)."""
-        return scoring.cluster_sizes(self._gaussian, dataset, self.getFeaturesCol())
+        features, and invalid ones with ``handleInvalid="skip"``, are not counted)."""
+        return scoring.cluster_sizes(self._gaussian, dataset, self.getFeaturesCol(),
+                                     self._skip_invalid())
 
     def score(self, dataset: DataFrame) -> float:
         """Mean (weighted) log-likelihood per row, as sklearn's ``score``."""

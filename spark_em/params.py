@@ -14,6 +14,7 @@ from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.param.shared import (
     HasAggregationDepth,
     HasFeaturesCol,
+    HasHandleInvalid,
     HasMaxIter,
     HasPredictionCol,
     HasProbabilityCol,
@@ -28,7 +29,18 @@ from .init import INIT_MODES
 if TYPE_CHECKING:
     from .model import GaussianMixtureModel
 
-__all__ = ["ColumnParams", "GaussianMixtureParams"]
+__all__ = [
+    "DEFAULT_SEED", "HANDLE_INVALID", "ColumnParams", "FitParams", "GaussianMixtureParams",
+    "check_handle_invalid",
+]
+
+HANDLE_INVALID = ("error", "skip")
+
+
+def check_handle_invalid(value: str) -> str:
+    if value not in HANDLE_INVALID:
+        raise ValueError(f"handleInvalid must be one of {HANDLE_INVALID}, got {value!r}")
+    return value
 
 
 def _to_features_col(value: Any) -> str | list[str]:
@@ -113,8 +125,24 @@ class ColumnParams(HasFeaturesCol, HasWeightCol, HasPredictionCol, HasProbabilit
         return self._set(logLikelihoodCol=value)
 
 
-class GaussianMixtureParams(ColumnParams, HasMaxIter, HasTol, HasSeed, HasAggregationDepth):
-    """The estimator's Params: the columns plus what a fit needs.
+DEFAULT_SEED = 42
+"""The default ``seed``: fits are reproducible unless ``seed=None`` is set explicitly.
+
+A constant, not pyspark's ``HasSeed`` default (``hash`` of the class name, which Python
+randomises in each process unless ``PYTHONHASHSEED`` is set)."""
+
+
+class FitParams(ColumnParams, HasMaxIter, HasTol, HasSeed, HasAggregationDepth, HasHandleInvalid):
+    """The Params a fit runs with, which the fitted model carries too (as MLlib's model
+    does): the columns, ``k``, ``maxIter``, ``tol``, ``seed``, ``aggregationDepth``,
+    ``regCovar``, ``initMode``, ``nInit``, ``initSampleSize``, ``blockCache`` and
+    ``handleInvalid``.
+
+    ``handleInvalid`` (pyspark.ml's shared Param, as feature transformers have it):
+    ``"error"`` (default) raises for rows with null, NaN, infinite or huge features, wrong
+    vector lengths or bad weights; ``"skip"`` leaves them out of the fit and of
+    ``score``/``bic``/``aic``, and gives them null outputs in ``transform``.  Rows whose
+    features are null get null outputs in ``transform`` either way.
 
     ``tol`` is sklearn's rule, not MLlib's: EM stops when the change in the *mean* weighted
     log-likelihood per row is below ``tol``.  ``aggregationDepth`` may be 1 (no intermediate
@@ -123,12 +151,12 @@ class GaussianMixtureParams(ColumnParams, HasMaxIter, HasTol, HasSeed, HasAggreg
 
     # Redefined: HasSeed's converter (toInt) refuses None, which means "not reproducible"
     # here, and its default (a hash of the class name) would differ in each Python process.
-    seed = Param(Params._dummy(), "seed", "random seed (None: not reproducible)", _to_optional_int)
-    k = Param(Params._dummy(), "k", "number of components (>= 1)", TypeConverters.toInt)
-    covarianceType = Param(
-        Params._dummy(), "covarianceType",
-        f"covariance type, one of {COVARIANCE_TYPES}", TypeConverters.toString,
+    seed = Param(
+        Params._dummy(), "seed",
+        f"random seed (default {DEFAULT_SEED}; None: a different fit each time)",
+        _to_optional_int,
     )
+    k = Param(Params._dummy(), "k", "number of components (>= 1)", TypeConverters.toInt)
     regCovar = Param(
         Params._dummy(), "regCovar", "non-negative regularisation added to covariance diagonals",
         TypeConverters.toFloat,
@@ -139,10 +167,6 @@ class GaussianMixtureParams(ColumnParams, HasMaxIter, HasTol, HasSeed, HasAggreg
     nInit = Param(
         Params._dummy(), "nInit", "number of initialisations; the best log-likelihood is kept",
         TypeConverters.toInt,
-    )
-    initialModel = Param(
-        Params._dummy(), "initialModel",
-        "a GaussianMixtureModel to start EM from (warm start)", _identity,
     )
     initSampleSize = Param(
         Params._dummy(), "initSampleSize",
@@ -160,16 +184,13 @@ class GaussianMixtureParams(ColumnParams, HasMaxIter, HasTol, HasSeed, HasAggreg
     def __init__(self) -> None:
         super().__init__()  # HasSeed sets its hash default here; ours replaces it below
         self._setDefault(
-            k=2, covarianceType="full", maxIter=100, tol=1e-3, regCovar=1e-6, initMode="kmeans",
-            nInit=1, seed=None, initialModel=None, aggregationDepth=2, initSampleSize=10_000,
-            blockCache="auto",
+            k=2, maxIter=100, tol=1e-3, regCovar=1e-6, initMode="kmeans", nInit=1,
+            seed=DEFAULT_SEED, aggregationDepth=2, initSampleSize=10_000, blockCache="auto",
+            handleInvalid="error",
         )
 
     def getK(self) -> int:
         return self.getOrDefault(self.k)
-
-    def getCovarianceType(self) -> str:
-        return self.getOrDefault(self.covarianceType)
 
     def getRegCovar(self) -> float:
         return self.getOrDefault(self.regCovar)
@@ -183,11 +204,35 @@ class GaussianMixtureParams(ColumnParams, HasMaxIter, HasTol, HasSeed, HasAggreg
     def getSeed(self) -> int | None:
         return self.getOrDefault(self.seed)
 
-    def getInitialModel(self) -> GaussianMixtureModel | None:
-        return self.getOrDefault(self.initialModel)
-
     def getInitSampleSize(self) -> int:
         return self.getOrDefault(self.initSampleSize)
 
     def getBlockCache(self) -> str:
         return self.getOrDefault(self.blockCache)
+
+    def setHandleInvalid(self, value: str):
+        return self._set(handleInvalid=value)
+
+
+class GaussianMixtureParams(FitParams):
+    """The estimator's Params: :class:`FitParams` plus ``covarianceType`` (the model has it
+    as the plain value ``model.covarianceType``) and ``initialModel``."""
+
+    covarianceType = Param(
+        Params._dummy(), "covarianceType",
+        f"covariance type, one of {COVARIANCE_TYPES}", TypeConverters.toString,
+    )
+    initialModel = Param(
+        Params._dummy(), "initialModel",
+        "a GaussianMixtureModel to start EM from (warm start)", _identity,
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._setDefault(covarianceType="full", initialModel=None)
+
+    def getCovarianceType(self) -> str:
+        return self.getOrDefault(self.covarianceType)
+
+    def getInitialModel(self) -> GaussianMixtureModel | None:
+        return self.getOrDefault(self.initialModel)

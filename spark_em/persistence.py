@@ -3,16 +3,19 @@
 
 Layout of a saved model::
 
-    path/metadata/   one JSON line: class, uid, paramMap, defaultParamMap, k, d,
-                     covarianceType, summary (or null)
+    path/metadata/   one JSON line: class, uid, paramMap, defaultParamMap (the model's
+                     Params, as pyspark.ml's DefaultParamsWriter writes them), formatVersion,
+                     k, d, covarianceType, summary (or null)
     path/data/       Parquet rows (name, shape, values) for weights, means, covariances
 
 A saved estimator is its metadata (every Param but ``initialModel``) and, if it has one, the
 initial model saved as above under ``path/initialModel``.
 
-The readers do not check the metadata's ``class``: models saved before the API was split
-into modules name ``spark_em.estimator.GaussianMixtureModel``, which still loads (and still
-imports, for pyspark's generic loaders such as ``PipelineModel.load``).
+A model directory is checked before any array is used (:mod:`spark_em.model_check`): a
+problem raises one :class:`~spark_em.ModelFormatError`.  Models saved before the API was
+split into modules name ``spark_em.estimator.GaussianMixtureModel``, which still loads (and
+still imports, for pyspark's generic loaders such as ``PipelineModel.load``); a directory
+saved by MLlib's ``GaussianMixtureModel`` is imported (:mod:`spark_em.mllib_import`).
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ import numpy as np
 from pyspark.ml.util import DefaultParamsReader, DefaultParamsWriter, MLReader, MLWriter
 from pyspark.sql import SparkSession
 
+from . import mllib_import
+from .errors import ModelFormatError
 from .fs import atomic_write
-from .gaussian import GaussianParams
+from .model_check import FORMAT_VERSION, load_checked
 from .summary import GaussianMixtureSummary
 
 if TYPE_CHECKING:
@@ -33,7 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ModelWriter", "ModelReader", "EstimatorWriter", "EstimatorReader",
-    "write_arrays", "read_arrays",
+    "write_arrays",
 ]
 
 
@@ -56,6 +61,7 @@ class ModelWriter(AtomicWriter):
         p = self.instance._gaussian
         summary = self.instance._summary
         extra = {
+            "formatVersion": FORMAT_VERSION,
             "covarianceType": p.covariance_type,
             "k": p.k,
             "d": p.d,
@@ -77,20 +83,36 @@ class ModelReader(MLReader):
         self.cls = cls
 
     def load(self, path: str) -> GaussianMixtureModel:
-        spark = self.sparkSession
-        meta = DefaultParamsReader.loadMetadata(path, spark)
-        arrays = read_arrays(spark, f"{path}/data")
-        k, d, ct = int(meta["k"]), int(meta["d"]), meta["covarianceType"]
-        shapes = {"full": (k, d, d), "tied": (d, d), "diag": (k, d), "spherical": (k,)}
-        params = GaussianParams.from_covariances(
-            arrays["weights"].reshape(k), arrays["means"].reshape(k, d),
-            arrays["covariances"].reshape(shapes[ct]), ct,
-        )
-        summary = GaussianMixtureSummary(**meta["summary"]) if meta.get("summary") else None
-        model = self.cls(params, summary)
-        model._resetUid(meta["uid"])
-        DefaultParamsReader.getAndSetParams(model, meta)
+        checked = load_checked(self.sparkSession, path)
+        meta = checked.metadata
+        model = self.cls(checked.params)
+        model._resetUid(meta.get("uid") or model.uid)
+        try:
+            if checked.format == "mllib":
+                model._set(**mllib_import.params_from_metadata(meta))
+            else:
+                saved = {**(meta.get("defaultParamMap") or {}), **(meta.get("paramMap") or {})}
+                unknown = sorted(name for name in saved if not model.hasParam(name))
+                if unknown:
+                    raise ValueError(f"unknown Params {unknown}")
+                DefaultParamsReader.getAndSetParams(model, meta)
+            model._summary = _summary(meta.get("summary"), model)
+        except (TypeError, ValueError, KeyError, AttributeError, AssertionError) as exc:
+            raise ModelFormatError(
+                f"cannot load a GaussianMixtureModel from {path}: its metadata's Params or "
+                f"summary are not valid ({exc})"
+            ) from None
         return model
+
+
+def _summary(saved: dict | None, model: GaussianMixtureModel) -> GaussianMixtureSummary | None:
+    """The saved summary; the column names of summaries saved without them are the model's."""
+    if not saved:
+        return None
+    for name in ("featuresCol", "predictionCol", "probabilityCol"):
+        if saved.get(name) is None:
+            saved = {**saved, name: model.getOrDefault(name)}
+    return GaussianMixtureSummary(**saved)
 
 
 def write_arrays(spark: SparkSession, path: str, arrays: dict[str, np.ndarray]) -> None:
@@ -98,14 +120,6 @@ def write_arrays(spark: SparkSession, path: str, arrays: dict[str, np.ndarray]) 
     rows = [(name, list(a.shape), np.ravel(a).astype(float).tolist()) for name, a in arrays.items()]
     spark.createDataFrame(rows, "name string, shape array<int>, values array<double>") \
         .coalesce(1).write.parquet(path)
-
-
-def read_arrays(spark: SparkSession, path: str) -> dict[str, np.ndarray]:
-    """The arrays written by :func:`write_arrays`, float64 in their shapes."""
-    return {
-        r["name"]: np.asarray(r["values"], dtype=np.float64).reshape(r["shape"])
-        for r in spark.read.parquet(path).collect()
-    }
 
 
 class EstimatorWriter(AtomicWriter):

@@ -14,7 +14,7 @@ import pyarrow as pa
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from .arrow_blocks import list_to_matrix
+from .arrow_blocks import MAX_WEIGHT, list_to_matrix
 from .columns import feature_array, quoted
 from .errors import InvalidInputError
 from .gaussian import GaussianParams
@@ -46,12 +46,13 @@ def _posterior_arrow(log_likelihood, prob, hard, valid: np.ndarray):
     )
 
 
-def posterior_udf(params: GaussianParams, features_col: str | list[str]):
+def posterior_udf(params: GaussianParams, features_col: str | list[str],
+                  skip_invalid: bool = False):
     """An Arrow UDF from the feature array column to a struct of ``prediction`` (int),
     ``probability`` (array<double>, k) and ``logLikelihood`` (double, log p(x)).
 
-    ``features_col`` only names the column in the error raised for rows of the wrong
-    dimension or with non-finite values.
+    Rows of the wrong dimension or with null, non-finite or huge values raise (naming
+    ``features_col``), or with ``skip_invalid`` get nulls as rows with null features do.
     """
     from pyspark.sql.functions import arrow_udf
 
@@ -62,7 +63,7 @@ def posterior_udf(params: GaussianParams, features_col: str | list[str]):
     def posterior(arr: pa.Array) -> pa.Array:
         X, valid, counts = list_to_matrix(arr, d)
         bad = {k: v for k, v in counts.items() if v and k != "null_vector"}
-        if bad:
+        if bad and not skip_invalid:
             raise ValueError(
                 f"featuresCol {features_col!r}: rows that cannot be scored "
                 f"(dimension {d} expected): {bad}"
@@ -72,8 +73,9 @@ def posterior_udf(params: GaussianParams, features_col: str | list[str]):
     return arrow_udf(posterior, _POSTERIOR_TYPE)
 
 
-def _posterior(params: GaussianParams, dataset: DataFrame, features_col: str | list[str]) -> Column:
-    return posterior_udf(params, features_col)(feature_array(dataset, features_col))
+def _posterior(params: GaussianParams, dataset: DataFrame, features_col: str | list[str],
+               skip_invalid: bool = False) -> Column:
+    return posterior_udf(params, features_col, skip_invalid)(feature_array(dataset, features_col))
 
 
 def transform(
@@ -83,20 +85,22 @@ def transform(
     prediction_col: str,
     probability_col: str,
     log_likelihood_col: str | None = None,
+    skip_invalid: bool = False,
 ) -> DataFrame:
-    """``dataset`` with the prediction (int), probability (Vector) and, if named, the
-    log-likelihood (double) columns appended; rows with null features get nulls."""
+    """``dataset`` with the probability (Vector), prediction (int) — MLlib's order — and, if
+    named, the log-likelihood (double) columns appended; rows with null features (and, with
+    ``skip_invalid``, invalid ones) get nulls."""
     from pyspark.ml.functions import array_to_vector
 
     tmp = "__spark_em_posterior"
-    out = dataset.withColumn(tmp, _posterior(params, dataset, features_col))
+    out = dataset.withColumn(tmp, _posterior(params, dataset, features_col, skip_invalid))
     cols = [F.col("*")]
-    cols.append(F.col(f"{tmp}.prediction").alias(prediction_col))
     prob = F.col(f"{tmp}.probability")
     # array_to_vector fails on null arrays: rows with null features stay null
     cols.append(
         F.when(prob.isNull(), F.lit(None)).otherwise(array_to_vector(prob)).alias(probability_col)
     )
+    cols.append(F.col(f"{tmp}.prediction").alias(prediction_col))
     if log_likelihood_col:
         cols.append(F.col(f"{tmp}.logLikelihood").alias(log_likelihood_col))
     return out.select(*cols).drop(tmp)
@@ -107,19 +111,24 @@ def log_likelihood_sums(
     dataset: DataFrame,
     features_col: str | list[str],
     weight_col: str | None = None,
+    skip_invalid: bool = False,
 ) -> tuple[float, float]:
     """``(sum of w * log p(x), sum of w)`` over ``dataset`` in one pass; ``w`` is 1 when
     ``weight_col`` is None or not a column of ``dataset``.  Raises
     :class:`~spark_em.InvalidInputError` for rows with null features and for an empty
-    DataFrame."""
+    DataFrame; with ``skip_invalid`` rows with null or invalid features or weights (null,
+    negative, not finite, above 1e75) are left out instead."""
     w = quoted(weight_col).cast("double") if weight_col and weight_col in dataset.columns \
         else F.lit(1.0)
-    ll = _posterior(params, dataset, features_col).getField("logLikelihood")
+    ll = _posterior(params, dataset, features_col, skip_invalid).getField("logLikelihood")
+    if skip_invalid:
+        good = ll.isNotNull() & w.isNotNull() & (w >= 0) & (w <= MAX_WEIGHT)  # NaN fails both
+        w, ll = F.when(good, w), F.when(good, ll)
     row = dataset.select(
         F.sum(w * ll).alias("s"), F.sum(w).alias("n"),
         F.sum(F.when(ll.isNull(), 1).otherwise(0)).alias("nulls"),
     ).first()
-    if row["nulls"]:
+    if row["nulls"] and not skip_invalid:
         # rows that cannot be scored would silently shrink the mean otherwise
         raise InvalidInputError(
             f"featuresCol {features_col!r}: {row['nulls']} rows have null "
@@ -131,11 +140,12 @@ def log_likelihood_sums(
 
 
 def cluster_sizes(
-    params: GaussianParams, dataset: DataFrame, features_col: str | list[str]
+    params: GaussianParams, dataset: DataFrame, features_col: str | list[str],
+    skip_invalid: bool = False,
 ) -> list[int]:
     """Rows of ``dataset`` by most probable component, a list of k ints (one pass; rows
-    with null features are not counted)."""
-    pred = _posterior(params, dataset, features_col).getField("prediction")
+    with null features, and with ``skip_invalid`` invalid ones, are not counted)."""
+    pred = _posterior(params, dataset, features_col, skip_invalid).getField("prediction")
     rows = dataset.select(pred.alias("p")).where(F.col("p").isNotNull()) \
         .groupBy("p").count().collect()
     sizes = [0] * params.k

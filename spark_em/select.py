@@ -105,7 +105,7 @@ def fit_select(gm, dataset: DataFrame, ks, covariance_types=None, criterion: str
     i_best = min(range(len(table)), key=lambda i: getattr(table[i], criterion))
     k, t = cands[i_best]
     chosen = gm.copy({gm.k: k, gm.covarianceType: t})
-    model = chosen._model(result_of(best[i_best], data), dataset)
+    model = chosen._model(result_of(best[i_best], data), dataset, data.bad_rows)
     frame = dataset.sparkSession.createDataFrame([c.as_row() for c in table], TABLE_SCHEMA)
     return model, frame
 

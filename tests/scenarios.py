@@ -163,6 +163,30 @@ def load_model(spark, path: str) -> dict:
     return _model_result(GaussianMixtureModel.load(path))
 
 
+def dropin(spark, data_path: str, mllib_path: str, bad_path: str, n: int, seed: int) -> dict:
+    """MLlib's saved model loaded, a sample drawn from it, a tampered directory's error, and
+    a fit's summary predictions."""
+    from pyspark.ml.functions import vector_to_array
+
+    from spark_em import GaussianMixtureModel, ModelFormatError
+
+    imported = GaussianMixtureModel.load(mllib_path)
+    rows = imported.sample(n, seed).select(vector_to_array("features").alias("x"), "label") \
+        .collect()
+    try:
+        GaussianMixtureModel.load(bad_path)
+        error = None
+    except ModelFormatError as exc:
+        error = str(exc)
+    df = read_data(spark, data_path)
+    model = estimator(k=3, maxIter=2, tol=0.0).fit(df)
+    predictions = model.summary.predictions.orderBy("id").select("prediction").collect()
+    return {"imported": _model_result(imported), "sample": np.array([r["x"] for r in rows]),
+            "labels": np.array([r["label"] for r in rows]), "error": error,
+            "summary_predictions": np.array([r["prediction"] for r in predictions]),
+            "model": _model_result(model)}
+
+
 def pipeline(spark, path: str, save_path: str, params: dict) -> dict:
     """VectorAssembler + GaussianMixture in a Pipeline over numeric columns; save/load."""
     from pyspark.ml import Pipeline, PipelineModel

@@ -153,6 +153,38 @@ def test_pipeline_fit_save_load(client, spark, data, tmp_path):
     np.testing.assert_allclose(remote["before"], local["before"], **TOL)
 
 
+def test_mllib_import_sample_checked_load_and_summary_over_connect(client, spark, data,
+                                                                   tmp_path):
+    import warnings
+
+    from pyspark.ml.clustering import GaussianMixture as MLlibGM
+    from pyspark.ml.functions import array_to_vector
+
+    from spark_em import ConvergenceWarning, GaussianMixtureModel
+
+    path, X, truth = data
+    mllib_path = str(tmp_path / "mllib")
+    vectors = spark.read.parquet(path).select(array_to_vector("features").alias("features"))
+    MLlibGM(k=3, seed=1, maxIter=5).fit(vectors).save(mllib_path)
+    bad = tmp_path / "bad"
+    GaussianMixtureModel.fromParameters(truth["weights"], truth["means"], truth["covariances"]) \
+        .save(str(bad))
+    (bad / "data" / "stray.txt").write_text("x")
+    remote = client.submit("dropin", path, mllib_path, str(bad), 3000, 7)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        local = scenarios.dropin(spark, path, mllib_path, str(bad), 3000, 7)
+    remote = remote.result(timeout=900)
+    assert_same_model(remote["imported"], local["imported"])
+    # the same (n, seed) draws the same rows on both sessions
+    np.testing.assert_array_equal(remote["sample"], local["sample"])
+    np.testing.assert_array_equal(remote["labels"], local["labels"])
+    assert remote["error"] == local["error"] and "unexpected files" in remote["error"]
+    assert_same_model(remote["model"], local["model"])
+    np.testing.assert_array_equal(remote["summary_predictions"], local["summary_predictions"])
+    assert len(remote["summary_predictions"]) == len(X)
+
+
 def test_fit_job_over_connect(connect_server, spark, data, tmp_path):
     import subprocess
     import sys

@@ -302,7 +302,7 @@ def test_transform_matches_sklearn(spark, fitted):
     sums = out.select(F.aggregate(prob, F.lit(0.0), lambda a, b: a + b).alias("s")).toPandas()["s"]
     np.testing.assert_allclose(sums, 1.0, atol=1e-12)
     # without logLikelihoodCol there is no such column
-    assert fitted[0].transform(df).columns == ["id", "features", "prediction", "probability"]
+    assert fitted[0].transform(df).columns == ["id", "features", "probability", "prediction"]
 
 
 def test_transform_leaves_rows_with_null_features_null(spark, fitted):
@@ -533,7 +533,7 @@ def test_setters_getters_copy_explain_params():
             gm.getInitMode(), gm.getNInit(), gm.getSeed(), gm.getInitialModel(),
             gm.getFeaturesCol(), gm.getWeightCol(), gm.getPredictionCol(),
             gm.getProbabilityCol(), gm.getLogLikelihoodCol()) == (
-        2, "full", 100, 1e-3, 1e-6, "kmeans", 1, None, None, "features", None,
+        2, "full", 100, 1e-3, 1e-6, "kmeans", 1, 42, None, "features", None,
         "prediction", "probability", None)
     same = (gm.setK(4).setCovarianceType("diag").setMaxIter(7).setTol(0.5).setRegCovar(1e-3)
             .setInitMode("random").setNInit(3).setSeed(5).setFeaturesCol(["x", "y"])

@@ -9,6 +9,7 @@ import pytest
 from pyspark.ml.param.shared import (
     HasAggregationDepth,
     HasFeaturesCol,
+    HasHandleInvalid,
     HasMaxIter,
     HasPredictionCol,
     HasProbabilityCol,
@@ -19,12 +20,14 @@ from pyspark.ml.param.shared import (
 from sklearn.mixture import GaussianMixture as SkGM
 
 from spark_em import GaussianMixture, GaussianMixtureModel
+from spark_em.params import DEFAULT_SEED
 
 # mixin -> the Param it defines, used unchanged by spark-em
 SHARED_AS_IS = {
     HasMaxIter: "maxIter",
     HasTol: "tol",
     HasAggregationDepth: "aggregationDepth",
+    HasHandleInvalid: "handleInvalid",
     HasPredictionCol: "predictionCol",
     HasProbabilityCol: "probabilityCol",
 }
@@ -44,11 +47,12 @@ PARAMS = {
     "regCovar": (1e-6, 1e-3),
     "initMode": ("kmeans", "random"),
     "nInit": (1, 3),
-    "seed": (None, 5),
+    "seed": (42, None),  # a fixed default: reproducible unless seed=None is set
     "initialModel": (None, "model"),  # "model": a GaussianMixtureModel, built in the test
     "aggregationDepth": (2, 3),
     "initSampleSize": (10_000, 50),
     "blockCache": ("auto", "spark"),
+    "handleInvalid": ("error", "skip"),
     "featuresCol": ("features", ["x", "y"]),
     "weightCol": (None, "w"),
     "predictionCol": ("prediction", "p"),
@@ -56,6 +60,8 @@ PARAMS = {
     "logLikelihoodCol": (None, "l"),
 }
 COLUMN_PARAMS = ("featuresCol", "weightCol", "predictionCol", "probabilityCol", "logLikelihoodCol")
+# the model carries every Param of the fit but these (covarianceType is its plain value)
+NOT_ON_MODEL = ("covarianceType", "initialModel")
 
 
 def small_model() -> GaussianMixtureModel:
@@ -90,7 +96,9 @@ def test_redefined_shared_params_accept_what_pyspark_refuses():
         gm.set(getattr(gm, name), value)
         assert gm.getOrDefault(name) == value
     # seed's default is not HasSeed's (a hash of the class name, different in each process)
-    assert GaussianMixture().getSeed() is None
+    # but a documented constant
+    assert GaussianMixture().getSeed() == DEFAULT_SEED == 42
+    assert HasSeed().getSeed() == hash("HasSeed")
 
 
 def test_defaults_are_sklearn_and_mllib_ones():
@@ -123,9 +131,14 @@ def test_every_param_getter_setter_default_round_trip():
         assert gm.copy().getOrDefault(name) == gm.getOrDefault(name), name
         gm.clear(getattr(gm, name))
         assert getter() == default, name
-    # the model has the column Params, with the same getters and setters
+    # the model has the fit's Params with their getters, and the column Params' setters
     model = small_model()
-    assert sorted(p.name for p in model.params) == sorted(COLUMN_PARAMS)
+    assert sorted(p.name for p in model.params) == sorted(set(PARAMS) - set(NOT_ON_MODEL))
+    for name in set(PARAMS) - set(NOT_ON_MODEL) - set(COLUMN_PARAMS):
+        cap = f"{name[0].upper()}{name[1:]}"
+        expected = 2 if name == "k" else PARAMS[name][0]  # k: the model's own
+        assert getattr(model, f"get{cap}")() == expected, name
+    assert model.getCovarianceType() == model.covarianceType == "spherical"
     for name in COLUMN_PARAMS:
         default, other = PARAMS[name]
         cap = f"{name[0].upper()}{name[1:]}"
