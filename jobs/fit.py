@@ -4,9 +4,15 @@
     python jobs/fit.py --demo                      # embedded local Spark
 """
 
+import os
 import sys
 
-from spark_em.cli.main import run
+# This file's directory is sys.path[0] when it runs as a script; jobs/select.py there would
+# hide the standard library's ``select`` module (used by subprocess and sockets).
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+
+from spark_em.cli.main import run  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(run("fit"))

@@ -3,9 +3,15 @@
     spark-submit --py-files dist/spark_em-0.1.0.zip jobs/score.py --config conf/score.toml
 """
 
+import os
 import sys
 
-from spark_em.cli.main import run
+# This file's directory is sys.path[0] when it runs as a script; jobs/select.py there would
+# hide the standard library's ``select`` module (used by subprocess and sockets).
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+
+from spark_em.cli.main import run  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(run("score"))

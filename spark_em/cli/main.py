@@ -13,9 +13,11 @@ from __future__ import annotations
 import contextlib
 import sys
 import traceback
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
+from ..errors import ConvergenceWarning
 from .config import Settings, parse_settings
 from .errors import EXIT_USAGE, classify
 from .options import Option
@@ -69,7 +71,9 @@ def run(name: str, argv: list[str] | None = None) -> int:
         if settings.print_config:
             sys.stdout.write(settings.to_toml())
             return 0
-        with _quiet_pyspark_error_loggers():
+        with _quiet_pyspark_error_loggers(), warnings.catch_warnings():
+            # a job says "did not converge" in its own one line (and in the report)
+            warnings.simplefilter("ignore", ConvergenceWarning)
             return int(command.execute(settings) or 0)
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
