@@ -59,17 +59,23 @@ def prepare(
     env = SparkEnv.of(df.sparkSession)
     arr = feature_array(df, features)
     wcol = weight_column(df, weight_col)
-    d = feature_dimension(df, features, arr)
-    if d is None:
-        raise InvalidInputError(
-            f"the input DataFrame is empty (or {describe_features(features)} is null in every "
-            "row): nothing to fit"
-        )
-    if d == 0:
-        raise InvalidInputError(f"{describe_features(features)} has vectors of length 0")
+    def dimension(d=None) -> int:
+        """d: from the column list, the store's own look at the data, or a Spark job."""
+        if d is None:
+            d = feature_dimension(df, features, arr)
+        if d is None:
+            raise InvalidInputError(
+                f"the input DataFrame is empty (or {describe_features(features)} is null in "
+                "every row): nothing to fit"
+            )
+        if d == 0:
+            raise InvalidInputError(f"{describe_features(features)} has vectors of length 0")
+        return int(d)
+
     selected = df.select(arr.alias("x"), wcol.alias("w"))
-    store = choose_store(env, block_cache, df, selected, features, weight_col, d,
+    store = choose_store(env, block_cache, df, selected, features, weight_col, dimension,
                          aggregation_depth)
+    d = store.d
     try:
         stats = store.open(ValidationSummarizer(sample_size, seed))
         check_validation(stats, features, weight_col, skip_invalid)

@@ -273,7 +273,7 @@ def test_auto_reads_parquet_files_on_a_cluster_style_env(spark, weighted):
                          (spark.read.parquet(path).repartition(2), SparkCacheStore)):
         selected = df.select(feature_array(df, "features").alias("x"),
                              weight_column(df, "w").alias("w"))
-        store = choose_store(env, "auto", df, selected, "features", "w", 3, 2)
+        store = choose_store(env, "auto", df, selected, "features", "w", lambda d=None: 3, 2)
         with store:
             assert isinstance(store, expected)
 
@@ -338,3 +338,19 @@ def _job_descriptions(sc) -> list:
         desc = job.description()
         out.append(f"{job.jobId()}|" + (desc.get() if desc.isDefined() else ""))
     return out
+
+
+def test_parquet_store_finds_d_in_the_files_or_says_there_is_nothing(spark, tmp_path):
+    """The listing job reads d from the first non-null row (no separate Spark job); files
+    whose features are all null are an empty input."""
+    from spark_em import InvalidInputError
+
+    empty = str(tmp_path / "nulls.parquet")
+    pq.write_table(pa.table({"features": pa.array([None, None], pa.list_(pa.float64()))}), empty)
+    with pytest.raises(InvalidInputError, match="empty"):
+        GaussianMixture(k=1, blockCache="parquet").fit(spark.read.parquet(empty))
+    rows = [None] * 5 + [[1.0, 2.0, 3.0], [2.0, 1.0, 0.0], [0.5, 0.5, 0.5]]
+    mixed = str(tmp_path / "mixed.parquet")
+    pq.write_table(pa.table({"features": pa.array(rows, pa.list_(pa.float64()))}), mixed)
+    with pytest.raises(InvalidInputError, match="5 rows have null features"):
+        GaussianMixture(k=1, blockCache="parquet").fit(spark.read.parquet(mixed))

@@ -37,17 +37,26 @@ def check_block_cache(value: str) -> str:
 
 def choose_store(
     env: SparkEnv, block_cache: str, df: DataFrame, selected: DataFrame, features,
-    weight_col, d: int, aggregation_depth: int,
+    weight_col, dimension, aggregation_depth: int,
 ) -> BlockStore:
     """The store of one fit (not yet opened).
 
     ``auto``: local block files on a local master; else the files themselves when ``df`` is
     a plain Parquet scan that the executors can read; else Spark's cache.  An explicit
     value that cannot work in this session raises ValueError naming the reason.
+    ``dimension(d=None)`` checks a feature dimension, or finds it with a Spark job.
     """
     spark = df.sparkSession
     check_block_cache(block_cache)
-    args = (spark, env, d, aggregation_depth)
+    if isinstance(features, (list, tuple)):  # d is the number of columns: no job needed
+        check = dimension
+
+        def dimension(d=None):
+            return check(len(features))
+
+    def args():
+        return spark, env, dimension(), aggregation_depth
+
     if block_cache == "local" or (block_cache == "auto" and env.local_master):
         if env.connect or not env.local_master:
             raise ValueError(
@@ -55,26 +64,26 @@ def choose_store(
                 f"local-cluster), where tasks can read this process's files; this session "
                 f"is {env.kind} (master {env.master!r}). Use 'auto', 'spark' or 'parquet'."
             )
-        return LocalFileStore(*args, selected)
+        return LocalFileStore(*args(), selected)
     if block_cache == "spark":
-        return SparkCacheStore(*args, selected)
+        return SparkCacheStore(*args(), selected)
     scan = plain_parquet_scan(df, env)
     spec = column_spec(df, features, weight_col) if not isinstance(scan, str) else scan
     reason = scan if isinstance(scan, str) else (spec if isinstance(spec, str) else None)
     if reason is None:
         try:
-            return ParquetStore(*args, scan, spec)
+            return ParquetStore(spark, env, dimension, aggregation_depth, scan, spec)
         except ParquetUnavailable as exc:
             reason = str(exc)
             if block_cache == "parquet":
                 raise ValueError(f"blockCache='parquet': {reason}") from None
             log.warning("spark-em: blocks in Spark's cache, not read from the Parquet files: %s",
                         reason)
-            return SparkCacheStore(*args, selected)
+            return SparkCacheStore(*args(), selected)
     if block_cache == "parquet":
         raise ValueError(
             "blockCache='parquet' needs the DataFrame to be a plain Parquet scan "
             f"(spark.read.parquet(...), optionally .select(columns)); {reason}"
         )
     log.info("spark-em: blocks in Spark's cache (the input is not read from files: %s)", reason)
-    return SparkCacheStore(*args, selected)
+    return SparkCacheStore(*args(), selected)

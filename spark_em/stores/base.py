@@ -47,7 +47,7 @@ class BlockStore:
         ``validator`` (a :class:`~spark_em.validation.ValidationSummarizer`) learned."""
         (stats,), _ = run_pass(self, [validator], None, "validate and prepare the data")
         self._opened = True
-        self._after_open()
+        self._after_open(stats)
         return stats
 
     def release(self) -> None:
@@ -71,7 +71,7 @@ class BlockStore:
                     yield rows
 
     # ------------------------------------------------------------------ for subclasses
-    def _after_open(self) -> None:
+    def _after_open(self, stats: ValidationStats) -> None:
         pass
 
     @contextlib.contextmanager

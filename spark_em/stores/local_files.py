@@ -56,7 +56,7 @@ class LocalFileStore(BlockStore):
         fn = make_task(lambda: payload, _input_writer(self.block_dir, self.d), self.d)
         yield self.selected.mapInArrow(fn, PASS_SCHEMA)
 
-    def _after_open(self) -> None:
+    def _after_open(self, stats) -> None:
         units = local_units(self.block_dir, self.d, self.env.default_parallelism)
         tasks = max(1, min(self.env.default_parallelism, len(units)))
         self.num_tasks = tasks

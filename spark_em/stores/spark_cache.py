@@ -36,7 +36,7 @@ from pyspark.sql import types as T
 
 from ..arrow_blocks import BAD_KINDS, decode_rows
 from ..passes import PASS_SCHEMA, make_task
-from ..tuning import STORED_BLOCK_BYTES, TASKS_PER_CORE, unit_rows
+from ..tuning import BLOCK_ROWS_PER_ARROW_BATCH, STORED_BLOCK_BYTES, TASKS_PER_CORE, unit_rows
 from .base import BlockStore
 
 log = logging.getLogger("spark_em")
@@ -53,6 +53,7 @@ _BLOCK_ARROW_SCHEMA = pa.schema(
 )
 CACHE_LEVEL = StorageLevel.MEMORY_AND_DISK_DESER
 _BATCH_SIZE = "spark.sql.inMemoryColumnarStorage.batchSize"
+_ARROW_BATCH = "spark.sql.execution.arrow.maxRecordsPerBatch"
 
 
 class SparkCacheStore(BlockStore):
@@ -101,16 +102,48 @@ class SparkCacheStore(BlockStore):
                 self._clone.stop()
             self._clone = None
 
+    def _after_open(self, stats) -> None:
+        """Later passes read the kept blocks a few at a time (BLOCK_ROWS_PER_ARROW_BATCH per
+        Arrow batch, not 10,000: the JVM then streams them while the Python worker computes)
+        -- through a session of the fit's own, whose settings nobody else sees: a new
+        session on classic Spark, the clone on Spark Connect."""
+        self._pass_blocks = self.blocks
+        if not self.cached:
+            return
+        try:
+            if self.env.connect:
+                if self._clone is not None:
+                    self._clone.conf.set(_ARROW_BATCH, str(BLOCK_ROWS_PER_ARROW_BATCH))
+                return
+            from pyspark.sql import DataFrame
+
+            private = self.spark.newSession()
+            private.conf.set(_ARROW_BATCH, str(BLOCK_ROWS_PER_ARROW_BATCH))
+            jdf = self.spark._jvm.org.apache.spark.sql.classic.Dataset.ofRows(
+                private._jsparkSession, self.blocks._jdf.queryExecution().analyzed())
+            self._pass_blocks = DataFrame(jdf, private)
+        except Exception as exc:  # the session's own batches: slower, as correct
+            log.info("spark-em: passes read the blocks in the session's Arrow batches (%s)", exc)
+
+    @contextlib.contextmanager
+    def _first_pass_rows(self, payload):
+        # the first pass over the checkpoint writes it (input rows in ordinary batches)
+        with self._rows_of(self.blocks, payload) as rows:
+            yield rows
+
     @contextlib.contextmanager
     def _pass_rows(self, payload):
+        with self._rows_of(self._pass_blocks, payload) as rows:
+            yield rows
+
+    @contextlib.contextmanager
+    def _rows_of(self, blocks, payload):
         with self._shipped(payload) as get_payload:
             fn = make_task(get_payload, read_blocks(self.d, unit_rows(self.d)), self.d)
-            yield self.blocks.mapInArrow(fn, PASS_SCHEMA)
-
-    _first_pass_rows = _pass_rows  # the first pass over the checkpoint writes it
+            yield blocks.mapInArrow(fn, PASS_SCHEMA)
 
     def _release(self) -> None:
-        blocks, self.blocks = self.blocks, None
+        blocks, self.blocks, self._pass_blocks = self.blocks, None, None
         if not self.cached:
             return
         try:
