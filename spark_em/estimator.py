@@ -105,6 +105,11 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
             if not (value >= 0 and np.isfinite(value)):
                 raise ValueError(f"{name} must be a non-negative number, got {value}")
         check_block_cache(self.getBlockCache())
+        seed = self.getSeed()
+        if seed is not None and not -(2**63) <= seed < 2**63:
+            raise ValueError(
+                f"seed must be None or an integer from -2**63 to 2**63 - 1 (a Spark long, as "
+                f"MLlib's), got {seed}")
         init = self.getInitialModel()
         if init is not None and not isinstance(init, GaussianMixtureModel):
             raise TypeError("initialModel must be a GaussianMixtureModel")
@@ -112,7 +117,9 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
     def _fit(self, dataset: DataFrame) -> GaussianMixtureModel:
         self._check_params()
         k = self.getK()
-        rng = np.random.default_rng(self.getSeed())
+        seed = self.getSeed()
+        # a negative seed (MLlib allows any long) as its 64-bit two's complement
+        rng = np.random.default_rng(None if seed is None else seed % 2**64)
         sample_seed, *init_seeds = (int(s) for s in rng.integers(0, 2**31 - 1, 1 + self.getNInit()))
         progress = getattr(self, "progress", None)
         store, data = prepare(
