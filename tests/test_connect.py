@@ -178,3 +178,16 @@ def test_fit_job_over_connect(connect_server, spark, data, tmp_path):
     for key in ("weights", "means", "covariances"):
         np.testing.assert_allclose(getattr(model, key), getattr(reference, key), **TOL)
     assert spark.read.parquet(pred_out).count() == len(X)
+
+
+def test_concurrent_fits_leave_the_session_settings_alone(client, data):
+    """Two fits of the same DataFrame in two threads of one Connect session: each gives the
+    model it gives alone, and the session's cache batch size stays the user's."""
+    path, _, _ = data
+    configs = [dict(k=3, seed=1, maxIter=2, tol=0.0),
+               dict(k=2, seed=2, maxIter=2, tol=0.0, covarianceType="diag")]
+    out = client.run("concurrent_fits", path, configs, timeout=900)
+    assert out["batch_alone"] == out["batch_together"] == "7777"
+    for together, alone in zip(out["together"], out["alone"]):
+        for key in ("weights", "means", "covariances", "history"):
+            np.testing.assert_array_equal(together[key], alone[key], err_msg=key)
