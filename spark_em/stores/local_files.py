@@ -10,9 +10,10 @@ The pass's payload goes to a file next to the blocks, so the pass DataFrame is p
 per fit.
 
 The files live in Spark's own per-application local directory (under ``spark.local.dir`` /
-``SPARK_LOCAL_DIRS``), which Spark deletes when the application ends, also on SIGTERM; a
-directory left by a driver killed outright (SIGKILL) is removed by the next fit, once its
-owner process is gone.
+``SPARK_LOCAL_DIRS``), which Spark deletes when the application ends, also on SIGTERM (the
+Python driver dies, pyspark's JVM sees its stdin close and exits through its shutdown hooks;
+tested); a directory left by a driver killed outright (SIGKILL) is removed by the next fit
+under any of the same local roots, once its owner process is gone.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ class LocalFileStore(BlockStore):
         super().__init__(spark, env, d, aggregation_depth)
         self.selected = selected  # (x array<double>, w double)
         root = env.local_dir or tempfile.gettempdir()
-        remove_stale_block_dirs(os.path.dirname(os.path.abspath(root)))
+        for local_root in _local_roots(spark, root):
+            remove_stale_block_dirs(local_root)
         self.block_dir = tempfile.mkdtemp(prefix=f"{PREFIX}{self.fit_id}-", dir=root)
         _write_owner(self.block_dir)
         self._params = os.path.join(self.block_dir, "params.pkl")
@@ -168,6 +170,20 @@ def local_units(root: str, d: int, parallelism: int) -> list[tuple[str, int, int
     for path, n in files:
         units.extend((path, start, min(step, n - start)) for start in range(0, n, step))
     return units
+
+
+def _local_roots(spark, app_dir: str) -> list[str]:
+    """Every configured local root (``SPARK_LOCAL_DIRS`` / ``spark.local.dir`` may name
+    several; Spark puts this application's directory in one of them), else the parent of
+    ``app_dir``."""
+    roots = {os.path.dirname(os.path.abspath(app_dir))}
+    try:
+        sc = spark.sparkContext
+        dirs = sc._jvm.org.apache.spark.util.Utils.getConfiguredLocalDirs(sc._jsc.sc().conf())
+        roots.update(os.path.abspath(str(d)) for d in dirs)
+    except Exception:  # only the application directory's own root is swept
+        pass
+    return sorted(roots)
 
 
 def _start_time(pid: int) -> str | None:
