@@ -1,8 +1,9 @@
 """Local block files: classic Spark whose executors run on this machine (``local[...]``,
 ``local-cluster[...]``).
 
-The first pass reads the input, validates it and writes each partition's valid rows to one
-file of float64 rows ``[w, x_1 .. x_d]``.  Every later pass is one job over ``P`` (the
+The first pass reads the input, validates it and writes each task's valid rows to one file
+of float64 rows ``[w, x_1 .. x_d]`` (input partitions merged into at most TASKS_PER_CORE
+tasks per core).  Every later pass is one job over ``P`` (the
 default parallelism) tiny partitions whose tasks read their share of the files directly
 (from the OS page cache, or from disk when the data exceed memory): no transfer from
 Spark's block manager into the Python workers, which costs more than the E-step itself.
@@ -30,7 +31,7 @@ import numpy as np
 
 from ..arrow_blocks import decode_rows
 from ..passes import PASS_SCHEMA, make_task
-from ..tuning import MIN_UNIT_ROWS, UNITS_PER_TASK, unit_rows
+from ..tuning import MIN_UNIT_ROWS, TASKS_PER_CORE, UNITS_PER_TASK, unit_rows
 from .base import BlockStore
 
 PREFIX = "spark-em-blocks-"
@@ -53,10 +54,13 @@ class LocalFileStore(BlockStore):
 
     @contextlib.contextmanager
     def _first_pass_rows(self, payload):
-        # One job reads the input, validates it and writes the block files.
-        self.num_tasks = self.selected.rdd.getNumPartitions()
+        # One job reads the input, validates it and writes the block files: input partitions
+        # merged into at most TASKS_PER_CORE tasks per core, so that its statistics rows (and
+        # the number of files) do not grow with the input's partition count.
+        frame = self.selected.coalesce(max(1, TASKS_PER_CORE * self.env.default_parallelism))
+        self.num_tasks = frame.rdd.getNumPartitions()
         fn = make_task(lambda: payload, _input_writer(self.block_dir, self.d), self.d)
-        yield self.selected.mapInArrow(fn, PASS_SCHEMA)
+        yield frame.mapInArrow(fn, PASS_SCHEMA)
 
     def _after_open(self) -> None:
         units = local_units(self.block_dir, self.d, self.env.default_parallelism)
