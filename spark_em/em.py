@@ -149,7 +149,7 @@ def exact_moments(e_pass: Callable, kernels, stats, profile, reg_covar, label):
     if not redo:
         return stats, profile
     log.info("%s: covariances of components %s lost digits to cancellation; their moments "
-             "are taken again about their new means", label, [list(c) for _, c in redo])
+             "are taken again about their new means", label, [c.tolist() for _, c in redo])
     again = [kernels[i].about(stats[i].means_c(), comps) for i, comps in redo]
     more, extra = e_pass(again, label)
     stats = list(stats)
