@@ -81,10 +81,16 @@ class _TiedMahalanobis:
 
 
 class _DiagMahalanobis:
-    def __init__(self, means: np.ndarray, pc: np.ndarray):
+    """The expanded form ``p2 x^2 - 2 p2 mu x + p2 mu^2`` (three GEMMs for every component)
+    loses about ``eps * (distance of mu from the centre in standard deviations)^2`` to
+    cancellation; the components in ``exact`` (those far from the centre) are computed
+    from the differences ``x - mu`` instead."""
+
+    def __init__(self, means: np.ndarray, pc: np.ndarray, exact=()):
         self.p2 = pc**2
         self.lin = means * self.p2  # (k, d)
         self.quad = np.einsum("kd,kd->k", means**2, self.p2)[:, None]
+        self.means, self.exact = means, exact
 
     def __call__(self, xa: np.ndarray) -> np.ndarray:
         xt = xa[:-1]
@@ -92,12 +98,15 @@ class _DiagMahalanobis:
         maha -= 2.0 * (self.lin @ xt)
         maha += self.quad
         np.maximum(maha, 0.0, out=maha)
+        for j in self.exact:
+            y = xt - self.means[j][:, None]
+            maha[j] = self.p2[j] @ (y * y)
         return maha
 
 
 class _SphericalMahalanobis:
-    def __init__(self, means: np.ndarray, pc: np.ndarray):
-        self.means = means
+    def __init__(self, means: np.ndarray, pc: np.ndarray, exact=()):
+        self.means, self.exact = means, exact
         self.p2 = (pc**2)[:, None]
         self.quad = np.einsum("kd,kd->k", means, means)[:, None]
 
@@ -105,6 +114,9 @@ class _SphericalMahalanobis:
         xt = xa[:-1]
         sq = np.einsum("dm,dm->m", xt, xt)[None, :] - 2.0 * (self.means @ xt) + self.quad
         np.maximum(sq, 0.0, out=sq)
+        for j in self.exact:  # as _DiagMahalanobis
+            y = xt - self.means[j][:, None]
+            sq[j] = np.einsum("dm,dm->m", y, y)
         return sq * self.p2
 
 
@@ -122,9 +134,10 @@ class Full:
     def log_det(self, pc, d): return np.sum(np.log(np.diagonal(pc, axis1=1, axis2=2)), axis=1)
     def expand(self, cov, k, d): return np.array(cov, dtype=np.float64)
     def precisions(self, pc): return np.einsum("kij,klj->kil", pc, pc)
-    def mahalanobis(self, means, pc): return _FullMahalanobis(means, pc)
+    def mahalanobis(self, means, pc, exact=()): return _FullMahalanobis(means, pc)
 
     def m_step(self, second, sk, nk_raw, nk, means_c, reg_covar):
+        # means_c: the new means in the coordinates of the moments (about c0 or an origin)
         d = sk.shape[1]
         # sum r (x-mu)(x-mu)^T = M - mu S^T - S mu^T + (sum r) mu mu^T
         ms = np.einsum("ki,kj->kij", means_c, sk)
@@ -135,16 +148,25 @@ class Full:
         cov[:, np.arange(d), np.arange(d)] += reg_covar
         return cov
 
-    def scatter(self, second, xt, w, rwt, products=None, buf=None):
-        """second (k, d, d) += sum_i rw_ki x_i x_i^T for a chunk ``xt (d, m)``."""
+    def scatter(self, second, xt, w, rwt, products=None, buf=None, near=None):
+        """second (k, d, d) += sum_i rw_ki x_i x_i^T for a chunk ``xt (d, m)``, for the
+        components ``near`` (index array; None: all)."""
         if products is not None:
             q = products.of(xt, buf)
-            products.add_symmetric(second, rwt @ q.T)
+            if near is None:
+                products.add_symmetric(second, rwt @ q.T)
+            else:
+                second[near] += products.symmetric(rwt[near] @ q.T)
             return
         sq = np.sqrt(rwt)
-        for j in range(rwt.shape[0]):
+        for j in range(rwt.shape[0]) if near is None else near:
             z = xt * sq[j]  # (d, m)
             second[j] += z @ z.T  # numpy runs A @ A.T as one symmetric rank-m update (syrk)
+
+    def scatter_one(self, second, j, y, rw):
+        """Component ``j``'s scatter of rows ``y (d, m)`` centred on its own origin."""
+        z = y * np.sqrt(rw)
+        second[j] += z @ z.T
 
 
 class Tied:
@@ -158,7 +180,7 @@ class Tied:
     def log_det(self, pc, d): return np.sum(np.log(np.diag(pc)))
     def expand(self, cov, k, d): return np.broadcast_to(cov, (k, d, d)).copy()
     def precisions(self, pc): return pc @ pc.T
-    def mahalanobis(self, means, pc): return _TiedMahalanobis(means, pc)
+    def mahalanobis(self, means, pc, exact=()): return _TiedMahalanobis(means, pc)
 
     def m_step(self, second, sk, nk_raw, nk, means_c, reg_covar):
         d = sk.shape[1]
@@ -168,9 +190,14 @@ class Tied:
         cov.flat[:: d + 1] += reg_covar
         return cov
 
-    def scatter(self, second, xt, w, rwt, products=None, buf=None):
+    def scatter(self, second, xt, w, rwt, products=None, buf=None, near=None):
         # the responsibilities of a row sum to 1: one weighted scatter for all components
-        second += (xt * w) @ xt.T
+        weights = w if near is None else rwt[near].sum(axis=0)
+        second += (xt * weights) @ xt.T
+
+    def scatter_one(self, second, j, y, rw):
+        z = y * np.sqrt(rw)
+        second += z @ z.T
 
 
 class _Variances:
@@ -186,8 +213,14 @@ class _Variances:
             raise ill_defined(reg_covar)
         return 1.0 / np.sqrt(cov)
 
-    def scatter(self, second, xt, w, rwt, products=None, buf=None):
-        second += rwt @ (xt * xt).T
+    def scatter(self, second, xt, w, rwt, products=None, buf=None, near=None):
+        if near is None:
+            second += rwt @ (xt * xt).T
+        else:
+            second[near] += rwt[near] @ (xt * xt).T
+
+    def scatter_one(self, second, j, y, rw):
+        second[j] += (y * y) @ rw
 
     def variances(self, second, nk, means_c, reg_covar):
         return second / nk[:, None] - means_c**2 + reg_covar
@@ -200,7 +233,7 @@ class Diag(_Variances):
     def n_cov_parameters(self, k, d): return k * d
     def log_det(self, pc, d): return np.sum(np.log(pc), axis=1)
     def expand(self, cov, k, d): return np.stack([np.diag(v) for v in cov])
-    def mahalanobis(self, means, pc): return _DiagMahalanobis(means, pc)
+    def mahalanobis(self, means, pc, exact=()): return _DiagMahalanobis(means, pc, exact)
 
     def m_step(self, second, sk, nk_raw, nk, means_c, reg_covar):
         return self.variances(second, nk, means_c, reg_covar)
@@ -213,7 +246,8 @@ class Spherical(_Variances):
     def n_cov_parameters(self, k, d): return k
     def log_det(self, pc, d): return d * np.log(pc)
     def expand(self, cov, k, d): return np.stack([np.eye(d) * v for v in cov])
-    def mahalanobis(self, means, pc): return _SphericalMahalanobis(means, pc)
+    def mahalanobis(self, means, pc, exact=()):
+        return _SphericalMahalanobis(means, pc, exact)
 
     def m_step(self, second, sk, nk_raw, nk, means_c, reg_covar):
         return self.variances(second, nk, means_c, reg_covar).mean(axis=1)

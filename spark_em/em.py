@@ -19,7 +19,7 @@ from .gaussian import GaussianParams
 from .init import initial_centres
 from .kernels import EStepKernel, NearestCentreTask, RandomRespTask
 from .passes import run_pass
-from .progress import InitialisationDone, IterationInfo
+from .progress import InitialisationDone, IterationInfo, PassProfile
 
 log = logging.getLogger("spark_em")
 
@@ -103,6 +103,9 @@ def iterate(
         t0 = time.perf_counter()
         kernels = [EStepKernel(r.params, data.centre) for r in active]
         stats, profile = run_pass(store, kernels, data.centre, f"EM iteration {it}")
+        stats, profile = exact_moments(
+            lambda ks, label: run_pass(store, ks, data.centre, label), kernels, stats, profile,
+            reg_covar, f"EM iteration {it}: exact moments")
         t_pass = time.perf_counter()
         for r, st in zip(active, stats):
             ll = st.log_likelihood / st.weight_sum
@@ -166,6 +169,28 @@ def fit_runs(
             checkpoint.save(iteration, current, data)
     return iterate(store, data, runs, max_iter=max_iter, tol=tol, reg_covar=reg_covar,
                    progress=progress, on_iteration=save, first_iteration=first)
+
+
+def exact_moments(e_pass: Callable, kernels, stats, profile, reg_covar, label):
+    """Statistics whose new covariances lost digits to cancellation (a component that
+    shrank far, in its own standard deviations, from where its moments were taken: onto one
+    row, onto one of two clusters 1e6 apart) are taken again about the new means, in one
+    more pass for those runs only.  The E-step is the same, so are N_k and the
+    log-likelihood.  Rare: from the next iteration on, the kernel takes such a component's
+    moments about its own mean.  ``e_pass(kernels, label) -> (stats, PassProfile)`` runs a
+    pass (:func:`~spark_em.passes.run_pass` on the fit's store)."""
+    redo = [(i, comps) for i, st in enumerate(stats) if (comps := st.imprecise(reg_covar)).size]
+    if not redo:
+        return stats, profile
+    log.info("%s: covariances of components %s lost digits to cancellation; their moments "
+             "are taken again about their new means", label, [c.tolist() for _, c in redo])
+    again = [kernels[i].about(stats[i].means_c(), comps) for i, comps in redo]
+    more, extra = e_pass(again, label)
+    stats = list(stats)
+    for (i, _), st in zip(redo, more):
+        stats[i] = st
+    summed = {key: value + getattr(extra, key) for key, value in profile.as_dict().items()}
+    return stats, PassProfile(**summed)
 
 
 def result_of(run: Run, data) -> FitResult:

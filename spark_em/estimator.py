@@ -116,6 +116,11 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
                 raise ValueError(f"{name} must be a non-negative number, got {value}")
         check_block_cache(self.getBlockCache())
         check_handle_invalid(self.getHandleInvalid())
+        seed = self.getSeed()
+        if seed is not None and not -(2**63) <= seed < 2**63:
+            raise ValueError(
+                f"seed must be None or an integer from -2**63 to 2**63 - 1 (a Spark long, as "
+                f"MLlib's), got {seed}")
         init = self.getInitialModel()
         if init is not None and not isinstance(init, GaussianMixtureModel):
             raise TypeError("initialModel must be a GaussianMixtureModel")
@@ -131,7 +136,9 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
 
     def _seeds(self, runs: int) -> tuple[int, list[int]]:
         """The validation sample's seed and one seed per initialisation."""
-        rng = np.random.default_rng(self.getSeed())
+        seed = self.getSeed()
+        # a negative seed (MLlib allows any long) as its 64-bit two's complement
+        rng = np.random.default_rng(None if seed is None else seed % 2**64)
         sample_seed, *seeds = (int(s) for s in rng.integers(0, 2**31 - 1, 1 + runs))
         return sample_seed, seeds
 

@@ -16,6 +16,8 @@ log-density and the same normalisation as the fit.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from .covariance import covariance
@@ -43,19 +45,21 @@ class Chunk:
 
 
 class MixtureSummarizer:
-    """Statistics of one mixture of ``k`` components (:class:`~spark_em.stats.SuffStats`)."""
+    """Statistics of one mixture of ``k`` components (:class:`~spark_em.stats.SuffStats`),
+    with moments about ``origin (k, d)`` (centred coordinates; None: about the centre)."""
 
     k: int
     covariance_type: str
+    origin: np.ndarray | None = None
 
     def new_stats(self, d: int) -> SuffStats:
-        return SuffStats.zeros(self.k, d, self.covariance_type)
+        return SuffStats.zeros(self.k, d, self.covariance_type, self.origin)
 
     def packed_size(self, d: int) -> int:
         return packed_size(self.k, d, self.covariance_type)
 
     def unpack(self, flat: np.ndarray, d: int) -> SuffStats:
-        return SuffStats.unpack(flat, self.k, d, self.covariance_type)
+        return SuffStats.unpack(flat, self.k, d, self.covariance_type, self.origin)
 
     @staticmethod
     def merge_packed(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -80,12 +84,16 @@ class _Products:
             off += d - i
         return q
 
-    def add_symmetric(self, target: np.ndarray, upper: np.ndarray) -> None:
-        """target (k, d, d) += symmetric matrices from their upper triangles (k, size)."""
-        full = np.zeros_like(target)
+    def symmetric(self, upper: np.ndarray) -> np.ndarray:
+        """Symmetric matrices (k, d, d) from their upper triangles (k, size)."""
+        full = np.zeros((upper.shape[0], self.d, self.d))
         full[:, self.iu, self.ju] = upper
         full[:, self.ju, self.iu] = upper
-        target += full
+        return full
+
+    def add_symmetric(self, target: np.ndarray, upper: np.ndarray) -> None:
+        """target (k, d, d) += symmetric matrices from their upper triangles (k, size)."""
+        target += self.symmetric(upper)
 
 
 def _products_for(covariance_type: str, d: int):
@@ -97,12 +105,54 @@ def _slices(n: int, step: int):
         yield slice(start, min(n, start + step))
 
 
-def _accumulate_t(stats: SuffStats, xt, w, rwt, hard, products=None, buf=None) -> None:
+class FarComponents:
+    """Components whose mean lies far from the fit's centre, measured in their own
+    standard deviations: their moments about the centre would lose about
+    ``eps * distance^2`` of their covariance to cancellation (a component collapsed onto one
+    row, clusters 1e6 apart with unit spread), so the kernel accumulates them about the
+    component's own current mean (``origin``), from the differences ``x - origin``.
+
+    ``far``/``near``: index arrays; ``origin (k, d)``: the far means, zero for the others."""
+
+    # squared Mahalanobis distance of a mean from the centre above which a component is far:
+    # the covariances of nearer ones keep a relative precision of about 1e4 * eps = 2e-12
+    LIMIT = 1e4
+
+    def __init__(self, far: np.ndarray, origin: np.ndarray):
+        self.far = far
+        self.near = np.setdiff1d(np.arange(origin.shape[0]), far)
+        self.origin = origin
+
+    @classmethod
+    def of(cls, means: np.ndarray, distance2: np.ndarray) -> "FarComponents | None":
+        """None when every component is near (the common case: no extra work)."""
+        far = np.flatnonzero(~(distance2 <= cls.LIMIT))
+        if far.shape[0] == 0:
+            return None
+        origin = np.zeros_like(means)
+        origin[far] = means[far]
+        return cls(far, origin)
+
+
+def _accumulate_t(stats: SuffStats, xt, w, rwt, hard, products=None, buf=None,
+                  far: FarComponents | None = None) -> None:
     """Add a slice's moments; ``rwt (k, m)`` are weighted responsibilities, ``hard (m,)``
-    the index of each row's most probable component."""
+    the index of each row's most probable component; ``far`` components are accumulated
+    about their own origin."""
+    table = covariance(stats.covariance_type)
     stats.nk += rwt.sum(axis=1)
-    stats.sk += rwt @ xt.T
-    covariance(stats.covariance_type).scatter(stats.second, xt, w, rwt, products, buf)
+    if far is None:
+        stats.sk += rwt @ xt.T
+        table.scatter(stats.second, xt, w, rwt, products, buf)
+    else:
+        near = far.near
+        if near.shape[0]:
+            stats.sk[near] += rwt[near] @ xt.T
+            table.scatter(stats.second, xt, w, rwt, products, buf, near)
+        for j in far.far:
+            y = xt - far.origin[j][:, None]
+            stats.sk[j] += y @ rwt[j]
+            table.scatter_one(stats.second, j, y, rwt[j])
     stats.weight_sum += float(w.sum())
     stats.n_rows += xt.shape[1]
     stats.hard_counts += np.bincount(hard, minlength=stats.k)
@@ -155,7 +205,26 @@ class EStepKernel(MixtureSummarizer):
         log_det = table.log_det(p.precisions_cholesky, self.d)
         const = log_det - 0.5 * self.d * LOG_2PI
         self.offset = (const + np.log(p.weights))[:, None]  # (k, 1)
-        self.mahalanobis = table.mahalanobis(p.means, p.precisions_cholesky)
+        # each mean's squared distance from the centre, in its own standard deviations
+        at_centre = np.zeros((self.d + 1, 1))
+        at_centre[-1] = 1.0
+        distance2 = table.mahalanobis(p.means, p.precisions_cholesky)(at_centre)[:, 0]
+        self.far = FarComponents.of(p.means, distance2)
+        self.origin = self.far.origin if self.far is not None and moments else None
+        exact = self.far.far if self.far is not None else ()
+        self.mahalanobis = table.mahalanobis(p.means, p.precisions_cholesky, exact)
+
+    def about(self, means_c: np.ndarray, components) -> "EStepKernel":
+        """The same E-step with the moments of ``components`` taken about ``means_c``
+        (centred coordinates) -- for a pass repeated because the first one lost digits
+        (:meth:`~spark_em.stats.SuffStats.imprecise`)."""
+        twin = copy.copy(self)
+        far = np.union1d(np.asarray(components, dtype=np.intp),
+                         self.far.far if self.far is not None else np.zeros(0, np.intp))
+        origin = np.zeros((self.k, self.d))
+        origin[far] = means_c[far]
+        twin.far, twin.origin = FarComponents(far, origin), origin
+        return twin
 
     def log_joint_t(self, xa: np.ndarray) -> np.ndarray:
         """log pi_k + log N(x | mu_k, Sigma_k) for a centred slice ``xa (d + 1, m)`` whose
@@ -185,7 +254,7 @@ class EStepKernel(MixtureSummarizer):
             stats.log_likelihood += float(ll @ ww)
             lp *= ww
             if self.moments:
-                _accumulate_t(stats, xa[:-1], ww, lp, hard, products, buf)
+                _accumulate_t(stats, xa[:-1], ww, lp, hard, products, buf, self.far)
             else:
                 stats.nk += lp.sum(axis=1)
                 stats.weight_sum += float(ww.sum())
@@ -205,10 +274,15 @@ class EStepKernel(MixtureSummarizer):
 
 
 class NearestCentreTask(MixtureSummarizer):
-    """Statistics of hard assignments to the nearest of ``centres`` (k-means style init)."""
+    """Statistics of hard assignments to the nearest of ``centres`` (k-means style init).
+
+    Each row belongs to one component, so the moments are taken about the component's own
+    centre (``origin``) at no extra cost: exact however far it lies from the fit's centre
+    (an outlier that is a centre by itself gets a covariance of exactly regCovar)."""
 
     def __init__(self, centres: np.ndarray, centre: np.ndarray, covariance_type: str):
         self.centres = np.asarray(centres, dtype=np.float64) - centre
+        self.origin = self.centres
         self.covariance_type = covariance_type
         self.k = self.centres.shape[0]
 
@@ -226,6 +300,7 @@ class NearestCentreTask(MixtureSummarizer):
                 labels = np.argmin(sq_centres[:, None] - 2.0 * (self.centres @ xt), axis=0)
                 rwt = np.zeros((k, xt.shape[1]))
                 rwt[labels, rows[: xt.shape[1]]] = w[sl]
+                xt -= self.centres[labels].T  # each row about its own component's centre
                 _accumulate_t(stats, xt, w[sl], rwt, labels)
             return
         labels = np.empty(n, dtype=np.intp)
@@ -240,7 +315,7 @@ class NearestCentreTask(MixtureSummarizer):
         bounds = np.concatenate([[0], np.cumsum(counts)])
         for j in np.flatnonzero(counts):
             sl = slice(bounds[j], bounds[j + 1])
-            Xj, wj = Xs[sl], ws[sl]
+            Xj, wj = Xs[sl] - self.centres[j], ws[sl]
             stats.nk[j] += wj.sum()
             stats.sk[j] += wj @ Xj
             z = Xj * np.sqrt(wj)[:, None]

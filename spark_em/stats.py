@@ -11,6 +11,12 @@ centre ``c0`` plus row weights ``w: (n,)``.  Statistics are moments about ``c0``
 * ``log_likelihood`` sum_i w_i log p(x_i) under the parameters of the E-step
 * ``weight_sum``, ``n_rows``, ``hard_counts (k,)`` (rows whose most probable component is k)
 
+Moments of a component may instead be about its own ``origin`` (``origin[k]`` in centred
+coordinates, the same in every task: set by the summarizer, not shipped): the E-step does
+so for a component whose mean lies very far from ``c0`` in its own standard deviations,
+and the k-means initialisation for every component, so that no covariance loses digits
+to cancellation (:class:`~spark_em.kernels.FarComponents`).
+
 They add (:meth:`SuffStats.__add__`) and pack into one flat float64 vector, which is what
 crosses the wire between Spark tasks and the driver.
 """
@@ -25,6 +31,13 @@ from .covariance import covariance
 from .gaussian import GaussianParams
 
 
+# A covariance is taken as exact while the moments it is computed from are at most this many
+# times its own diagonal: ``eps * 1e5 = 2e-11`` relative.  Larger terms cancelled (moments
+# about a point far from the component, in its own standard deviations): see
+# :meth:`SuffStats.imprecise`.
+CANCELLATION_LIMIT = 1e5
+
+
 def second_shape(k: int, d: int, covariance_type: str) -> tuple[int, ...]:
     return covariance(covariance_type).second_shape(k, d)
 
@@ -36,7 +49,8 @@ def packed_size(k: int, d: int, covariance_type: str) -> int:
 
 @dataclass
 class SuffStats:
-    """Mergeable sufficient statistics of one mixture (moments about the fit's centre)."""
+    """Mergeable sufficient statistics of one mixture (moments about the fit's centre, or
+    about ``origin (k, d)`` in centred coordinates)."""
 
     covariance_type: str
     nk: np.ndarray
@@ -46,6 +60,7 @@ class SuffStats:
     weight_sum: float = 0.0
     n_rows: float = 0.0
     hard_counts: np.ndarray | None = None
+    origin: np.ndarray | None = None
 
     @property
     def k(self) -> int:
@@ -56,7 +71,8 @@ class SuffStats:
         return int(self.sk.shape[1])
 
     @classmethod
-    def zeros(cls, k: int, d: int, covariance_type: str) -> "SuffStats":
+    def zeros(cls, k: int, d: int, covariance_type: str,
+              origin: np.ndarray | None = None) -> "SuffStats":
         return cls(
             covariance_type,
             np.zeros(k),
@@ -66,11 +82,15 @@ class SuffStats:
             0.0,
             0.0,
             np.zeros(k),
+            origin,
         )
 
     def __add__(self, other: "SuffStats") -> "SuffStats":
         if (self.covariance_type, self.k, self.d) != (other.covariance_type, other.k, other.d):
             raise ValueError("cannot add statistics of different mixtures")
+        if (self.origin is None) != (other.origin is None) or (
+                self.origin is not None and not np.array_equal(self.origin, other.origin)):
+            raise ValueError("cannot add moments about different origins")
         return SuffStats(
             self.covariance_type,
             self.nk + other.nk,
@@ -80,6 +100,7 @@ class SuffStats:
             self.weight_sum + other.weight_sum,
             self.n_rows + other.n_rows,
             self.hard_counts + other.hard_counts,
+            self.origin,
         )
 
     def pack(self) -> np.ndarray:
@@ -95,7 +116,8 @@ class SuffStats:
         )
 
     @classmethod
-    def unpack(cls, flat: np.ndarray, k: int, d: int, covariance_type: str) -> "SuffStats":
+    def unpack(cls, flat: np.ndarray, k: int, d: int, covariance_type: str,
+               origin: np.ndarray | None = None) -> "SuffStats":
         flat = np.asarray(flat, dtype=np.float64)
         if flat.shape != (packed_size(k, d, covariance_type),):
             raise ValueError("packed statistics have the wrong length")
@@ -108,7 +130,8 @@ class SuffStats:
         sk = flat[o : o + k * d].reshape(k, d)
         o += k * d
         second = flat[o:].reshape(second_shape(k, d, covariance_type))
-        return cls(covariance_type, nk, sk, second, float(ll), float(wsum), float(nrows), hard)
+        return cls(covariance_type, nk, sk, second, float(ll), float(wsum), float(nrows), hard,
+                   origin)
 
     # ------------------------------------------------------------------ M-step
     def m_step(self, centre: np.ndarray, reg_covar: float) -> GaussianParams:
@@ -120,9 +143,41 @@ class SuffStats:
         stays singular.
         """
         table = covariance(self.covariance_type)
-        nk = self.nk + 10.0 * np.finfo(np.float64).eps
-        means_c = self.sk / nk[:, None]  # means about the centre
-        cov = table.m_step(self.second, self.sk, self.nk, nk, means_c, reg_covar)
+        nk, shift, cov = self._update(reg_covar)
         weights = nk / nk.sum()
         pc = table.precisions_cholesky(cov, reg_covar)
-        return GaussianParams(weights, means_c + centre, cov, pc, self.covariance_type)
+        means = shift + centre if self.origin is None else (shift + self.origin) + centre
+        return GaussianParams(weights, means, cov, pc, self.covariance_type)
+
+    def _update(self, reg_covar: float):
+        """``(N_k + 10 eps, means about the moments' origin, covariances)``."""
+        nk = self.nk + 10.0 * np.finfo(np.float64).eps
+        shift = self.sk / nk[:, None]
+        cov = covariance(self.covariance_type).m_step(
+            self.second, self.sk, self.nk, nk, shift, reg_covar)
+        return nk, shift, cov
+
+    def means_c(self) -> np.ndarray:
+        """The M-step's means ``(k, d)`` in centred coordinates (about the fit's centre)."""
+        shift = self.sk / (self.nk + 10.0 * np.finfo(np.float64).eps)[:, None]
+        return shift if self.origin is None else shift + self.origin
+
+    def imprecise(self, reg_covar: float) -> np.ndarray:
+        """Components whose new covariance lost digits to cancellation: its diagonal is
+        more than :data:`CANCELLATION_LIMIT` times smaller than the second moments it was
+        computed from (a component that shrank far from the point its moments were taken
+        about -- onto one row, or onto one of two clusters 1e6 apart).  Their statistics
+        should be taken again about the new means (:meth:`means_c`).  All components for
+        ``tied``, whose moments are shared."""
+        nk, _, cov = self._update(reg_covar)
+        t = self.covariance_type
+        if t == "tied":
+            terms = np.diagonal(self.second) / nk.sum()
+            kept = np.diagonal(cov)
+            ok = np.all(kept * CANCELLATION_LIMIT >= terms)
+            return np.arange(0 if ok else self.k)
+        terms = (np.diagonal(self.second, axis1=1, axis2=2) if t == "full" else self.second)
+        terms = terms / nk[:, None]
+        kept = {"full": lambda: np.diagonal(cov, axis1=1, axis2=2),
+                "diag": lambda: cov, "spherical": lambda: cov[:, None]}[t]()
+        return np.flatnonzero(~np.all(kept * CANCELLATION_LIMIT >= terms, axis=1))

@@ -234,3 +234,29 @@ def store_choice(spark, path: str, params: dict) -> dict:
         res["store"] = seen[0]
         out[name] = res
     return out
+
+def concurrent_fits(spark, path: str, configs: list[dict]) -> dict:
+    """Each config fitted alone, then all at once in threads sharing this session and the
+    same DataFrame; the session's cache batch size (a value the user set) after each."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    key = "spark.sql.inMemoryColumnarStorage.batchSize"
+    old = spark.conf.get(key, None)
+    spark.conf.set(key, "7777")
+    try:
+        df = read_data(spark, path)
+
+        def run(params):
+            return _model_result(estimator(**params).fit(df))
+
+        alone = [run(p) for p in configs]
+        batch_alone = spark.conf.get(key)
+        with ThreadPoolExecutor(len(configs)) as pool:
+            together = list(pool.map(run, configs))
+        return {"alone": alone, "together": together, "batch_alone": batch_alone,
+                "batch_together": spark.conf.get(key)}
+    finally:
+        if old is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, old)

@@ -233,3 +233,15 @@ def test_parquet_store_over_connect(client, spark, data):
         res = remote[name]
         for key in ("weights", "means", "covariances"):
             np.testing.assert_allclose(res[key], local[key], **TOL, err_msg=f"{name} {key}")
+
+def test_concurrent_fits_leave_the_session_settings_alone(client, data):
+    """Two fits of the same DataFrame in two threads of one Connect session: each gives the
+    model it gives alone, and the session's cache batch size stays the user's."""
+    path, _, _ = data
+    configs = [dict(k=3, seed=1, maxIter=2, tol=0.0),
+               dict(k=2, seed=2, maxIter=2, tol=0.0, covarianceType="diag")]
+    out = client.run("concurrent_fits", path, configs, timeout=900)
+    assert out["batch_alone"] == out["batch_together"] == "7777"
+    for together, alone in zip(out["together"], out["alone"]):
+        for key in ("weights", "means", "covariances", "history"):
+            np.testing.assert_array_equal(together[key], alone[key], err_msg=key)

@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pytest
 from pyspark.ml.linalg import Vectors, VectorUDT
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from spark_em import GaussianMixture, IllDefinedCovarianceError, InvalidInputError
@@ -215,3 +216,140 @@ def test_singular_covariance_says_raise_reg_covar(spark, clean_cache, covariance
                             seed=0).fit(df)
     assert np.all(np.isfinite(model.covariances))
     wait_for_no_cache(spark)  # a successful fit unpersists too
+
+
+# ---------------------------------------------------------------- extreme magnitudes
+@pytest.mark.parametrize(
+    "value,weight,words",
+    [(1e76, 1.0, "'features': 1 rows have values beyond +-1e+75"),
+     (-1e200, 1.0, "'features': 1 rows have values beyond +-1e+75"),
+     (1e300, 1.0, "'features': 1 rows have values beyond +-1e+75"),
+     (1.0, 1e76, "weightCol 'w': 1 rows have weights above 1e+75"),
+     (1.0, 1e308, "weightCol 'w': 1 rows have weights above 1e+75")],
+    ids=["value-1e76", "value-1e200", "value-1e300", "weight-1e76", "weight-1e308"],
+)
+def test_extreme_magnitudes_get_our_message(spark, clean_cache, value, weight, words):
+    rows = [(r, 1.0) for r in good_rows()]
+    rows[4] = ([value, 0.5], weight)
+    msg = fit_error(spark, rows, ARRAY + ", w double", weightCol="w")
+    assert words in msg and "rescale" in msg
+
+
+def test_the_largest_allowed_magnitudes_fit_without_overflow(spark, clean_cache):
+    """Values up to 1e75 and weights up to 1e75 are accepted: their statistics (w x^2 summed)
+    stay finite, and the fit is the one of the rescaled data, rescaled."""
+    rng = np.random.default_rng(3)
+    X = np.concatenate([rng.normal(c, 1.0, size=(30, 2)) for c in (-5.0, 5.0)])
+    w = rng.uniform(0.2, 1.0, size=60)
+    big, heavy = 1e74, 1e75
+
+    def fit(scale, wscale):
+        df = spark.createDataFrame([([float(a) for a in x * scale], float(v * wscale)) for x, v in zip(X, w)],
+                                   ARRAY + ", w double")
+        return GaussianMixture(k=2, weightCol="w", seed=3, maxIter=3, tol=0.0,
+                               regCovar=1e-6 * scale**2).fit(df)
+
+    small, large = fit(1.0, 1.0), fit(big, heavy)
+    assert np.abs(X * big).max() <= 1e75 and np.all(np.isfinite(large.covariances))
+    np.testing.assert_allclose(large.means / big, small.means, rtol=1e-9)
+    np.testing.assert_allclose(large.covariances / big**2, small.covariances, rtol=1e-9)
+    np.testing.assert_allclose(large.weights, small.weights, rtol=1e-9)
+
+
+def test_a_total_weight_that_is_not_finite_is_named():
+    """Unreachable through a fit (weights <= 1e75 and values <= 1e75 keep every sum finite),
+    but the check stays: its message names the weight column."""
+    from spark_em.validation import ValidationStats, check_validation
+
+    stats = ValidationStats.empty(2, 10)
+    stats.n_rows, stats.weight_sum = 3.0, math.inf
+    with pytest.raises(InvalidInputError, match="weightCol 'w': the weights' total is not finite"):
+        check_validation(stats, "features", "w", skip_invalid=False)
+    stats.weight_sum, stats.weighted_sum = 3.0, np.array([math.inf, 0.0])
+    with pytest.raises(InvalidInputError, match="weightCol 'w': the weights' total is not finite"):
+        check_validation(stats, "features", "w", skip_invalid=False)
+
+
+# ---------------------------------------------------------------- before any Spark job
+def jobs_run_by(spark, action) -> list:
+    """The Spark jobs ``action()`` started (in this thread's job group)."""
+    sc = spark.sparkContext
+    group = f"spark-em-validation-{time.time_ns()}"
+    sc.setJobGroup(group, "bad input check")
+    try:
+        action()
+    finally:
+        sc.setLocalProperty("spark.jobGroup.id", None)
+        sc.setLocalProperty("spark.job.description", None)
+    return list(sc.statusTracker().getJobIdsForGroup(group))
+
+
+@pytest.mark.parametrize(
+    "params,exc,words",
+    [({"featuresCol": ["a", "flag"]}, InvalidInputError, "feature column 'flag' has type boolean"),
+     ({"featuresCol": ["a", "s", "b"]}, InvalidInputError, "feature column 's' has type string"),
+     ({"featuresCol": "flag"}, InvalidInputError, "featuresCol 'flag' has type boolean"),
+     ({"featuresCol": ["a", "b"], "weightCol": "flag"}, InvalidInputError,
+      "weightCol 'flag' has type boolean"),
+     ({"featuresCol": ["a", "b"], "seed": 2**63}, ValueError, "seed must be None or an integer"),
+     ({"featuresCol": ["a", "b"], "seed": -(2**63) - 1}, ValueError, "seed must be None or an"),
+     ({"featuresCol": ["a", "b"], "k": 0}, ValueError, "k must be >= 1")],
+    ids=["boolean-in-list", "string-in-list", "boolean-column", "boolean-weight", "seed-2**63",
+         "seed-below-long", "k-0"],
+)
+def test_schema_and_param_errors_come_before_any_spark_job(spark, clean_cache, params, exc, words):
+    df = spark.createDataFrame([(float(i), float(i % 3), i % 2 == 0, str(i)) for i in range(20)],
+                               "a double, b double, flag boolean, s string")
+
+    def fit():
+        with pytest.raises(exc, match=words.replace("*", r"\*")):
+            GaussianMixture(k=params.pop("k", 2), **params).fit(df)
+
+    assert jobs_run_by(spark, fit) == []
+
+
+def test_seed_takes_any_spark_long_and_a_negative_one_is_reproducible(spark, clean_cache):
+    df = spark.createDataFrame(with_rows(good_rows(60), {}), ARRAY).repartition(2)
+    fits = [GaussianMixture(k=2, seed=s, maxIter=3, initMode="random").fit(df)
+            for s in (-1, -1, -(2**63), 2**63 - 1)]
+    np.testing.assert_array_equal(fits[0].means, fits[1].means)
+    assert all(np.all(np.isfinite(m.means)) for m in fits)
+    with pytest.raises(TypeError, match='param "seed"'):
+        GaussianMixture(seed=1.5)
+
+
+# ---------------------------------------------------------------- awkward column names
+@pytest.mark.parametrize("block_cache", ["auto", "parquet"])
+def test_column_names_with_dots_and_backticks_work(spark, clean_cache, tmp_path, block_cache):
+    """Feature, weight and output columns named with dots, backticks and spaces: fit,
+    transform, score and clusterSizes give exactly what plain names give."""
+    rng = np.random.default_rng(4)
+    X = np.concatenate([rng.normal(c, 1.0, size=(40, 2)) for c in (-4.0, 4.0)])
+    w = rng.uniform(0.5, 2.0, size=80)
+    odd = {"vec": "fea`tures.v 1", "a": "a.x", "b": "b`y", "w": "w.t`"}
+    rows = [([float(a) for a in x], float(x[0]), float(x[1]), float(v)) for x, v in zip(X, w)]
+
+    def frame(names, where):
+        schema = ", ".join(f"`{names[c].replace('`', '``')}` {t}" for c, t in
+                           (("vec", "array<double>"), ("a", "double"), ("b", "double"), ("w", "double")))
+        spark.createDataFrame(rows, schema).coalesce(1).write.parquet(str(tmp_path / where))
+        return spark.read.parquet(str(tmp_path / where))
+
+    results = []
+    for names, where in (({c: c for c in odd}, "plain"), (odd, "odd")):
+        df = frame(names, where)
+        # Spark's cache / local files read the vector column, the Parquet store the columns
+        for features in ([names["a"], names["b"]] if block_cache == "parquet" else names["vec"],):
+            gm = GaussianMixture(k=2, seed=5, maxIter=4, tol=0.0, featuresCol=features,
+                                 weightCol=names["w"], blockCache=block_cache,
+                                 predictionCol="pred.x`", probabilityCol="p`rob.y")
+            model = gm.fit(df)
+            out = model.transform(df).select(
+                F.col("`pred.x```").alias("p"), F.col("`p``rob.y`").alias("q")).collect()
+            results.append((where, model.means, model.score(df), model.summary.clusterSizes,
+                            [r["p"] for r in out], np.array([r["q"].toArray() for r in out])))
+    half = len(results) // 2
+    for plain, awkward in zip(results[:half], results[half:]):
+        np.testing.assert_array_equal(plain[1], awkward[1])
+        assert plain[2] == awkward[2] and plain[3] == awkward[3] and plain[4] == awkward[4]
+        np.testing.assert_array_equal(plain[5], awkward[5])

@@ -33,6 +33,7 @@ class BlockStore:
         self.num_tasks = max(env.default_parallelism, 1)
         self._opened = False
         self._released = False
+        self.first_pass = None  # the first pass's PassProfile, once opened
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> "BlockStore":
@@ -45,7 +46,7 @@ class BlockStore:
     def open(self, validator) -> ValidationStats:
         """The first pass: read the input, put the blocks in place, return what
         ``validator`` (a :class:`~spark_em.validation.ValidationSummarizer`) learned."""
-        (stats,), _ = run_pass(self, [validator], None, "validate and prepare the data")
+        (stats,), self.first_pass = run_pass(self, [validator], None, "validate and prepare the data")
         self._opened = True
         self._after_open(stats)
         return stats

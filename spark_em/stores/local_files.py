@@ -1,8 +1,9 @@
 """Local block files: classic Spark whose executors run on this machine (``local[...]``,
 ``local-cluster[...]``).
 
-The first pass reads the input, validates it and writes each partition's valid rows to one
-file of float64 rows ``[w, x_1 .. x_d]``.  Every later pass is one job over ``P`` (the
+The first pass reads the input, validates it and writes each task's valid rows to one file
+of float64 rows ``[w, x_1 .. x_d]`` (input partitions merged into at most TASKS_PER_CORE
+tasks per core).  Every later pass is one job over ``P`` (the
 default parallelism) tiny partitions whose tasks read their share of the files directly
 (from the OS page cache, or from disk when the data exceed memory): no transfer from
 Spark's block manager into the Python workers, which costs more than the E-step itself.
@@ -10,9 +11,10 @@ The pass's payload goes to a file next to the blocks, so the pass DataFrame is p
 per fit.
 
 The files live in Spark's own per-application local directory (under ``spark.local.dir`` /
-``SPARK_LOCAL_DIRS``), which Spark deletes when the application ends, also on SIGTERM; a
-directory left by a driver killed outright (SIGKILL) is removed by the next fit, once its
-owner process is gone.
+``SPARK_LOCAL_DIRS``), which Spark deletes when the application ends, also on SIGTERM (the
+Python driver dies, pyspark's JVM sees its stdin close and exits through its shutdown hooks;
+tested); a directory left by a driver killed outright (SIGKILL) is removed by the next fit
+under any of the same local roots, once its owner process is gone.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import numpy as np
 
 from ..arrow_blocks import decode_rows
 from ..passes import PASS_SCHEMA, make_task
-from ..tuning import MIN_UNIT_ROWS, UNITS_PER_TASK, unit_rows
+from ..tuning import MIN_UNIT_ROWS, TASKS_PER_CORE, UNITS_PER_TASK, unit_rows
 from .base import BlockStore
 
 PREFIX = "spark-em-blocks-"
@@ -43,7 +45,8 @@ class LocalFileStore(BlockStore):
         super().__init__(spark, env, d, aggregation_depth)
         self.selected = selected  # (x array<double>, w double)
         root = env.local_dir or tempfile.gettempdir()
-        remove_stale_block_dirs(os.path.dirname(os.path.abspath(root)))
+        for local_root in _local_roots(spark, root):
+            remove_stale_block_dirs(local_root)
         self.block_dir = tempfile.mkdtemp(prefix=f"{PREFIX}{self.fit_id}-", dir=root)
         _write_owner(self.block_dir)
         self._params = os.path.join(self.block_dir, "params.pkl")
@@ -51,10 +54,13 @@ class LocalFileStore(BlockStore):
 
     @contextlib.contextmanager
     def _first_pass_rows(self, payload):
-        # One job reads the input, validates it and writes the block files.
-        self.num_tasks = self.selected.rdd.getNumPartitions()
+        # One job reads the input, validates it and writes the block files: input partitions
+        # merged into at most TASKS_PER_CORE tasks per core, so that its statistics rows (and
+        # the number of files) do not grow with the input's partition count.
+        frame = self.selected.coalesce(max(1, TASKS_PER_CORE * self.env.default_parallelism))
+        self.num_tasks = frame.rdd.getNumPartitions()
         fn = make_task(lambda: payload, _input_writer(self.block_dir, self.d), self.d)
-        yield self.selected.mapInArrow(fn, PASS_SCHEMA)
+        yield frame.mapInArrow(fn, PASS_SCHEMA)
 
     def _after_open(self, stats) -> None:
         units = local_units(self.block_dir, self.d, self.env.default_parallelism)
@@ -168,6 +174,20 @@ def local_units(root: str, d: int, parallelism: int) -> list[tuple[str, int, int
     for path, n in files:
         units.extend((path, start, min(step, n - start)) for start in range(0, n, step))
     return units
+
+
+def _local_roots(spark, app_dir: str) -> list[str]:
+    """Every configured local root (``SPARK_LOCAL_DIRS`` / ``spark.local.dir`` may name
+    several; Spark puts this application's directory in one of them), else the parent of
+    ``app_dir``."""
+    roots = {os.path.dirname(os.path.abspath(app_dir))}
+    try:
+        sc = spark.sparkContext
+        dirs = sc._jvm.org.apache.spark.util.Utils.getConfiguredLocalDirs(sc._jsc.sc().conf())
+        roots.update(os.path.abspath(str(d)) for d in dirs)
+    except Exception:  # only the application directory's own root is swept
+        pass
+    return sorted(roots)
 
 
 def _start_time(pid: int) -> str | None:
