@@ -34,6 +34,11 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 from results import write_results  # noqa: E402  (scripts/ is on sys.path when run)
 
+# fixed-iteration timing runs (tol=0) never converge by design: no spark-em's ConvergenceWarning
+import warnings  # noqa: E402
+
+warnings.filterwarnings("ignore", message="the best of .* EM run")
+
 
 def vm_hwm_mib(pid: int | str = "self") -> float | None:
     """Peak resident memory (VmHWM) of a process, MiB; None where /proc has none."""
