@@ -56,24 +56,38 @@ def merge_all(merges: Sequence[Callable], a: np.ndarray, b: np.ndarray) -> np.nd
     return np.concatenate(parts) if parts else np.zeros(0)
 
 
+class TaskStatistics:
+    """The statistics one task accumulates: chunks in (:meth:`add`), one packed row out
+    (:meth:`packed`: the summarizers' statistics and the task's timings)."""
+
+    def __init__(self, payload, d: int):
+        self.t_start = perf_counter()
+        self.centre, self.summarizers = payload
+        self.stats = [s.new_stats(d) for s in self.summarizers]
+        self.t_kernel = 0.0
+
+    def add(self, X, w, bad) -> None:
+        t0 = perf_counter()
+        chunk = Chunk(X, w, self.centre, bad)
+        for s, st in zip(self.summarizers, self.stats):
+            s.accumulate(st, chunk)
+        self.t_kernel += perf_counter() - t0
+
+    def packed(self) -> tuple[np.ndarray, np.ndarray]:
+        t_task = perf_counter() - self.t_start
+        profile = np.array([1.0, t_task - self.t_kernel, self.t_kernel, t_task])
+        return pack_all(self.stats, self.summarizers), profile
+
+
 def make_task(get_payload: Callable, read_chunks: ChunkReader, d: int):
     """The ``mapInArrow`` function of a pass: reads its share of the data through
     ``read_chunks`` and yields one row of packed statistics and timings."""
 
     def task(batches):
-        t_start = perf_counter()
-        centre, summarizers = get_payload()
-        stats = [s.new_stats(d) for s in summarizers]
-        t_kernel = 0.0
+        acc = TaskStatistics(get_payload(), d)
         for X, w, bad in read_chunks(batches):
-            t0 = perf_counter()
-            chunk = Chunk(X, w, centre, bad)
-            for s, st in zip(summarizers, stats):
-                s.accumulate(st, chunk)
-            t_kernel += perf_counter() - t0
-        t_task = perf_counter() - t_start
-        profile = np.array([1.0, t_task - t_kernel, t_kernel, t_task])
-        yield packed_batch([pack_all(stats, summarizers), profile], _PASS_COLUMNS)
+            acc.add(X, w, bad)
+        yield packed_batch(list(acc.packed()), _PASS_COLUMNS)
 
     return task
 

@@ -3,7 +3,9 @@ Parquet scan.
 
 The first pass turns the input into block rows (raw float64 bytes of at most
 STORED_BLOCK_BYTES of features each, weights likewise, and the counts of the invalid rows
-dropped from them), which Spark keeps MEMORY_AND_DISK, deserialized, one block row per
+dropped from them) and, in the same task, into the first pass's statistics (one more row
+per task, which only the first pass reads: the blocks are not read back through Python to
+validate them).  Spark keeps the rows MEMORY_AND_DISK, deserialized, one block row per
 stored object, under this fit's own identity -- no setting of the user's session changes,
 and no other fit (of the same DataFrame, in another thread) shares or drops the blocks:
 
@@ -35,21 +37,25 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from ..arrow_blocks import BAD_KINDS, decode_rows
-from ..passes import PASS_SCHEMA, make_task
+from ..passes import PASS_SCHEMA, TaskStatistics, make_task
 from ..tuning import BLOCK_ROWS_PER_ARROW_BATCH, STORED_BLOCK_BYTES, TASKS_PER_CORE, unit_rows
 from .base import BlockStore
 
 log = logging.getLogger("spark_em")
 
+BLOCK_COLUMNS = ("X", "w", "n", "bad")
 BLOCK_SCHEMA = T.StructType([
     T.StructField("X", T.BinaryType(), False),
     T.StructField("w", T.BinaryType(), False),
     T.StructField("n", T.LongType(), False),
     T.StructField("bad", T.BinaryType(), False),
+    # the first pass's statistics row of each task (null in block rows)
+    T.StructField("stats", T.BinaryType(), True),
+    T.StructField("profile", T.BinaryType(), True),
 ])
 _BLOCK_ARROW_SCHEMA = pa.schema(
     [("X", pa.binary(), False), ("w", pa.binary(), False), ("n", pa.int64(), False),
-     ("bad", pa.binary(), False)]
+     ("bad", pa.binary(), False), ("stats", pa.binary(), True), ("profile", pa.binary(), True)]
 )
 CACHE_LEVEL = StorageLevel.MEMORY_AND_DISK_DESER
 _BATCH_SIZE = "spark.sql.inMemoryColumnarStorage.batchSize"
@@ -62,27 +68,30 @@ class SparkCacheStore(BlockStore):
     def __init__(self, spark, env, d, aggregation_depth, selected):
         super().__init__(spark, env, d, aggregation_depth)
         self.num_tasks = max(1, TASKS_PER_CORE * env.default_parallelism)
-        encode = encode_blocks(d, max(1, STORED_BLOCK_BYTES // (8 * d)))
         # the fit's id in the plan: a cache entry (Connect) no other plan can match
-        tagged = selected.select("x", "w", F.lit(self.fit_id).alias("fit"))
-        blocks = tagged.coalesce(self.num_tasks).mapInArrow(encode, BLOCK_SCHEMA)
+        self._tagged = selected.select("x", "w", F.lit(self.fit_id).alias("fit")) \
+            .coalesce(self.num_tasks)
         self._clone = None
         self.cached = True
+        self.blocks = self._pass_blocks = None
+
+    def _keep(self, blocks):
+        """``blocks`` kept by Spark (see the module docstring), or as they are where the
+        server refuses."""
         try:
-            if env.connect:
-                self.blocks = self._persist_in_clone(blocks)
-            else:
-                self.blocks = blocks.localCheckpoint(eager=False, storageLevel=CACHE_LEVEL)
+            if self.env.connect:
+                return self._persist_in_clone(blocks)
+            return blocks.localCheckpoint(eager=False, storageLevel=CACHE_LEVEL)
         except Exception as exc:
-            if not env.connect:
+            if not self.env.connect:
                 raise
             self._close_clone()
             self.cached = False
-            self.blocks = blocks
             log.warning(
                 "spark-em: this Spark Connect server cannot keep the prepared features "
                 "(%s); every EM pass re-reads the input. Fitting a materialised table is "
                 "faster.", str(exc).splitlines()[0])
+            return blocks
 
     def _persist_in_clone(self, blocks):
         from pyspark.sql.connect.dataframe import DataFrame as ConnectDataFrame
@@ -107,7 +116,7 @@ class SparkCacheStore(BlockStore):
         Arrow batch, not 10,000: the JVM then streams them while the Python worker computes)
         -- through a session of the fit's own, whose settings nobody else sees: a new
         session on classic Spark, the clone on Spark Connect."""
-        self._pass_blocks = self.blocks
+        self._pass_blocks = self.blocks.select(*BLOCK_COLUMNS)
         if not self.cached:
             return
         try:
@@ -121,15 +130,18 @@ class SparkCacheStore(BlockStore):
             private.conf.set(_ARROW_BATCH, str(BLOCK_ROWS_PER_ARROW_BATCH))
             jdf = self.spark._jvm.org.apache.spark.sql.classic.Dataset.ofRows(
                 private._jsparkSession, self.blocks._jdf.queryExecution().analyzed())
-            self._pass_blocks = DataFrame(jdf, private)
+            self._pass_blocks = DataFrame(jdf, private).select(*BLOCK_COLUMNS)
         except Exception as exc:  # the session's own batches: slower, as correct
             log.info("spark-em: passes read the blocks in the session's Arrow batches (%s)", exc)
 
     @contextlib.contextmanager
     def _first_pass_rows(self, payload):
-        # the first pass over the checkpoint writes it (input rows in ordinary batches)
-        with self._rows_of(self.blocks, payload) as rows:
-            yield rows
+        # The blocks and the first pass's statistics come out of one task; this pass reads
+        # only the statistics rows, which computes (and keeps) every block on the way.
+        with self._shipped(payload) as get_payload:
+            encode = encode_blocks(self.d, max(1, STORED_BLOCK_BYTES // (8 * self.d)), get_payload)
+            self.blocks = self._keep(self._tagged.mapInArrow(encode, BLOCK_SCHEMA))
+            yield self.blocks.where(F.col("stats").isNotNull()).select("stats", "profile")
 
     @contextlib.contextmanager
     def _pass_rows(self, payload):
@@ -144,7 +156,8 @@ class SparkCacheStore(BlockStore):
 
     def _release(self) -> None:
         blocks, self.blocks, self._pass_blocks = self.blocks, None, None
-        if not self.cached:
+        if not self.cached or blocks is None:
+            self._close_clone()
             return
         try:
             if self.env.connect:
@@ -169,32 +182,54 @@ def _checkpoint_rdd(df):
 # ---------------------------------------------------------------------------------------
 # Inside tasks
 # ---------------------------------------------------------------------------------------
-def encode_blocks(d: int, max_rows: int):
+def encode_blocks(d: int, max_rows: int, get_payload=None):
     """Each Arrow batch of ``(x array<double>, w double)`` rows -> block rows of at most
     ``max_rows`` valid rows (sharing the batch's decoded buffers: no copy); the batch's
-    invalid-row counts go to its first block row."""
+    invalid-row counts go to its first block row.  With ``get_payload`` (the first pass's
+    payload), the task also accumulates the pass's statistics over the valid rows and ends
+    with one row of them (``n`` 0, no features) in the ``stats``/``profile`` columns."""
 
     def to_blocks(batches):
+        acc = TaskStatistics(get_payload(), d) if get_payload is not None else None
         for batch in batches:
             X, w, bad = decode_rows(batch.column(0), batch.column(1), d)
-            n = X.shape[0]
-            bounds = np.append(np.arange(0, n, max_rows), n) if n else np.zeros(2, int)
-            m = len(bounds) - 1
-            bad_rows = np.zeros((m, len(BAD_KINDS)), dtype=np.float64)
-            bad_rows[0] = bad
-            row_bounds = np.arange(m + 1, dtype=np.int32) * (8 * len(BAD_KINDS))
-            cols = [
-                pa.Array.from_buffers(pa.binary(), m, [
-                    None, pa.py_buffer((bounds * 8 * d).astype(np.int32)), pa.py_buffer(X)]),
-                pa.Array.from_buffers(pa.binary(), m, [
-                    None, pa.py_buffer((bounds * 8).astype(np.int32)), pa.py_buffer(w)]),
-                pa.array(np.diff(bounds).astype(np.int64), pa.int64()),
-                pa.Array.from_buffers(pa.binary(), m, [
-                    None, pa.py_buffer(row_bounds), pa.py_buffer(bad_rows)]),
-            ]
+            if acc is not None:
+                acc.add(X, w, bad)
+            yield _block_batch(X, w, bad, d, max_rows)
+        if acc is not None:
+            stats, profile = acc.packed()
+            empty = np.zeros(0)
+            cols = _block_columns(empty, empty, np.zeros(len(BAD_KINDS)), d, 1)
+            cols += [pa.array([stats.tobytes()], pa.binary()),
+                     pa.array([profile.tobytes()], pa.binary())]
             yield pa.RecordBatch.from_arrays(cols, schema=_BLOCK_ARROW_SCHEMA)
 
     return to_blocks
+
+
+def _block_columns(X, w, bad, d: int, max_rows: int) -> list:
+    n = X.shape[0]
+    bounds = np.append(np.arange(0, n, max_rows), n) if n else np.zeros(2, int)
+    m = len(bounds) - 1
+    bad_rows = np.zeros((m, len(BAD_KINDS)), dtype=np.float64)
+    bad_rows[0] = bad
+    row_bounds = np.arange(m + 1, dtype=np.int32) * (8 * len(BAD_KINDS))
+    return [
+        pa.Array.from_buffers(pa.binary(), m, [
+            None, pa.py_buffer((bounds * 8 * d).astype(np.int32)), pa.py_buffer(X)]),
+        pa.Array.from_buffers(pa.binary(), m, [
+            None, pa.py_buffer((bounds * 8).astype(np.int32)), pa.py_buffer(w)]),
+        pa.array(np.diff(bounds).astype(np.int64), pa.int64()),
+        pa.Array.from_buffers(pa.binary(), m, [
+            None, pa.py_buffer(row_bounds), pa.py_buffer(bad_rows)]),
+    ]
+
+
+def _block_batch(X, w, bad, d: int, max_rows: int) -> pa.RecordBatch:
+    cols = _block_columns(X, w, bad, d, max_rows)
+    m = len(cols[2])
+    cols += [pa.nulls(m, pa.binary()), pa.nulls(m, pa.binary())]
+    return pa.RecordBatch.from_arrays(cols, schema=_BLOCK_ARROW_SCHEMA)
 
 
 def _binary_parts(col: pa.Array):
