@@ -305,6 +305,35 @@ def test_transform_matches_sklearn(spark, fitted):
     assert fitted[0].transform(df).columns == ["id", "features", "probability", "prediction"]
 
 
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_transform_uses_the_fits_e_step_for_every_covariance_type(spark, covariance_type):
+    """transform's probabilities, predictions and log-likelihoods are sklearn's
+    predict_proba, predict and score_samples on the same parameters (one E-step kernel for
+    fit and scoring), for every covariance type, with data far from the origin."""
+    from sklearn.mixture import GaussianMixture as SkGM
+
+    X, _, _ = sample_mixture(900, k=3, d=3, covariance_type="full", seed=4, separation=3.0)
+    X = X + 1e4
+    sk = SkGM(3, covariance_type=covariance_type, max_iter=4, random_state=0).fit(X)
+    model = GaussianMixtureModel.fromSklearn(sk).setLogLikelihoodCol("ll")
+    df = spark.createDataFrame(pd.DataFrame({"id": np.arange(len(X)), "features": list(X)}),
+                               "id long, features array<double>")
+    rows = model.transform(df).orderBy("id").collect()
+    # sklearn's diag/spherical log-densities expand (x - mu)^2 on raw x, which loses ~1e-8
+    # at 1e4 from the origin: the reference is sklearn on the data and means shifted by c
+    import copy
+
+    c = X.mean(axis=0)
+    ref = copy.deepcopy(sk)
+    ref.means_ = sk.means_ - c
+    Xc = X - c
+    np.testing.assert_allclose([r["probability"].toArray() for r in rows], ref.predict_proba(Xc),
+                               atol=1e-9)
+    np.testing.assert_array_equal([r["prediction"] for r in rows], ref.predict(Xc))
+    np.testing.assert_allclose([r["ll"] for r in rows], ref.score_samples(Xc), rtol=1e-9)
+    assert model.score(df) == pytest.approx(ref.score(Xc), rel=1e-9)
+
+
 def test_transform_leaves_rows_with_null_features_null(spark, fitted):
     model, _, X = fitted
     df = spark.createDataFrame([(0, [float(v) for v in X[0]]), (1, None)],
