@@ -20,7 +20,7 @@ from .main import Command
 from .options import (
     BOOL, CHECKPOINT, INPUT, INT, MLFLOW, MODEL, PREDICTIONS, RUN, STR, Option, at_least,
 )
-from .outputs import MODEL as MODEL_DIR, PLOTS, REPORT, Outputs, local_path
+from .outputs import MODEL as MODEL_DIR, PLOTS, REPORT, Outputs, check_local_outputs
 
 DEMO = [
     Option("demo", "demo", BOOL, "fit generated demo data instead of an input", False),
@@ -49,17 +49,10 @@ OPTIONS = INPUT + DEMO + MODEL + WARM_START + CHECKPOINT + OUTPUT + PREDICTIONS 
 
 def check(s) -> None:
     """Everything that can be checked before Spark starts."""
-    from . import plots, tracking
-
     check_source(s, allow_demo=True)
     if not s.get("model-out") and not s.get("demo"):
         raise UsageError("--model-out is required (where to save the fitted model)")
-    for flag in ("report-out", "plot-dir", "checkpoint-dir"):
-        if s.get(flag):
-            local_path(s[flag], flag)
-    if s.get("plot-dir"):
-        plots.require_matplotlib()
-    tracking.check(s)
+    check_local_outputs(s)
 
 
 def _estimator(s, features, weight_col, init_model):

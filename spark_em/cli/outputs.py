@@ -308,3 +308,17 @@ class Outputs:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
             self.discard()
+
+
+def check_local_outputs(s, flags=("report-out", "plot-dir", "checkpoint-dir")) -> None:
+    """Before Spark starts: the job's local files are plain paths, plots can be drawn, and
+    MLflow is usable when asked for."""
+    from . import plots, tracking
+
+    for flag in flags:
+        if s.get(flag):
+            local_path(s[flag], flag)
+    if s.get("plot-dir"):
+        plots.require_matplotlib()
+    tracking.check(s)
+

@@ -16,7 +16,7 @@ from .main import Command
 from .options import (
     BOOL, CHECKPOINT, COLUMNS, COVARIANCE_TYPES, INPUT, MLFLOW, MODEL, RUN, STR, Option,
 )
-from .outputs import MODEL as MODEL_DIR, PLOTS, REPORT, Outputs, local_path
+from .outputs import MODEL as MODEL_DIR, PLOTS, REPORT, Outputs, check_local_outputs
 
 
 def parse_ks(text: str) -> list[int]:
@@ -68,17 +68,10 @@ OPTIONS = INPUT + SELECT + MODEL_OPTIONS + CHECKPOINT + OUTPUT + RUN + MLFLOW
 
 
 def check(s) -> None:
-    from . import plots, tracking
-
     check_source(s, allow_demo=False)
     if not s.get("model-out"):
         raise UsageError("--model-out is required (where to save the best model)")
-    for flag in ("report-out", "plot-dir", "checkpoint-dir"):
-        if s.get(flag):
-            local_path(s[flag], flag)
-    if s.get("plot-dir"):
-        plots.require_matplotlib()
-    tracking.check(s)
+    check_local_outputs(s)
 
 
 def execute(s) -> int:
