@@ -68,9 +68,10 @@ class SparkCacheStore(BlockStore):
     def __init__(self, spark, env, d, aggregation_depth, selected):
         super().__init__(spark, env, d, aggregation_depth)
         self.num_tasks = max(1, TASKS_PER_CORE * env.default_parallelism)
-        # the fit's id in the plan: a cache entry (Connect) no other plan can match
-        self._tagged = selected.select("x", "w", F.lit(self.fit_id).alias("fit")) \
-            .coalesce(self.num_tasks)
+        # Connect: the fit's id in the plan, a cache entry no other plan can match (a classic
+        # local checkpoint is the fit's own already: no column sent to every task for it)
+        tag = [F.lit(self.fit_id).alias("fit")] if env.connect else []
+        self._tagged = selected.select("x", "w", *tag).coalesce(self.num_tasks)
         self._clone = None
         self.cached = True
         self.blocks = self._pass_blocks = None
