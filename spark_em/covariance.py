@@ -45,6 +45,12 @@ def _precision_cholesky_of(cov: np.ndarray, reg_covar) -> np.ndarray:
     return inv.T
 
 
+def _components_beyond(kept: np.ndarray, terms: np.ndarray, limit: float) -> np.ndarray:
+    """Components (rows) where some diagonal ``kept`` is more than ``limit`` times smaller
+    than the second-moment ``terms`` it was computed from."""
+    return np.flatnonzero(~np.all(kept * limit >= terms, axis=1))
+
+
 def _cov_from_upper(u: np.ndarray) -> np.ndarray:
     # precision = U U^T, so covariance = U^-T U^-1
     u_inv = linalg.solve_triangular(u, np.eye(u.shape[0]), lower=False)
@@ -122,6 +128,10 @@ class _SphericalMahalanobis:
 
 class Full:
     name = "full"
+    # the E-step's scatter goes through the row-wise products x_i x_j (up to PRODUCTS_MAX_D)
+    products = True
+    # hard labels (k-means initialisation): rows sorted by label, one syrk per component
+    hard_scatter_by_component = True
 
     def cov_shape(self, k, d): return (k, d, d)
     def second_shape(self, k, d): return (k, d, d)
@@ -168,9 +178,17 @@ class Full:
         z = y * np.sqrt(rw)
         second[j] += z @ z.T
 
+    def imprecise(self, second, cov, nk, limit):
+        """Components whose covariance diagonal is more than ``limit`` times smaller than
+        the second moments it came from (digits lost to cancellation)."""
+        terms = np.diagonal(second, axis1=1, axis2=2) / nk[:, None]
+        return _components_beyond(np.diagonal(cov, axis1=1, axis2=2), terms, limit)
+
 
 class Tied:
     name = "tied"
+    products = False
+    hard_scatter_by_component = False
 
     def cov_shape(self, k, d): return (d, d)
     def second_shape(self, k, d): return (d, d)
@@ -199,9 +217,17 @@ class Tied:
         z = y * np.sqrt(rw)
         second += z @ z.T
 
+    def imprecise(self, second, cov, nk, limit):
+        # the moments are shared: every component, or none
+        ok = np.all(np.diagonal(cov) * limit >= np.diagonal(second) / nk.sum())
+        return np.arange(0 if ok else nk.shape[0])
+
 
 class _Variances:
     """diag and spherical: statistics are per-feature second moments ``(k, d)``."""
+
+    products = False
+    hard_scatter_by_component = False
 
     def second_shape(self, k, d): return (k, d)
     def covariances(self, pc): return 1.0 / pc**2
@@ -225,6 +251,9 @@ class _Variances:
     def variances(self, second, nk, means_c, reg_covar):
         return second / nk[:, None] - means_c**2 + reg_covar
 
+    def imprecise(self, second, cov, nk, limit):
+        return _components_beyond(self.per_feature(cov), second / nk[:, None], limit)
+
 
 class Diag(_Variances):
     name = "diag"
@@ -237,6 +266,8 @@ class Diag(_Variances):
 
     def m_step(self, second, sk, nk_raw, nk, means_c, reg_covar):
         return self.variances(second, nk, means_c, reg_covar)
+
+    def per_feature(self, cov): return cov
 
 
 class Spherical(_Variances):
@@ -251,6 +282,8 @@ class Spherical(_Variances):
 
     def m_step(self, second, sk, nk_raw, nk, means_c, reg_covar):
         return self.variances(second, nk, means_c, reg_covar).mean(axis=1)
+
+    def per_feature(self, cov): return cov[:, None]
 
 
 COVARIANCE = {t.name: t for t in (Full(), Tied(), Diag(), Spherical())}

@@ -97,7 +97,7 @@ class _Products:
 
 
 def _products_for(covariance_type: str, d: int):
-    return _Products(d) if covariance_type == "full" and d <= PRODUCTS_MAX_D else None
+    return _Products(d) if covariance(covariance_type).products and d <= PRODUCTS_MAX_D else None
 
 
 def _slices(n: int, step: int):
@@ -293,7 +293,7 @@ class NearestCentreTask(MixtureSummarizer):
         # argmin ||x - c||^2 = argmin (||c||^2 - 2 c.x): the ||x||^2 term is common
         sq_centres = np.einsum("kd,kd->k", self.centres, self.centres)
         step = chunk_rows(k * d)
-        if self.covariance_type != "full":
+        if not covariance(self.covariance_type).hard_scatter_by_component:
             rows = np.arange(step)
             for sl in _slices(n, step):
                 xt = np.ascontiguousarray(Xc[sl].T)

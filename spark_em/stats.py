@@ -149,17 +149,21 @@ class SuffStats:
         means = shift + centre if self.origin is None else (shift + self.origin) + centre
         return GaussianParams(weights, means, cov, pc, self.covariance_type)
 
+    def _shift(self):
+        """``(N_k + 10 eps, the new means about the moments' origin)``."""
+        nk = self.nk + 10.0 * np.finfo(np.float64).eps
+        return nk, self.sk / nk[:, None]
+
     def _update(self, reg_covar: float):
         """``(N_k + 10 eps, means about the moments' origin, covariances)``."""
-        nk = self.nk + 10.0 * np.finfo(np.float64).eps
-        shift = self.sk / nk[:, None]
+        nk, shift = self._shift()
         cov = covariance(self.covariance_type).m_step(
             self.second, self.sk, self.nk, nk, shift, reg_covar)
         return nk, shift, cov
 
     def means_c(self) -> np.ndarray:
         """The M-step's means ``(k, d)`` in centred coordinates (about the fit's centre)."""
-        shift = self.sk / (self.nk + 10.0 * np.finfo(np.float64).eps)[:, None]
+        shift = self._shift()[1]
         return shift if self.origin is None else shift + self.origin
 
     def imprecise(self, reg_covar: float) -> np.ndarray:
@@ -170,14 +174,4 @@ class SuffStats:
         should be taken again about the new means (:meth:`means_c`).  All components for
         ``tied``, whose moments are shared."""
         nk, _, cov = self._update(reg_covar)
-        t = self.covariance_type
-        if t == "tied":
-            terms = np.diagonal(self.second) / nk.sum()
-            kept = np.diagonal(cov)
-            ok = np.all(kept * CANCELLATION_LIMIT >= terms)
-            return np.arange(0 if ok else self.k)
-        terms = (np.diagonal(self.second, axis1=1, axis2=2) if t == "full" else self.second)
-        terms = terms / nk[:, None]
-        kept = {"full": lambda: np.diagonal(cov, axis1=1, axis2=2),
-                "diag": lambda: cov, "spherical": lambda: cov[:, None]}[t]()
-        return np.flatnonzero(~np.all(kept * CANCELLATION_LIMIT >= terms, axis=1))
+        return covariance(self.covariance_type).imprecise(self.second, cov, nk, CANCELLATION_LIMIT)
