@@ -33,13 +33,12 @@ class ValidationStats:
     weighted_sum: np.ndarray  # (d,) sum_i w_i x_i
     bad: np.ndarray  # (len(BAD_KINDS),) invalid rows by kind
     keys: np.ndarray  # (m,) sample keys, larger is better
-    sample_weights: np.ndarray  # (m,)
     sample_rows: np.ndarray  # (m, d)
 
     @classmethod
     def empty(cls, d: int, sample_size: int) -> "ValidationStats":
         return cls(d, sample_size, 0.0, 0.0, np.zeros(d), np.zeros(len(BAD_KINDS)),
-                   np.zeros(0), np.zeros(0), np.zeros((0, d)))
+                   np.zeros(0), np.zeros((0, d)))
 
     # ------------------------------------------------------------------ values
     @property
@@ -62,15 +61,13 @@ class ValidationStats:
         m = self.sample_size
         if self.keys.shape[0] > m:
             top = np.argpartition(-self.keys, m)[:m]
-            self.keys, self.sample_weights = self.keys[top], self.sample_weights[top]
-            self.sample_rows = self.sample_rows[top]
+            self.keys, self.sample_rows = self.keys[top], self.sample_rows[top]
 
     def __add__(self, other: "ValidationStats") -> "ValidationStats":
         out = ValidationStats(
             self.d, self.sample_size, self.n_rows + other.n_rows,
             self.weight_sum + other.weight_sum, self.weighted_sum + other.weighted_sum,
             self.bad + other.bad, np.concatenate([self.keys, other.keys]),
-            np.concatenate([self.sample_weights, other.sample_weights]),
             np.concatenate([self.sample_rows, other.sample_rows]),
         )
         out._keep_top()
@@ -93,11 +90,10 @@ class ValidationStats:
         if self.keys.shape[0] >= m:  # only rows that beat the current m-th key can enter
             floor = np.partition(self.keys, -m)[-m]
             better = key > floor
-            key, X, w = key[better], X[better], w[better]
+            key, X = key[better], X[better]
         if key.shape[0] == 0:
             return
         self.keys = np.concatenate([self.keys, key])
-        self.sample_weights = np.concatenate([self.sample_weights, w])
         self.sample_rows = np.concatenate([self.sample_rows, X])
         self._keep_top()
 
@@ -106,18 +102,18 @@ class ValidationStats:
         m = self.keys.shape[0]
         head = [self.d, self.sample_size, m, self.n_rows, self.weight_sum]
         return np.concatenate([head, self.weighted_sum, self.bad, self.keys,
-                               self.sample_weights, self.sample_rows.ravel()])
+                               self.sample_rows.ravel()])
 
     @classmethod
     def unpack(cls, flat: np.ndarray) -> "ValidationStats":
         d, size, m = (int(v) for v in flat[:3])
         o = _HEAD
         parts = []
-        for n in (d, len(BAD_KINDS), m, m, m * d):
+        for n in (d, len(BAD_KINDS), m, m * d):
             parts.append(np.array(flat[o : o + n]))
             o += n
         return cls(d, size, float(flat[3]), float(flat[4]), parts[0], parts[1], parts[2],
-                   parts[3], parts[4].reshape(m, d))
+                   parts[3].reshape(m, d))
 
 
 class ValidationSummarizer:
