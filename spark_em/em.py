@@ -194,6 +194,9 @@ def exact_moments(e_pass: Callable, kernels, stats, profile, reg_covar, label):
 
 
 def result_of(run: Run, data) -> FitResult:
+    """The fit's result from its best run.  No E-step under the final parameters: the fit
+    ends with the M-step, and reports the last iteration's log-likelihood, as MLlib and
+    sklearn do."""
     return FitResult(
         params=run.params, log_likelihood_history=list(run.history), num_iter=len(run.history),
         converged=run.converged, weight_sum=float(data.weight_sum), n_rows=int(data.n_rows),
@@ -205,26 +208,3 @@ def best_run(runs: Sequence[Run]) -> Run:
     """The run with the best last mean log-likelihood (the first on ties)."""
     return max(runs, key=lambda r: r.history[-1] if r.history else -np.inf)
 
-
-def run_em(
-    store,
-    data,
-    starts: list[GaussianParams],
-    *,
-    max_iter: int,
-    tol: float,
-    reg_covar: float,
-    progress: Callable | None = None,
-    previous: Sequence[float | None] | None = None,
-) -> FitResult:
-    """EM from each start; keeps the run with the best last mean log-likelihood.
-
-    ``previous``: per start, the mean log-likelihood it came with (warm start), so that a
-    refit from a converged model can report convergence after one iteration.
-    """
-    previous = list(previous) if previous is not None else [None] * len(starts)
-    runs = [Run(p, f"run {i}", previous=prev) for i, (p, prev) in enumerate(zip(starts, previous))]
-    iterate(store, data, runs, max_iter=max_iter, tol=tol, reg_covar=reg_covar, progress=progress)
-    # No E-step under the final parameters (MLlib and sklearn report the last iteration's
-    # log-likelihood too): the fit ends with the M-step.
-    return result_of(best_run(runs), data)
