@@ -107,24 +107,21 @@ def iterate(
             lambda ks, label: run_pass(store, ks, data.centre, label), kernels, stats, profile,
             reg_covar, f"EM iteration {it}: exact moments")
         t_pass = time.perf_counter()
+        changes = []  # NaN for a run's first iteration without a log-likelihood to compare
         for r, st in zip(active, stats):
             ll = st.log_likelihood / st.weight_sum
             before = r.history[-1] if r.history else r.previous
-            change = ll - before if before is not None else float("inf")
+            changes.append(ll - before if before is not None else float("nan"))
             r.history.append(ll)
             r.params = st.m_step(data.centre, reg_covar)
-            r.converged = abs(change) < tol
+            r.converged = abs(changes[-1]) < tol  # False for NaN: never on the first change
         seconds = time.perf_counter() - t0
         for r in active:
             r.seconds += seconds / len(active)
         details = dict(profile.as_dict(), mstep_s=t0 + seconds - t_pass)
-        for i, r in enumerate(runs):
-            if r not in active:
-                continue
-            before = r.history[-2] if len(r.history) > 1 else r.previous
+        for r, change in zip(active, changes):
             info = IterationInfo(
-                it, i, r.history[-1],
-                r.history[-1] - before if before is not None else float("nan"),
+                it, runs.index(r), r.history[-1], change,
                 seconds, label=r.label, rows=int(data.n_rows), converged=r.converged,
                 profile=details,
             )
