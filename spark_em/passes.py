@@ -79,6 +79,15 @@ class TaskStatistics:
         return pack_all(self.stats, self.summarizers), profile
 
 
+def task_partition() -> tuple[int, int]:
+    """``(partition index, attempt number)`` of the running Spark task; ``(0, 0)`` outside
+    one.  Tasks that read their own share of the data (files, row groups) pick it by index."""
+    from pyspark import TaskContext
+
+    ctx = TaskContext.get()
+    return (ctx.partitionId(), ctx.attemptNumber()) if ctx is not None else (0, 0)
+
+
 def make_task(get_payload: Callable, read_chunks: ChunkReader, d: int):
     """The ``mapInArrow`` function of a pass: reads its share of the data through
     ``read_chunks`` and yields one row of packed statistics and timings."""

@@ -17,6 +17,7 @@ from pyspark.sql import SparkSession
 
 from ..env import SparkEnv
 from ..passes import run_pass
+from ..tuning import TASKS_PER_CORE
 from ..validation import ValidationStats
 
 
@@ -74,6 +75,14 @@ class BlockStore:
     # ------------------------------------------------------------------ for subclasses
     def _after_open(self, stats: ValidationStats) -> None:
         pass
+
+    def _merged_input(self, frame):
+        """``frame`` (the input of a store that copies it) with its partitions merged into
+        at most TASKS_PER_CORE tasks per core, so that the statistics rows, the reduce (and
+        the files) do not grow with the input's partition count; ``num_tasks`` is that
+        bound."""
+        self.num_tasks = max(1, TASKS_PER_CORE * self.env.default_parallelism)
+        return frame.coalesce(self.num_tasks)
 
     @contextlib.contextmanager
     def _shipped(self, payload):

@@ -30,8 +30,8 @@ import tempfile
 import numpy as np
 
 from ..arrow_blocks import decode_rows
-from ..passes import PASS_SCHEMA, make_task
-from ..tuning import MIN_UNIT_ROWS, TASKS_PER_CORE, UNITS_PER_TASK, unit_rows
+from ..passes import PASS_SCHEMA, make_task, task_partition
+from ..tuning import MIN_UNIT_ROWS, UNITS_PER_TASK, unit_rows
 from .base import BlockStore
 
 PREFIX = "spark-em-blocks-"
@@ -54,11 +54,9 @@ class LocalFileStore(BlockStore):
 
     @contextlib.contextmanager
     def _first_pass_rows(self, payload):
-        # One job reads the input, validates it and writes the block files: input partitions
-        # merged into at most TASKS_PER_CORE tasks per core, so that its statistics rows (and
-        # the number of files) do not grow with the input's partition count.
-        frame = self.selected.coalesce(max(1, TASKS_PER_CORE * self.env.default_parallelism))
-        self.num_tasks = frame.rdd.getNumPartitions()
+        # One job reads the (merged) input, validates it and writes the block files.
+        frame = self._merged_input(self.selected)
+        self.num_tasks = frame.rdd.getNumPartitions()  # classic: the exact count is cheap
         fn = make_task(lambda: payload, _input_writer(self.block_dir, self.d), self.d)
         yield frame.mapInArrow(fn, PASS_SCHEMA)
 
@@ -89,11 +87,7 @@ class _BlockFileWriter:
     that a failed or retried task never leaves a partial file behind."""
 
     def __init__(self, root: str, d: int):
-        from pyspark import TaskContext
-
-        ctx = TaskContext.get()
-        pid = ctx.partitionId() if ctx is not None else 0
-        attempt = ctx.attemptNumber() if ctx is not None else 0
+        pid, attempt = task_partition()
         self.final = os.path.join(root, f"part-{pid:06d}.bin")
         self.tmp = os.path.join(root, f".part-{pid:06d}-{attempt}.tmp")
         self.file = open(self.tmp, "wb")
@@ -141,13 +135,9 @@ def _file_getter(path: str):
 
 def _unit_reader(units, d: int, num_tasks: int):
     def read(batches):
-        from pyspark import TaskContext
-
-        for _ in batches:
+        for _ in batches:  # the task's input is its index only
             pass
-        ctx = TaskContext.get()
-        pid = ctx.partitionId() if ctx is not None else 0
-        for path, start, n in units[pid::num_tasks]:
+        for path, start, n in units[task_partition()[0]::num_tasks]:
             rows = np.fromfile(path, np.float64, count=n * (d + 1), offset=start * 8 * (d + 1))
             rows = rows.reshape(n, d + 1)
             yield rows[:, 1:], np.ascontiguousarray(rows[:, 0]), None

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..arrow_blocks import columns_to_matrix, combine_rows, list_to_matrix, vectors_to_matrix
-from ..passes import PASS_SCHEMA, make_task
+from ..passes import PASS_SCHEMA, make_task, task_partition
 from ..tuning import unit_rows
 from .base import BlockStore
 from .parquet_scan import ParquetScan
@@ -158,12 +158,9 @@ def read_row_groups(assignment, spec: ColumnSpec, d: int, trusted: bool = False)
     about UNIT_BYTES (``trusted``: without checking values the first pass checked)."""
 
     def read(batches):
-        from pyspark import TaskContext
-
-        for _ in batches:
+        for _ in batches:  # the task's input is its index only
             pass
-        ctx = TaskContext.get()
-        share = assignment[ctx.partitionId() if ctx is not None else 0]
+        share = assignment[task_partition()[0]]
         rows = unit_rows(d)
         current, pf, columns = None, None, None
         for path, index in share:

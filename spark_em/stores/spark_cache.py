@@ -38,7 +38,7 @@ from pyspark.sql import types as T
 
 from ..arrow_blocks import BAD_KINDS, decode_rows
 from ..passes import PASS_SCHEMA, TaskStatistics, make_task
-from ..tuning import BLOCK_ROWS_PER_ARROW_BATCH, STORED_BLOCK_BYTES, TASKS_PER_CORE, unit_rows
+from ..tuning import BLOCK_ROWS_PER_ARROW_BATCH, STORED_BLOCK_BYTES, unit_rows
 from .base import BlockStore
 
 log = logging.getLogger("spark_em")
@@ -67,11 +67,10 @@ class SparkCacheStore(BlockStore):
 
     def __init__(self, spark, env, d, aggregation_depth, selected):
         super().__init__(spark, env, d, aggregation_depth)
-        self.num_tasks = max(1, TASKS_PER_CORE * env.default_parallelism)
         # Connect: the fit's id in the plan, a cache entry no other plan can match (a classic
         # local checkpoint is the fit's own already: no column sent to every task for it)
         tag = [F.lit(self.fit_id).alias("fit")] if env.connect else []
-        self._tagged = selected.select("x", "w", *tag).coalesce(self.num_tasks)
+        self._tagged = self._merged_input(selected.select("x", "w", *tag))
         self._clone = None
         self.cached = True
         self.blocks = self._pass_blocks = None
