@@ -61,6 +61,17 @@ def n_parameters(k: int, d: int, covariance_type: str) -> int:
     return int(covariance(covariance_type).n_cov_parameters(k, d) + k * d + k - 1)
 
 
+def bic(log_likelihood: float, weight_sum: float, n_params: int) -> float:
+    """Bayesian information criterion, sklearn's formula: -2 log L + p log n, with n the sum
+    of weights (the row count when there is no weight column)."""
+    return float(-2.0 * log_likelihood + n_params * np.log(weight_sum))
+
+
+def aic(log_likelihood: float, n_params: int) -> float:
+    """Akaike information criterion, sklearn's formula: -2 log L + 2 p."""
+    return float(-2.0 * log_likelihood + 2.0 * n_params)
+
+
 @dataclass(frozen=True)
 class GaussianParams:
     """Parameters of one mixture, in data coordinates.

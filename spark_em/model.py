@@ -12,7 +12,7 @@ from pyspark.ml.stat import MultivariateGaussian
 from pyspark.sql import DataFrame, SparkSession
 
 from . import mllib_import, sampling, scoring
-from .gaussian import GaussianParams, n_parameters
+from .gaussian import GaussianParams, aic as aic_of, bic as bic_of, n_parameters
 from .model_check import check_values
 from .params import DEFAULT_SEED, FitParams, check_handle_invalid
 from .persistence import ModelReader, ModelWriter
@@ -205,12 +205,12 @@ class GaussianMixtureModel(Model, FitParams, MLReadable, MLWritable):
         """Bayesian information criterion, sklearn's formula: -2 log L + p log n
         (n = the sum of weights, the row count when there is no weight column)."""
         s, n = self._log_likelihood_sums(dataset)
-        return -2.0 * s + self._n_parameters() * np.log(n)
+        return bic_of(s, n, self._n_parameters())
 
     def aic(self, dataset: DataFrame) -> float:
         """Akaike information criterion, sklearn's formula: -2 log L + 2 p."""
         s, _ = self._log_likelihood_sums(dataset)
-        return -2.0 * s + 2.0 * self._n_parameters()
+        return aic_of(s, self._n_parameters())
 
     # ------------------------------------------------------------------ persistence
     def copy(self, extra=None) -> "GaussianMixtureModel":

@@ -11,12 +11,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import numpy as np
 from pyspark.sql import DataFrame
 
 from .covariance import covariance
 from .em import InitSpec, Run, best_run, fit_runs, initial_params, result_of
-from .gaussian import n_parameters
+from .gaussian import aic, bic, n_parameters
 from .kernels import EStepKernel
 from .passes import run_pass
 from .progress import InitialisationDone
@@ -84,24 +83,24 @@ def fit_select(gm, dataset: DataFrame, ks, covariance_types=None, criterion: str
             if progress is not None:
                 progress(InitialisationDone(runs=len(starts), mode=gm.getInitMode(),
                                             seconds=time.perf_counter() - t0))
-            return [Run(p, _label(k, t, i, n_init)) for (k, t, i), p in
-                    zip(((k, t, i) for k, t in cands for i in range(n_init)), starts)]
+            return [Run(p, _label(s.k, s.covariance_type, i % n_init, n_init))
+                    for i, (s, p) in enumerate(zip(specs, starts))]
 
         runs = fit_runs(
             store, data, start_runs, max_iter=gm.getMaxIter(), tol=gm.getTol(),
             reg_covar=gm.getRegCovar(), progress=progress,
             checkpoint=gm._checkpoint(ks=[k for k, _ in cands], covarianceTypes=[t for _, t in cands]),
         )
-        best = [best_run(runs[i * n_init:(i + 1) * n_init]) for i in range(len(cands))]
+        per_candidate = [runs[i * n_init:(i + 1) * n_init] for i in range(len(cands))]
+        best = [best_run(rs) for rs in per_candidate]
         final = [EStepKernel(r.params, data.centre, moments=False) for r in best]
         scored, _ = run_pass(store, final, data.centre, "score the candidates")
     table = []
-    for (k, t), r, st in zip(cands, best, scored):
+    for (k, t), rs, r, st in zip(cands, per_candidate, best, scored):
         ll = float(st.log_likelihood)
         p = n_parameters(k, data.d, t)
-        seconds = sum(x.seconds for x in runs if x.label.startswith(_label(k, t, 0, 1)))
-        table.append(Candidate(k, t, ll, -2.0 * ll + p * np.log(data.weight_sum),
-                               -2.0 * ll + 2.0 * p, len(r.history), r.converged, seconds))
+        table.append(Candidate(k, t, ll, bic(ll, data.weight_sum, p), aic(ll, p),
+                               len(r.history), r.converged, sum(x.seconds for x in rs)))
     i_best = min(range(len(table)), key=lambda i: getattr(table[i], criterion))
     k, t = cands[i_best]
     chosen = gm.copy({gm.k: k, gm.covarianceType: t})

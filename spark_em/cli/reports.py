@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..gaussian import n_parameters
+from ..gaussian import aic, bic, n_parameters
 
 
 @dataclass
@@ -29,11 +29,11 @@ class Evaluation:
 
     @property
     def bic(self) -> float:
-        return -2.0 * self.log_likelihood + self.n_parameters * math.log(self.weight_sum)
+        return bic(self.log_likelihood, self.weight_sum, self.n_parameters)
 
     @property
     def aic(self) -> float:
-        return -2.0 * self.log_likelihood + 2.0 * self.n_parameters
+        return aic(self.log_likelihood, self.n_parameters)
 
 
 def evaluate(model, df, weight_col: str | None) -> Evaluation:
