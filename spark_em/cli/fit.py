@@ -20,7 +20,9 @@ from .main import Command
 from .options import (
     BOOL, CHECKPOINT, INPUT, INT, MLFLOW, MODEL, PREDICTIONS, RUN, STR, Option, at_least,
 )
-from .outputs import MODEL as MODEL_DIR, PLOTS, REPORT, Outputs, check_local_outputs
+from .outputs import (
+    MODEL as MODEL_DIR, PARQUET, PLOTS, REPORT, Outputs, check_local_outputs, print_written,
+)
 
 DEMO = [
     Option("demo", "demo", BOOL, "fit generated demo data instead of an input", False),
@@ -103,7 +105,7 @@ def execute(s) -> int:
             contextlib.nullcontext(read_input(spark, s, default_features))
         with source as inp, Outputs(spark, s["overwrite"]) as outputs:
             targets = {flag: outputs.add(flag, s[flag], kind) for flag, kind in (
-                ("model-out", MODEL_DIR), ("predictions-out", "a Parquet data set"),
+                ("model-out", MODEL_DIR), ("predictions-out", PARQUET),
                 ("report-out", REPORT), ("plot-dir", PLOTS)) if s.get(flag)}
             gm, params = _estimator(s, inp.features, inp.weight_col, init_model)
             gm.progress = progress
@@ -137,7 +139,8 @@ def _fit_and_write(s, spark, env, gm, inp, outputs, targets, progress, tracker, 
               file=sys.stderr, flush=True)
     everything = converged or not s["require-convergence"]
     if everything and "model-out" in targets:
-        outputs.stage(targets["model-out"], lambda p: model.write().save(p))
+        # the output is staged in a temporary sibling already: the writer's own part only
+        outputs.stage(targets["model-out"], lambda p: model.write().saveImpl(p))
     if everything and "predictions-out" in targets:
         out = with_predictions(model, inp.df, s["probability-format"], s.get("log-likelihood-col"))
         outputs.stage(targets["predictions-out"], lambda p: out.write.parquet(p))
@@ -159,9 +162,7 @@ def _fit_and_write(s, spark, env, gm, inp, outputs, targets, progress, tracker, 
         plot_dir = targets["plot-dir"].staged if "plot-dir" in targets else None
         tracker.log_fit(report, progress.histories, local_model, plot_dir)
     outputs.commit()
-    for flag, t in targets.items():
-        if t.committed:
-            print(f"{flag.replace('-out', '').replace('-', ' ')} written to {t.path}")
+    print_written(targets)
     if not everything:
         raise NotConvergedError(f"{warnings[-1]} (--require-convergence); nothing written"
                                 + (" except the report" if "report-out" in targets else ""))

@@ -322,3 +322,9 @@ def check_local_outputs(s, flags=("report-out", "plot-dir", "checkpoint-dir")) -
         plots.require_matplotlib()
     tracking.check(s)
 
+
+def print_written(targets: dict) -> None:
+    """One line per committed output of a job (``targets``: flag -> target)."""
+    for flag, t in targets.items():
+        if t.committed:
+            print(f"{flag.replace('-out', '').replace('-', ' ')} written to {t.path}")

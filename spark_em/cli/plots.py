@@ -10,6 +10,7 @@ backend, no display needed):
 from __future__ import annotations
 
 import importlib.util
+import os
 
 import numpy as np
 
@@ -120,8 +121,6 @@ def plot_clusters(model, X: np.ndarray, labels: np.ndarray, path: str) -> None:
 def write_fit_plots(directory: str, model, histories: dict, X: np.ndarray,
                     labels: np.ndarray) -> list[str]:
     """Both fit plots into ``directory`` (created); returns the file names."""
-    import os
-
     os.makedirs(directory, exist_ok=True)
     plot_log_likelihood(histories, os.path.join(directory, "log_likelihood.png"),
                         model.summary.logLikelihoodHistory)
@@ -130,3 +129,30 @@ def write_fit_plots(directory: str, model, histories: dict, X: np.ndarray,
         plot_clusters(model, X, labels, os.path.join(directory, "clusters.png"))
         names.append("clusters.png")
     return names
+
+
+def write_criterion_plot(directory: str, rows: list[dict], criterion: str, best: dict) -> None:
+    """``<criterion>.png``: the criterion against k, one line per covariance type, the
+    chosen candidate ``best`` (k, covarianceType) circled."""
+    plt = _pyplot()
+    os.makedirs(directory, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+    for t in dict.fromkeys(r["covarianceType"] for r in rows):
+        pts = sorted((r["k"], r[criterion]) for r in rows if r["covarianceType"] == t)
+        ax.plot([k for k, _ in pts], [v for _, v in pts], marker="o", label=t)
+    best = next(r for r in rows
+                if (r["k"], r["covarianceType"]) == (best["k"], best["covarianceType"]))
+    ax.scatter([best["k"]], [best[criterion]], s=160, facecolors="none", edgecolors="black",
+               zorder=4, label=f"best: k={best['k']} {best['covarianceType']}")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("k (components)")
+    ax.set_ylabel(criterion.upper() + " (lower is better)")
+    ax.set_title(f"{criterion.upper()} against k")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(os.path.join(directory, f"{criterion}.png"))
+    plt.close(fig)
+

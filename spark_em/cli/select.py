@@ -16,7 +16,7 @@ from .main import Command
 from .options import (
     BOOL, CHECKPOINT, COLUMNS, COVARIANCE_TYPES, INPUT, MLFLOW, MODEL, RUN, STR, Option,
 )
-from .outputs import MODEL as MODEL_DIR, PLOTS, REPORT, Outputs, check_local_outputs
+from .outputs import MODEL as MODEL_DIR, PLOTS, REPORT, Outputs, check_local_outputs, print_written
 
 
 def parse_ks(text: str) -> list[int]:
@@ -113,26 +113,26 @@ def execute(s) -> int:
                     "spark_em_report": {"version": 1, "job": "select"},
                     "parameters": settings, "criterion": s["criterion"], "best": best,
                     "candidates": rows, "converged": bool(model.summary.converged),
-                    "seconds": {k: v for k, v in seconds.items()},
+                    "seconds": seconds,
                     "spark": {"application_id": env.app_id, "kind": env.kind,
                               "master": env.master},
                 }
-                outputs.stage(targets["model-out"], lambda p: model.write().save(p))
+                outputs.stage(targets["model-out"], lambda p: model.write().saveImpl(p))
                 if "report-out" in targets:
                     from .reports import write_json
 
                     outputs.stage(targets["report-out"], lambda p: write_json(report, p))
                 if "plot-dir" in targets:
+                    from .plots import write_criterion_plot
+
                     outputs.stage(targets["plot-dir"],
-                                  lambda p: plot_criterion(rows, s["criterion"], p))
+                                  lambda p: write_criterion_plot(p, rows, s["criterion"], best))
                 tracker.log_select(report)
                 outputs.commit()
                 ok = True
             finally:
                 tracker.end(ok)
-    for flag, t in targets.items():
-        if t.committed:
-            print(f"{flag.replace('-out', '').replace('-', ' ')} written to {t.path}")
+    print_written(targets)
     return 0
 
 
@@ -146,34 +146,6 @@ def print_table(rows: list[dict], best: dict, criterion: str, stream) -> None:
               f"{r['bic']:>14.6g} {r['aic']:>14.6g} {r['iterations']:>5} "
               f"{str(r['converged']).lower():>5} {r['seconds']:>8.2f}{mark}", file=stream)
     print(f"best by {criterion.upper()}: k={best['k']} {best['covarianceType']}", file=stream)
-
-
-def plot_criterion(rows: list[dict], criterion: str, directory: str) -> None:
-    """``<criterion>.png``: the criterion against k, one line per covariance type."""
-    import os
-
-    from .plots import _pyplot
-
-    plt = _pyplot()
-    os.makedirs(directory, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
-    for t in dict.fromkeys(r["covarianceType"] for r in rows):
-        pts = sorted((r["k"], r[criterion]) for r in rows if r["covarianceType"] == t)
-        ax.plot([k for k, _ in pts], [v for _, v in pts], marker="o", label=t)
-    best = min(rows, key=lambda r: r[criterion])
-    ax.scatter([best["k"]], [best[criterion]], s=160, facecolors="none", edgecolors="black",
-               zorder=4, label=f"best: k={best['k']} {best['covarianceType']}")
-    from matplotlib.ticker import MaxNLocator
-
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("k (components)")
-    ax.set_ylabel(criterion.upper() + " (lower is better)")
-    ax.set_title(f"{criterion.upper()} against k")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(os.path.join(directory, f"{criterion}.png"))
-    plt.close(fig)
 
 
 COMMAND = Command("select", __doc__, OPTIONS, check, execute)
