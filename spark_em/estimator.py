@@ -157,15 +157,12 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
         if data.rows_skipped:
             log.warning("handleInvalid='skip': %d invalid rows left out of the fit: %s",
                         data.rows_skipped, {k: v for k, v in data.bad_rows.items() if v})
-        try:
-            if k_max > data.n_rows:
-                raise InvalidInputError(
-                    f"k={k_max} is larger than the number of valid rows ({data.n_rows}) in "
-                    f"featuresCol {self.getFeaturesCol()!r}"
-                )
-        except BaseException:
+        if k_max > data.n_rows:
             store.release()
-            raise
+            raise InvalidInputError(
+                f"k={k_max} is larger than the number of valid rows ({data.n_rows}) in "
+                f"featuresCol {self.getFeaturesCol()!r}"
+            )
         progress = getattr(self, "progress", None)
         if progress is not None:
             progress(ValidationDone(
@@ -274,8 +271,7 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
         )
         model = self._copyValues(GaussianMixtureModel(result.params, summary))
         at_fit = model.copy()  # the summary's predictions keep the fit's column names
-        summary._cluster_sizes_fn = lambda: model._cluster_sizes(dataset)
-        summary._predictions_fn = lambda: at_fit.transform(dataset)
+        summary.bind(lambda: model._cluster_sizes(dataset), lambda: at_fit.transform(dataset))
         return model
 
     def _check_initial_model(self, init: GaussianMixtureModel, d: int) -> GaussianParams:

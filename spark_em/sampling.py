@@ -17,6 +17,7 @@ import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 
 from .gaussian import GaussianParams
+from .passes import task_partition
 
 __all__ = ["ROWS_PER_PARTITION", "partition_streams", "draw_rows", "sample"]
 
@@ -58,7 +59,6 @@ def sample(
     """A DataFrame of ``n`` rows drawn from the mixture: ``features_col`` (Vector, d) and
     ``label_col`` (int, the component each row was drawn from).  ``seed=None``: a random
     seed."""
-    from pyspark import TaskContext
     from pyspark.ml.functions import array_to_vector
     from pyspark.sql import functions as F
 
@@ -76,7 +76,7 @@ def sample(
     d = params.d
 
     def draw(batches):
-        label_rng, noise_rng = partition_streams(seed, TaskContext.get().partitionId())
+        label_rng, noise_rng = partition_streams(seed, task_partition()[0])
         for batch in batches:
             m = batch.num_rows
             X, labels = draw_rows(label_rng, noise_rng, cum, means, chol, m)

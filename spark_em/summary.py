@@ -47,9 +47,6 @@ class GaussianMixtureSummary:
         predictionCol: str | None = None,
         probabilityCol: str | None = None,
         numRowsSkipped: dict[str, int] | None = None,
-        *,
-        cluster_sizes_fn: Callable[[], list[int]] | None = None,
-        predictions_fn: Callable[[], DataFrame] | None = None,
         **_ignored: Any,  # fields of older saved summaries (a logLikelihood under the final parameters)
     ) -> None:
         self.k = k
@@ -63,9 +60,16 @@ class GaussianMixtureSummary:
         self.probabilityCol = probabilityCol
         self.numRowsSkipped = dict(numRowsSkipped or {})
         self._cluster_sizes = None if clusterSizes is None else [int(c) for c in clusterSizes]
-        self._cluster_sizes_fn = cluster_sizes_fn
-        self._predictions_fn = predictions_fn
+        self._cluster_sizes_fn: Callable[[], list[int]] | None = None
+        self._predictions_fn: Callable[[], DataFrame] | None = None
         self._predictions: DataFrame | None = None
+
+    def bind(self, cluster_sizes: Callable[[], list[int]],
+             predictions: Callable[[], DataFrame]) -> None:
+        """The training DataFrame's cluster sizes and predictions, computed on first access
+        (the summary of the model ``fit`` returns; the model exists only after its
+        summary, hence not in the constructor)."""
+        self._cluster_sizes_fn, self._predictions_fn = cluster_sizes, predictions
 
     @property
     def logLikelihood(self) -> float:
