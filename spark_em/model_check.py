@@ -31,6 +31,7 @@ from pyspark.sql import SparkSession
 
 from . import mllib_import
 from .errors import ModelFormatError
+from .covariance import covariance
 from .gaussian import COVARIANCE_TYPES, GaussianParams
 
 __all__ = ["FORMAT_VERSION", "CheckedModel", "load_checked", "check_values"]
@@ -217,9 +218,7 @@ def _spark_em_arrays(path: str, table: pa.Table, k: int, d: int, ct: str) -> lis
     names = [r["name"] for r in rows]
     if sorted(map(str, names)) != sorted(ARRAY_NAMES):
         raise _fail(path, f"data holds the arrays {names}, expected {list(ARRAY_NAMES)} once each")
-    expected = {"weights": (k,), "means": (k, d),
-                "covariances": {"full": (k, d, d), "tied": (d, d), "diag": (k, d),
-                                "spherical": (k,)}[ct]}
+    expected = {"weights": (k,), "means": (k, d), "covariances": covariance(ct).cov_shape(k, d)}
     arrays = {}
     for r in rows:
         name, shape, values = r["name"], tuple(r["shape"] or ()), r["values"]

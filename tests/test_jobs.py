@@ -204,15 +204,21 @@ def test_overwrite_refuses_a_directory_of_other_files(spark, lake, tmp_path, cap
     (["--input", "{day1}", "--where", "nope > 1"], "--where: column not found"),
     (["--input", "{nan}", "--features", "x,y"], "NaN"),
     (["--input", "{day1}", "--init-model", "{tmp}/no-model"], "--init-model"),
+    (["--input", "{clash}", "--predictions-out", "{tmp}/pred"],
+     "already has a column 'prediction'"),
 ], ids=["missing-path", "missing-table", "missing-column", "missing-listed-column",
-        "non-numeric", "missing-weight", "where-column", "nan-rows", "missing-init-model"])
+        "non-numeric", "missing-weight", "where-column", "nan-rows", "missing-init-model",
+        "prediction-column-clash"])
 def test_data_errors_exit_1_in_one_line(spark, lake, tmp_path, capsys, args, message):
     strings = tmp_path / "strings.parquet"
     spark.createDataFrame([("a",), ("b",)], "s string").write.parquet(str(strings))
     nan = tmp_path / "nan.parquet"
     spark.createDataFrame([(1.0, 2.0), (float("nan"), 1.0), (3.0, 4.0)], "x double, y double") \
         .write.parquet(str(nan))
-    fmt = dict(tmp=tmp_path, day1=lake["day1"], strings=strings, nan=nan)
+    clash = tmp_path / "clash.parquet"
+    spark.createDataFrame([([1.0, 2.0], 0), ([3.0, 1.0], 1), ([0.5, 4.0], 0)],
+                          "features array<double>, prediction int").write.parquet(str(clash))
+    fmt = dict(tmp=tmp_path, day1=lake["day1"], strings=strings, nan=nan, clash=clash)
     argv = [a.format(**fmt) for a in args] + ["--k", "2", "--quiet", "--model-out",
                                               str(tmp_path / "model")]
     rc = run("fit", argv)

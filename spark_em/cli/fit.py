@@ -108,6 +108,10 @@ def execute(s) -> int:
                 ("model-out", MODEL_DIR), ("predictions-out", PARQUET),
                 ("report-out", REPORT), ("plot-dir", PLOTS)) if s.get(flag)}
             gm, params = _estimator(s, inp.features, inp.weight_col, init_model)
+            if "predictions-out" in targets:  # before the fit, not after it
+                from .predictions import check_prediction_columns
+
+                check_prediction_columns(inp.df, gm, s.get("log-likelihood-col"))
             gm.progress = progress
             ok = False
             tracker.start(dict(params, features=inp.features, input=inp.description))

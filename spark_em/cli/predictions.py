@@ -21,11 +21,7 @@ def with_predictions(model, df, probability_format: str, log_likelihood_col: str
     m = model.copy()
     if log_likelihood_col:
         m.setLogLikelihoodCol(log_likelihood_col)
-    added = [m.getPredictionCol(), m.getProbabilityCol()] + ([log_likelihood_col] if log_likelihood_col else [])
-    clash = [c for c in added if c in df.columns]
-    if clash:
-        raise DataError(f"the input already has a column {clash[0]!r}, which scoring adds; "
-                        "drop or rename it first")
+    check_prediction_columns(df, m, log_likelihood_col)
     out = m.transform(df)
     prob = m.getProbabilityCol()
     if probability_format == "array":
@@ -33,6 +29,17 @@ def with_predictions(model, df, probability_format: str, log_likelihood_col: str
     elif probability_format == "none":
         out = out.drop(prob)
     return out
+
+
+def check_prediction_columns(df, stage, log_likelihood_col: str | None) -> None:
+    """DataError when ``df`` already has a column that scoring with ``stage`` (the model, or
+    before a fit the estimator: the same column Params) would add."""
+    added = [stage.getPredictionCol(), stage.getProbabilityCol()] + (
+        [log_likelihood_col] if log_likelihood_col else [])
+    clash = [c for c in added if c in df.columns]
+    if clash:
+        raise DataError(f"the input already has a column {clash[0]!r}, which scoring adds; "
+                        "drop or rename it first")
 
 
 def check_partition_columns(df, columns: list[str]) -> None:
