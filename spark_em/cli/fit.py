@@ -143,7 +143,8 @@ def _fit_and_write(s, spark, env, gm, inp, outputs, targets, progress, tracker, 
               file=sys.stderr, flush=True)
     everything = converged or not s["require-convergence"]
     if everything and "model-out" in targets:
-        # the output is staged in a temporary sibling already: the writer's own part only
+        # the target stages the output (a temporary sibling; in place on Connect, after its
+        # own overwrite check): the model writer's own part only, no second temporary
         outputs.stage(targets["model-out"], lambda p: model.write().saveImpl(p))
     if everything and "predictions-out" in targets:
         out = with_predictions(model, inp.df, s["probability-format"], s.get("log-likelihood-col"))

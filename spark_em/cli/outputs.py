@@ -224,7 +224,8 @@ class _ConnectTarget(_Target):
             raise self.refuse([]) from None
 
     def stage(self, write) -> None:
-        self.write = write
+        # no remote rename: the output is written in place at commit
+        self.staged, self.write = self.path, write
 
     def commit(self) -> None:
         from ..fs import connect_handle_overwrite
@@ -282,7 +283,7 @@ class Outputs:
         done: list[_Target] = []
         try:
             for target in self.targets:
-                if target.staged is None and getattr(target, "write", None) is None:
+                if target.staged is None:
                     continue  # nothing staged for it (e.g. an optional output left out)
                 done.append(target)
                 target.commit()
