@@ -20,6 +20,7 @@ import tempfile
 
 import numpy as np
 
+from .em import Run
 from .gaussian import GaussianParams
 
 _STATE = "state.json"
@@ -75,10 +76,10 @@ class Checkpoint:
     def _state_path(self) -> str:
         return os.path.join(self.directory, _STATE)
 
-    def load(self, data) -> dict | None:
-        """The saved state for this data and these settings: ``{"iteration": i, "runs":
-        [dict(params=GaussianParams, label, history, converged, previous, seconds)]}``, or
-        None when there is none.  Raises :class:`CheckpointMismatchError` otherwise."""
+    def load(self, data) -> tuple[int, list[Run]] | None:
+        """The saved state for this data and these settings: ``(last finished iteration,
+        the runs as they were then)``, or None when there is none.  Raises
+        :class:`CheckpointMismatchError` otherwise."""
         try:
             with open(self._state_path) as fh:
                 state = json.load(fh)
@@ -104,8 +105,9 @@ class Checkpoint:
                 params = GaussianParams.from_covariances(
                     z[f"{i}_weights"], z[f"{i}_means"], z[f"{i}_covariances"],
                     run["covariance_type"])
-                runs.append(dict(run, params=params))
-        return {"iteration": int(state["iteration"]), "runs": runs}
+                runs.append(Run(params, run["label"], list(run["history"]),
+                                bool(run["converged"]), run["previous"], float(run["seconds"])))
+        return int(state["iteration"]), runs
 
     def save(self, iteration: int, runs, data) -> None:
         """Write the state after ``iteration`` atomically (see the module docstring)."""

@@ -153,11 +153,10 @@ def fit_runs(
     if state is None:
         runs, first = start_runs(), 1
     else:
-        runs = [Run(r["params"], r["label"], list(r["history"]), bool(r["converged"]),
-                    r["previous"], float(r["seconds"])) for r in state["runs"]]
-        first = state["iteration"] + 1
+        done, runs = state
+        first = done + 1
         log.info("resuming %d runs from checkpoint %s after iteration %d",
-                 len(runs), checkpoint.directory, state["iteration"])
+                 len(runs), checkpoint.directory, done)
         if progress is not None:
             progress(InitialisationDone(runs=len(runs), mode="checkpoint", seconds=0.0))
     save = None
