@@ -10,6 +10,8 @@ for diag/spherical ``1 / sqrt(variance)``.
 
 E-step chunks are transposed: ``xa (d + 1, m)`` holds the centred rows as columns with a row
 of ones under them; every term is a GEMM or a contiguous elementwise operation.
+``mahalanobis`` is the exact form (from the differences ``x - mu``); ``density`` the E-step's
+log joint densities, in the expanded form where it is accurate (:mod:`spark_em.quadratic`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from scipy import linalg
 from scipy.linalg import lapack
 
 from .errors import IllDefinedCovarianceError
+from .quadratic import ExactDensity, ExpandedDensity, Products, Squares
+from .tuning import PRODUCTS_MAX_D
 
 _ILL_DEFINED = (
     "Fitting the mixture model failed because some components have ill-defined empirical "
@@ -74,6 +78,10 @@ class _FullMahalanobis:
         np.square(y, out=y)
         return y.reshape(self.k, self.d, xa.shape[1]).sum(axis=1)
 
+    def one(self, j: int, xa: np.ndarray) -> np.ndarray:
+        y = self.u_aug[j * self.d : (j + 1) * self.d] @ xa
+        return np.einsum("dm,dm->m", y, y)
+
 
 class _TiedMahalanobis:
     def __init__(self, means: np.ndarray, pc: np.ndarray):
@@ -86,44 +94,27 @@ class _TiedMahalanobis:
         return diff.sum(axis=1)
 
 
-class _DiagMahalanobis:
-    """The expanded form ``p2 x^2 - 2 p2 mu x + p2 mu^2`` (three GEMMs for every component)
-    loses about ``eps * (distance of mu from the centre in standard deviations)^2`` to
-    cancellation; the components in ``exact`` (those far from the centre) are computed
-    from the differences ``x - mu`` instead."""
+class _VarianceMahalanobis:
+    """diag and spherical, from the differences ``x - mu``: the exact form behind the
+    expanded one (:class:`~spark_em.quadratic.ExpandedDensity`); ``p2 (k, d)`` are the
+    per-feature precisions."""
 
-    def __init__(self, means: np.ndarray, pc: np.ndarray, exact=()):
-        self.p2 = pc**2
-        self.lin = means * self.p2  # (k, d)
-        self.quad = np.einsum("kd,kd->k", means**2, self.p2)[:, None]
-        self.means, self.exact = means, exact
+    def __init__(self, means: np.ndarray, p2: np.ndarray):
+        self.means, self.p2 = means, p2
 
-    def __call__(self, xa: np.ndarray) -> np.ndarray:
-        xt = xa[:-1]
-        maha = self.p2 @ (xt * xt)
-        maha -= 2.0 * (self.lin @ xt)
-        maha += self.quad
-        np.maximum(maha, 0.0, out=maha)
-        for j in self.exact:
-            y = xt - self.means[j][:, None]
-            maha[j] = self.p2[j] @ (y * y)
-        return maha
-
-
-class _SphericalMahalanobis:
-    def __init__(self, means: np.ndarray, pc: np.ndarray, exact=()):
-        self.means, self.exact = means, exact
-        self.p2 = (pc**2)[:, None]
-        self.quad = np.einsum("kd,kd->k", means, means)[:, None]
+    def one(self, j: int, xa: np.ndarray) -> np.ndarray:
+        y = xa[:-1] - self.means[j][:, None]
+        return self.p2[j] @ (y * y)
 
     def __call__(self, xa: np.ndarray) -> np.ndarray:
-        xt = xa[:-1]
-        sq = np.einsum("dm,dm->m", xt, xt)[None, :] - 2.0 * (self.means @ xt) + self.quad
-        np.maximum(sq, 0.0, out=sq)
-        for j in self.exact:  # as _DiagMahalanobis
-            y = xt - self.means[j][:, None]
-            sq[j] = np.einsum("dm,dm->m", y, y)
-        return sq * self.p2
+        return np.stack([self.one(j, xa) for j in range(self.means.shape[0])])
+
+
+def _variance_density(means, p2, offset, exact):
+    """The expanded form of per-feature precisions ``p2 (k, d)``: on the squares x_i^2."""
+    return ExpandedDensity(Squares(means.shape[1]), p2, -2.0 * means * p2,
+                           np.einsum("kd,kd->k", means**2, p2), offset,
+                           _VarianceMahalanobis(means, p2), exact)
 
 
 class Full:
@@ -144,7 +135,20 @@ class Full:
     def log_det(self, pc, d): return np.sum(np.log(np.diagonal(pc, axis1=1, axis2=2)), axis=1)
     def expand(self, cov, k, d): return np.array(cov, dtype=np.float64)
     def precisions(self, pc): return np.einsum("kij,klj->kil", pc, pc)
-    def mahalanobis(self, means, pc, exact=()): return _FullMahalanobis(means, pc)
+    def mahalanobis(self, means, pc): return _FullMahalanobis(means, pc)
+
+    def density(self, means, pc, offset, exact=()):
+        """The log joint densities (:mod:`spark_em.quadratic`): expanded on the products up
+        to PRODUCTS_MAX_D, exact above."""
+        k, d = means.shape
+        if d > PRODUCTS_MAX_D:
+            return ExactDensity(_FullMahalanobis(means, pc), offset)
+        products = Products(d)
+        prec = self.precisions(pc)
+        pm = np.einsum("kij,kj->ki", prec, means)
+        return ExpandedDensity(products, products.coefficients(prec), -2.0 * pm,
+                               np.einsum("ki,ki->k", means, pm), offset,
+                               _FullMahalanobis(means, pc), exact)
 
     def m_step(self, second, sk, nk_raw, nk, means_c, reg_covar):
         # means_c: the new means in the coordinates of the moments (about c0 or an origin)
@@ -198,7 +202,10 @@ class Tied:
     def log_det(self, pc, d): return np.sum(np.log(np.diag(pc)))
     def expand(self, cov, k, d): return np.broadcast_to(cov, (k, d, d)).copy()
     def precisions(self, pc): return pc @ pc.T
-    def mahalanobis(self, means, pc, exact=()): return _TiedMahalanobis(means, pc)
+    def mahalanobis(self, means, pc): return _TiedMahalanobis(means, pc)
+
+    def density(self, means, pc, offset, exact=()):
+        return ExactDensity(_TiedMahalanobis(means, pc), offset)
 
     def m_step(self, second, sk, nk_raw, nk, means_c, reg_covar):
         d = sk.shape[1]
@@ -262,7 +269,10 @@ class Diag(_Variances):
     def n_cov_parameters(self, k, d): return k * d
     def log_det(self, pc, d): return np.sum(np.log(pc), axis=1)
     def expand(self, cov, k, d): return np.stack([np.diag(v) for v in cov])
-    def mahalanobis(self, means, pc, exact=()): return _DiagMahalanobis(means, pc, exact)
+    def mahalanobis(self, means, pc): return _VarianceMahalanobis(means, pc**2)
+
+    def density(self, means, pc, offset, exact=()):
+        return _variance_density(means, pc**2, offset, exact)
 
     def m_step(self, second, sk, nk_raw, nk, means_c, reg_covar):
         return self.variances(second, nk, means_c, reg_covar)
@@ -277,8 +287,14 @@ class Spherical(_Variances):
     def n_cov_parameters(self, k, d): return k
     def log_det(self, pc, d): return d * np.log(pc)
     def expand(self, cov, k, d): return np.stack([np.eye(d) * v for v in cov])
-    def mahalanobis(self, means, pc, exact=()):
-        return _SphericalMahalanobis(means, pc, exact)
+    def mahalanobis(self, means, pc): return _VarianceMahalanobis(means, self._p2(pc, means))
+
+    def density(self, means, pc, offset, exact=()):
+        return _variance_density(means, self._p2(pc, means), offset, exact)
+
+    @staticmethod
+    def _p2(pc, means):
+        return np.repeat((pc**2)[:, None], means.shape[1], axis=1)
 
     def m_step(self, second, sk, nk_raw, nk, means_c, reg_covar):
         return self.variances(second, nk, means_c, reg_covar).mean(axis=1)

@@ -5,11 +5,14 @@ A summarizer is what :func:`spark_em.passes.run_pass` ships to the tasks: it mak
 statistics (``new_stats(d)``), adds one chunk of rows to them (``accumulate(stats, chunk)``)
 and reads them back from their packed form (``unpack(flat, d)``).  A chunk
 (:class:`Chunk`) holds raw rows ``X (n, d)``, their weights ``w (n,)`` and, computed once
-and shared by every summarizer, the rows centred on the fit's centre ``Xc``.
+on first use and shared by the initialisation's summarizers, the rows centred on the fit's
+centre ``Xc`` (the E-step centres each slice as it builds its block instead).
 
 Inside a chunk the kernels work on row slices in transposed layout: ``xt (d, m)`` and
 responsibilities ``(k, m)``, so that every step is a GEMM or a contiguous elementwise
-operation, with no per-component temporaries of the size of the data.  Scoring
+operation, with no per-component temporaries of the size of the data.  The E-step's slice
+is one block ``[Q(x); x; 1]`` (:mod:`spark_em.quadratic`): one GEMM gives the
+log-densities, one more N_k, S_k and the second moments.  Scoring
 (``transform``, ``score``, cluster sizes) runs :meth:`EStepKernel.posteriors`: the same
 log-density and the same normalisation as the fit.
 """
@@ -24,7 +27,10 @@ from .covariance import covariance
 from .gaussian import LOG_2PI
 from .rowkeys import row_hash, uniforms
 from .stats import SuffStats, packed_size
+from .quadratic import Products
 from .tuning import FLUSH_BELOW, PRODUCTS_MAX_D, chunk_rows
+
+_FLUSH_FACTOR = float(np.exp(FLUSH_BELOW))
 
 
 class Chunk:
@@ -66,38 +72,8 @@ class MixtureSummarizer:
         return a + b  # every field of SuffStats adds
 
 
-class _Products:
-    """Row-wise products ``x_i x_j`` (i <= j) of a chunk, ``(d(d+1)/2, m)``, and their
-    mapping back to symmetric ``(d, d)`` matrices."""
-
-    def __init__(self, d: int):
-        self.d = d
-        self.iu, self.ju = np.triu_indices(d)
-        self.size = self.iu.shape[0]
-
-    def of(self, xt: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        d, m = xt.shape
-        q = np.empty((self.size, m)) if out is None else out[:, :m]
-        off = 0
-        for i in range(d):
-            np.multiply(xt[i], xt[i:], out=q[off : off + d - i])
-            off += d - i
-        return q
-
-    def symmetric(self, upper: np.ndarray) -> np.ndarray:
-        """Symmetric matrices (k, d, d) from their upper triangles (k, size)."""
-        full = np.zeros((upper.shape[0], self.d, self.d))
-        full[:, self.iu, self.ju] = upper
-        full[:, self.ju, self.iu] = upper
-        return full
-
-    def add_symmetric(self, target: np.ndarray, upper: np.ndarray) -> None:
-        """target (k, d, d) += symmetric matrices from their upper triangles (k, size)."""
-        target += self.symmetric(upper)
-
-
 def _products_for(covariance_type: str, d: int):
-    return _Products(d) if covariance(covariance_type).products and d <= PRODUCTS_MAX_D else None
+    return Products(d) if covariance(covariance_type).products and d <= PRODUCTS_MAX_D else None
 
 
 def _slices(n: int, step: int):
@@ -173,16 +149,17 @@ def _normalise_t(lp: np.ndarray, flush: bool):
     """In place: log joint densities ``lp (k, m)`` -> responsibilities (Bayes' rule in the
     log domain: subtract each column's maximum, exponentiate, divide by the sum).
     Returns ``(log p(x) (m,), most probable component (m,))``.  With ``flush``,
-    responsibilities below exp(FLUSH_BELOW) of the column's largest become exactly 0."""
+    responsibilities below exp(FLUSH_BELOW) of the column's largest become exactly 0
+    (after the exponential: exp(-inf) is many times slower than exp of a finite number)."""
     hard = np.argmax(lp, axis=0)
     top = lp.max(axis=0)
     finite = np.isfinite(top)
     if not finite.all():
         top = np.where(finite, top, 0.0)
     lp -= top
-    if flush:
-        lp[lp < FLUSH_BELOW] = -np.inf
     np.exp(lp, out=lp)
+    if flush:
+        lp *= lp >= _FLUSH_FACTOR
     total = lp.sum(axis=0)
     lp /= total
     return np.log(total) + top, hard
@@ -212,7 +189,8 @@ class EStepKernel(MixtureSummarizer):
         self.far = FarComponents.of(p.means, distance2)
         self.origin = self.far.origin if self.far is not None and moments else None
         exact = self.far.far if self.far is not None else ()
-        self.mahalanobis = table.mahalanobis(p.means, p.precisions_cholesky, exact)
+        self.density = table.density(p.means, p.precisions_cholesky, self.offset, exact)
+        self.table = table
 
     def about(self, means_c: np.ndarray, components) -> "EStepKernel":
         """The same E-step with the moments of ``components`` taken about ``means_c``
@@ -226,48 +204,75 @@ class EStepKernel(MixtureSummarizer):
         twin.far, twin.origin = FarComponents(far, origin), origin
         return twin
 
-    def log_joint_t(self, xa: np.ndarray) -> np.ndarray:
-        """log pi_k + log N(x | mu_k, Sigma_k) for a centred slice ``xa (d + 1, m)`` whose
-        last row is ones: (k, m)."""
-        maha = self.mahalanobis(xa)
-        maha *= -0.5
-        maha += self.offset
-        return maha
+    def block(self, X: np.ndarray, sl: slice = slice(None), buf: np.ndarray | None = None,
+              centre: np.ndarray | None = None):
+        """The block ``[Q(x); x; 1]`` of the rows ``X[sl]`` (columns) centred on ``centre``
+        (None: already centred), in ``buf`` when given (:mod:`spark_em.quadratic`)."""
+        x = X[sl]
+        m, q = x.shape[0], self.density.rows
+        b = np.empty((q + self.d + 1, m)) if buf is None else buf[:, :m]
+        if centre is None:
+            b[q:-1] = x.T
+        else:
+            np.subtract(x.T, centre[:, None], out=b[q:-1])
+        b[-1] = 1.0
+        self.density.fill(b)
+        return b
 
-    def _transposed(self, Xc: np.ndarray, sl: slice) -> np.ndarray:
-        xa = np.empty((self.d + 1, sl.stop - sl.start))
-        xa[:-1] = Xc[sl].T
-        xa[-1] = 1.0
-        return xa
+    def log_joint_t(self, block: np.ndarray) -> np.ndarray:
+        """log pi_k + log N(x | mu_k, Sigma_k) of a :meth:`block`'s rows: (k, m)."""
+        return self.density(block)
 
     def accumulate(self, stats: SuffStats, chunk: Chunk) -> None:
-        """Add the E-step statistics (and the log-likelihood) of one chunk."""
-        Xc, w = chunk.Xc, chunk.w
-        products = _products_for(self.covariance_type, self.d) if self.moments else None
-        step = chunk_rows(max(self.k * self.d, products.size if products else 0))
-        buf = np.empty((products.size, step)) if products else None
-        for sl in _slices(Xc.shape[0], step):
-            xa = self._transposed(Xc, sl)
-            lp = self.log_joint_t(xa)
+        """Add the E-step statistics (and the log-likelihood) of one chunk: N_k, S_k and
+        the quadratic moments from one GEMM of the responsibilities against the block;
+        the covariance table's scatter where the block has no quadratic rows; far
+        components about their own origin."""
+        # rows are centred slice by slice, inside the block (no chunk-sized copy)
+        X, centre, w = chunk.X, chunk.centre, chunk.w
+        q, d = self.density.rows, self.d
+        step = chunk_rows(max(self.k * d, q + d + 1))
+        buf = np.empty((q + d + 1, step))
+        totals = np.zeros((self.k, q + d + 1))
+        far = self.far if self.moments else None
+        near = far.near if far is not None else None
+        for sl in _slices(X.shape[0], step):
+            b = self.block(X, sl, buf, centre)
+            lp = self.log_joint_t(b)
             ll, hard = _normalise_t(lp, flush=True)
             ww = w[sl]
             stats.log_likelihood += float(ll @ ww)
+            stats.weight_sum += float(ww.sum())
+            stats.n_rows += b.shape[1]
+            stats.hard_counts += np.bincount(hard, minlength=self.k)
             lp *= ww
-            if self.moments:
-                _accumulate_t(stats, xa[:-1], ww, lp, hard, products, buf, self.far)
-            else:
-                stats.nk += lp.sum(axis=1)
-                stats.weight_sum += float(ww.sum())
-                stats.n_rows += xa.shape[1]
-                stats.hard_counts += np.bincount(hard, minlength=self.k)
+            if not self.moments:
+                totals[:, -1] += lp.sum(axis=1)
+                continue
+            totals += lp @ b.T
+            xt = b[q:-1]
+            if q == 0:
+                self.table.scatter(stats.second, xt, ww, lp, None, None, near)
+            for j in far.far if far is not None else ():
+                y = xt - far.origin[j][:, None]
+                stats.sk[j] += y @ lp[j]
+                self.table.scatter_one(stats.second, j, y, lp[j])
+        stats.nk += totals[:, -1]
+        if self.moments:
+            rows = slice(None) if near is None else near
+            stats.sk[rows] += totals[rows, q:-1]
+            if q:
+                stats.second[rows] += self.density.quadratic.second_moments(totals[rows, :q])
 
     def posteriors(self, Xc: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per row of the centred ``Xc (n, d)``: ``(log p(x) (n,), responsibilities (n, k),
         most probable component (n,))`` -- what ``transform`` and ``score`` report."""
         n = Xc.shape[0]
         ll, resp, hard = np.empty(n), np.empty((n, self.k)), np.empty(n, dtype=np.int64)
-        for sl in _slices(n, chunk_rows(self.k * self.d)):
-            lp = self.log_joint_t(self._transposed(Xc, sl))
+        step = chunk_rows(max(self.k * self.d, self.density.rows + self.d + 1))
+        buf = np.empty((self.density.rows + self.d + 1, step))
+        for sl in _slices(n, step):
+            lp = self.log_joint_t(self.block(Xc, sl, buf))
             ll[sl], hard[sl] = _normalise_t(lp, flush=False)
             resp[sl] = lp.T
         return ll, resp, hard

@@ -1,6 +1,7 @@
 """The performance paths give the same numbers as scikit-learn.
 
-* the blocked kernels (transposed chunks, products GEMM for small d, syrk for large d,
+* the blocked kernels (transposed chunks, the expanded form on the products for small d,
+  the differences and syrk for large d,
   flushing of negligible responsibilities) against sklearn's own E- and M-step functions;
 * every block store -- local block files (``blockCache="local"``, the default in local
   mode), Spark's cache (``"spark"``) and the Parquet files read by the tasks (``"parquet"``)
@@ -17,6 +18,7 @@ from sklearn.mixture import _gaussian_mixture as skg
 from spark_em import GaussianMixture, GaussianMixtureModel
 from spark_em.gaussian import GaussianParams
 from spark_em.kernels import Chunk, EStepKernel, NearestCentreTask
+from spark_em.tuning import PRODUCTS_MAX_D
 
 from .conftest import to_df
 
@@ -30,7 +32,9 @@ def _sk_start(X, k, covariance_type, seed):
     return sk.weights_, sk.means_, sk.covariances_
 
 
-@pytest.mark.parametrize("d", [3, 60])  # 60 > the products-GEMM limit: syrk per component
+# up to PRODUCTS_MAX_D full covariances take the expanded form on the products, above it
+# the differences and one syrk per component
+@pytest.mark.parametrize("d", [3, PRODUCTS_MAX_D, PRODUCTS_MAX_D + 1, 60])
 @pytest.mark.parametrize("covariance_type", COVS)
 def test_kernel_matches_sklearn_e_and_m_step(d, covariance_type):
     rng = np.random.default_rng(d)

@@ -76,8 +76,7 @@ def log_gaussian_prob(X, means, cov, covariance_type):
     k = means.shape[0]
     params = GaussianParams.from_covariances(np.full(k, 1.0 / k), means, cov, covariance_type)
     kernel = EStepKernel(params, np.zeros(X.shape[1]))
-    xa = np.vstack([X.T, np.ones(X.shape[0])])
-    return kernel.log_joint_t(xa).T - np.log(1.0 / k)
+    return kernel.log_joint_t(kernel.block(X)).T - np.log(1.0 / k)
 
 
 def test_log_gaussian_prob_matches_sklearn(mixture, covariance_type):
