@@ -45,6 +45,11 @@ class SparkEnv:
         return not self.connect
 
     @property
+    def has_rdds(self) -> bool:
+        """A SparkContext, hence RDD jobs, on the driver (not on Spark Connect)."""
+        return not self.connect
+
+    @property
     def kind(self) -> str:
         """``connect``, ``local`` or ``cluster``: for messages and reports."""
         if self.connect:

@@ -88,15 +88,18 @@ def task_partition() -> tuple[int, int]:
     return (ctx.partitionId(), ctx.attemptNumber()) if ctx is not None else (0, 0)
 
 
-def make_task(get_payload: Callable, read_chunks: ChunkReader, d: int):
+def make_task(get_payload: Callable, read_chunks: ChunkReader, d: int, arrow: bool = True):
     """The ``mapInArrow`` function of a pass: reads its share of the data through
-    ``read_chunks`` and yields one row of packed statistics and timings."""
+    ``read_chunks`` and yields one row of packed statistics and timings (``arrow=False``:
+    the ``mapPartitions`` function of an RDD pass, whose row is a tuple of bytes)."""
 
     def task(batches):
         acc = TaskStatistics(get_payload(), d)
         for X, w, bad in read_chunks(batches):
             acc.add(X, w, bad)
-        yield packed_batch(list(acc.packed()), _PASS_COLUMNS)
+        packed = acc.packed()
+        yield packed_batch(list(packed), _PASS_COLUMNS) if arrow else tuple(
+            np.ascontiguousarray(c, dtype=np.float64).tobytes() for c in packed)
 
     return task
 

@@ -1,5 +1,7 @@
 """Tree reduction of packed rows: what each task of a pass sends back, merged into one value
-on the driver without the driver's memory growing with the number of tasks."""
+on the driver without the driver's memory growing with the number of tasks.  The rows come
+as a DataFrame (binary columns, from ``mapInArrow``) or, for the passes whose tasks need
+only their index on classic Spark, as an RDD of tuples of bytes."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
+from pyspark import RDD
 from pyspark.sql import DataFrame
 
 # Up to this many rows the driver merges them itself; above it, shuffle levels merge them
@@ -46,18 +49,41 @@ def _reducer(merges, names):
     return reduce_partition
 
 
+def _merge_rows(merges):
+    def merge(a, b):
+        return [m(x, y) for m, x, y in zip(merges, a, b)]
+
+    return merge
+
+
+def _tree_collect_rdd(rdd: RDD, merges, depth: int) -> list[np.ndarray] | None:
+    arrays = rdd.map(lambda row: [np.frombuffer(c, dtype=np.float64) for c in row])
+    if rdd.getNumPartitions() > DRIVER_MERGE_ROWS:
+        if arrays.isEmpty():
+            return None
+        return arrays.treeReduce(_merge_rows(merges), depth)
+    acc = None
+    for values in arrays.collect():
+        acc = [v.copy() for v in values] if acc is None else _merge_rows(merges)(acc, values)
+    return acc
+
+
 def tree_collect(
-    df: DataFrame, num_partitions: int, merges: Sequence[Callable], depth: int = 2,
+    df: DataFrame | RDD, num_partitions: int, merges: Sequence[Callable], depth: int = 2,
     schema=None,
 ) -> list[np.ndarray] | None:
     """Merge the rows of ``df`` (binary columns of float64 bytes, column ``j`` merged by
     ``merges[j]``) into one list of arrays on the driver; None when ``df`` has no rows.
+    ``df`` may also be an RDD of tuples of such bytes (merged by ``RDD.treeReduce`` above
+    DRIVER_MERGE_ROWS partitions).
 
     ``num_partitions`` (an upper bound is fine) and ``depth`` choose the shuffle levels, as
     ``RDD.treeAggregate`` does: the driver receives about ``num_partitions ** (1/depth)``
     rows, and none at all are added for up to :data:`DRIVER_MERGE_ROWS` partitions.
     ``schema``: the rows' schema, when the caller knows it (saves asking a Connect server).
     """
+    if isinstance(df, RDD):
+        return _tree_collect_rdd(df, merges, max(int(depth), 1))
     schema = df.schema if schema is None else schema
     names = schema.fieldNames()
     depth = max(int(depth), 1)

@@ -118,6 +118,23 @@ def test_tree_collect_merges_one_row_per_partition(spark, partitions, depth):
     np.testing.assert_array_equal(b, [partitions - 1])
 
 
+@pytest.mark.parametrize("partitions,depth", [(1, 2), (12, 2), (70, 2), (70, 3)])
+def test_tree_collect_merges_an_rdd_of_byte_rows(spark, partitions, depth):
+    """The index-only passes of classic Spark (local files, Parquet) return an RDD of byte
+    tuples: merged on the driver up to DRIVER_MERGE_ROWS partitions, by treeReduce above."""
+
+    def one_row(it):
+        from pyspark import TaskContext
+
+        pid = TaskContext.get().partitionId()
+        yield (np.array([1.0, float(pid)]).tobytes(), np.array([float(pid)]).tobytes())
+
+    rows = spark.sparkContext.parallelize(range(partitions), partitions).mapPartitions(one_row)
+    a, b = tree_collect(rows, partitions, (np.add, np.maximum), depth)
+    np.testing.assert_array_equal(a, [partitions, partitions * (partitions - 1) / 2])
+    np.testing.assert_array_equal(b, [partitions - 1])
+
+
 def test_spark_cache_blocks_merge_back_into_the_same_chunks():
     """Block rows of at most ``max_rows`` rows are read back as chunks of at least
     ``chunk_rows`` rows whatever Arrow batches Spark cuts them into; invalid rows are

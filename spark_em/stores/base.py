@@ -16,7 +16,7 @@ import uuid
 from pyspark.sql import SparkSession
 
 from ..env import SparkEnv
-from ..passes import run_pass
+from ..passes import PASS_SCHEMA, make_task, run_pass
 from ..tuning import TASKS_PER_CORE
 from ..validation import ValidationStats
 
@@ -83,6 +83,20 @@ class BlockStore:
         bound."""
         self.num_tasks = max(1, TASKS_PER_CORE * self.env.default_parallelism)
         return frame.coalesce(self.num_tasks)
+
+    def _index_job(self, get_payload, read_chunks):
+        """The rows of a pass whose ``num_tasks`` tasks need only their index (they read
+        their own share of files): an RDD of one-element partitions where there is a
+        SparkContext -- the same job as a DataFrame costs about 0.03 s more per pass
+        (planning it, the Arrow round trip of its input: 0.273-0.285 against 0.247 s a
+        pass at 1M x 16, K=8, Parquet store) -- else (Spark Connect) ``mapInArrow`` over
+        ``spark.range``."""
+        n = self.num_tasks
+        if self.env.has_rdds:
+            fn = make_task(get_payload, read_chunks, self.d, arrow=False)
+            return self.spark.sparkContext.parallelize(range(n), n).mapPartitions(fn)
+        fn = make_task(get_payload, read_chunks, self.d)
+        return self.spark.range(0, n, 1, n).mapInArrow(fn, PASS_SCHEMA)
 
     @contextlib.contextmanager
     def _shipped(self, payload):

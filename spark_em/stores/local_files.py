@@ -7,8 +7,8 @@ tasks per core).  Every later pass is one job over ``P`` (the
 default parallelism) tiny partitions whose tasks read their share of the files directly
 (from the OS page cache, or from disk when the data exceed memory): no transfer from
 Spark's block manager into the Python workers, which costs more than the E-step itself.
-The pass's payload goes to a file next to the blocks, so the pass DataFrame is planned once
-per fit.
+The pass's payload goes to a file next to the blocks, so the pass's job (an RDD of one
+element per task, :meth:`BlockStore._index_job`) is built once per fit.
 
 The files live in Spark's own per-application local directory (under ``spark.local.dir`` /
 ``SPARK_LOCAL_DIRS``), which Spark deletes when the application ends, also on SIGTERM (the
@@ -64,8 +64,8 @@ class LocalFileStore(BlockStore):
         units = local_units(self.block_dir, self.d, self.env.default_parallelism)
         tasks = max(1, min(self.env.default_parallelism, len(units)))
         self.num_tasks = tasks
-        fn = make_task(_file_getter(self._params), _unit_reader(units, self.d, tasks), self.d)
-        self._frame = self.spark.range(0, tasks, 1, tasks).mapInArrow(fn, PASS_SCHEMA)
+        # one job object for every later pass: the parameters change in the file only
+        self._frame = self._index_job(_file_getter(self._params), _unit_reader(units, self.d, tasks))
 
     @contextlib.contextmanager
     def _pass_rows(self, payload):

@@ -4,7 +4,8 @@ When the DataFrame given to ``fit`` is a plain scan of Parquet files
 (:mod:`spark_em.stores.parquet_scan`), every pass is one Spark job over the files' row
 groups whose tasks read them directly with pyarrow and decode the features in the task
 (Spark ML vectors dense and sparse, numeric arrays, numeric columns): no Spark cache, no
-transfer through the block manager into Python.  A first, small job lists the row groups on
+transfer through the block manager into Python (an RDD job of one element per task on
+classic Spark, a ``mapInArrow`` job on Spark Connect: :meth:`BlockStore._index_job`).  A first, small job lists the row groups on
 the executors, which also shows whether they can open the files at all.  Row groups are
 spread over the tasks by size (largest first, each to the least loaded task).  Parameters
 travel in a broadcast variable (classic) or the function's closure (Spark Connect).
@@ -21,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..arrow_blocks import columns_to_matrix, combine_rows, list_to_matrix, vectors_to_matrix
-from ..passes import PASS_SCHEMA, make_task, task_partition
+from ..passes import task_partition
 from ..tuning import unit_rows
 from .base import BlockStore
 from .parquet_scan import ParquetScan
@@ -72,9 +73,7 @@ class ParquetStore(BlockStore):
     def _pass_rows(self, payload):
         with self._shipped(payload) as get_payload:
             reader = read_row_groups(self.assignment, self.spec, self.d, self._trusted)
-            fn = make_task(get_payload, reader, self.d)
-            n = self.num_tasks
-            yield self.spark.range(0, n, 1, n).mapInArrow(fn, PASS_SCHEMA)
+            yield self._index_job(get_payload, reader)
 
     _first_pass_rows = _pass_rows  # every pass reads the files; the first also validates
 
