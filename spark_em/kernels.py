@@ -219,6 +219,12 @@ class EStepKernel(MixtureSummarizer):
         self.density.fill(b)
         return b
 
+    def _slice_buffer(self) -> tuple[int, np.ndarray]:
+        """Rows per slice and a buffer for one block of that many rows."""
+        width = self.density.rows + self.d + 1
+        step = chunk_rows(max(self.k * self.d, width))
+        return step, np.empty((width, step))
+
     def log_joint_t(self, block: np.ndarray) -> np.ndarray:
         """log pi_k + log N(x | mu_k, Sigma_k) of a :meth:`block`'s rows: (k, m)."""
         return self.density(block)
@@ -230,10 +236,9 @@ class EStepKernel(MixtureSummarizer):
         components about their own origin."""
         # rows are centred slice by slice, inside the block (no chunk-sized copy)
         X, centre, w = chunk.X, chunk.centre, chunk.w
-        q, d = self.density.rows, self.d
-        step = chunk_rows(max(self.k * d, q + d + 1))
-        buf = np.empty((q + d + 1, step))
-        totals = np.zeros((self.k, q + d + 1))
+        q = self.density.rows
+        step, buf = self._slice_buffer()
+        totals = np.zeros((self.k, buf.shape[0]))
         far = self.far if self.moments else None
         near = far.near if far is not None else None
         for sl in _slices(X.shape[0], step):
@@ -269,8 +274,7 @@ class EStepKernel(MixtureSummarizer):
         most probable component (n,))`` -- what ``transform`` and ``score`` report."""
         n = Xc.shape[0]
         ll, resp, hard = np.empty(n), np.empty((n, self.k)), np.empty(n, dtype=np.int64)
-        step = chunk_rows(max(self.k * self.d, self.density.rows + self.d + 1))
-        buf = np.empty((self.density.rows + self.d + 1, step))
+        step, buf = self._slice_buffer()
         for sl in _slices(n, step):
             lp = self.log_joint_t(self.block(Xc, sl, buf))
             ll[sl], hard[sl] = _normalise_t(lp, flush=False)
