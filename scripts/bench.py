@@ -38,8 +38,6 @@ sys.path.insert(0, os.path.dirname(HERE))
 from results import write_results  # noqa: E402  (scripts/ is on sys.path when run)
 
 # fixed-iteration timing runs (tol=0) never converge by design: no spark-em's ConvergenceWarning
-import warnings  # noqa: E402
-
 warnings.filterwarnings("ignore", message="the best of .* EM run")
 
 # name: (N, d, K, covariance type, spread of the generating means).

@@ -74,12 +74,6 @@ def initial_params(store, data, specs: Sequence[InitSpec], reg_covar: float) -> 
     return [st.m_step(data.centre, reg_covar) for st in stats]
 
 
-def initialise(store, data, k, covariance_type, reg_covar, init_mode, seeds) -> list[GaussianParams]:
-    """One set of initial parameters per seed (``nInit`` restarts), from a single pass."""
-    specs = [InitSpec(k, covariance_type, init_mode, s) for s in seeds]
-    return initial_params(store, data, specs, reg_covar)
-
-
 def iterate(
     store,
     data,
@@ -159,10 +153,8 @@ def fit_runs(
                  len(runs), checkpoint.directory, done)
         if progress is not None:
             progress(InitialisationDone(runs=len(runs), mode="checkpoint", seconds=0.0))
-    save = None
-    if checkpoint is not None:
-        def save(iteration, current):
-            checkpoint.save(iteration, current, data)
+    save = None if checkpoint is None else (
+        lambda iteration, current: checkpoint.save(iteration, current, data))
     return iterate(store, data, runs, max_iter=max_iter, tol=tol, reg_covar=reg_covar,
                    progress=progress, on_iteration=save, first_iteration=first)
 

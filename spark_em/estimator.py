@@ -20,7 +20,7 @@ from pyspark.ml.util import MLReadable, MLReader, MLWritable, MLWriter
 from pyspark.sql import DataFrame
 
 from .checkpoint import Checkpoint
-from .em import FitResult, Run, best_run, fit_runs, initialise, result_of
+from .em import FitResult, InitSpec, Run, best_run, fit_runs, initial_params, result_of
 from .errors import ConvergenceWarning, InvalidInputError
 from .gaussian import GaussianParams, check_covariance_type
 from .init import INIT_MODES
@@ -185,21 +185,13 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
 
     def _fit(self, dataset: DataFrame) -> GaussianMixtureModel:
         self._check_params()
-        k = self.getK()
+        k, covariance_type = self.getK(), self.getCovarianceType()
         sample_seed, init_seeds = self._seeds(self.getNInit())
-        progress = getattr(self, "progress", None)
         store, data = self._prepare(dataset, k, sample_seed)
+        specs = [InitSpec(k, covariance_type, self.getInitMode(), s) for s in init_seeds]
         with store:
-            def start_runs():
-                starts = self._starts(store, data, init_seeds, progress)
-                previous = self._previous_log_likelihood(data)
-                return [Run(p, f"run {i}", previous=previous) for i, p in enumerate(starts)]
-
-            runs = fit_runs(
-                store, data, start_runs, max_iter=self.getMaxIter(), tol=self.getTol(),
-                reg_covar=self.getRegCovar(), progress=progress,
-                checkpoint=self._checkpoint(k=k, covarianceType=self.getCovarianceType()),
-            )
+            runs = self._em(store, data, specs, [f"run {i}" for i in range(len(specs))],
+                            k=k, covarianceType=covariance_type)
         result = result_of(best_run(runs), data)
         if not result.converged and self.getMaxIter() > 0:
             warnings.warn(ConvergenceWarning(
@@ -208,6 +200,33 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
                 f"above tol={self.getTol()}): increase maxIter or tol, or check the data"
             ), stacklevel=3)
         return self._model(result, dataset, data.bad_rows)
+
+    def _em(self, store, data: PreparedData, specs: list[InitSpec], labels: list[str],
+            **checkpoint_settings) -> list[Run]:
+        """Every EM run of a fit (``fit``, ``fitSelect``) in lock-step, from the initial model
+        when one is set, else from one initialisation per ``InitSpec`` (all in one pass);
+        ``labels`` name the runs; ``checkpoint_settings`` are what a checkpoint must match
+        besides this estimator's Params."""
+        progress = getattr(self, "progress", None)
+
+        def start_runs():
+            t0 = time.perf_counter()
+            init = self.getInitialModel()
+            if init is not None:
+                starts, mode = [self._check_initial_model(init, data.d)], "initialModel"
+            else:
+                starts, mode = initial_params(store, data, specs, self.getRegCovar()), self.getInitMode()
+            if progress is not None:
+                progress(InitialisationDone(runs=len(starts), mode=mode,
+                                            seconds=time.perf_counter() - t0))
+            previous = self._previous_log_likelihood(data)
+            return [Run(p, label, previous=previous) for p, label in zip(starts, labels)]
+
+        return fit_runs(
+            store, data, start_runs, max_iter=self.getMaxIter(), tol=self.getTol(),
+            reg_covar=self.getRegCovar(), progress=progress,
+            checkpoint=self._checkpoint(**checkpoint_settings),
+        )
 
     def _previous_log_likelihood(self, data: PreparedData) -> float | None:
         """The mean log-likelihood a warm start comes with: the last one of the initial
@@ -229,28 +248,6 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
         from .select import fit_select
 
         return fit_select(self, dataset, ks, covarianceTypes, criterion)
-
-    def _starts(
-        self, store, data: PreparedData, init_seeds: list[int],
-        progress: Callable[[Any], None] | None,
-    ) -> list[GaussianParams]:
-        """The starting parameters of each EM run: the initial model, or ``nInit`` fresh
-        initialisations."""
-        t0 = time.perf_counter()
-        init = self.getInitialModel()
-        if init is not None:
-            starts = [self._check_initial_model(init, data.d)]
-        else:
-            starts = initialise(
-                store, data, self.getK(), self.getCovarianceType(), self.getRegCovar(),
-                self.getInitMode(), init_seeds,
-            )
-        if progress is not None:
-            progress(InitialisationDone(
-                runs=len(starts), seconds=time.perf_counter() - t0,
-                mode="initialModel" if init is not None else self.getInitMode(),
-            ))
-        return starts
 
     def _model(self, result: FitResult, dataset: DataFrame,
                bad_rows: dict | None = None) -> GaussianMixtureModel:

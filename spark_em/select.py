@@ -8,17 +8,15 @@ sum).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 from pyspark.sql import DataFrame
 
 from .covariance import covariance
-from .em import InitSpec, Run, best_run, fit_runs, initial_params, result_of
+from .em import InitSpec, best_run, result_of
 from .gaussian import aic, bic, n_parameters
 from .kernels import EStepKernel
 from .passes import run_pass
-from .progress import InitialisationDone
 
 CRITERIA = ("bic", "aic")
 TABLE_SCHEMA = ("k int, covarianceType string, logLikelihood double, bic double, aic double, "
@@ -73,24 +71,12 @@ def fit_select(gm, dataset: DataFrame, ks, covariance_types=None, criterion: str
     cands = _candidates(ks, covariance_types or [gm.getCovarianceType()])
     n_init = gm.getNInit()
     sample_seed, seeds = gm._seeds(n_init)
-    progress = getattr(gm, "progress", None)
     store, data = gm._prepare(dataset, max(k for k, _ in cands), sample_seed)
+    specs = [InitSpec(k, t, gm.getInitMode(), s) for k, t in cands for s in seeds]
+    labels = [_label(s.k, s.covariance_type, i % n_init, n_init) for i, s in enumerate(specs)]
     with store:
-        def start_runs():
-            t0 = time.perf_counter()
-            specs = [InitSpec(k, t, gm.getInitMode(), s) for k, t in cands for s in seeds]
-            starts = initial_params(store, data, specs, gm.getRegCovar())
-            if progress is not None:
-                progress(InitialisationDone(runs=len(starts), mode=gm.getInitMode(),
-                                            seconds=time.perf_counter() - t0))
-            return [Run(p, _label(s.k, s.covariance_type, i % n_init, n_init))
-                    for i, (s, p) in enumerate(zip(specs, starts))]
-
-        runs = fit_runs(
-            store, data, start_runs, max_iter=gm.getMaxIter(), tol=gm.getTol(),
-            reg_covar=gm.getRegCovar(), progress=progress,
-            checkpoint=gm._checkpoint(ks=[k for k, _ in cands], covarianceTypes=[t for _, t in cands]),
-        )
+        runs = gm._em(store, data, specs, labels, ks=[k for k, _ in cands],
+                      covarianceTypes=[t for _, t in cands])
         per_candidate = [runs[i * n_init:(i + 1) * n_init] for i in range(len(cands))]
         best = [best_run(rs) for rs in per_candidate]
         final = [EStepKernel(r.params, data.centre, moments=False) for r in best]
