@@ -112,14 +112,14 @@ class _VarianceMahalanobis:
 
 def _variance_density(means, p2, offset, exact):
     """The expanded form of per-feature precisions ``p2 (k, d)``: on the squares x_i^2."""
-    return ExpandedDensity(Squares(means.shape[1]), p2, -2.0 * means * p2,
+    return ExpandedDensity(_Variances.quadratic(means.shape[1]), p2, -2.0 * means * p2,
                            np.einsum("kd,kd->k", means**2, p2), offset,
                            _VarianceMahalanobis(means, p2), exact)
 
 
 class Full:
     name = "full"
-    # the E-step's scatter goes through the row-wise products x_i x_j (up to PRODUCTS_MAX_D)
+    # the initialisation's scatter takes the products as well, when there are any
     products = True
     # hard labels (k-means initialisation): rows sorted by label, one syrk per component
     hard_scatter_by_component = True
@@ -137,13 +137,18 @@ class Full:
     def precisions(self, pc): return np.einsum("kij,klj->kil", pc, pc)
     def mahalanobis(self, means, pc): return _FullMahalanobis(means, pc)
 
+    @staticmethod
+    def quadratic(d):
+        """The quadratic rows of the E-step's block: the products x_i x_j up to
+        PRODUCTS_MAX_D, none above (:mod:`spark_em.quadratic`)."""
+        return Products(d) if d <= PRODUCTS_MAX_D else None
+
     def density(self, means, pc, offset, exact=()):
         """The log joint densities (:mod:`spark_em.quadratic`): expanded on the products up
         to PRODUCTS_MAX_D, exact above."""
-        k, d = means.shape
-        if d > PRODUCTS_MAX_D:
+        products = self.quadratic(means.shape[1])
+        if products is None:
             return ExactDensity(_FullMahalanobis(means, pc), offset)
-        products = Products(d)
         prec = self.precisions(pc)
         pm = np.einsum("kij,kj->ki", prec, means)
         return ExpandedDensity(products, products.coefficients(prec), -2.0 * pm,
@@ -203,6 +208,8 @@ class Tied:
     def expand(self, cov, k, d): return np.broadcast_to(cov, (k, d, d)).copy()
     def precisions(self, pc): return pc @ pc.T
     def mahalanobis(self, means, pc): return _TiedMahalanobis(means, pc)
+    @staticmethod
+    def quadratic(d): return None  # the E-step takes the differences
 
     def density(self, means, pc, offset, exact=()):
         return ExactDensity(_TiedMahalanobis(means, pc), offset)
@@ -237,6 +244,8 @@ class _Variances:
     hard_scatter_by_component = False
 
     def second_shape(self, k, d): return (k, d)
+    @staticmethod
+    def quadratic(d): return Squares(d)  # per-feature second moments
     def covariances(self, pc): return 1.0 / pc**2
     def precisions(self, pc): return pc**2
 

@@ -27,8 +27,7 @@ from .covariance import covariance
 from .gaussian import LOG_2PI
 from .rowkeys import row_hash, uniforms
 from .stats import SuffStats, packed_size
-from .quadratic import Products
-from .tuning import FLUSH_BELOW, PRODUCTS_MAX_D, chunk_rows
+from .tuning import FLUSH_BELOW, chunk_rows
 
 _FLUSH_FACTOR = float(np.exp(FLUSH_BELOW))
 
@@ -73,7 +72,10 @@ class MixtureSummarizer:
 
 
 def _products_for(covariance_type: str, d: int):
-    return Products(d) if covariance(covariance_type).products and d <= PRODUCTS_MAX_D else None
+    """The products the initialisation's scatter takes (full covariances up to
+    PRODUCTS_MAX_D), or None."""
+    table = covariance(covariance_type)
+    return table.quadratic(d) if table.products else None
 
 
 def _slices(n: int, step: int):
