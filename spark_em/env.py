@@ -41,12 +41,9 @@ class SparkEnv:
     app_id: str | None
 
     @property
-    def can_broadcast(self) -> bool:
-        return not self.connect
-
-    @property
-    def has_rdds(self) -> bool:
-        """A SparkContext, hence RDD jobs, on the driver (not on Spark Connect)."""
+    def has_spark_context(self) -> bool:
+        """A SparkContext on the driver, hence broadcast variables and RDD jobs (not on
+        Spark Connect)."""
         return not self.connect
 
     @property

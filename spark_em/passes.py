@@ -19,7 +19,7 @@ from pyspark.sql import types as T
 
 from .kernels import Chunk
 from .progress import PassProfile
-from .reduce import packed_batch, tree_collect
+from .reduce import packed_batch, packed_bytes, tree_collect
 
 PASS_SCHEMA = T.StructType(
     [T.StructField("stats", T.BinaryType(), False), T.StructField("profile", T.BinaryType(), False)]
@@ -98,8 +98,7 @@ def make_task(get_payload: Callable, read_chunks: ChunkReader, d: int, arrow: bo
         for X, w, bad in read_chunks(batches):
             acc.add(X, w, bad)
         packed = acc.packed()
-        yield packed_batch(list(packed), _PASS_COLUMNS) if arrow else tuple(
-            np.ascontiguousarray(c, dtype=np.float64).tobytes() for c in packed)
+        yield packed_batch(packed, _PASS_COLUMNS) if arrow else tuple(map(packed_bytes, packed))
 
     return task
 

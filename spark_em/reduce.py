@@ -19,24 +19,36 @@ from pyspark.sql import DataFrame
 DRIVER_MERGE_ROWS = 32
 
 
+def packed_bytes(values: np.ndarray) -> bytes:
+    """A float64 vector as raw bytes: one cell of a packed row."""
+    return np.ascontiguousarray(values, dtype=np.float64).tobytes()
+
+
 def packed_batch(columns: Sequence[np.ndarray], names: Sequence[str]) -> pa.RecordBatch:
     """One Arrow row: each float64 vector as the raw bytes of a binary column."""
     return pa.RecordBatch.from_arrays(
-        [pa.array([np.ascontiguousarray(c, dtype=np.float64).tobytes()], pa.binary())
-         for c in columns],
-        list(names),
-    )
+        [pa.array([packed_bytes(c)], pa.binary()) for c in columns], list(names))
+
+
+def _merge_rows(merges):
+    """Merge two rows of arrays column by column (``merges[j]`` for column ``j``); None
+    stands for no row yet (the zero of ``treeAggregate``)."""
+
+    def merge(a, b):
+        if a is None or b is None:
+            return b if a is None else a
+        return [m(x, y) for m, x, y in zip(merges, a, b)]
+
+    return merge
 
 
 def _fold(batches, merges) -> list[np.ndarray] | None:
-    acc = None
+    acc, merge = None, _merge_rows(merges)
     for batch in batches:
         cols = [batch.column(j) for j in range(len(merges))]
         for i in range(batch.num_rows):
             values = [np.frombuffer(c[i].as_buffer(), dtype=np.float64) for c in cols]
-            acc = [v.copy() for v in values] if acc is None else [
-                m(a, v) for m, a, v in zip(merges, acc, values)
-            ]
+            acc = [v.copy() for v in values] if acc is None else merge(acc, values)
     return acc
 
 
@@ -49,22 +61,14 @@ def _reducer(merges, names):
     return reduce_partition
 
 
-def _merge_rows(merges):
-    def merge(a, b):
-        return [m(x, y) for m, x, y in zip(merges, a, b)]
-
-    return merge
-
-
 def _tree_collect_rdd(rdd: RDD, merges, depth: int) -> list[np.ndarray] | None:
+    merge = _merge_rows(merges)
     arrays = rdd.map(lambda row: [np.frombuffer(c, dtype=np.float64) for c in row])
     if rdd.getNumPartitions() > DRIVER_MERGE_ROWS:
-        if arrays.isEmpty():
-            return None
-        return arrays.treeReduce(_merge_rows(merges), depth)
+        return arrays.treeAggregate(None, merge, merge, depth)
     acc = None
     for values in arrays.collect():
-        acc = [v.copy() for v in values] if acc is None else _merge_rows(merges)(acc, values)
+        acc = [v.copy() for v in values] if acc is None else merge(acc, values)
     return acc
 
 
@@ -74,7 +78,7 @@ def tree_collect(
 ) -> list[np.ndarray] | None:
     """Merge the rows of ``df`` (binary columns of float64 bytes, column ``j`` merged by
     ``merges[j]``) into one list of arrays on the driver; None when ``df`` has no rows.
-    ``df`` may also be an RDD of tuples of such bytes (merged by ``RDD.treeReduce`` above
+    ``df`` may also be an RDD of tuples of such bytes (merged by ``RDD.treeAggregate`` above
     DRIVER_MERGE_ROWS partitions).
 
     ``num_partitions`` (an upper bound is fine) and ``depth`` choose the shuffle levels, as

@@ -121,7 +121,7 @@ def test_tree_collect_merges_one_row_per_partition(spark, partitions, depth):
 @pytest.mark.parametrize("partitions,depth", [(1, 2), (12, 2), (70, 2), (70, 3)])
 def test_tree_collect_merges_an_rdd_of_byte_rows(spark, partitions, depth):
     """The index-only passes of classic Spark (local files, Parquet) return an RDD of byte
-    tuples: merged on the driver up to DRIVER_MERGE_ROWS partitions, by treeReduce above."""
+    tuples: merged on the driver up to DRIVER_MERGE_ROWS partitions, by treeAggregate above."""
 
     def one_row(it):
         from pyspark import TaskContext

@@ -92,7 +92,7 @@ class BlockStore:
         pass at 1M x 16, K=8, Parquet store) -- else (Spark Connect) ``mapInArrow`` over
         ``spark.range``."""
         n = self.num_tasks
-        if self.env.has_rdds:
+        if self.env.has_spark_context:
             fn = make_task(get_payload, read_chunks, self.d, arrow=False)
             return self.spark.sparkContext.parallelize(range(n), n).mapPartitions(fn)
         fn = make_task(get_payload, read_chunks, self.d)
@@ -102,7 +102,7 @@ class BlockStore:
     def _shipped(self, payload):
         """A getter of ``payload`` for the tasks: a broadcast variable, destroyed after the
         pass, where there is a SparkContext; the function's closure on Spark Connect."""
-        if self.env.can_broadcast:
+        if self.env.has_spark_context:
             bc = self.spark.sparkContext.broadcast(payload)
             try:
                 yield lambda: bc.value
