@@ -155,4 +155,3 @@ def write_criterion_plot(directory: str, rows: list[dict], criterion: str, best:
     fig.tight_layout()
     fig.savefig(os.path.join(directory, f"{criterion}.png"))
     plt.close(fig)
-
