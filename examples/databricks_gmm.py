@@ -37,7 +37,7 @@ SEED = 42
 
 # COMMAND ----------
 
-from spark_em.datasets import sample_mixture
+from spark_em.data.datasets import sample_mixture
 
 if not spark.catalog.tableExists(INPUT_TABLE):
     X_demo, _, _ = sample_mixture(3000, k=3, d=2, seed=SEED, separation=6.0)

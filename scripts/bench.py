@@ -120,7 +120,7 @@ def workloads(args) -> list[DataSet]:
 
 
 def ensure_data(ds: DataSet, data_dir: str, seed: int) -> str:
-    from spark_em.datasets import write_mixture_parquet
+    from spark_em.data.datasets import write_mixture_parquet
 
     path = os.path.abspath(os.path.join(data_dir, f"mixture-{ds.name}-s{seed}.parquet"))
     if not os.path.exists(path):
@@ -272,7 +272,7 @@ def kernel_profile(ds: DataSet, path: str, rows: int = 200_000) -> dict:
     import numpy as np
     import pyarrow.parquet as pq
 
-    from spark_em.kernels import Chunk, EStepKernel, NearestCentreTask
+    from spark_em.core.estep import Chunk, EStepKernel, NearestCentreTask
 
     try:
         from threadpoolctl import threadpool_limits
@@ -372,7 +372,7 @@ def main(argv=None) -> int:
     sets = workloads(args)
     paths = {ds.name: ensure_data(ds, args.data_dir, args.seed) for ds in sets}
 
-    from spark_em.session import local_session
+    from spark_em.data.local_session import local_session
 
     cluster = start_cluster(args) if args.cluster else None
     conf = {"spark.driver.memory": args.driver_memory, "spark.sql.shuffle.partitions": "4"}

@@ -53,7 +53,7 @@ def vm_hwm_mib(pid: int | str = "self") -> float | None:
 
 
 def data_paths(args) -> dict[str, str]:
-    from spark_em.datasets import write_mixture_parquet
+    from spark_em.data.datasets import write_mixture_parquet
 
     out = {}
     for files in (args.many, args.few):
@@ -71,7 +71,7 @@ def child(args) -> None:
     """One fit in this process; prints one JSON line."""
     from spark_em import GaussianMixture
     from spark_em.progress import IterationInfo, ValidationDone
-    from spark_em.session import local_session
+    from spark_em.data.local_session import local_session
 
     spark = local_session(args.master, "spark-em-bounded-reduce",
                           {"spark.driver.memory": args.driver_memory})

@@ -57,8 +57,8 @@ def main(argv=None) -> int:
 
     from spark_em import GaussianMixture
     from spark_em.progress import IterationInfo
-    from spark_em.datasets import write_mixture_parquet
-    from spark_em.session import local_session
+    from spark_em.data.datasets import write_mixture_parquet
+    from spark_em.data.local_session import local_session
 
     path = os.path.abspath(os.path.join(args.data_dir, f"mixture-n{args.n}-d{args.d}-k{args.k}-s1.parquet"))
     if not os.path.exists(path):

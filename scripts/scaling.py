@@ -42,8 +42,8 @@ def vm_hwm_kib(pid: int | str = "self") -> int:
 def one(args) -> dict:
     """Runs in a child process: fit one N, report timings and peak memory."""
     from spark_em import GaussianMixture
-    from spark_em.datasets import write_mixture_parquet
-    from spark_em.session import local_session
+    from spark_em.data.datasets import write_mixture_parquet
+    from spark_em.data.local_session import local_session
 
     path = os.path.abspath(os.path.join(args.data_dir, f"mixture-n{args.n}-d{args.d}-k{args.k}-s1.parquet"))
     if not os.path.exists(path):

@@ -19,17 +19,17 @@ from pyspark.ml import Estimator
 from pyspark.ml.util import MLReadable, MLReader, MLWritable, MLWriter
 from pyspark.sql import DataFrame
 
-from .checkpoint import Checkpoint
-from .em import FitResult, InitSpec, Run, best_run, fit_runs, initial_params, result_of
+from .engine.checkpoint import Checkpoint
+from .engine.em import FitResult, InitSpec, Run, best_run, fit_runs, initial_params, result_of
 from .errors import ConvergenceWarning, InvalidInputError
-from .gaussian import GaussianParams, check_covariance_type
-from .init import INIT_MODES
+from .core.mixture import GaussianParams, check_covariance_type
+from .core.initialisation import INIT_MODES
 from .model import GaussianMixtureModel
 from .params import DEFAULT_SEED, GaussianMixtureParams, check_handle_invalid
-from .persistence import EstimatorReader, EstimatorWriter
-from .prepare import PreparedData, prepare
+from .io.persistence import EstimatorReader, EstimatorWriter
+from .data.prepare import PreparedData, prepare
 from .progress import InitialisationDone, IterationInfo, ValidationDone
-from .stores import check_block_cache
+from .data.stores import check_block_cache
 from .summary import GaussianMixtureSummary
 
 __all__ = ["GaussianMixture", "GaussianMixtureModel", "GaussianMixtureSummary"]
@@ -130,7 +130,7 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
         driver program (not a Param: it belongs to one run, like ``progress``).  A fit
         started again with the same data and settings resumes after the last finished
         iteration; one with other data or settings is refused
-        (:class:`~spark_em.checkpoint.CheckpointMismatchError`)."""
+        (:class:`~spark_em.engine.checkpoint.CheckpointMismatchError`)."""
         self.checkpoint_dir = path
         return self
 
@@ -244,8 +244,8 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
     def fitSelect(self, dataset: DataFrame, ks, covarianceTypes=None, criterion: str = "bic"):
         """Fit every candidate ``k`` in ``ks`` x covariance type in ``covarianceTypes``
         (default: this estimator's) in ONE scan of the data per EM iteration, and return
-        ``(best model by criterion, table)``; see :func:`spark_em.select.fit_select`."""
-        from .select import fit_select
+        ``(best model by criterion, table)``; see :func:`spark_em.engine.selection.fit_select`."""
+        from .engine.selection import fit_select
 
         return fit_select(self, dataset, ks, covarianceTypes, criterion)
 

@@ -1,6 +1,6 @@
 """The fitted model, :class:`GaussianMixtureModel`: its parameters, local prediction, the
-pyspark.ml ``transform``/``score``/``bic``/``aic`` (run by :mod:`spark_em.scoring`),
-``sample`` (:mod:`spark_em.sampling`) and conversions from and to MLlib and scikit-learn."""
+pyspark.ml ``transform``/``score``/``bic``/``aic`` (run by :mod:`spark_em.engine.scoring`),
+``sample`` (:mod:`spark_em.engine.sampling`) and conversions from and to MLlib and scikit-learn."""
 
 from __future__ import annotations
 
@@ -11,12 +11,14 @@ from pyspark.ml.util import MLReadable, MLReader, MLWritable, MLWriter
 from pyspark.ml.stat import MultivariateGaussian
 from pyspark.sql import DataFrame, SparkSession
 
-from . import mllib_import, sampling, scoring
-from .gaussian import GaussianParams, aic as aic_of, bic as bic_of, n_parameters
-from .model_check import check_values
+from .io import mllib_import
+from .engine import sampling
+from .engine import scoring
+from .core.mixture import GaussianParams, aic as aic_of, bic as bic_of, n_parameters
+from .io.model_directory import check_values
 from .params import DEFAULT_SEED, FitParams, check_handle_invalid
-from .persistence import ModelReader, ModelWriter
-from .sklearn_interop import from_sklearn, to_sklearn
+from .io.persistence import ModelReader, ModelWriter
+from .io.sklearn_interop import from_sklearn, to_sklearn
 from .summary import GaussianMixtureSummary
 
 __all__ = ["GaussianMixtureModel"]

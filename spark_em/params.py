@@ -23,8 +23,8 @@ from pyspark.ml.param.shared import (
     HasWeightCol,
 )
 
-from .gaussian import COVARIANCE_TYPES
-from .init import INIT_MODES
+from .core.mixture import COVARIANCE_TYPES
+from .core.initialisation import INIT_MODES
 
 if TYPE_CHECKING:
     from .model import GaussianMixtureModel

@@ -13,7 +13,7 @@ os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory):
-    from spark_em.session import local_session
+    from spark_em.data.local_session import local_session
 
     # a local dir of this run's own: block files of concurrent runs never mix
     local_dir = str(tmp_path_factory.mktemp("spark-local"))
@@ -27,13 +27,13 @@ def spark(tmp_path_factory):
 @pytest.fixture(scope="session")
 def blobs():
     """Three well-separated 2-D Gaussian blobs, 600 rows."""
-    from spark_em.datasets import sample_mixture
+    from spark_em.data.datasets import sample_mixture
 
     X, labels, truth = sample_mixture(600, k=3, d=2, covariance_type="full", seed=7, separation=8.0)
     return X, labels, truth
 
 
 def to_df(spark, X, column="features", partitions=None):
-    from spark_em.datasets import to_dataframe
+    from spark_em.data.datasets import to_dataframe
 
     return to_dataframe(spark, np.asarray(X), column, partitions)

@@ -56,7 +56,7 @@ class ConnectClient:
 # Scenarios: (spark, ...) -> picklable results
 # ---------------------------------------------------------------------------------------
 def session_kind(spark) -> dict:
-    from spark_em.env import SparkEnv
+    from spark_em.data.env import SparkEnv
 
     return {"type": f"{type(spark).__module__}.{type(spark).__name__}",
             "is_connect": SparkEnv.of(spark).connect}

@@ -11,12 +11,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from spark_em.env import SparkEnv
-from spark_em.gaussian import GaussianParams
-from spark_em.kernels import EStepKernel
-from spark_em.passes import run_pass
-from spark_em.prepare import prepare
-from spark_em.tuning import TASKS_PER_CORE
+from spark_em.data.env import SparkEnv
+from spark_em.core.mixture import GaussianParams
+from spark_em.core.estep import EStepKernel
+from spark_em.data.passes import run_pass
+from spark_em.data.prepare import prepare
+from spark_em.core.tuning import TASKS_PER_CORE
 
 PARTITIONS = 200
 
@@ -36,7 +36,7 @@ def _input(spark, X, store, tmp_path):
         df = spark.read.parquet(str(tmp_path))
         assert len(df.inputFiles()) == PARTITIONS
         return df
-    from spark_em.datasets import to_dataframe
+    from spark_em.data.datasets import to_dataframe
 
     df = to_dataframe(spark, X, num_partitions=PARTITIONS)
     assert df.rdd.getNumPartitions() == PARTITIONS

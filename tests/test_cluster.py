@@ -73,7 +73,7 @@ def cluster(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    from spark_em.datasets import sample_mixture
+    from spark_em.data.datasets import sample_mixture
 
     X, labels, truth = sample_mixture(900, k=3, d=2, seed=21, separation=6.0)
     path = tmp_path_factory.mktemp("cluster-data") / "data.parquet"

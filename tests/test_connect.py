@@ -45,7 +45,7 @@ def client(connect_server):
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     """600 rows, d=3, three components; one Parquet file with ``id`` and ``features``."""
-    from spark_em.datasets import sample_mixture
+    from spark_em.data.datasets import sample_mixture
 
     X, labels, truth = sample_mixture(600, k=3, d=3, seed=11, separation=5.0)
     path = tmp_path_factory.mktemp("connect-data") / "data.parquet"

@@ -20,8 +20,8 @@ from sklearn.mixture import GaussianMixture as SkGM
 
 import spark_em
 from spark_em import ConvergenceWarning, GaussianMixture, GaussianMixtureModel
-from spark_em.datasets import sample_mixture
-from spark_em.gaussian import COVARIANCE_TYPES
+from spark_em.data.datasets import sample_mixture
+from spark_em.core.mixture import COVARIANCE_TYPES
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 

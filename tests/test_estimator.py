@@ -16,10 +16,10 @@ from pyspark.sql import types as T
 from sklearn.mixture import GaussianMixture as SkGM
 
 from spark_em import GaussianMixture, GaussianMixtureModel, InvalidInputError
-from spark_em.datasets import sample_mixture
-from spark_em.prepare import prepare
-from spark_em.em import Run, best_run, fit_runs, result_of
-from spark_em.gaussian import COVARIANCE_TYPES
+from spark_em.data.datasets import sample_mixture
+from spark_em.data.prepare import prepare
+from spark_em.engine.em import Run, best_run, fit_runs, result_of
+from spark_em.core.mixture import COVARIANCE_TYPES
 
 from .conftest import to_df
 

@@ -16,9 +16,9 @@ from sklearn.mixture import GaussianMixture as SkGM
 from sklearn.mixture import _gaussian_mixture as skg
 
 from spark_em import GaussianMixture, GaussianMixtureModel
-from spark_em.gaussian import GaussianParams
-from spark_em.kernels import Chunk, EStepKernel, NearestCentreTask
-from spark_em.tuning import PRODUCTS_MAX_D
+from spark_em.core.mixture import GaussianParams
+from spark_em.core.estep import Chunk, EStepKernel, NearestCentreTask
+from spark_em.core.tuning import PRODUCTS_MAX_D
 
 from .conftest import to_df
 
@@ -108,7 +108,7 @@ def test_nearest_centre_task_is_hard_assignment(covariance_type, d, weighted):
 @pytest.mark.parametrize("block_cache", ["local", "spark", "parquet"])
 @pytest.mark.parametrize("covariance_type", ["full", "spherical"])
 def test_block_caches_match_sklearn_em(spark, tmp_path, block_cache, covariance_type):
-    from spark_em.datasets import sample_mixture
+    from spark_em.data.datasets import sample_mixture
 
     X, _, _ = sample_mixture(3000, k=3, d=4, covariance_type="full", seed=5, separation=3.0)
     X = X + 100.0

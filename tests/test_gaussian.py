@@ -1,4 +1,4 @@
-"""Math core (spark_em.gaussian, spark_em.stats) against scikit-learn and closed forms. No Spark."""
+"""Math core (spark_em.core.mixture, spark_em.core.sufficient_statistics) against scikit-learn and closed forms. No Spark."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from sklearn.mixture import GaussianMixture as SkGM
 from sklearn.mixture import _gaussian_mixture as skg
 
-from spark_em.gaussian import (
+from spark_em.core.mixture import (
     COVARIANCE_TYPES,
     GaussianParams,
     IllDefinedCovarianceError,
@@ -15,8 +15,8 @@ from spark_em.gaussian import (
     covariances_from_precisions_cholesky,
     n_parameters,
 )
-from spark_em.kernels import Chunk, EStepKernel, accumulate_resp
-from spark_em.stats import SuffStats, packed_size
+from spark_em.core.estep import Chunk, EStepKernel, accumulate_resp
+from spark_em.core.sufficient_statistics import SuffStats, packed_size
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -334,8 +334,8 @@ def test_math_core_imports_no_spark():
         "import sys, types\n"
         f"pkg = types.ModuleType('spark_em'); pkg.__path__ = [{str(package_dir)!r}]\n"
         "sys.modules['spark_em'] = pkg\n"
-        "import spark_em.gaussian, spark_em.stats, spark_em.kernels, spark_em.covariance, "
-        "spark_em.init, spark_em.arrow_blocks, spark_em.rowkeys, spark_em.validation\n"
+        "import spark_em.core.mixture, spark_em.core.sufficient_statistics, spark_em.core.estep, spark_em.core.covariance, "
+        "spark_em.core.initialisation, spark_em.data.arrow_blocks, spark_em.core.rowkeys, spark_em.data.validation\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('pyspark', 'py4j')]\n"
         "assert not bad, bad\n"
     )

@@ -9,7 +9,7 @@ import pytest
 from sklearn.mixture import GaussianMixture as SkGM
 
 from spark_em import GaussianMixture, GaussianMixtureModel, InvalidInputError
-from spark_em.datasets import sample_mixture
+from spark_em.data.datasets import sample_mixture
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 

@@ -17,8 +17,8 @@ import pytest
 
 from spark_em import GaussianMixtureModel
 from spark_em.cli.main import run
-from spark_em.datasets import draw_mixture, sample_mixture
-from spark_em.fs import atomic_write
+from spark_em.data.datasets import draw_mixture, sample_mixture
+from spark_em.io.filesystem import atomic_write
 
 from .servers import write_id_features_parquet
 

@@ -11,8 +11,8 @@ from pyspark.ml.clustering import KMeans
 from pyspark.ml.linalg import DenseMatrix, MatrixUDT, SparseMatrix, Vectors, VectorUDT
 
 from spark_em import GaussianMixtureModel, ModelFormatError
-from spark_em.datasets import sample_mixture
-from spark_em.mllib_import import _matrix, _vector
+from spark_em.data.datasets import sample_mixture
+from spark_em.io.mllib_import import _matrix, _vector
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from pyspark.ml.clustering import GaussianMixture as MLlibGM
 from pyspark.ml.linalg import Vectors
 
 from spark_em import GaussianMixture
-from spark_em.datasets import sample_mixture
+from spark_em.data.datasets import sample_mixture
 
 # The data of pyspark.ml.clustering.GaussianMixture's own doctest.
 DOCTEST_POINTS = [

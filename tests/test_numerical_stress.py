@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 from sklearn.mixture import _gaussian_mixture as skg
 
-from spark_em.em import exact_moments
+from spark_em.engine.em import exact_moments
 from spark_em.errors import IllDefinedCovarianceError
-from spark_em.kernels import Chunk, EStepKernel, NearestCentreTask, RandomRespTask
+from spark_em.core.estep import Chunk, EStepKernel, NearestCentreTask, RandomRespTask
 from spark_em.progress import PassProfile
 
 COVS = ("full", "tied", "diag", "spherical")
@@ -80,7 +80,7 @@ def initial(X, w, k, covariance_type, seed, init, reg_covar):
 
 def em_steps(X, w, c, params, iters, reg_covar):
     """Yield ``(params before, mean log-likelihood at them, params after)`` per iteration:
-    :func:`spark_em.em.iterate`'s steps, with the pass over the data done right here."""
+    :func:`spark_em.engine.em.iterate`'s steps, with the pass over the data done right here."""
     def e_pass(kernels, label):
         stats = [k.new_stats(X.shape[1]) for k in kernels]
         for k, st in zip(kernels, stats):

@@ -1,6 +1,6 @@
 """The same rows give the same model however Spark partitions and orders them: 1, 7 and 64
 partitions, and an input with empty partitions.  The initialisation sample and the random
-responsibilities are drawn from each row's content and the seed (spark_em.rowkeys), so every
+responsibilities are drawn from each row's content and the seed (spark_em.core.rowkeys), so every
 init mode starts from the same parameters (up to the order of summation, 1e-12) and 30 EM
 iterations later the models agree to 1e-9 -- on local block files and in Spark's cache."""
 
@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 
 from spark_em import GaussianMixture
-from spark_em.em import InitSpec, Run, initial_params, iterate
-from spark_em.init import INIT_MODES
-from spark_em.prepare import prepare
+from spark_em.engine.em import InitSpec, Run, initial_params, iterate
+from spark_em.core.initialisation import INIT_MODES
+from spark_em.data.prepare import prepare
 
 SEEDS = (11, 12)  # nInit=2: two starts per init mode
 SPECS = [InitSpec(3, cov, mode, seed) for mode, cov in zip(INIT_MODES, ("full", "tied", "diag", "spherical"))

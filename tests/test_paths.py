@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from spark_em import GaussianMixtureModel
-from spark_em.fs import atomic_write
+from spark_em.io.filesystem import atomic_write
 
 
 @pytest.fixture(scope="module")

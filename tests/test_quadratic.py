@@ -1,4 +1,4 @@
-"""The E-step's expanded form (spark_em.quadratic) against scikit-learn's exact one, where
+"""The E-step's expanded form (spark_em.core.densities) against scikit-learn's exact one, where
 the expanded form alone would lose digits. No Spark."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from sklearn.mixture import _gaussian_mixture as skg
 
-import spark_em.quadratic as quadratic
-from spark_em.gaussian import GaussianParams
-from spark_em.kernels import EStepKernel
+import spark_em.core.densities as quadratic
+from spark_em.core.mixture import GaussianParams
+from spark_em.core.estep import EStepKernel
 
 
 def _ours(X, weights, means, cov, covariance_type, centre):

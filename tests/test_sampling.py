@@ -9,8 +9,9 @@ import pytest
 from pyspark.ml.functions import vector_to_array
 from pyspark.ml.linalg import VectorUDT
 
-from spark_em import GaussianMixture, GaussianMixtureModel, sampling
-from spark_em.gaussian import COVARIANCE_TYPES
+from spark_em import GaussianMixture, GaussianMixtureModel
+from spark_em.engine import sampling
+from spark_em.core.mixture import COVARIANCE_TYPES
 
 WEIGHTS = np.array([0.2, 0.5, 0.3])
 MEANS = np.array([[0.0, 0.0], [8.0, 1.0], [-3.0, 9.0]])

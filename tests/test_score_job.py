@@ -12,7 +12,7 @@ from pyspark.sql import functions as F
 
 from spark_em import GaussianMixture, GaussianMixtureModel
 from spark_em.cli.main import run
-from spark_em.datasets import sample_mixture
+from spark_em.data.datasets import sample_mixture
 
 
 @pytest.fixture(scope="module")

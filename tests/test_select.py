@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from spark_em import GaussianMixture
-from spark_em.checkpoint import CheckpointMismatchError
-from spark_em.datasets import sample_mixture
+from spark_em.engine.checkpoint import CheckpointMismatchError
+from spark_em.data.datasets import sample_mixture
 from spark_em.progress import InitialisationDone, IterationInfo
 
 from .conftest import to_df

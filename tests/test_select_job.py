@@ -16,7 +16,7 @@ import pytest
 
 from spark_em import GaussianMixtureModel
 from spark_em.cli.main import run
-from spark_em.datasets import sample_mixture
+from spark_em.data.datasets import sample_mixture
 
 from .servers import FAST_JVM, base_env, write_id_features_parquet
 

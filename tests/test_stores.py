@@ -13,11 +13,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from spark_em import GaussianMixture
-from spark_em.gaussian import GaussianParams
-from spark_em.kernels import Chunk, EStepKernel
-from spark_em.passes import run_pass
-from spark_em.prepare import prepare
-from spark_em.reduce import packed_batch, tree_collect
+from spark_em.core.mixture import GaussianParams
+from spark_em.core.estep import Chunk, EStepKernel
+from spark_em.data.passes import run_pass
+from spark_em.data.prepare import prepare
+from spark_em.data.reduce import packed_batch, tree_collect
 
 STORES = ("local", "spark", "parquet")
 
@@ -139,8 +139,8 @@ def test_spark_cache_blocks_merge_back_into_the_same_chunks():
     """Block rows of at most ``max_rows`` rows are read back as chunks of at least
     ``chunk_rows`` rows whatever Arrow batches Spark cuts them into; invalid rows are
     dropped and counted once."""
-    from spark_em.arrow_blocks import BAD_KINDS
-    from spark_em.stores.spark_cache import encode_blocks, read_blocks
+    from spark_em.data.arrow_blocks import BAD_KINDS
+    from spark_em.data.stores.spark_cache import encode_blocks, read_blocks
 
     rng = np.random.default_rng(5)
     X = rng.normal(size=(23, 3))
@@ -279,9 +279,9 @@ def test_auto_reads_parquet_files_on_a_cluster_style_env(spark, weighted):
     session is not local (the choice is the environment value's, not a master URL's)."""
     from dataclasses import replace
 
-    from spark_em.columns import feature_array, weight_column
-    from spark_em.env import SparkEnv
-    from spark_em.stores import ParquetStore, SparkCacheStore, choose_store
+    from spark_em.data.columns import feature_array, weight_column
+    from spark_em.data.env import SparkEnv
+    from spark_em.data.stores import ParquetStore, SparkCacheStore, choose_store
 
     X, w, path = weighted
     env = replace(SparkEnv.of(spark), local_master=False)
@@ -313,7 +313,7 @@ def test_stale_block_dirs_of_dead_processes_are_removed(spark, tmp_path):
     import subprocess
     import sys
 
-    from spark_em.stores.local_files import remove_stale_block_dirs
+    from spark_em.data.stores.local_files import remove_stale_block_dirs
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)

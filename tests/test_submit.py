@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from spark_em import GaussianMixture, GaussianMixtureModel
-from spark_em.datasets import draw_mixture, sample_mixture
+from spark_em.data.datasets import draw_mixture, sample_mixture
 
 from .servers import FAST_JVM, SPARK_HOME, base_env, write_id_features_parquet
 

@@ -259,7 +259,7 @@ def test_the_largest_allowed_magnitudes_fit_without_overflow(spark, clean_cache)
 def test_a_total_weight_that_is_not_finite_is_named():
     """Unreachable through a fit (weights <= 1e75 and values <= 1e75 keep every sum finite),
     but the check stays: its message names the weight column."""
-    from spark_em.validation import ValidationStats, check_validation
+    from spark_em.data.validation import ValidationStats, check_validation
 
     stats = ValidationStats.empty(2, 10)
     stats.n_rows, stats.weight_sum = 3.0, math.inf

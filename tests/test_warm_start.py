@@ -15,7 +15,7 @@ from sklearn.exceptions import ConvergenceWarning as SkConvergenceWarning
 from sklearn.mixture import GaussianMixture as SkGM
 
 from spark_em import ConvergenceWarning, GaussianMixture, GaussianMixtureModel
-from spark_em.datasets import sample_mixture
+from spark_em.data.datasets import sample_mixture
 
 from .conftest import to_df
 

@@ -1,7 +1,7 @@
 """A job's settings: defaults, then the TOML file (``--config``), then the flags.
 
 Everything here runs before Spark starts.  Unknown tables and keys, values of the wrong
-type and impossible values are rejected with a :class:`~spark_em.cli.errors.UsageError`
+type and impossible values are rejected with a :class:`~spark_em.cli.exit_codes.UsageError`
 whose one line names the key and the file (or the flag).  The TOML file is read with the
 standard library's ``tomllib``.
 """
@@ -18,7 +18,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-from .errors import UsageError
+from .exit_codes import UsageError
 from .options import BOOL, COLUMNS, FLOAT, INT, PATHS, STR, Option
 
 

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 
-from .errors import DataError, UsageError
+from .exit_codes import DataError, UsageError
 
 
 @dataclass
@@ -50,7 +50,7 @@ def read_input(spark, settings, default_features="features") -> Input:
             _check_paths(spark, paths)
             df, what = spark.read.parquet(*paths), ", ".join(paths)
     except AnalysisException as exc:
-        from .errors import classify
+        from .exit_codes import classify
 
         raise DataError(classify(exc)[1]) from exc
     return _refine(df, what, settings, default_features)
@@ -59,7 +59,7 @@ def read_input(spark, settings, default_features="features") -> Input:
 def _check_paths(spark, paths: list[str]) -> None:
     """A missing input path fails here in one line (Spark's reader would first log a WARN
     with a Java stack trace).  On Spark Connect the reader's own error says it."""
-    from ..fs import hadoop_paths
+    from ..io.filesystem import hadoop_paths
 
     ops = hadoop_paths(spark)
     if ops is None:
@@ -70,7 +70,7 @@ def _check_paths(spark, paths: list[str]) -> None:
 
 
 def _refine(df, what: str, settings, default_features) -> Input:
-    from ..columns import feature_array, weight_column
+    from ..data.columns import feature_array, weight_column
 
     if settings.get("where"):
         from pyspark.errors import AnalysisException
@@ -79,7 +79,7 @@ def _refine(df, what: str, settings, default_features) -> Input:
             df = df.where(settings["where"])
             df.schema  # analyse now: a bad column or SQL fails here, not after the fit
         except AnalysisException as exc:
-            from .errors import classify
+            from .exit_codes import classify
 
             code, message = classify(exc)
             raise (UsageError if code == 2 else DataError)(f"--where: {message}") from exc
@@ -99,7 +99,7 @@ def demo_input(spark, env, settings):
     """Generated mixture data (``demo-rows`` x ``demo-dim``, ``k`` components): a Parquet
     file in a temporary directory removed afterwards, or an in-memory DataFrame where
     the executors cannot read this machine's files (clusters, Spark Connect)."""
-    from ..datasets import sample_mixture, to_dataframe, write_parquet
+    from ..data.datasets import sample_mixture, to_dataframe, write_parquet
 
     rows, dim, k = settings["demo-rows"], settings["demo-dim"], settings["k"]
     X, _, truth = sample_mixture(rows, k=k, d=dim, seed=settings["seed"])
@@ -122,7 +122,7 @@ def load_model(path: str, flag: str):
     """A saved GaussianMixtureModel; DataError naming the flag and path if it cannot be
     read."""
     from .. import GaussianMixtureModel
-    from .errors import classify
+    from .exit_codes import classify
 
     try:
         return GaussianMixtureModel.load(path)

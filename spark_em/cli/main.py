@@ -19,7 +19,7 @@ from typing import Callable
 
 from ..errors import ConvergenceWarning
 from .config import Settings, parse_settings
-from .errors import EXIT_USAGE, classify
+from .exit_codes import EXIT_USAGE, classify
 from .options import Option
 
 
@@ -34,7 +34,9 @@ class Command:
 
 def commands() -> dict[str, Command]:
     """The registry of subcommands, in the order ``spark-em --help`` lists them."""
-    from . import fit, score, select
+    from .commands import fit
+    from .commands import score
+    from .commands import select
 
     return {c.name: c for c in (fit.COMMAND, select.COMMAND, score.COMMAND)}
 

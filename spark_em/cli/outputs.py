@@ -26,7 +26,7 @@ import os
 import shutil
 import uuid
 
-from .errors import UsageError
+from .exit_codes import UsageError
 
 MODEL, PARQUET, REPORT, PLOTS = "a spark-em model", "a Parquet data set", "a spark-em report", "PNG plots"
 
@@ -169,13 +169,13 @@ class _ClusterTarget(_Target):
             raise self.refuse(entries or [(self.path.rstrip("/").rsplit("/", 1)[-1], False)])
 
     def stage(self, write) -> None:
-        from ..fs import temporary_sibling
+        from ..io.filesystem import temporary_sibling
 
         self.staged = temporary_sibling(self.path)
         write(self.staged)
 
     def commit(self) -> None:
-        from ..fs import temporary_sibling
+        from ..io.filesystem import temporary_sibling
 
         if self.ops.exists(self.path):
             self.backup = temporary_sibling(self.path, "old")
@@ -205,7 +205,7 @@ class _ConnectTarget(_Target):
         self.write = None
 
     def check(self, overwrite: bool) -> None:
-        from ..fs import connect_handle_overwrite
+        from ..io.filesystem import connect_handle_overwrite
 
         try:
             connect_handle_overwrite(self.path, False)
@@ -228,7 +228,7 @@ class _ConnectTarget(_Target):
         self.staged, self.write = self.path, write
 
     def commit(self) -> None:
-        from ..fs import connect_handle_overwrite
+        from ..io.filesystem import connect_handle_overwrite
 
         connect_handle_overwrite(self.path, True)
         self.committed = True
@@ -236,7 +236,7 @@ class _ConnectTarget(_Target):
 
     def rollback(self) -> None:
         if self.committed:
-            from ..fs import connect_handle_overwrite
+            from ..io.filesystem import connect_handle_overwrite
 
             with contextlib.suppress(Exception):
                 connect_handle_overwrite(self.path, True)
@@ -251,7 +251,7 @@ class Outputs:
 
     def __init__(self, spark, overwrite: bool, hint: str | None = None):
         """``hint``: what the message about an existing output tells to do."""
-        from ..fs import hadoop_paths
+        from ..io.filesystem import hadoop_paths
 
         self.spark = spark
         self.overwrite = overwrite
@@ -314,7 +314,8 @@ class Outputs:
 def check_local_outputs(s, flags=("report-out", "plot-dir", "checkpoint-dir")) -> None:
     """Before Spark starts: the job's local files are plain paths, plots can be drawn, and
     MLflow is usable when asked for."""
-    from . import plots, tracking
+    from . import plots
+    from . import tracking
 
     for flag in flags:
         if s.get(flag):

@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-from .errors import UsageError
+from .exit_codes import UsageError
 
 SAMPLE_ROWS = 2000
 
@@ -62,7 +62,7 @@ def sample_rows(model, df, features, rows: int, seed: int) -> tuple[np.ndarray, 
     """Up to SAMPLE_ROWS rows of ``df`` (features (n, d), predictions (n,)) on the driver."""
     from pyspark.sql import functions as F
 
-    from ..columns import feature_array
+    from ..data.columns import feature_array
 
     fraction = min(1.0, 1.5 * SAMPLE_ROWS / max(rows, 1))
     sample = df.sample(fraction=fraction, seed=seed) if fraction < 1 else df

@@ -7,7 +7,7 @@ path or a catalog table, modes ``error``, ``overwrite``, ``overwrite-partitions`
 
 from __future__ import annotations
 
-from .errors import DataError, UsageError
+from .exit_codes import DataError, UsageError
 from .outputs import PARQUET, Outputs
 
 MODES = ("error", "overwrite", "overwrite-partitions", "append")

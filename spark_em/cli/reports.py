@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..gaussian import aic, bic, n_parameters
+from ..core.mixture import aic, bic, n_parameters
 
 
 @dataclass
@@ -41,7 +41,7 @@ def evaluate(model, df, weight_col: str | None) -> Evaluation:
     (``model.summary.clusterSizes`` and ``model.bic``/``aic`` would take three)."""
     from pyspark.sql import functions as F
 
-    from ..columns import weight_column
+    from ..data.columns import weight_column
 
     m = model.copy()
     pred, ll, prob = "__spark_em_prediction", "__spark_em_loglik", "__spark_em_probability"

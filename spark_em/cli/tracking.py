@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib.util
 import os
 
-from .errors import UsageError
+from .exit_codes import UsageError
 
 
 def check(settings) -> None:

@@ -1,0 +1,177 @@
+"""``spark-em fit``: fit a Gaussian mixture to Parquet files or a table and save the model.
+
+Optionally also the predictions, a JSON report, plots and an MLflow run: all of them
+together, or none.
+
+    spark-em fit --input /lake/features.parquet --k 8 --model-out /models/gmm
+    spark-em fit --config conf/fit.toml --init-model /models/gmm-yesterday --input /lake/day=2026-11-28
+    spark-em fit --demo                     # generated data on an embedded local Spark
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+
+from ..exit_codes import NotConvergedError, UsageError
+from ..inputs import check_source, demo_input, load_model, read_input
+from ..main import Command
+from ..options import (
+    BOOL, CHECKPOINT, INPUT, INT, MLFLOW, MODEL, PREDICTIONS, RUN, STR, Option, at_least,
+)
+from ..outputs import (
+    MODEL as MODEL_DIR, PARQUET, PLOTS, REPORT, Outputs, check_local_outputs, print_written,
+)
+
+DEMO = [
+    Option("demo", "demo", BOOL, "fit generated demo data instead of an input", False),
+    Option("demo-rows", "demo", INT, "rows of demo data", 20_000, check=at_least(1)),
+    Option("demo-dim", "demo", INT, "dimension of demo data", 2, check=at_least(1)),
+]
+WARM_START = [
+    Option("init-model", "model", STR, "start EM from this saved model (warm start); k and "
+           "covariance type default to its own", metavar="PATH"),
+    Option("require-convergence", "model", BOOL, "exit 3 (and write only the report) when "
+           "the fit stops at max-iter without converging", False),
+]
+OUTPUT = [
+    Option("model-out", "output", STR, "save the fitted model here (required unless --demo)",
+           metavar="PATH"),
+    Option("predictions-out", "output", STR, "write the input rows with prediction and "
+           "probability as Parquet", metavar="PATH"),
+    Option("report-out", "output", STR, "write a JSON report (a file on this machine)",
+           metavar="FILE"),
+    Option("plot-dir", "output", STR, "write PNG plots here (the plots extra)", metavar="DIR"),
+    Option("overwrite", "output", BOOL, "replace existing outputs (only ones holding what "
+           "this job writes)", False),
+]
+OPTIONS = INPUT + DEMO + MODEL + WARM_START + CHECKPOINT + OUTPUT + PREDICTIONS + RUN + MLFLOW
+
+
+def check(s) -> None:
+    """Everything that can be checked before Spark starts."""
+    check_source(s, allow_demo=True)
+    if not s.get("model-out") and not s.get("demo"):
+        raise UsageError("--model-out is required (where to save the fitted model)")
+    check_local_outputs(s)
+
+
+def _estimator(s, features, weight_col, init_model):
+    from ... import GaussianMixture
+
+    params = {o.param: s[o.key] for o in MODEL if o.param and s.get(o.key) is not None}
+    if init_model is not None:
+        for key, param, value in (("k", "k", init_model.getK()),
+                                  ("covariance-type", "covarianceType", init_model.covarianceType)):
+            if s.source(key) != "default" and s[key] != value:
+                raise UsageError(f"{s.describe(key)} is {s[key]!r} but --init-model "
+                                 f"{s['init-model']} has {key} {value!r}")
+            params[param] = value
+    gm = GaussianMixture(featuresCol=features, weightCol=weight_col, **params)
+    if init_model is not None:
+        gm.setInitialModel(init_model)
+    if s.get("checkpoint-dir"):
+        gm.setCheckpointDir(s["checkpoint-dir"])
+    return gm, params
+
+
+def _effective(s, gm) -> dict:
+    """The settings of the input and the model as the fit ran (k and covariance type of an
+    --init-model included)."""
+    params = {o.key: s[o.key] for o in s.options
+              if o.section in ("model", "input") and s.get(o.key) is not None}
+    for o in MODEL:
+        if o.param:
+            params[o.key] = gm.getOrDefault(getattr(gm, o.param))
+    params["features"] = gm.getFeaturesCol()
+    return params
+
+
+def execute(s) -> int:
+    from ...data.env import SparkEnv
+    from ..progress_lines import FitProgress
+    from ..spark_session import job_session
+    from ..tracking import MlflowRun
+
+    started = time.perf_counter()
+    progress = FitProgress(quiet=s["quiet"])
+    tracker = MlflowRun(s)
+    with job_session(s, "spark-em fit") as spark:
+        env = SparkEnv.of(spark)
+        init_model = load_model(s["init-model"], "init-model") if s.get("init-model") else None
+        default_features = init_model.getFeaturesCol() if init_model is not None else "features"
+        source = demo_input(spark, env, s) if s.get("demo") else \
+            contextlib.nullcontext(read_input(spark, s, default_features))
+        with source as inp, Outputs(spark, s["overwrite"]) as outputs:
+            targets = {flag: outputs.add(flag, s[flag], kind) for flag, kind in (
+                ("model-out", MODEL_DIR), ("predictions-out", PARQUET),
+                ("report-out", REPORT), ("plot-dir", PLOTS)) if s.get(flag)}
+            gm, params = _estimator(s, inp.features, inp.weight_col, init_model)
+            if "predictions-out" in targets:  # before the fit, not after it
+                from ..predictions import check_prediction_columns
+
+                check_prediction_columns(inp.df, gm, s.get("log-likelihood-col"))
+            gm.progress = progress
+            ok = False
+            tracker.start(dict(params, features=inp.features, input=inp.description))
+            try:
+                code = _fit_and_write(s, spark, env, gm, inp, outputs, targets, progress,
+                                      tracker, started)
+                ok = code == 0
+            finally:
+                tracker.end(ok)
+    return code
+
+
+def _fit_and_write(s, spark, env, gm, inp, outputs, targets, progress, tracker, started) -> int:
+    from ..plots import sample_rows, write_fit_plots
+    from ..predictions import with_predictions
+    from ..reports import evaluate, fit_report, print_summary, write_json
+
+    model = gm.fit(inp.df)
+    fitted = time.perf_counter()
+    evaluation = evaluate(model, inp.df, inp.weight_col)
+    evaluated = time.perf_counter()
+    print_summary(model, evaluation, sys.stdout)
+    warnings = []
+    converged = model.summary.converged
+    if not converged:
+        warnings.append(f"the fit did not converge: it stopped at max-iter "
+                        f"{gm.getMaxIter()} with change above tol {gm.getTol():g}")
+        print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} WARNING: {warnings[-1]}",
+              file=sys.stderr, flush=True)
+    everything = converged or not s["require-convergence"]
+    if everything and "model-out" in targets:
+        # the target stages the output (a temporary sibling; in place on Connect, after its
+        # own overwrite check): the model writer's own part only, no second temporary
+        outputs.stage(targets["model-out"], lambda p: model.write().saveImpl(p))
+    if everything and "predictions-out" in targets:
+        out = with_predictions(model, inp.df, s["probability-format"], s.get("log-likelihood-col"))
+        outputs.stage(targets["predictions-out"], lambda p: out.write.parquet(p))
+    if everything and "plot-dir" in targets:
+        X, labels = sample_rows(model, inp.df, inp.features, evaluation.rows, s["seed"])
+        outputs.stage(targets["plot-dir"],
+                      lambda p: write_fit_plots(p, model, progress.histories, X, labels))
+    seconds = dict(progress.phase_seconds(), fit=fitted - started,
+                   evaluation=evaluated - fitted, write=time.perf_counter() - evaluated)
+    seconds["total"] = time.perf_counter() - started
+    report = fit_report(_effective(s, gm), model, evaluation, progress, env, seconds, inp.description,
+                        {flag: t.path for flag, t in targets.items()}, warnings)
+    if "report-out" in targets:
+        outputs.stage(targets["report-out"], lambda p: write_json(report, p))
+    if everything:
+        model_dir = targets.get("model-out")
+        local_model = model_dir.staged if model_dir is not None and env.local_master and \
+            "://" not in model_dir.path else None
+        plot_dir = targets["plot-dir"].staged if "plot-dir" in targets else None
+        tracker.log_fit(report, progress.histories, local_model, plot_dir)
+    outputs.commit()
+    print_written(targets)
+    if not everything:
+        raise NotConvergedError(f"{warnings[-1]} (--require-convergence); nothing written"
+                                + (" except the report" if "report-out" in targets else ""))
+    return 0
+
+
+COMMAND = Command("fit", __doc__, OPTIONS, check, execute)

@@ -1,0 +1,66 @@
+"""Tuning constants, in one place, each with the measurement that chose it.
+
+Measured on the project's 2-core machine (1M x 16 rows, K=8, full covariance unless said),
+single-threaded BLAS in the workers; see the README's Performance section.
+"""
+
+from __future__ import annotations
+
+# Rows per kernel chunk: the (K*d, rows) temporaries of a chunk stay near this many float64
+# elements (2 MB, inside L2/L3), but never fewer than MIN_CHUNK_ROWS rows nor more than
+# MAX_CHUNK_ROWS.  Chunks of >= 512 rows made the full E-step 14% faster at d=16 and
+# 13-25% faster at d=100 than 256-row chunks (GEMMs long enough to run near peak).
+CHUNK_ELEMENTS = 1 << 18
+MIN_CHUNK_ROWS = 512
+MAX_CHUNK_ROWS = 8192
+
+# A responsibility below exp(-200) of its row's largest one is flushed to exactly 0.  It
+# changes no sum in float64, but such values times small products x_i x_j are subnormal
+# numbers inside the GEMMs, which made them up to 10x slower on well separated data.
+FLUSH_BELOW = -200.0
+
+# Up to this dimension full covariances use the row-wise products x_i x_j (i <= j): the
+# E-step's Mahalanobis terms are one GEMM on them (the expanded form, spark_em.core.densities)
+# and the scatter a second; above it the E-step takes the differences x - mu and the
+# scatter is one syrk per component.  K=8, 500k rows, one core, seconds (products / exact):
+# d=16 0.127 / 0.167, d=20 0.182 / 0.218, d=24 0.253 / 0.277, d=28 0.337 / 0.340,
+# d=32 0.498 / 0.434, d=48 1.05 / 0.78.
+PRODUCTS_MAX_D = 28
+
+# Rows a task handles at a time from its store (one local-file read, one merged chunk of
+# cached block rows, one Parquet record batch): about 8 MB of float64 features.  Smaller
+# units cost per-call overhead; larger ones only memory.
+UNIT_BYTES = 8 << 20
+
+# A work unit of the local-file store never has fewer rows than this, and each task gets
+# at least UNITS_PER_TASK units so that the tasks of a pass stay balanced.
+MIN_UNIT_ROWS = 256
+UNITS_PER_TASK = 4
+
+# Block rows stored in Spark's cache hold at most this many bytes of features.  A cached
+# row is then an ordinary JVM object (G1 treats objects of half a region, 512 KiB on heaps
+# under 2 GiB, as "humongous"), so data 3.6x larger than a 1 GiB heap was cached, spilled
+# and read back without an OutOfMemoryError (30M x 16 rows: 185 s fit).
+STORED_BLOCK_BYTES = 256 << 10
+
+# Block rows per Arrow batch when a pass reads Spark's cache: about UNIT_BYTES.  Spark's
+# default (10,000 rows) made one Arrow batch of a whole partition, built in the JVM before
+# the Python worker could start; batches of 32 block rows stream while the worker computes
+# (1M x 16, K=8: the read share of a pass fell from 0.37 s to 0.15 s, summed over tasks).
+BLOCK_ROWS_PER_ARROW_BATCH = max(1, UNIT_BYTES // STORED_BLOCK_BYTES)
+
+# Tasks per core for passes over Spark's cache: input partitions are merged (coalesced)
+# into at most this many tasks per core, so statistics rows and the reduce do not grow
+# with the input's partition count (500 input partitions at d=64, K=32 made a pass 29x
+# slower than 4 partitions before this bound).
+TASKS_PER_CORE = 2
+
+
+def chunk_rows(width: int) -> int:
+    """Rows per kernel chunk for temporaries of ``width`` values per row."""
+    return int(min(MAX_CHUNK_ROWS, max(MIN_CHUNK_ROWS, CHUNK_ELEMENTS // max(width, 1))))
+
+
+def unit_rows(d: int) -> int:
+    """Rows of d float64 features in one unit of work (about UNIT_BYTES)."""
+    return max(1, UNIT_BYTES // (8 * d))

@@ -1,0 +1,89 @@
+"""Preparation of one fit: check the columns, choose the block store, run the first pass.
+
+:func:`prepare` returns the opened store (a context manager the caller leaves when the fit
+ends) and a :class:`PreparedData` value: what the first pass learned.  Nothing in it
+changes afterwards.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from pyspark.sql import DataFrame
+
+from .columns import describe_features, feature_array, feature_dimension, weight_column
+from .env import SparkEnv
+from ..errors import InvalidInputError
+from .stores import BlockStore, choose_store
+from .validation import ValidationSummarizer, check_validation
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """What the validation pass learned about the valid rows of the input."""
+
+    d: int
+    n_rows: int
+    weight_sum: float
+    centre: np.ndarray  # weighted mean, the fit's centre c0
+    sample: np.ndarray  # (m, d) rows drawn with probability proportional to weight
+    bad_rows: dict  # invalid rows by kind (skipped with skip_invalid, else an error)
+    store: str  # the name of the block store
+    seconds: float  # the preparation's wall time
+
+    @property
+    def rows_skipped(self) -> int:
+        return int(sum(self.bad_rows.values()))
+
+
+def prepare(
+    df: DataFrame,
+    features,
+    weight_col: str | None = None,
+    *,
+    sample_size: int = 10_000,
+    seed: int = 0,
+    aggregation_depth: int = 2,
+    block_cache: str = "auto",
+    skip_invalid: bool = False,
+) -> tuple[BlockStore, PreparedData]:
+    """Validate ``df`` and put its features in a block store, in one pass over the data.
+
+    Raises :class:`InvalidInputError` for: a missing or non-numeric feature column, an empty
+    DataFrame, invalid rows (null/NaN/inf/huge features, wrong vector lengths, null,
+    negative or huge weights) unless ``skip_invalid`` -- each with the number of rows.
+    """
+    t0 = time.perf_counter()
+    env = SparkEnv.of(df.sparkSession)
+    arr = feature_array(df, features)
+    wcol = weight_column(df, weight_col)
+    def dimension(d=None) -> int:
+        """d: from the column list, the store's own look at the data, or a Spark job."""
+        if d is None:
+            d = feature_dimension(df, features, arr)
+        if d is None:
+            raise InvalidInputError(
+                f"the input DataFrame is empty (or {describe_features(features)} is null in "
+                "every row): nothing to fit"
+            )
+        if d == 0:
+            raise InvalidInputError(f"{describe_features(features)} has vectors of length 0")
+        return int(d)
+
+    selected = df.select(arr.alias("x"), wcol.alias("w"))
+    store = choose_store(env, block_cache, df, selected, features, weight_col, dimension,
+                         aggregation_depth)
+    d = store.d
+    try:
+        stats = store.open(ValidationSummarizer(sample_size, seed))
+        check_validation(stats, features, weight_col, skip_invalid)
+    except BaseException:
+        store.release()
+        raise
+    return store, PreparedData(
+        d=d, n_rows=int(stats.n_rows), weight_sum=float(stats.weight_sum),
+        centre=stats.centre, sample=stats.sample, bad_rows=stats.bad_rows,
+        store=store.name, seconds=time.perf_counter() - t0,
+    )

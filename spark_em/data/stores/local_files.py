@@ -1,0 +1,231 @@
+"""Local block files: classic Spark whose executors run on this machine (``local[...]``,
+``local-cluster[...]``).
+
+The first pass reads the input, validates it and writes each task's valid rows to one file
+of float64 rows ``[w, x_1 .. x_d]`` (input partitions merged into at most TASKS_PER_CORE
+tasks per core).  Every later pass is one job over ``P`` (the
+default parallelism) tiny partitions whose tasks read their share of the files directly
+(from the OS page cache, or from disk when the data exceed memory): no transfer from
+Spark's block manager into the Python workers, which costs more than the E-step itself.
+The pass's payload goes to a file next to the blocks, so the pass's job (an RDD of one
+element per task, :meth:`BlockStore._index_job`) is built once per fit.
+
+The files live in Spark's own per-application local directory (under ``spark.local.dir`` /
+``SPARK_LOCAL_DIRS``), which Spark deletes when the application ends, also on SIGTERM (the
+Python driver dies, pyspark's JVM sees its stdin close and exits through its shutdown hooks;
+tested); a directory left by a driver killed outright (SIGKILL) is removed by the next fit
+under any of the same local roots, once its owner process is gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import os
+import pickle
+import shutil
+import tempfile
+
+import numpy as np
+
+from ..arrow_blocks import decode_rows
+from ..passes import PASS_SCHEMA, make_task, task_partition
+from ...core.tuning import MIN_UNIT_ROWS, UNITS_PER_TASK, unit_rows
+from .base import BlockStore
+
+PREFIX = "spark-em-blocks-"
+_OWNER = "owner.json"
+
+
+class LocalFileStore(BlockStore):
+    name = "local"
+
+    def __init__(self, spark, env, d, aggregation_depth, selected):
+        super().__init__(spark, env, d, aggregation_depth)
+        self.selected = selected  # (x array<double>, w double)
+        root = env.local_dir or tempfile.gettempdir()
+        for local_root in _local_roots(spark, root):
+            remove_stale_block_dirs(local_root)
+        self.block_dir = tempfile.mkdtemp(prefix=f"{PREFIX}{self.fit_id}-", dir=root)
+        _write_owner(self.block_dir)
+        self._params = os.path.join(self.block_dir, "params.pkl")
+        self._frame = None
+
+    @contextlib.contextmanager
+    def _first_pass_rows(self, payload):
+        # One job reads the (merged) input, validates it and writes the block files.
+        frame = self._merged_input(self.selected)
+        self.num_tasks = frame.rdd.getNumPartitions()  # classic: the exact count is cheap
+        fn = make_task(lambda: payload, _input_writer(self.block_dir, self.d), self.d)
+        yield frame.mapInArrow(fn, PASS_SCHEMA)
+
+    def _after_open(self, stats) -> None:
+        units = local_units(self.block_dir, self.d, self.env.default_parallelism)
+        tasks = max(1, min(self.env.default_parallelism, len(units)))
+        self.num_tasks = tasks
+        # one job object for every later pass: the parameters change in the file only
+        self._frame = self._index_job(_file_getter(self._params), _unit_reader(units, self.d, tasks))
+
+    @contextlib.contextmanager
+    def _pass_rows(self, payload):
+        tmp = self._params + ".tmp"
+        with open(tmp, "wb") as f:
+            pickle.dump(payload, f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, self._params)
+        yield self._frame
+
+    def _release(self) -> None:
+        shutil.rmtree(self.block_dir, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------
+# Inside tasks
+# ---------------------------------------------------------------------------------------
+class _BlockFileWriter:
+    """Appends one task's rows to ``part-<partition>.bin``; renamed into place on close, so
+    that a failed or retried task never leaves a partial file behind."""
+
+    def __init__(self, root: str, d: int):
+        pid, attempt = task_partition()
+        self.final = os.path.join(root, f"part-{pid:06d}.bin")
+        self.tmp = os.path.join(root, f".part-{pid:06d}-{attempt}.tmp")
+        self.file = open(self.tmp, "wb")
+        self.d = d
+
+    def write(self, X: np.ndarray, w: np.ndarray) -> None:
+        rows = np.empty((X.shape[0], self.d + 1))
+        rows[:, 0] = w
+        rows[:, 1:] = X
+        rows.tofile(self.file)
+
+    def close(self) -> None:
+        self.file.close()
+        os.replace(self.tmp, self.final)
+
+    def abort(self) -> None:
+        self.file.close()
+        with contextlib.suppress(OSError):
+            os.remove(self.tmp)
+
+
+def _input_writer(block_dir: str, d: int):
+    def read(batches):
+        writer = _BlockFileWriter(block_dir, d)
+        try:
+            for batch in batches:
+                X, w, bad = decode_rows(batch.column(0), batch.column(1), d)
+                writer.write(X, w)
+                yield X, w, bad
+        except BaseException:
+            writer.abort()
+            raise
+        writer.close()
+
+    return read
+
+
+def _file_getter(path: str):
+    def get():
+        with open(path, "rb") as f:
+            return pickle.load(f)
+
+    return get
+
+
+def _unit_reader(units, d: int, num_tasks: int):
+    def read(batches):
+        for _ in batches:  # the task's input is its index only
+            pass
+        for path, start, n in units[task_partition()[0]::num_tasks]:
+            rows = np.fromfile(path, np.float64, count=n * (d + 1), offset=start * 8 * (d + 1))
+            rows = rows.reshape(n, d + 1)
+            yield rows[:, 1:], np.ascontiguousarray(rows[:, 0]), None
+
+    return read
+
+
+# ---------------------------------------------------------------------------------------
+# On the driver
+# ---------------------------------------------------------------------------------------
+def local_units(root: str, d: int, parallelism: int) -> list[tuple[str, int, int]]:
+    """``(file, first row, rows)`` work units covering every block file under ``root``:
+    at most about UNIT_BYTES each, and at least UNITS_PER_TASK per task (balance)."""
+    row_bytes = 8 * (d + 1)
+    files = []
+    for name in sorted(os.listdir(root)):
+        if name.endswith(".bin"):
+            path = os.path.join(root, name)
+            files.append((path, os.path.getsize(path) // row_bytes))
+    total = sum(n for _, n in files)
+    per_task = -(-total // (UNITS_PER_TASK * max(parallelism, 1)))
+    step = max(MIN_UNIT_ROWS, min(unit_rows(d + 1), per_task))
+    units = []
+    for path, n in files:
+        units.extend((path, start, min(step, n - start)) for start in range(0, n, step))
+    return units
+
+
+def _local_roots(spark, app_dir: str) -> list[str]:
+    """Every configured local root (``SPARK_LOCAL_DIRS`` / ``spark.local.dir`` may name
+    several; Spark puts this application's directory in one of them), else the parent of
+    ``app_dir``."""
+    roots = {os.path.dirname(os.path.abspath(app_dir))}
+    try:
+        sc = spark.sparkContext
+        dirs = sc._jvm.org.apache.spark.util.Utils.getConfiguredLocalDirs(sc._jsc.sc().conf())
+        roots.update(os.path.abspath(str(d)) for d in dirs)
+    except Exception:  # only the application directory's own root is swept
+        pass
+    return sorted(roots)
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time (clock ticks since boot, Linux), to tell a reused pid."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _write_owner(block_dir: str) -> None:
+    pid = os.getpid()
+    with open(os.path.join(block_dir, _OWNER), "w") as fh:
+        json.dump({"pid": pid, "start": _start_time(pid)}, fh)
+
+
+def _owner_alive(block_dir: str) -> bool:
+    try:
+        with open(os.path.join(block_dir, _OWNER)) as fh:
+            owner = json.load(fh)
+        pid = int(owner["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        # no owner file: a directory being created right now, or one from an older version;
+        # only old enough ones are taken for stale
+        try:
+            import time
+
+            return time.time() - os.path.getmtime(block_dir) < 3600
+        except OSError:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    start = owner.get("start")
+    return start is None or _start_time(pid) in (None, start)
+
+
+def remove_stale_block_dirs(local_root: str) -> list[str]:
+    """Remove block directories under ``local_root`` (in Spark's per-application
+    directories ``spark-*/`` or directly) whose owner process is gone; returns them."""
+    removed = []
+    for pattern in (f"spark-*/{PREFIX}*", f"{PREFIX}*"):
+        for path in glob.glob(os.path.join(local_root, pattern)):
+            if os.path.isdir(path) and not _owner_alive(path):
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+    return removed

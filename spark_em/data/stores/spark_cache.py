@@ -1,0 +1,281 @@
+"""Spark's cache: the store of clusters and Spark Connect when the input is not a plain
+Parquet scan.
+
+The first pass turns the input into block rows (raw float64 bytes of at most
+STORED_BLOCK_BYTES of features each, weights likewise, and the counts of the invalid rows
+dropped from them) and, in the same task, into the first pass's statistics (one more row
+per task, which only the first pass reads: the blocks are not read back through Python to
+validate them).  Spark keeps the rows MEMORY_AND_DISK, deserialized, one block row per
+stored object, under this fit's own identity -- no setting of the user's session changes,
+and no other fit (of the same DataFrame, in another thread) shares or drops the blocks:
+
+* classic Spark: a local checkpoint of the blocks (rows, not columnar batches), released by
+  unpersisting its RDD;
+* Spark Connect (a client cannot unpersist a checkpoint; the server drops it only when its
+  JVM collects it): the blocks are cached in a clone of the session whose
+  ``spark.sql.inMemoryColumnarStorage.batchSize`` is 1, so that each cached columnar batch
+  holds one block row; the plan carries the fit's id, so the cache entry is this fit's own.
+  Released by ``unpersist`` and by closing the clone.  Input partitions are merged into at
+most TASKS_PER_CORE tasks per core first, so the statistics rows and their reduce do not
+grow with the input's partition count.  Passes read the blocks with ``mapInArrow`` and
+merge consecutive block rows into kernel-sized chunks without copying.  Parameters travel
+in a broadcast variable (classic) or the function's closure (Spark Connect).
+
+Where the server refuses to keep data (Databricks serverless), the fit warns and every pass
+recomputes the blocks from the input.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import numpy as np
+import pyarrow as pa
+from pyspark import StorageLevel
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from ..arrow_blocks import BAD_KINDS, decode_rows
+from ..passes import PASS_SCHEMA, TaskStatistics, make_task
+from ...core.tuning import BLOCK_ROWS_PER_ARROW_BATCH, STORED_BLOCK_BYTES, unit_rows
+from .base import BlockStore
+
+log = logging.getLogger("spark_em")
+
+BLOCK_COLUMNS = ("X", "w", "n", "bad")
+BLOCK_SCHEMA = T.StructType([
+    T.StructField("X", T.BinaryType(), False),
+    T.StructField("w", T.BinaryType(), False),
+    T.StructField("n", T.LongType(), False),
+    T.StructField("bad", T.BinaryType(), False),
+    # the first pass's statistics row of each task (null in block rows)
+    T.StructField("stats", T.BinaryType(), True),
+    T.StructField("profile", T.BinaryType(), True),
+])
+_BLOCK_ARROW_SCHEMA = pa.schema(
+    [("X", pa.binary(), False), ("w", pa.binary(), False), ("n", pa.int64(), False),
+     ("bad", pa.binary(), False), ("stats", pa.binary(), True), ("profile", pa.binary(), True)]
+)
+CACHE_LEVEL = StorageLevel.MEMORY_AND_DISK_DESER
+_BATCH_SIZE = "spark.sql.inMemoryColumnarStorage.batchSize"
+_ARROW_BATCH = "spark.sql.execution.arrow.maxRecordsPerBatch"
+
+
+class SparkCacheStore(BlockStore):
+    name = "spark"
+
+    def __init__(self, spark, env, d, aggregation_depth, selected):
+        super().__init__(spark, env, d, aggregation_depth)
+        # Connect: the fit's id in the plan, a cache entry no other plan can match (a classic
+        # local checkpoint is the fit's own already: no column sent to every task for it)
+        tag = [F.lit(self.fit_id).alias("fit")] if env.connect else []
+        self._tagged = self._merged_input(selected.select("x", "w", *tag))
+        self._clone = None
+        self.cached = True
+        self.blocks = self._pass_blocks = None
+
+    def _keep(self, blocks):
+        """``blocks`` kept by Spark (see the module docstring), or as they are where the
+        server refuses."""
+        try:
+            if self.env.connect:
+                return self._persist_in_clone(blocks)
+            return blocks.localCheckpoint(eager=False, storageLevel=CACHE_LEVEL)
+        except Exception as exc:
+            if not self.env.connect:
+                raise
+            self._close_clone()
+            self.cached = False
+            log.warning(
+                "spark-em: this Spark Connect server cannot keep the prepared features "
+                "(%s); every EM pass re-reads the input. Fitting a materialised table is "
+                "faster.", str(exc).splitlines()[0])
+            return blocks
+
+    def _persist_in_clone(self, blocks):
+        from pyspark.sql.connect.dataframe import DataFrame as ConnectDataFrame
+
+        try:
+            self._clone = self.spark.cloneSession()
+            self._clone.conf.set(_BATCH_SIZE, "1")
+            blocks = ConnectDataFrame(blocks._plan, session=self._clone)
+        except Exception as exc:  # an older server: cache in the session as it is
+            self._close_clone()
+            log.info("spark-em: no session clone for the cache layout (%s)", exc)
+        return blocks.persist(CACHE_LEVEL)
+
+    def _close_clone(self) -> None:
+        if self._clone is not None:
+            with contextlib.suppress(Exception):
+                self._clone.stop()
+            self._clone = None
+
+    def _after_open(self, stats) -> None:
+        """Later passes read the kept blocks a few at a time (BLOCK_ROWS_PER_ARROW_BATCH per
+        Arrow batch, not 10,000: the JVM then streams them while the Python worker computes)
+        -- through a session of the fit's own, whose settings nobody else sees: a new
+        session on classic Spark, the clone on Spark Connect."""
+        self._pass_blocks = self.blocks.select(*BLOCK_COLUMNS)
+        if not self.cached:
+            return
+        try:
+            if self.env.connect:
+                if self._clone is not None:
+                    self._clone.conf.set(_ARROW_BATCH, str(BLOCK_ROWS_PER_ARROW_BATCH))
+                return
+            from pyspark.sql import DataFrame
+
+            private = self.spark.newSession()
+            private.conf.set(_ARROW_BATCH, str(BLOCK_ROWS_PER_ARROW_BATCH))
+            jdf = self.spark._jvm.org.apache.spark.sql.classic.Dataset.ofRows(
+                private._jsparkSession, self.blocks._jdf.queryExecution().analyzed())
+            self._pass_blocks = DataFrame(jdf, private).select(*BLOCK_COLUMNS)
+        except Exception as exc:  # the session's own batches: slower, as correct
+            log.info("spark-em: passes read the blocks in the session's Arrow batches (%s)", exc)
+
+    @contextlib.contextmanager
+    def _first_pass_rows(self, payload):
+        # The blocks and the first pass's statistics come out of one task; this pass reads
+        # only the statistics rows, which computes (and keeps) every block on the way.
+        with self._shipped(payload) as get_payload:
+            encode = encode_blocks(self.d, max(1, STORED_BLOCK_BYTES // (8 * self.d)), get_payload)
+            self.blocks = self._keep(self._tagged.mapInArrow(encode, BLOCK_SCHEMA))
+            yield self.blocks.where(F.col("stats").isNotNull()).select("stats", "profile")
+
+    @contextlib.contextmanager
+    def _pass_rows(self, payload):
+        with self._rows_of(self._pass_blocks, payload) as rows:
+            yield rows
+
+    @contextlib.contextmanager
+    def _rows_of(self, blocks, payload):
+        with self._shipped(payload) as get_payload:
+            fn = make_task(get_payload, read_blocks(self.d, unit_rows(self.d)), self.d)
+            yield blocks.mapInArrow(fn, PASS_SCHEMA)
+
+    def _release(self) -> None:
+        blocks, self.blocks, self._pass_blocks = self.blocks, None, None
+        if not self.cached or blocks is None:
+            self._close_clone()
+            return
+        try:
+            if self.env.connect:
+                blocks.unpersist()
+            else:
+                rdd = _checkpoint_rdd(blocks)
+                if rdd is not None:
+                    rdd.unpersist(True)
+        finally:
+            self._close_clone()
+
+
+def _checkpoint_rdd(df):
+    """The JVM RDD behind a classic local checkpoint (a ``LogicalRDD``), or None."""
+    try:
+        plan = df._jdf.queryExecution().logical()
+        return plan.rdd()
+    except Exception:
+        return None
+
+
+# ---------------------------------------------------------------------------------------
+# Inside tasks
+# ---------------------------------------------------------------------------------------
+def encode_blocks(d: int, max_rows: int, get_payload=None):
+    """Each Arrow batch of ``(x array<double>, w double)`` rows -> block rows of at most
+    ``max_rows`` valid rows (sharing the batch's decoded buffers: no copy); the batch's
+    invalid-row counts go to its first block row.  With ``get_payload`` (the first pass's
+    payload), the task also accumulates the pass's statistics over the valid rows and ends
+    with one row of them (``n`` 0, no features) in the ``stats``/``profile`` columns."""
+
+    def to_blocks(batches):
+        acc = TaskStatistics(get_payload(), d) if get_payload is not None else None
+        for batch in batches:
+            X, w, bad = decode_rows(batch.column(0), batch.column(1), d)
+            if acc is not None:
+                acc.add(X, w, bad)
+            yield _block_batch(X, w, bad, d, max_rows)
+        if acc is not None:
+            stats, profile = acc.packed()
+            empty = np.zeros(0)
+            cols = _block_columns(empty, empty, np.zeros(len(BAD_KINDS)), d, 1)
+            cols += [pa.array([stats.tobytes()], pa.binary()),
+                     pa.array([profile.tobytes()], pa.binary())]
+            yield pa.RecordBatch.from_arrays(cols, schema=_BLOCK_ARROW_SCHEMA)
+
+    return to_blocks
+
+
+def _block_columns(X, w, bad, d: int, max_rows: int) -> list:
+    n = X.shape[0]
+    bounds = np.append(np.arange(0, n, max_rows), n) if n else np.zeros(2, int)
+    m = len(bounds) - 1
+    bad_rows = np.zeros((m, len(BAD_KINDS)), dtype=np.float64)
+    bad_rows[0] = bad
+    row_bounds = np.arange(m + 1, dtype=np.int32) * (8 * len(BAD_KINDS))
+    return [
+        pa.Array.from_buffers(pa.binary(), m, [
+            None, pa.py_buffer((bounds * 8 * d).astype(np.int32)), pa.py_buffer(X)]),
+        pa.Array.from_buffers(pa.binary(), m, [
+            None, pa.py_buffer((bounds * 8).astype(np.int32)), pa.py_buffer(w)]),
+        pa.array(np.diff(bounds).astype(np.int64), pa.int64()),
+        pa.Array.from_buffers(pa.binary(), m, [
+            None, pa.py_buffer(row_bounds), pa.py_buffer(bad_rows)]),
+    ]
+
+
+def _block_batch(X, w, bad, d: int, max_rows: int) -> pa.RecordBatch:
+    cols = _block_columns(X, w, bad, d, max_rows)
+    m = len(cols[2])
+    cols += [pa.nulls(m, pa.binary()), pa.nulls(m, pa.binary())]
+    return pa.RecordBatch.from_arrays(cols, schema=_BLOCK_ARROW_SCHEMA)
+
+
+def _binary_parts(col: pa.Array):
+    """(value offsets as int64 numpy, data buffer) of a binary Arrow array."""
+    offsets = np.frombuffer(col.buffers()[1], dtype=np.int32)
+    return offsets[col.offset : col.offset + len(col) + 1].astype(np.int64), col.buffers()[2]
+
+
+def read_blocks(d: int, chunk_rows: int):
+    """Block rows -> ``(X (n, d), w (n,), bad)`` chunks of at least ``chunk_rows`` rows.
+
+    A block's ``X`` bytes follow the previous block's in the Arrow column, so a chunk inside
+    one Arrow batch is a view, not a copy.  The chunks depend only on the sequence of block
+    rows, not on how Spark cut them into Arrow batches."""
+
+    def read(batches):
+        xs, ws, rows, bad = [], [], 0, np.zeros(len(BAD_KINDS), dtype=np.int64)
+        for batch in batches:
+            ns = batch.column(2).to_numpy()
+            xoff, xdata = _binary_parts(batch.column(0))
+            woff, wdata = _binary_parts(batch.column(1))
+            boff, bdata = _binary_parts(batch.column(3))
+            counts = np.frombuffer(bdata, np.float64, (boff[-1] - boff[0]) // 8, boff[0])
+            bad += counts.reshape(-1, len(BAD_KINDS)).sum(axis=0).astype(np.int64)
+            i, nb = 0, len(ns)
+            while i < nb:
+                j = i
+                while j < nb and rows < chunk_rows:
+                    rows += int(ns[j])
+                    j += 1
+                if woff[j] > woff[i]:
+                    count = (xoff[j] - xoff[i]) // 8
+                    xs.append(np.frombuffer(xdata, np.float64, count, xoff[i]).reshape(-1, d))
+                    ws.append(np.frombuffer(wdata, np.float64, (woff[j] - woff[i]) // 8, woff[i]))
+                i = j
+                if rows >= chunk_rows and xs:
+                    yield _joined(xs), _joined(ws), bad
+                    xs, ws, rows = [], [], 0
+                    bad = np.zeros(len(BAD_KINDS), dtype=np.int64)
+        if xs or bad.any():
+            yield _joined(xs, d), _joined(ws), bad
+
+    return read
+
+
+def _joined(parts: list, d: int | None = None) -> np.ndarray:
+    if not parts:
+        return np.zeros((0, d)) if d is not None else np.zeros(0)
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)

@@ -1,0 +1,145 @@
+"""Checkpoints of a running fit, so that a killed job resumes where it stopped.
+
+After each EM iteration the state of every run (restart or model-selection candidate) --
+its parameters, log-likelihood history, convergence and the iteration number -- is written
+to a directory on the machine of the driver program: arrays as ``.npz`` (read back with
+``allow_pickle=False``: nothing executable), the rest as JSON.  Each write is atomic: the
+arrays of the new iteration go to a new file, then the JSON that names them replaces the
+old JSON by ``os.replace``; a crash at any point leaves the previous iteration readable.
+
+A checkpoint records a fingerprint of the data (rows, weight sum, centre, dimension) and of
+the settings; resuming with other data or other settings is refused with a message, never
+silently reused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+import numpy as np
+
+from .em import Run
+from ..core.mixture import GaussianParams
+
+_STATE = "state.json"
+_FORMAT = 1
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint directory holds the state of another fit (other data or settings)."""
+
+
+def data_fingerprint(data) -> dict:
+    """What identifies the prepared data (equal, up to summation order, for the same rows)."""
+    return {"d": int(data.d), "rows": int(data.n_rows), "weight_sum": float(data.weight_sum),
+            "centre": [float(c) for c in data.centre]}  # checked in this order
+
+
+def _same(a, b, path="") -> str | None:
+    """The first difference between two fingerprints, or None (floats to 1e-9 relative)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in list(a) + [k for k in b if k not in a]:
+            if key not in a or key not in b:
+                return f"{path + key} is only in {'this fit' if key in a else 'the checkpoint'}"
+            diff = _same(a[key], b[key], f"{path}{key}.")
+            if diff:
+                return diff
+        return None
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return f"{path.rstrip('.')} has {len(a)} entries here, {len(b)} in the checkpoint"
+        for i, (x, y) in enumerate(zip(a, b)):
+            diff = _same(x, y, f"{path}{i}.")
+            if diff:
+                return diff
+        return None
+    if isinstance(a, float) or isinstance(b, float):
+        try:
+            if abs(float(a) - float(b)) <= 1e-9 * max(abs(float(a)), abs(float(b)), 1e-300):
+                return None
+        except (TypeError, ValueError):
+            pass
+    return None if a == b else f"{path.rstrip('.')} is {a!r} here, {b!r} in the checkpoint"
+
+
+class Checkpoint:
+    """The checkpoint directory of one fit.  ``settings``: a JSON-able dict of everything
+    that determines the fit (k, covariance types, tol, regCovar, init, seed, ...)."""
+
+    def __init__(self, directory: str, settings: dict):
+        self.directory = os.path.abspath(directory)
+        self.settings = json.loads(json.dumps(settings))  # as it reads back
+
+    @property
+    def _state_path(self) -> str:
+        return os.path.join(self.directory, _STATE)
+
+    def load(self, data) -> tuple[int, list[Run]] | None:
+        """The saved state for this data and these settings: ``(last finished iteration,
+        the runs as they were then)``, or None when there is none.  Raises
+        :class:`CheckpointMismatchError` otherwise."""
+        try:
+            with open(self._state_path) as fh:
+                state = json.load(fh)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise CheckpointMismatchError(
+                f"checkpoint {self._state_path} cannot be read ({exc}); remove the directory "
+                "to start afresh") from None
+        if state.get("format") != _FORMAT:
+            raise CheckpointMismatchError(
+                f"checkpoint {self.directory} has format {state.get('format')!r}, not "
+                f"{_FORMAT}; remove it or choose another checkpoint directory")
+        for what, mine in (("settings", self.settings), ("data", data_fingerprint(data))):
+            diff = _same(mine, state.get(what), "")
+            if diff:
+                raise CheckpointMismatchError(
+                    f"checkpoint {self.directory} was written for other {what} ({diff}); "
+                    "remove it or choose another checkpoint directory")
+        with np.load(os.path.join(self.directory, state["arrays"]), allow_pickle=False) as z:
+            runs = []
+            for i, run in enumerate(state["runs"]):
+                params = GaussianParams.from_covariances(
+                    z[f"{i}_weights"], z[f"{i}_means"], z[f"{i}_covariances"],
+                    run["covariance_type"])
+                runs.append(Run(params, run["label"], list(run["history"]),
+                                bool(run["converged"]), run["previous"], float(run["seconds"])))
+        return int(state["iteration"]), runs
+
+    def save(self, iteration: int, runs, data) -> None:
+        """Write the state after ``iteration`` atomically (see the module docstring)."""
+        os.makedirs(self.directory, exist_ok=True)
+        arrays = {}
+        meta = []
+        for i, r in enumerate(runs):
+            p = r.params
+            arrays.update({f"{i}_weights": p.weights, f"{i}_means": p.means,
+                           f"{i}_covariances": p.covariances})
+            meta.append({"label": r.label, "covariance_type": p.covariance_type,
+                         "history": [float(h) for h in r.history], "converged": bool(r.converged),
+                         "previous": r.previous, "seconds": float(r.seconds)})
+        name = f"arrays-{iteration:06d}.npz"
+        _atomic(os.path.join(self.directory, name), lambda fh: np.savez(fh, **arrays))
+        state = {"format": _FORMAT, "iteration": iteration, "arrays": name, "runs": meta,
+                 "settings": self.settings, "data": data_fingerprint(data)}
+        _atomic(self._state_path, lambda fh: fh.write(json.dumps(state, indent=1).encode()))
+        for old in os.listdir(self.directory):  # earlier iterations' arrays
+            if old.startswith("arrays-") and old != name:
+                os.remove(os.path.join(self.directory, old))
+
+
+def _atomic(path: str, write) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path))
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise

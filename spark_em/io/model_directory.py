@@ -1,0 +1,286 @@
+"""Checks of a saved model directory, done before any of its arrays is used.
+
+:func:`load_checked` lists the directory, reads its files' bytes through Spark (the cluster's
+file system, on classic Spark and on Spark Connect alike) and parses them here with ``json``
+and ``pyarrow``, so that every problem becomes one :class:`~spark_em.ModelFormatError`
+naming the path and the problem, never a Java stack trace:
+
+* metadata: exactly one file (``metadata/part-*``) of one JSON object; its class a
+  spark-em model (``formatVersion`` known; models saved without one are version 1) or an
+  MLlib ``GaussianMixtureModel`` (imported, see :mod:`spark_em.io.mllib_import`); other
+  classes are named in the error;
+* layout: one or more Parquet files under ``data/`` and nothing else (hidden files such as
+  ``_SUCCESS`` and ``.crc`` are Spark's own);
+* arrays: readable Parquet, shapes consistent with ``k``, ``d`` and ``covarianceType``;
+* values (:func:`check_values`): finite, weights positive and summing to 1 (1e-9),
+  covariances symmetric and positive definite (Cholesky succeeds).
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import re
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pyspark.sql import SparkSession
+
+from . import mllib_import
+from ..errors import ModelFormatError
+from ..core.covariance import covariance
+from ..core.mixture import COVARIANCE_TYPES, GaussianParams
+
+__all__ = ["FORMAT_VERSION", "CheckedModel", "load_checked", "check_values"]
+
+FORMAT_VERSION = 1
+"""Written into a saved model's metadata; models saved without one are version 1."""
+READABLE_VERSIONS = (1,)
+SPARK_EM_CLASSES = (
+    "spark_em.model.GaussianMixtureModel",
+    "spark_em.estimator.GaussianMixtureModel",  # saved before the API was split into modules
+)
+OTHER_STAGES = {
+    "spark_em.estimator.GaussianMixture":
+        "a saved spark-em GaussianMixture estimator, not a model: load it with "
+        "spark_em.GaussianMixture.load",
+    mllib_import.MLLIB_ESTIMATOR_CLASS:
+        "a saved MLlib GaussianMixture estimator, not a model: load it with "
+        "pyspark.ml.clustering.GaussianMixture.load",
+}
+ARRAY_NAMES = ("weights", "means", "covariances")
+
+
+@dataclass(frozen=True)
+class CheckedModel:
+    """A model directory that passed every check: ``format`` is ``"spark-em"`` or
+    ``"mllib"``, ``metadata`` the parsed JSON, ``params`` the validated parameters."""
+
+    format: str
+    metadata: dict
+    params: GaussianParams
+
+
+def _fail(path: str, problem: str) -> ModelFormatError:
+    return ModelFormatError(f"cannot load a GaussianMixtureModel from {path}: {problem}")
+
+
+_JAVA_CLASS = re.compile(r"^(?:[a-z_]\w*\.)+[A-Z]\w*: ")
+
+
+def _short(exc: Exception) -> str:
+    """The first informative line of an exception's message and its root cause, without
+    Java frames or class names."""
+    lines = [ln.strip().lstrip(": ").strip() for ln in str(exc).splitlines()]
+    lines = [ln for ln in lines if ln and not ln.startswith(
+        ("at ", "... ", "Suppressed: ", "An error occurred while calling"))]
+    if not lines:
+        return type(exc).__name__
+    text = _JAVA_CLASS.sub("", lines[0])
+    causes = [_JAVA_CLASS.sub("", ln[len("Caused by: "):]) for ln in lines
+              if ln.startswith("Caused by: ")]
+    if causes:
+        text = f"{text[:250]} (caused by: {causes[-1][:150]})"
+    return text[:400]
+
+
+def _list_files(spark: SparkSession, path: str) -> list[str]:
+    try:
+        reader = spark.read.format("binaryFile").option("recursiveFileLookup", "true")
+        return sorted(reader.load(path).inputFiles())
+    except Exception as exc:  # PATH_NOT_FOUND, unknown file system, no permission
+        raise _fail(path, _short(exc)) from None
+
+
+def _relative_names(path: str, files: list[str]) -> dict[str, str]:
+    """``{name relative to the model directory: qualified path}``.  Spark lists qualified
+    paths (``file:/...``, ``hdfs://nn/...``); the model directory is their deepest common
+    directory that ends with ``path``'s own components."""
+    if not files:
+        return {}
+    own = posixpath.normpath(urlparse(path).path or path).strip("/").split("/")
+    parts = [urlparse(f).path.strip("/").split("/") for f in files]
+    common: list[str] = []
+    for level in zip(*(p[:-1] for p in parts)):
+        if len(set(level)) > 1:
+            break
+        common.append(level[0])
+    while common and common[-len(own):] != own:
+        common.pop()
+    depth = len(common) if common else len(parts[0]) - 1
+    return {"/".join(p[depth:]): f for p, f in zip(parts, files)}
+
+
+def _metadata_name(path: str, names: dict[str, str]) -> str:
+    if not names:
+        raise _fail(path, "the directory has no files (not a saved model)")
+    metadata = sorted(n for n in names if n.startswith("metadata/") and n.count("/") == 1)
+    if not metadata:
+        raise _fail(path, "no metadata file (metadata/part-*): not a saved model, or its "
+                          "save did not finish")
+    if len(metadata) > 1:
+        raise _fail(path, f"{len(metadata)} metadata files, expected one: {metadata}")
+    return metadata[0]
+
+
+def _data_names(path: str, names: dict[str, str], metadata_name: str) -> list[str]:
+    data = [n for n in names if n.startswith("data/") and n.count("/") == 1
+            and n.endswith(".parquet")]
+    stray = sorted(set(names) - set(data) - {metadata_name})
+    if not data:
+        raise _fail(path, "no data file (data/*.parquet): the model's arrays are missing")
+    if stray:
+        shown = ", ".join(stray[:5]) + (f" and {len(stray) - 5} more" if len(stray) > 5 else "")
+        raise _fail(path, f"unexpected files in the model directory: {shown}")
+    return sorted(data)
+
+
+def _read_bytes(spark: SparkSession, path: str, names: dict[str, str]) -> dict[str, bytes]:
+    try:
+        rows = spark.read.format("binaryFile").load(list(names.values())) \
+            .select("path", "content").collect()
+    except Exception as exc:  # a checksum error, a file removed meanwhile
+        raise _fail(path, f"cannot read its files: {_short(exc)}") from None
+    # listed as file:///x, read back as file:/x: compare the paths only
+    by_path = {urlparse(r["path"]).path: bytes(r["content"]) for r in rows}
+    missing = [n for n, f in names.items() if urlparse(f).path not in by_path]
+    if missing:
+        raise _fail(path, f"files disappeared while loading: {missing}")
+    return {n: by_path[urlparse(f).path] for n, f in names.items()}
+
+
+def _parse_metadata(path: str, name: str, content: bytes) -> dict:
+    try:
+        lines = [ln for ln in content.decode("utf-8").splitlines() if ln.strip()]
+    except UnicodeDecodeError:
+        raise _fail(path, f"{name} is not text") from None
+    if len(lines) != 1:
+        raise _fail(path, f"{name} has {len(lines)} lines, expected one JSON line")
+    try:
+        meta = json.loads(lines[0])
+    except json.JSONDecodeError as exc:
+        raise _fail(path, f"{name} is not valid JSON ({exc})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("class"), str):
+        raise _fail(path, f"{name} has no 'class' field")
+    return meta
+
+
+def _format_of(path: str, meta: dict) -> str:
+    cls = meta["class"]
+    if cls in mllib_import.MLLIB_MODEL_CLASSES:
+        return "mllib"
+    if cls in OTHER_STAGES:
+        raise _fail(path, f"found {OTHER_STAGES[cls]}")
+    if cls not in SPARK_EM_CLASSES:
+        raise _fail(path, f"found a saved {cls}, not a Gaussian mixture model (readable: "
+                          f"spark-em's and MLlib's GaussianMixtureModel)")
+    version = meta.get("formatVersion", 1)
+    if version not in READABLE_VERSIONS:
+        raise _fail(path, f"formatVersion {version!r} (written by another spark-em version); "
+                          f"this version reads formatVersion {READABLE_VERSIONS}")
+    return "spark-em"
+
+
+def _dimensions(path: str, meta: dict) -> tuple[int, int, str]:
+    k, d, ct = meta.get("k"), meta.get("d"), meta.get("covarianceType")
+    for name, value in (("k", k), ("d", d)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise _fail(path, f"metadata field {name!r} must be a positive integer, got {value!r}")
+    if ct not in COVARIANCE_TYPES:
+        raise _fail(path, f"metadata field 'covarianceType' must be one of {COVARIANCE_TYPES}, "
+                          f"got {ct!r}")
+    saved_k = (meta.get("paramMap") or {}).get("k", k)
+    if saved_k != k:
+        raise _fail(path, f"metadata says k={k} but its paramMap says k={saved_k!r}")
+    return k, d, ct
+
+
+def _read_table(path: str, contents: dict[str, bytes], names: list[str]) -> pa.Table:
+    tables = []
+    for name in names:
+        try:
+            tables.append(pq.read_table(pa.BufferReader(contents[name])))
+        except Exception as exc:  # truncated or corrupt: pyarrow says what it found
+            raise _fail(path, f"{name} is not a readable Parquet file ({_short(exc)})") from None
+    try:
+        return pa.concat_tables(tables)
+    except pa.ArrowInvalid as exc:
+        raise _fail(path, f"the data files have different columns ({_short(exc)})") from None
+
+
+def _spark_em_arrays(path: str, table: pa.Table, k: int, d: int, ct: str) -> list[np.ndarray]:
+    if set(table.column_names) != {"name", "shape", "values"}:
+        raise _fail(path, f"data has columns {table.column_names}, expected name, shape, values")
+    rows = table.to_pylist()
+    names = [r["name"] for r in rows]
+    if sorted(map(str, names)) != sorted(ARRAY_NAMES):
+        raise _fail(path, f"data holds the arrays {names}, expected {list(ARRAY_NAMES)} once each")
+    expected = {"weights": (k,), "means": (k, d), "covariances": covariance(ct).cov_shape(k, d)}
+    arrays = {}
+    for r in rows:
+        name, shape, values = r["name"], tuple(r["shape"] or ()), r["values"]
+        if shape != expected[name]:
+            raise _fail(path, f"{name} has shape {shape}, expected {expected[name]} for k={k}, "
+                              f"d={d}, covarianceType={ct!r}")
+        if values is None or len(values) != int(np.prod(shape)) or None in values:
+            raise _fail(path, f"{name} has {0 if values is None else len(values)} values "
+                              f"(nulls included), expected {int(np.prod(shape))}")
+        arrays[name] = np.asarray(values, dtype=np.float64).reshape(shape)
+    return [arrays[n] for n in ARRAY_NAMES]
+
+
+def check_values(where: str, weights: np.ndarray, means: np.ndarray, covariances: np.ndarray,
+                 covariance_type: str) -> None:
+    """Raise :class:`ModelFormatError` (message starting with ``where``) unless every value
+    is finite, the weights are positive and sum to 1 (1e-9) and the covariances are
+    symmetric positive definite."""
+    for name, a in (("weights", weights), ("means", means), ("covariances", covariances)):
+        if not np.all(np.isfinite(a)):
+            raise ModelFormatError(f"{where}: {name} contain NaN or infinite values")
+    if np.any(weights <= 0):
+        raise ModelFormatError(f"{where}: weights must be positive, got {weights.tolist()}")
+    if abs(weights.sum() - 1.0) > 1e-9:
+        raise ModelFormatError(f"{where}: weights sum to {float(weights.sum())!r}, not 1 (1e-9)")
+    if covariance_type in ("diag", "spherical"):
+        if np.any(covariances <= 0):
+            raise ModelFormatError(f"{where}: {covariance_type} variances must be positive")
+        return
+    mats = covariances[None] if covariance_type == "tied" else covariances
+    for j, c in enumerate(mats):
+        label = "the tied covariance" if covariance_type == "tied" else f"covariance {j}"
+        if np.max(np.abs(c - c.T)) > 1e-9 * max(np.max(np.abs(c)), np.finfo(float).tiny):
+            raise ModelFormatError(f"{where}: {label} is not symmetric")
+        try:
+            np.linalg.cholesky(c)
+        except np.linalg.LinAlgError:
+            raise ModelFormatError(f"{where}: {label} is not positive definite "
+                                   "(its Cholesky factorisation fails)") from None
+
+
+def load_checked(spark: SparkSession, path: str) -> CheckedModel:
+    """Everything :class:`~spark_em.io.persistence.ModelReader` needs from the directory at
+    ``path``, checked; raises :class:`ModelFormatError` on the first problem."""
+    names = _relative_names(path, _list_files(spark, path)) if path else {}
+    metadata_name = _metadata_name(path, names)
+    content = _read_bytes(spark, path, {metadata_name: names[metadata_name]})[metadata_name]
+    meta = _parse_metadata(path, metadata_name, content)
+    fmt = _format_of(path, meta)  # before the layout: another stage's files are not stray
+    data_names = _data_names(path, names, metadata_name)
+    contents = _read_bytes(spark, path, {n: names[n] for n in data_names})
+    table = _read_table(path, contents, data_names)
+    if fmt == "mllib":
+        try:
+            weights, means, covariances = mllib_import.arrays_from_table(table)
+        except ValueError as exc:
+            raise _fail(path, f"an MLlib GaussianMixtureModel whose data {exc}") from None
+        ct = "full"
+    else:
+        k, d, ct = _dimensions(path, meta)
+        weights, means, covariances = _spark_em_arrays(path, table, k, d, ct)
+    check_values(f"cannot load a GaussianMixtureModel from {path}", weights, means,
+                 covariances, ct)
+    params = GaussianParams.from_covariances(weights, means, covariances, ct)
+    return CheckedModel(fmt, meta, params)
