@@ -272,7 +272,11 @@ def kernel_profile(ds: DataSet, path: str, rows: int = 200_000) -> dict:
     import numpy as np
     import pyarrow.parquet as pq
 
-    from spark_em.core.estep import Chunk, EStepKernel, NearestCentreTask
+    from spark_em.core.estep import EStepKernel
+
+    from spark_em.core.summarizers import Chunk
+
+    from spark_em.core.init_summarizers import NearestCentreSummarizer
 
     try:
         from threadpoolctl import threadpool_limits
@@ -286,7 +290,7 @@ def kernel_profile(ds: DataSet, path: str, rows: int = 200_000) -> dict:
     ctx = threadpool_limits(1) if threadpool_limits else None
     try:
         for cov in ds.covs:
-            task = NearestCentreTask(X[:: max(1, len(X) // ds.k)][: ds.k], c, cov)
+            task = NearestCentreSummarizer(X[:: max(1, len(X) // ds.k)][: ds.k], c, cov)
             st = task.new_stats(ds.d)
             task.accumulate(st, Chunk(Xc, w))
             params = st.m_step(c, 1e-6)

@@ -14,9 +14,10 @@ from pyspark.sql import DataFrame, SparkSession
 from .io import mllib_import
 from .engine import sampling
 from .engine import scoring
+from .core.estep import log_responsibilities
 from .core.mixture import GaussianParams, aic as aic_of, bic as bic_of, n_parameters
 from .io.model_directory import check_values
-from .params import DEFAULT_SEED, FitParams, check_handle_invalid
+from .params import DEFAULT_SEED, FitParams, spec
 from .io.persistence import ModelReader, ModelWriter
 from .io.sklearn_interop import from_sklearn, to_sklearn
 from .summary import GaussianMixtureSummary
@@ -39,42 +40,47 @@ class GaussianMixtureModel(Model, FitParams, MLReadable, MLWritable):
         self, params: GaussianParams | None = None, summary: GaussianMixtureSummary | None = None
     ) -> None:
         super().__init__()
-        self._gaussian = params
+        self._mixture = params
         self._summary = summary
         if params is not None:
             self._set(k=params.k)
 
     # ------------------------------------------------------------------ parameters
     @property
+    def mixture(self) -> GaussianParams:
+        """The fitted parameters as one value (:class:`~spark_em.core.mixture.GaussianParams`)."""
+        return self._mixture
+
+    @property
     def weights(self) -> np.ndarray:
-        return self._gaussian.weights
+        return self._mixture.weights
 
     @property
     def means(self) -> np.ndarray:
-        return self._gaussian.means
+        return self._mixture.means
 
     @property
     def covariances(self) -> np.ndarray:
-        return self._gaussian.covariances
+        return self._mixture.covariances
 
     @property
     def precisionsCholesky(self) -> np.ndarray:
-        return self._gaussian.precisions_cholesky
+        return self._mixture.precisions_cholesky
 
     @property
     def covarianceType(self) -> str:
-        return self._gaussian.covariance_type
+        return self._mixture.covariance_type
 
     def getCovarianceType(self) -> str:
-        return self._gaussian.covariance_type
+        return self._mixture.covariance_type
 
     def getK(self) -> int:
-        return self._gaussian.k
+        return self._mixture.k
 
     @property
     def precisions(self) -> np.ndarray:
         """Precision matrices (inverse covariances), sklearn's ``precisions_`` shapes."""
-        return self._gaussian.precisions()
+        return self._mixture.precisions()
 
     @property
     def gaussians(self) -> list[MultivariateGaussian]:
@@ -88,7 +94,7 @@ class GaussianMixtureModel(Model, FitParams, MLReadable, MLWritable):
 
     @property
     def numFeatures(self) -> int:
-        return self._gaussian.d
+        return self._mixture.d
 
     @property
     def hasSummary(self) -> bool:
@@ -102,7 +108,7 @@ class GaussianMixtureModel(Model, FitParams, MLReadable, MLWritable):
 
     def full_covariances(self) -> np.ndarray:
         """Covariances expanded to ``(k, d, d)`` whatever the covariance type."""
-        return self._gaussian.full_covariances()
+        return self._mixture.full_covariances()
 
     @property
     def gaussiansDF(self) -> DataFrame:
@@ -126,7 +132,7 @@ class GaussianMixtureModel(Model, FitParams, MLReadable, MLWritable):
         """An equivalent fitted ``sklearn.mixture.GaussianMixture`` (needs scikit-learn),
         with ``converged_``, ``n_iter_``, ``lower_bound_`` and ``lower_bounds_`` from the
         summary."""
-        return to_sklearn(self._gaussian, self._summary)
+        return to_sklearn(self._mixture, self._summary)
 
     @classmethod
     def fromSklearn(cls, est) -> "GaussianMixtureModel":
@@ -153,7 +159,7 @@ class GaussianMixtureModel(Model, FitParams, MLReadable, MLWritable):
         ``label`` (int, the component drawn).  The same ``(n, seed)`` gives the same rows;
         ``seed=None`` draws a new sample each time."""
         features = self.getFeaturesCol()
-        return sampling.sample(self._gaussian, n, seed,
+        return sampling.sample(self._mixture, n, seed,
                                features if isinstance(features, str) else "features")
 
     # ------------------------------------------------------------------ local prediction
@@ -165,35 +171,32 @@ class GaussianMixtureModel(Model, FitParams, MLReadable, MLWritable):
 
     def predict(self, value) -> int:
         """Most probable component of one vector (MLlib's ``predict``)."""
-        _, log_resp = self._gaussian.log_resp(self._as_matrix(value))
+        _, log_resp = log_responsibilities(self._mixture, self._as_matrix(value))
         return int(np.argmax(log_resp[0]))
 
     def predictProbability(self, value) -> DenseVector:
         """Posterior probabilities of one vector (MLlib's ``predictProbability``)."""
-        _, log_resp = self._gaussian.log_resp(self._as_matrix(value))
+        _, log_resp = log_responsibilities(self._mixture, self._as_matrix(value))
         return DenseVector(np.exp(log_resp[0]))
 
     # ------------------------------------------------------------------ distributed scoring
     def _skip_invalid(self) -> bool:
-        return check_handle_invalid(self.getHandleInvalid()) == "skip"
+        problem = spec("handleInvalid").problem(self.getHandleInvalid())
+        if problem:
+            raise ValueError(f"handleInvalid {problem}")
+        return self.getHandleInvalid() == "skip"
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
         return scoring.transform(
-            self._gaussian, dataset, self.getFeaturesCol(), self.getPredictionCol(),
+            self._mixture, dataset, self.getFeaturesCol(), self.getPredictionCol(),
             self.getProbabilityCol(), self.getLogLikelihoodCol(), self._skip_invalid(),
         )
 
     def _log_likelihood_sums(self, dataset: DataFrame) -> tuple[float, float]:
         return scoring.log_likelihood_sums(
-            self._gaussian, dataset, self.getFeaturesCol(), self.getWeightCol(),
+            self._mixture, dataset, self.getFeaturesCol(), self.getWeightCol(),
             self._skip_invalid(),
         )
-
-    def _cluster_sizes(self, dataset: DataFrame) -> list[int]:
-        """Rows of ``dataset`` by most probable component (one pass; rows with null
-        features, and invalid ones with ``handleInvalid="skip"``, are not counted)."""
-        return scoring.cluster_sizes(self._gaussian, dataset, self.getFeaturesCol(),
-                                     self._skip_invalid())
 
     def score(self, dataset: DataFrame) -> float:
         """Mean (weighted) log-likelihood per row, as sklearn's ``score``."""
@@ -201,7 +204,7 @@ class GaussianMixtureModel(Model, FitParams, MLReadable, MLWritable):
         return s / n
 
     def _n_parameters(self) -> int:
-        return n_parameters(self._gaussian.k, self._gaussian.d, self._gaussian.covariance_type)
+        return n_parameters(self._mixture.k, self._mixture.d, self._mixture.covariance_type)
 
     def bic(self, dataset: DataFrame) -> float:
         """Bayesian information criterion, sklearn's formula: -2 log L + p log n
@@ -217,7 +220,7 @@ class GaussianMixtureModel(Model, FitParams, MLReadable, MLWritable):
     # ------------------------------------------------------------------ persistence
     def copy(self, extra=None) -> "GaussianMixtureModel":
         that = super().copy(extra)
-        that._gaussian = self._gaussian
+        that._mixture = self._mixture
         that._summary = self._summary
         return that
 
@@ -229,7 +232,7 @@ class GaussianMixtureModel(Model, FitParams, MLReadable, MLWritable):
         return ModelReader(cls)
 
     def __repr__(self) -> str:
-        p = self._gaussian
+        p = self._mixture
         if p is None:
             return "GaussianMixtureModel(<empty>)"
         return f"GaussianMixtureModel(k={p.k}, d={p.d}, covarianceType={p.covariance_type!r})"

@@ -1,14 +1,22 @@
-"""The Params of :class:`~spark_em.GaussianMixture` and :class:`~spark_em.GaussianMixtureModel`.
+"""Every Param of :class:`~spark_em.GaussianMixture` and :class:`~spark_em.GaussianMixtureModel`,
+declared once in :data:`PARAMS`: its name, default, doc, allowed values or check, and the
+flag and TOML table a job takes it from.
 
-Where pyspark.ml has a shared Param (``pyspark.ml.param.shared``) it is used as is, so that
-spark-em's stages answer ``isinstance(gm, HasMaxIter)`` and carry the same ``Param`` names and
-docs as MLlib's.  Three shared Params are redefined because spark-em accepts more values than
-pyspark's converters do (see the comments at each); the rest are spark-em's own.
+Everything else is built from that table: the pyspark ``Param`` objects and their getters
+and setters (:func:`declare`), the defaults, the estimator's checks (:func:`check_params`),
+the jobs' options (:mod:`spark_em.cli.options`) and the README's parameter list
+(:func:`markdown_table`, checked by a test).  Where pyspark.ml has a shared Param
+(``pyspark.ml.param.shared``) with spark-em's meaning, it is used as is -- name, doc and
+converter -- so that spark-em's stages answer ``isinstance(gm, HasMaxIter)`` as MLlib's do;
+three shared Params (``seed``, ``featuresCol``, ``weightCol``) are redefined because spark-em
+accepts values pyspark's converters refuse (None, a list of columns).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
 
 from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.param.shared import (
@@ -23,26 +31,41 @@ from pyspark.ml.param.shared import (
     HasWeightCol,
 )
 
-from .core.mixture import COVARIANCE_TYPES
+from .core.covariance import COVARIANCE_TYPES
 from .core.initialisation import INIT_MODES
+from .data.stores import BLOCK_CACHES
 
-if TYPE_CHECKING:
-    from .model import GaussianMixtureModel
+__all__ = ["DEFAULT_SEED", "PARAMS", "ParamSpec", "check_params", "declare", "markdown_table",
+           "spec"]
 
-__all__ = [
-    "DEFAULT_SEED", "HANDLE_INVALID", "ColumnParams", "FitParams", "GaussianMixtureParams",
-    "check_handle_invalid",
-]
+DEFAULT_SEED = 42
+"""The default ``seed``: fits are reproducible unless ``seed=None`` is set explicitly.  A
+constant, not pyspark's ``HasSeed`` default (``hash`` of the class name, which Python
+randomises in each process unless ``PYTHONHASHSEED`` is set)."""
 
 HANDLE_INVALID = ("error", "skip")
 
-
-def check_handle_invalid(value: str) -> str:
-    if value not in HANDLE_INVALID:
-        raise ValueError(f"handleInvalid must be one of {HANDLE_INVALID}, got {value!r}")
-    return value
+# value kinds, shared with the jobs' options (spark_em.cli.options)
+INT, FLOAT, STR, COLUMNS, MODEL = "int", "float", "str", "columns", "model"
 
 
+# ------------------------------------------------------------------------ checks
+def at_least(low: float) -> Callable[[Any], str | None]:
+    return lambda v: None if v >= low else f"must be >= {low:g}, got {v!r}"
+
+
+def non_negative(v: float) -> str | None:
+    return None if v >= 0 and math.isfinite(v) else f"must be a finite number >= 0, got {v!r}"
+
+
+def spark_long_or_none(v) -> str | None:
+    if v is None or -(2**63) <= v < 2**63:
+        return None
+    return ("must be None or an integer from -2**63 to 2**63 - 1 (a Spark long, as MLlib's), "
+            f"got {v}")
+
+
+# ------------------------------------------------------------------------ converters
 def _to_features_col(value: Any) -> str | list[str]:
     if isinstance(value, str):
         return value
@@ -65,78 +88,188 @@ def _identity(value: Any) -> Any:
     return value
 
 
-class ColumnParams(HasFeaturesCol, HasWeightCol, HasPredictionCol, HasProbabilityCol):
-    """Column parameters shared by the estimator and the model."""
+# ------------------------------------------------------------------------ the table
+@dataclass(frozen=True)
+class ParamSpec:
+    """One Param.
 
-    # Redefined: HasFeaturesCol's converter (toString) refuses a list of numeric column names.
-    featuresCol = Param(
-        Params._dummy(),
-        "featuresCol",
-        "features: a Vector column, an array<double>/array<float> column, or a list of "
-        "numeric column names",
-        typeConverter=_to_features_col,
-    )
-    # Redefined: HasWeightCol's converter (toString) refuses None, spark-em's default (no
-    # weights), so a stage saved with weightCol=None could not be loaded.
-    weightCol = Param(
-        Params._dummy(),
-        "weightCol",
-        "optional column of non-negative row weights",
-        typeConverter=_to_optional_string,
-    )
-    logLikelihoodCol = Param(
-        Params._dummy(), "logLikelihoodCol",
-        "optional output column: per-row log-density log p(x) (double)",
-        typeConverter=_to_optional_string,
-    )
+    * ``shared``: the pyspark mixin whose Param is used as is (its doc and converter);
+      otherwise ``doc`` and ``converter`` define spark-em's own Param;
+    * ``allowed`` / ``check``: the values accepted (``check`` returns what is wrong, or None);
+    * ``flag`` / ``section`` / ``jobs``: the jobs' option (``--flag``, TOML table
+      ``[section]``) and which jobs take it; ``kind`` its value kind there;
+    * ``on_model``: the fitted model carries it; ``model_setter``: settable on the model;
+    * ``fingerprint``: a checkpoint of a fit with another value is refused (values that
+      change what a fit computes; not columns of outputs, not where blocks live).
+    """
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._setDefault(
-            featuresCol="features",
-            weightCol=None,
-            predictionCol="prediction",
-            probabilityCol="probability",
-            logLikelihoodCol=None,
-        )
+    name: str
+    default: Any
+    doc: str = ""
+    converter: Callable | None = None
+    shared: type | None = None
+    allowed: tuple = ()
+    check: Callable[[Any], str | None] | None = None
+    flag: str | None = None
+    section: str = "model"
+    jobs: tuple[str, ...] = ()
+    kind: str = STR
+    on_model: bool = True
+    model_setter: bool = False
+    fingerprint: bool = True
 
-    def getFeaturesCol(self) -> str | list[str]:
-        return self.getOrDefault(self.featuresCol)
+    @property
+    def description(self) -> str:
+        """The doc (a shared Param's is pyspark's)."""
+        if self.shared is not None:
+            return getattr(self.shared, self.name).doc
+        return self.doc
 
-    def getWeightCol(self) -> str | None:
-        return self.getOrDefault(self.weightCol)
-
-    def getLogLikelihoodCol(self) -> str | None:
-        return self.getOrDefault(self.logLikelihoodCol)
-
-    def setFeaturesCol(self, value):
-        return self._set(featuresCol=value)
-
-    def setWeightCol(self, value):
-        return self._set(weightCol=value)
-
-    def setPredictionCol(self, value):
-        return self._set(predictionCol=value)
-
-    def setProbabilityCol(self, value):
-        return self._set(probabilityCol=value)
-
-    def setLogLikelihoodCol(self, value):
-        return self._set(logLikelihoodCol=value)
+    def problem(self, value: Any) -> str | None:
+        """What is wrong with ``value`` (of the right type), or None."""
+        if self.allowed and value not in self.allowed:
+            return f"must be one of {self.allowed}, got {value!r}"
+        return self.check(value) if self.check is not None else None
 
 
-DEFAULT_SEED = 42
-"""The default ``seed``: fits are reproducible unless ``seed=None`` is set explicitly.
+FIT_JOBS = ("fit", "select")
 
-A constant, not pyspark's ``HasSeed`` default (``hash`` of the class name, which Python
-randomises in each process unless ``PYTHONHASHSEED`` is set)."""
+PARAMS: tuple[ParamSpec, ...] = (
+    ParamSpec("k", 2, "number of components (>= 1)", TypeConverters.toInt,
+              check=at_least(1), flag="k", jobs=("fit",), kind=INT),
+    ParamSpec("covarianceType", "full", f"covariance type, one of {COVARIANCE_TYPES}",
+              TypeConverters.toString, allowed=COVARIANCE_TYPES, flag="covariance-type",
+              jobs=("fit",), on_model=False),
+    ParamSpec("maxIter", 100, shared=HasMaxIter, check=at_least(0), flag="max-iter",
+              jobs=FIT_JOBS, kind=INT, fingerprint=False),
+    ParamSpec("tol", 1e-3, shared=HasTol, check=non_negative, flag="tol", jobs=FIT_JOBS,
+              kind=FLOAT),
+    ParamSpec("regCovar", 1e-6, "non-negative regularisation added to covariance diagonals",
+              TypeConverters.toFloat, check=non_negative, flag="reg-covar", jobs=FIT_JOBS,
+              kind=FLOAT),
+    ParamSpec("initMode", "kmeans", f"initialisation, one of {INIT_MODES}",
+              TypeConverters.toString, allowed=INIT_MODES, flag="init-mode", jobs=FIT_JOBS),
+    ParamSpec("nInit", 1, "number of initialisations; the best log-likelihood is kept",
+              TypeConverters.toInt, check=at_least(1), flag="n-init", jobs=FIT_JOBS, kind=INT),
+    ParamSpec("seed", DEFAULT_SEED,
+              f"random seed (default {DEFAULT_SEED}; None: a different fit each time)",
+              _to_optional_int, check=spark_long_or_none, flag="seed", jobs=FIT_JOBS, kind=INT),
+    ParamSpec("initSampleSize", 10_000,
+              "rows sampled (with probability proportional to weight) for the initialisation",
+              TypeConverters.toInt, check=at_least(1), flag="init-sample-size", jobs=FIT_JOBS,
+              kind=INT),
+    ParamSpec("aggregationDepth", 2, shared=HasAggregationDepth, check=at_least(1),
+              flag="aggregation-depth", jobs=FIT_JOBS, kind=INT, fingerprint=False),
+    ParamSpec("blockCache", "auto",
+              "where the prepared feature blocks live during a fit: 'auto' (local files in "
+              "local mode, the Parquet files of a plain Parquet scan, else Spark's cache), "
+              "'local', 'parquet' or 'spark'", TypeConverters.toString, allowed=BLOCK_CACHES,
+              flag="block-cache", jobs=FIT_JOBS, fingerprint=False),
+    ParamSpec("handleInvalid", "error", shared=HasHandleInvalid, allowed=HANDLE_INVALID,
+              flag="handle-invalid", section="input", jobs=FIT_JOBS + ("score",),
+              model_setter=True),
+    ParamSpec("initialModel", None, "a GaussianMixtureModel to start EM from (warm start)",
+              _identity, kind=MODEL, on_model=False),
+    ParamSpec("featuresCol", "features",
+              "features: a Vector column, an array<double>/array<float> column, or a list of "
+              "numeric column names", _to_features_col, kind=COLUMNS, model_setter=True),
+    ParamSpec("weightCol", None, "optional column of non-negative row weights",
+              _to_optional_string, model_setter=True),
+    ParamSpec("predictionCol", "prediction", shared=HasPredictionCol, model_setter=True,
+              fingerprint=False),
+    ParamSpec("probabilityCol", "probability", shared=HasProbabilityCol, model_setter=True,
+              fingerprint=False),
+    ParamSpec("logLikelihoodCol", None,
+              "optional output column: per-row log-density log p(x) (double)",
+              _to_optional_string, flag="log-likelihood-col", section="output",
+              jobs=("fit", "score"), model_setter=True, fingerprint=False),
+)
+
+# pyspark mixins of the Params redefined here: kept as base classes, so that
+# isinstance(gm, HasSeed) holds as for MLlib's stages
+REDEFINED_MIXINS = (HasSeed, HasFeaturesCol, HasWeightCol)
 
 
-class FitParams(ColumnParams, HasMaxIter, HasTol, HasSeed, HasAggregationDepth, HasHandleInvalid):
+def spec(name: str) -> ParamSpec:
+    return next(s for s in PARAMS if s.name == name)
+
+
+def _capitalised(name: str) -> str:
+    return name[0].upper() + name[1:]
+
+
+def declare(specs, setters: Callable[[ParamSpec], bool] = lambda s: True):
+    """Class decorator: the ``Param`` objects of ``specs`` (pyspark's own for shared ones),
+    a getter for each and a setter for those ``setters`` accepts, unless the class already
+    defines them."""
+
+    def decorate(cls):
+        for s in specs:
+            if s.shared is None:
+                setattr(cls, s.name, Param(Params._dummy(), s.name, s.doc, s.converter))
+            cap = _capitalised(s.name)
+            if not hasattr(cls, f"get{cap}"):
+                setattr(cls, f"get{cap}", _getter(s.name))
+            if setters(s) and f"set{cap}" not in cls.__dict__:
+                setattr(cls, f"set{cap}", _setter(s.name))
+        cls._param_specs = tuple(specs)
+        return cls
+
+    return decorate
+
+
+def _getter(name: str):
+    def get(self):
+        return self.getOrDefault(name)
+
+    get.__name__ = f"get{_capitalised(name)}"
+    get.__doc__ = f"The value of ``{name}`` (its default if unset)."
+    return get
+
+
+def _setter(name: str):
+    def set_(self, value):
+        return self._set(**{name: value})
+
+    set_.__name__ = f"set{_capitalised(name)}"
+    set_.__doc__ = f"Set ``{name}``; returns the stage."
+    return set_
+
+
+def set_defaults(stage: Params) -> None:
+    """The table's defaults on ``stage`` (replacing any a pyspark mixin set)."""
+    stage._setDefault(**{s.name: s.default for s in type(stage)._param_specs})
+
+
+def check_params(stage: Params) -> None:
+    """ValueError naming the first Param of ``stage`` whose value is not allowed."""
+    for s in type(stage)._param_specs:
+        problem = s.problem(stage.getOrDefault(s.name))
+        if problem:
+            raise ValueError(f"{s.name} {problem}")
+
+
+def markdown_table() -> str:
+    """The README's parameter list, from the table."""
+    lines = ["| Param | default | job flag | meaning |", "|---|---|---|---|"]
+    for s in PARAMS:
+        flag = f"`--{s.flag}` ({', '.join(s.jobs)})" if s.flag else ""
+        doc = s.description.replace("|", "\\|")
+        lines.append(f"| `{s.name}` | `{s.default!r}` | {flag} | {doc} |")
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------ the classes
+_MIXINS = tuple(dict.fromkeys(
+    [s.shared for s in PARAMS if s.shared is not None] + list(REDEFINED_MIXINS)))
+
+
+@declare(tuple(s for s in PARAMS if s.on_model), setters=lambda s: s.model_setter)
+class FitParams(*_MIXINS):
     """The Params a fit runs with, which the fitted model carries too (as MLlib's model
-    does): the columns, ``k``, ``maxIter``, ``tol``, ``seed``, ``aggregationDepth``,
-    ``regCovar``, ``initMode``, ``nInit``, ``initSampleSize``, ``blockCache`` and
-    ``handleInvalid``.
+    does): every Param of :data:`PARAMS` but ``covarianceType`` (the model has it as the
+    plain value ``model.covarianceType``) and ``initialModel``.  On the model only the
+    column Params and ``handleInvalid`` have setters.
 
     ``handleInvalid`` (pyspark.ml's shared Param, as feature transformers have it):
     ``"error"`` (default) raises for rows with null, NaN, infinite or huge features, wrong
@@ -149,90 +282,15 @@ class FitParams(ColumnParams, HasMaxIter, HasTol, HasSeed, HasAggregationDepth, 
     level), although the shared Param's doc says ">= 2" as MLlib requires.
     """
 
-    # Redefined: HasSeed's converter (toInt) refuses None, which means "not reproducible"
-    # here, and its default (a hash of the class name) would differ in each Python process.
-    seed = Param(
-        Params._dummy(), "seed",
-        f"random seed (default {DEFAULT_SEED}; None: a different fit each time)",
-        _to_optional_int,
-    )
-    k = Param(Params._dummy(), "k", "number of components (>= 1)", TypeConverters.toInt)
-    regCovar = Param(
-        Params._dummy(), "regCovar", "non-negative regularisation added to covariance diagonals",
-        TypeConverters.toFloat,
-    )
-    initMode = Param(
-        Params._dummy(), "initMode", f"initialisation, one of {INIT_MODES}", TypeConverters.toString
-    )
-    nInit = Param(
-        Params._dummy(), "nInit", "number of initialisations; the best log-likelihood is kept",
-        TypeConverters.toInt,
-    )
-    initSampleSize = Param(
-        Params._dummy(), "initSampleSize",
-        "rows sampled (with probability proportional to weight) for k-means style initialisation",
-        TypeConverters.toInt,
-    )
-    blockCache = Param(
-        Params._dummy(), "blockCache",
-        "where the prepared feature blocks live during a fit: 'auto' (local files read by "
-        "the tasks in local mode, Spark's cache otherwise) or 'spark' (always Spark's "
-        "MEMORY_AND_DISK cache)",
-        TypeConverters.toString,
-    )
-
     def __init__(self) -> None:
-        super().__init__()  # HasSeed sets its hash default here; ours replaces it below
-        self._setDefault(
-            k=2, maxIter=100, tol=1e-3, regCovar=1e-6, initMode="kmeans", nInit=1,
-            seed=DEFAULT_SEED, aggregationDepth=2, initSampleSize=10_000, blockCache="auto",
-            handleInvalid="error",
-        )
-
-    def getK(self) -> int:
-        return self.getOrDefault(self.k)
-
-    def getRegCovar(self) -> float:
-        return self.getOrDefault(self.regCovar)
-
-    def getInitMode(self) -> str:
-        return self.getOrDefault(self.initMode)
-
-    def getNInit(self) -> int:
-        return self.getOrDefault(self.nInit)
-
-    def getSeed(self) -> int | None:
-        return self.getOrDefault(self.seed)
-
-    def getInitSampleSize(self) -> int:
-        return self.getOrDefault(self.initSampleSize)
-
-    def getBlockCache(self) -> str:
-        return self.getOrDefault(self.blockCache)
-
-    def setHandleInvalid(self, value: str):
-        return self._set(handleInvalid=value)
+        super().__init__()  # HasSeed sets its hash default here; the table's replaces it
+        set_defaults(self)
 
 
-class GaussianMixtureParams(FitParams):
-    """The estimator's Params: :class:`FitParams` plus ``covarianceType`` (the model has it
-    as the plain value ``model.covarianceType``) and ``initialModel``."""
-
-    covarianceType = Param(
-        Params._dummy(), "covarianceType",
-        f"covariance type, one of {COVARIANCE_TYPES}", TypeConverters.toString,
-    )
-    initialModel = Param(
-        Params._dummy(), "initialModel",
-        "a GaussianMixtureModel to start EM from (warm start)", _identity,
-    )
+@declare(PARAMS)
+class GaussianMixtureParams(*_MIXINS):
+    """The estimator's Params: every Param of :data:`PARAMS`."""
 
     def __init__(self) -> None:
         super().__init__()
-        self._setDefault(covarianceType="full", initialModel=None)
-
-    def getCovarianceType(self) -> str:
-        return self.getOrDefault(self.covarianceType)
-
-    def getInitialModel(self) -> GaussianMixtureModel | None:
-        return self.getOrDefault(self.initialModel)
+        set_defaults(self)

@@ -30,6 +30,10 @@ class PassProfile:
         return {"tasks": self.tasks, "read_s": self.read_s, "kernel_s": self.kernel_s,
                 "task_s": self.task_s, "pass_s": self.pass_s}
 
+    def __add__(self, other: "PassProfile") -> "PassProfile":
+        """Two passes' timings summed (a pass repeated for some runs counts in full)."""
+        return PassProfile(**{k: v + getattr(other, k) for k, v in self.as_dict().items()})
+
 
 @dataclass(frozen=True)
 class ValidationDone:

@@ -18,7 +18,7 @@ from sklearn.mixture import GaussianMixture as SkGM
 from spark_em import GaussianMixture, GaussianMixtureModel, InvalidInputError
 from spark_em.data.datasets import sample_mixture
 from spark_em.data.prepare import prepare
-from spark_em.engine.em import Run, best_run, fit_runs, result_of
+from spark_em.engine.em import Run, best_run, result_of, step
 from spark_em.core.mixture import COVARIANCE_TYPES
 
 from .conftest import to_df
@@ -173,10 +173,11 @@ def test_n_init_keeps_the_best_run(spark, blobs, blobs_df):
         good = warm_start_from(truth)
         bad = GaussianMixtureModel.fromParameters(  # three means in one blob
             [0.4, 0.3, 0.3], X[labels == 0][:3], np.stack([np.eye(2)] * 3)
-        )._gaussian
+        ).mixture
         def em(starts):  # nInit restarts in one fit, as the estimator runs them
-            runs = fit_runs(store, data, lambda: [Run(p, f"run {i}") for i, p in enumerate(starts)],
-                            max_iter=3, tol=0.0, reg_covar=1e-6)
+            runs = [Run(p, f"run {i}") for i, p in enumerate(starts)]
+            for iteration in range(1, 4):
+                step(store, data, runs, iteration, tol=0.0, reg_covar=1e-6)
             return result_of(best_run(runs), data)
 
         both = em([bad, good])
@@ -194,7 +195,7 @@ def test_n_init_keeps_the_best_run(spark, blobs, blobs_df):
 def warm_start_from(truth):
     return GaussianMixtureModel.fromParameters(
         truth["weights"], truth["means"], truth["covariances"], "full"
-    )._gaussian
+    ).mixture
 
 
 @pytest.mark.parametrize("init_mode", ["kmeans", "random"])

@@ -17,7 +17,9 @@ from sklearn.mixture import _gaussian_mixture as skg
 
 from spark_em import GaussianMixture, GaussianMixtureModel
 from spark_em.core.mixture import GaussianParams
-from spark_em.core.estep import Chunk, EStepKernel, NearestCentreTask
+from spark_em.core.estep import EStepKernel
+from spark_em.core.summarizers import Chunk
+from spark_em.core.init_summarizers import NearestCentreSummarizer
 from spark_em.core.tuning import PRODUCTS_MAX_D
 
 from .conftest import to_df
@@ -88,7 +90,7 @@ def test_nearest_centre_task_is_hard_assignment(covariance_type, d, weighted):
     # the fifth centre is far from every row: an empty component
     centres = np.vstack([rng.normal(size=(4, d)), np.full((1, d), 50.0)])
     centre = np.average(X, axis=0, weights=w)
-    task = NearestCentreTask(centres, centre, covariance_type)
+    task = NearestCentreSummarizer(centres, centre, covariance_type)
     st = task.new_stats(d)
     for block in np.array_split(np.arange(len(X)), 3):  # several blocks add up
         task.accumulate(st, Chunk(X[block], w[block], centre))

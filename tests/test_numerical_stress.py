@@ -18,9 +18,11 @@ import numpy as np
 import pytest
 from sklearn.mixture import _gaussian_mixture as skg
 
-from spark_em.engine.em import exact_moments
+from spark_em.engine.em import moments_to_redo, with_redone
 from spark_em.errors import IllDefinedCovarianceError
-from spark_em.core.estep import Chunk, EStepKernel, NearestCentreTask, RandomRespTask
+from spark_em.core.estep import EStepKernel
+from spark_em.core.summarizers import Chunk
+from spark_em.core.init_summarizers import NearestCentreSummarizer, RandomResponsibilitySummarizer
 from spark_em.progress import PassProfile
 
 COVS = ("full", "tied", "diag", "spherical")
@@ -68,10 +70,10 @@ def collinear(rng):  # the third feature is exactly twice the first
 def initial(X, w, k, covariance_type, seed, init, reg_covar):
     c = w @ X / w.sum()
     if init == "random":
-        task = RandomRespTask(k, seed, covariance_type)
+        task = RandomResponsibilitySummarizer(k, seed, covariance_type)
     else:  # k distinct rows as centres, hard labels (the k-means-style start)
         rows = np.unique(X, axis=0)
-        task = NearestCentreTask(rows[np.random.default_rng(seed).choice(len(rows), k, replace=False)],
+        task = NearestCentreSummarizer(rows[np.random.default_rng(seed).choice(len(rows), k, replace=False)],
                                  c, covariance_type)
     st = task.new_stats(X.shape[1])
     task.accumulate(st, Chunk(X, w, c))
@@ -80,7 +82,7 @@ def initial(X, w, k, covariance_type, seed, init, reg_covar):
 
 def em_steps(X, w, c, params, iters, reg_covar):
     """Yield ``(params before, mean log-likelihood at them, params after)`` per iteration:
-    :func:`spark_em.engine.em.iterate`'s steps, with the pass over the data done right here."""
+    :func:`spark_em.engine.em.step`'s steps, with the pass over the data done right here."""
     def e_pass(kernels, label):
         stats = [k.new_stats(X.shape[1]) for k in kernels]
         for k, st in zip(kernels, stats):
@@ -90,7 +92,10 @@ def em_steps(X, w, c, params, iters, reg_covar):
     for _ in range(iters):
         kernels = [EStepKernel(params, c)]
         stats, profile = e_pass(kernels, "")
-        (st,), _ = exact_moments(e_pass, kernels, stats, profile, reg_covar, "")
+        redo = moments_to_redo(kernels, stats, reg_covar)
+        if redo:
+            stats = with_redone(stats, redo, e_pass([k for k, _ in redo.values()], "")[0])
+        (st,) = stats
         new = st.m_step(c, reg_covar)
         yield params, st.log_likelihood / st.weight_sum, new
         params = new
@@ -218,7 +223,7 @@ def test_a_component_collapsed_onto_one_row_far_away_has_covariance_reg_covar(co
     w = np.ones(len(X))
     w[-1] = 3.0
     c = w @ X / w.sum()
-    task = NearestCentreTask(np.array([[0.0, 0.0], [1e6, -1e6]]), c, covariance_type)
+    task = NearestCentreSummarizer(np.array([[0.0, 0.0], [1e6, -1e6]]), c, covariance_type)
     st = task.new_stats(2)
     task.accumulate(st, Chunk(X, w, c))
     params = st.m_step(c, 1e-6)
@@ -236,7 +241,7 @@ def test_reg_covar_zero_on_a_single_row_component_raises_our_error():
     X = np.vstack([np.random.default_rng(0).normal(size=(50, 2)), [[30.0, 30.0]]])
     w = np.ones(len(X))
     c = w @ X / w.sum()
-    task = NearestCentreTask(np.array([[0.0, 0.0], [30.0, 30.0]]), c, "full")
+    task = NearestCentreSummarizer(np.array([[0.0, 0.0], [30.0, 30.0]]), c, "full")
     st = task.new_stats(2)
     task.accumulate(st, Chunk(X, w, c))
     with pytest.raises(IllDefinedCovarianceError, match="increase regCovar"):

@@ -174,3 +174,46 @@ def test_saved_then_loaded_estimator_and_model_keep_their_params(spark, tmp_path
     loaded = GaussianMixtureModel.load(str(tmp_path / "model"))
     for name in COLUMN_PARAMS:
         assert loaded.getOrDefault(name) == PARAMS[name][1], name
+
+
+# ----------------------------------------------------------------- one table of Params
+def test_the_param_table_is_what_the_api_the_checks_and_the_jobs_use():
+    """Every Param once (spark_em.params.PARAMS): the stages' Params, defaults and
+    constructor keywords, the checks, each job's flag and the README's list come from it."""
+    import inspect
+    from pathlib import Path
+
+    from spark_em.cli.main import commands
+    from spark_em.params import PARAMS, markdown_table
+
+    gm = GaussianMixture()
+    assert [p.name for p in PARAMS] == list(PARAMS_BY_NAME)
+    signature = inspect.signature(GaussianMixture.__init__)
+    for p in PARAMS:
+        assert gm.getOrDefault(p.name) == p.default, p.name
+        assert signature.parameters[p.name].default == p.default, p.name
+        assert gm.getParam(p.name).doc == p.description, p.name
+        for bad in BAD_VALUES.get(p.name, ()):
+            with pytest.raises(ValueError, match=p.name):
+                GaussianMixture(**{p.name: bad})._settings()
+    jobs = commands()
+    for p in PARAMS:
+        for job in ("fit", "select", "score"):
+            options = {o.key: o for o in jobs[job].options}
+            if job not in p.jobs:
+                continue
+            o = options[p.flag]
+            assert (o.param, o.default, tuple(o.choices)) == (p.name, p.default, p.allowed), \
+                (job, p.name)
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert markdown_table() in readme
+
+
+PARAMS_BY_NAME = {name: None for name in (
+    "k", "covarianceType", "maxIter", "tol", "regCovar", "initMode", "nInit", "seed",
+    "initSampleSize", "aggregationDepth", "blockCache", "handleInvalid", "initialModel",
+    "featuresCol", "weightCol", "predictionCol", "probabilityCol", "logLikelihoodCol")}
+BAD_VALUES = {"k": (0,), "covarianceType": ("ful",), "maxIter": (-1,), "tol": (-1.0,),
+              "regCovar": (float("inf"),), "initMode": ("x",), "nInit": (0,),
+              "seed": (2**63,), "initSampleSize": (0,), "aggregationDepth": (0,),
+              "blockCache": ("memory",), "handleInvalid": ("keep",)}

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from spark_em import GaussianMixture
-from spark_em.engine.em import InitSpec, Run, initial_params, iterate
+from spark_em.engine.em import InitSpec, Run, initial_params, step
 from spark_em.core.initialisation import INIT_MODES
 from spark_em.data.prepare import prepare
 
@@ -53,7 +53,8 @@ def fit_all(df, store):
         assert pstore.name == store
         starts = initial_params(pstore, data, SPECS, 1e-6)
         runs = [Run(p, f"run {i}") for i, p in enumerate(starts)]
-        iterate(pstore, data, runs, max_iter=30, tol=0.0, reg_covar=1e-6)
+        for iteration in range(1, 31):
+            step(pstore, data, runs, iteration, tol=0.0, reg_covar=1e-6)
     return data.sample, starts, [r.params for r in runs]
 
 

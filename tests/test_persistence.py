@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from pyspark.ml.util import DefaultParamsReader
 
 from spark_em import GaussianMixture, GaussianMixtureModel
@@ -54,3 +55,20 @@ def test_model_saved_with_the_old_class_name_loads(spark, tmp_path):
         np.testing.assert_array_equal(
             [r["c"] for r in loaded.transform(df).collect()], model.toSklearn().predict(X)
         )
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_a_model_saved_before_the_layout_change_still_loads(spark, covariance_type):
+    """tests/fixtures/model-cd3f2cc-*: directories written by spark-em at commit cd3f2cc
+    (the flat package), with the arrays and summary that version reported."""
+    from pathlib import Path
+
+    fixtures = Path(__file__).resolve().parent / "fixtures"
+    model = GaussianMixtureModel.load(str(fixtures / f"model-cd3f2cc-{covariance_type}"))
+    expected = np.load(fixtures / f"model-cd3f2cc-{covariance_type}.expected.npz")
+    assert model.covarianceType == covariance_type and model.getK() == 2
+    for name in ("weights", "means", "covariances"):
+        np.testing.assert_array_equal(getattr(model, name), expected[name])
+    assert model.summary.logLikelihoodHistory == list(expected["history"])
+    assert model.summary.clusterSizes == list(expected["sizes"])
+    assert model.getSeed() == 5 and model.getFeaturesCol() == "features"

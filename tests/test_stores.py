@@ -13,8 +13,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from spark_em import GaussianMixture
+from spark_em.core.estep import log_responsibilities
 from spark_em.core.mixture import GaussianParams
-from spark_em.core.estep import Chunk, EStepKernel
+from spark_em.core.estep import EStepKernel
+from spark_em.core.summarizers import Chunk
 from spark_em.data.passes import run_pass
 from spark_em.data.prepare import prepare
 from spark_em.data.reduce import packed_batch, tree_collect
@@ -61,7 +63,7 @@ def test_first_pass_measures_the_data(spark, weighted, store_name):
     store, data = prepare(_frame(spark, path, store_name), "features", "w", sample_size=50,
                           seed=1, block_cache=store_name)
     with store:
-        assert data.store == store_name == store.name
+        assert data.store_name == store_name == store.name
         assert (data.d, data.n_rows) == (3, 300)
         assert data.weight_sum == pytest.approx(w.sum(), rel=1e-12)
         np.testing.assert_allclose(data.centre, w @ X / w.sum(), rtol=1e-13)
@@ -95,7 +97,7 @@ def test_run_pass_equals_local_statistics(spark, weighted, store_name, covarianc
     # and the M-step from the distributed statistics equals sklearn's on the same data
     from sklearn.mixture import _gaussian_mixture as skg
 
-    resp = np.exp(params.log_resp(X)[1]) * w[:, None]  # weights as fractional responsibilities
+    resp = np.exp(log_responsibilities(params, X)[1]) * w[:, None]  # weights as fractional responsibilities
     nk, sk_means, _ = skg._estimate_gaussian_parameters(X, resp, 1e-6, covariance_type)
     new = dist.m_step(data.centre, 1e-6)
     np.testing.assert_allclose(new.means, sk_means, rtol=1e-10)
@@ -281,7 +283,8 @@ def test_auto_reads_parquet_files_on_a_cluster_style_env(spark, weighted):
 
     from spark_em.data.columns import feature_array, weight_column
     from spark_em.data.env import SparkEnv
-    from spark_em.data.stores import ParquetStore, SparkCacheStore, choose_store
+    from spark_em.data.stores import (
+        ParquetStore, SparkCacheStore, StoreInput, choose_store, parquet_layout)
 
     X, w, path = weighted
     env = replace(SparkEnv.of(spark), local_master=False)
@@ -290,7 +293,8 @@ def test_auto_reads_parquet_files_on_a_cluster_style_env(spark, weighted):
                          (spark.read.parquet(path).repartition(2), SparkCacheStore)):
         selected = df.select(feature_array(df, "features").alias("x"),
                              weight_column(df, "w").alias("w"))
-        store = choose_store(env, "auto", df, selected, "features", "w", lambda d=None: 3, 2)
+        layout = parquet_layout(env, "auto", df, "features", "w")
+        store = choose_store("auto", StoreInput(spark, env, 3, selected, 2, layout))
         with store:
             assert isinstance(store, expected)
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 
-EXIT_OK = 0
 EXIT_DATA = 1
 EXIT_USAGE = 2
 EXIT_NOT_CONVERGED = 3

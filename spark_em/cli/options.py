@@ -13,8 +13,14 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
-# value kinds: how a flag string and a TOML value become a setting
-INT, FLOAT, STR, BOOL, PATHS, COLUMNS = "int", "float", "str", "bool", "paths", "columns"
+from ..params import COLUMNS, FLOAT, INT, PARAMS, STR
+
+# the value kinds, re-exported for the commands and the config parser
+__all__ = ["BOOL", "COLUMNS", "FLOAT", "INT", "PATHS", "STR"]
+
+# value kinds: how a flag string and a TOML value become a setting (besides the Param
+# table's int, float, str and columns)
+BOOL, PATHS = "bool", "paths"
 
 
 @dataclass(frozen=True)
@@ -74,30 +80,14 @@ INPUT = [
            metavar="COL"),
 ]
 
-# --- model parameters: fit (and select) -----------------------------------------------------
-COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
-INIT_MODES = ("kmeans", "k-means++", "random", "random_from_data")
-MODEL = [
-    Option("k", "model", INT, "number of components", 2, check=at_least(1), param="k"),
-    Option("covariance-type", "model", STR, "covariance type", "full", COVARIANCE_TYPES,
-           param="covarianceType"),
-    Option("max-iter", "model", INT, "maximum EM iterations", 100, check=at_least(0),
-           param="maxIter"),
-    Option("tol", "model", FLOAT, "convergence: |change of the mean log-likelihood per row| "
-           "< tol", 1e-3, check=non_negative_finite, param="tol"),
-    Option("reg-covar", "model", FLOAT, "added to the covariance diagonals", 1e-6,
-           check=non_negative_finite, param="regCovar"),
-    Option("init-mode", "model", STR, "initialisation", "kmeans", INIT_MODES, param="initMode"),
-    Option("n-init", "model", INT, "initialisations run in lock-step; the best wins", 1,
-           check=at_least(1), param="nInit"),
-    Option("seed", "model", INT, "random seed (initialisation and --sample-fraction)", 0,
-           param="seed"),
-    Option("init-sample-size", "model", INT, "rows sampled for k-means initialisation",
-           10_000, check=at_least(1), param="initSampleSize"),
-    Option("block-cache", "model", STR, "where the prepared blocks live: auto, local (local "
-           "files, local masters), parquet (the tasks read a plain Parquet input), spark "
-           "(Spark's cache)", "auto", ("auto", "local", "parquet", "spark"), param="blockCache"),
-]
+# --- the estimator's Params: one option per Param of spark_em.params.PARAMS with a flag ---
+def param_options(job: str) -> list[Option]:
+    """The options of ``job`` that set a Param, from the Param table (flag, TOML table,
+    default, allowed values, check and help are the table's)."""
+    return [Option(p.flag, p.section, p.kind, p.description, p.default, p.allowed, p.check,
+                   param=p.name) for p in PARAMS if job in p.jobs]
+
+
 CHECKPOINT = [
     Option("checkpoint-dir", "model", STR, "checkpoint every EM iteration in this local "
            "directory; run the same job again to resume after the last finished iteration",
@@ -108,8 +98,6 @@ CHECKPOINT = [
 PREDICTIONS = [
     Option("probability-format", "output", STR, "probability column as array<double>, "
            "Spark ML vector, or left out", "array", ("array", "vector", "none")),
-    Option("log-likelihood-col", "output", STR, "add each row's log-likelihood under the "
-           "model in this column", check=non_empty, metavar="NAME"),
 ]
 
 # --- the Spark session, logging and MLflow: every job -----------------------------------

@@ -127,3 +127,18 @@ def print_summary(model, evaluation: Evaluation, stream) -> None:
         mean = ", ".join(f"{v:.4f}" for v in model.means[j])
         print(f"  component {j}: weight {model.weights[j]:.4f}, size "
               f"{evaluation.cluster_sizes[j]:,}, mean [{mean}]", file=stream)
+
+
+def select_report(parameters: dict, criterion: str, best: dict, rows: list[dict], model,
+                  job) -> dict:
+    """The ``--report-out`` document of ``select`` (JSON-ready): the candidates' table, the
+    choice and the seconds per phase."""
+    seconds = dict(job.progress.phase_seconds(), total=job.seconds())
+    return {
+        "spark_em_report": {"version": 1, "job": "select"},
+        "parameters": parameters, "criterion": criterion, "best": best,
+        "candidates": rows, "converged": bool(model.summary.converged),
+        "seconds": seconds,
+        "spark": {"application_id": job.env.app_id, "kind": job.env.kind,
+                  "master": job.env.master},
+    }

@@ -15,7 +15,7 @@ and spherical (:class:`Squares`), nothing for tied and larger full ones.  Then
 The expanded form loses about ``eps * (sum of its terms' magnitudes)`` to cancellation:
 rows far from the centre in a component's own standard deviations, or an ill-conditioned
 precision, make that large.  For every slice and component that bound is computed from the
-slice's largest coordinate; components beyond :data:`CANCELLATION_LIMIT` -- and the far
+slice's largest coordinate; components beyond :data:`EXPANDED_ERROR_LIMIT` -- and the far
 components the kernel names -- are evaluated in the exact form, from the differences
 ``x - mu`` (the covariance table's Mahalanobis objects), as scikit-learn computes all of them.
 """
@@ -29,7 +29,7 @@ import numpy as np
 # the benchmark's data (1M x 16, K=8, full, fitted components) the bound is about 5e-12:
 # coordinates reach 22 about the centre, the limit would be reached at about 310; beyond
 # it a component is computed in the exact form for that slice.
-CANCELLATION_LIMIT = 1e-9
+EXPANDED_ERROR_LIMIT = 1e-9
 EPS = float(np.finfo(np.float64).eps)
 
 
@@ -149,8 +149,8 @@ def _reach(aq: np.ndarray, ax: np.ndarray, a0: np.ndarray) -> np.ndarray:
     """Per component, the largest coordinate ``r`` (absolute value) for which the error
     bound ``EPS * (aq r^2 + ax r + a0)`` of the expanded form -- ``aq``, ``ax``, ``a0``
     the summed magnitudes of its quadratic, linear and constant coefficients -- stays
-    within CANCELLATION_LIMIT (-inf: never)."""
-    room = CANCELLATION_LIMIT / EPS - a0
+    within EXPANDED_ERROR_LIMIT (-inf: never)."""
+    room = EXPANDED_ERROR_LIMIT / EPS - a0
     with np.errstate(invalid="ignore", divide="ignore"):
         r = (np.sqrt(ax * ax + 4.0 * aq * room) - ax) / (2.0 * aq)
     return np.where(room >= 0.0, np.nan_to_num(r, nan=-np.inf), -np.inf)

@@ -23,8 +23,7 @@ from ..errors import IllDefinedCovarianceError
 
 __all__ = [
     "COVARIANCE_TYPES", "GaussianParams", "IllDefinedCovarianceError", "LOG_2PI",
-    "check_covariance_type", "compute_precisions_cholesky",
-    "covariances_from_precisions_cholesky", "log_det_cholesky", "n_parameters",
+    "aic", "bic", "check_covariance_type", "n_parameters",
 ]
 
 LOG_2PI = float(np.log(2.0 * np.pi))
@@ -33,27 +32,6 @@ LOG_2PI = float(np.log(2.0 * np.pi))
 def check_covariance_type(covariance_type: str) -> str:
     covariance(covariance_type)
     return covariance_type
-
-
-def compute_precisions_cholesky(
-    covariances: np.ndarray, covariance_type: str, reg_covar: float | None = None
-) -> np.ndarray:
-    """Cholesky factors of the precision matrices (shapes by type).  ``reg_covar`` only
-    appears in the error message.  Raises :class:`IllDefinedCovarianceError` when a
-    covariance is not positive definite."""
-    return covariance(covariance_type).precisions_cholesky(
-        np.asarray(covariances, dtype=np.float64), reg_covar
-    )
-
-
-def covariances_from_precisions_cholesky(precisions_cholesky, covariance_type: str) -> np.ndarray:
-    """Inverse of :func:`compute_precisions_cholesky`."""
-    return covariance(covariance_type).covariances(np.asarray(precisions_cholesky, np.float64))
-
-
-def log_det_cholesky(precisions_cholesky, covariance_type: str, d: int) -> np.ndarray:
-    """log |precision|^(1/2) per component: shape (k,) (tied: scalar)."""
-    return covariance(covariance_type).log_det(np.asarray(precisions_cholesky, np.float64), d)
 
 
 def n_parameters(k: int, d: int, covariance_type: str) -> int:
@@ -134,18 +112,6 @@ class GaussianParams:
     def precisions(self) -> np.ndarray:
         """Precision matrices in sklearn's shapes (``precisions_``)."""
         return covariance(self.covariance_type).precisions(self.precisions_cholesky)
-
-    def log_resp(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(log p(x_i) (n,), log r_ik (n, k))`` for X: (n, d), by the fit's E-step kernel
-        (:class:`spark_em.core.estep.EStepKernel`) about the mixture's mean."""
-        from .estep import EStepKernel
-
-        c = self.centre
-        ll, resp, _ = EStepKernel(self, c, moments=False).posteriors(
-            np.asarray(X, dtype=np.float64) - c
-        )
-        with np.errstate(divide="ignore"):
-            return ll, np.log(resp)
 
     def shifted(self, centre: np.ndarray) -> "GaussianParams":
         """The same mixture in coordinates ``x - centre``."""

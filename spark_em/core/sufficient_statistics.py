@@ -35,7 +35,7 @@ from .mixture import GaussianParams
 # times its own diagonal: ``eps * 1e5 = 2e-11`` relative.  Larger terms cancelled (moments
 # about a point far from the component, in its own standard deviations): see
 # :meth:`SuffStats.imprecise`.
-CANCELLATION_LIMIT = 1e5
+MOMENT_RATIO_LIMIT = 1e5
 
 
 def second_shape(k: int, d: int, covariance_type: str) -> tuple[int, ...]:
@@ -168,10 +168,10 @@ class SuffStats:
 
     def imprecise(self, reg_covar: float) -> np.ndarray:
         """Components whose new covariance lost digits to cancellation: its diagonal is
-        more than :data:`CANCELLATION_LIMIT` times smaller than the second moments it was
+        more than :data:`MOMENT_RATIO_LIMIT` times smaller than the second moments it was
         computed from (a component that shrank far from the point its moments were taken
         about -- onto one row, or onto one of two clusters 1e6 apart).  Their statistics
         should be taken again about the new means (:meth:`means_c`).  All components for
         ``tied``, whose moments are shared."""
         nk, _, cov = self._update(reg_covar)
-        return covariance(self.covariance_type).imprecise(self.second, cov, nk, CANCELLATION_LIMIT)
+        return covariance(self.covariance_type).imprecise(self.second, cov, nk, MOMENT_RATIO_LIMIT)

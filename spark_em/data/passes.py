@@ -17,7 +17,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 from pyspark.sql import types as T
 
-from ..core.estep import Chunk
+from ..core.summarizers import Chunk
 from ..progress import PassProfile
 from .reduce import packed_batch, packed_bytes, tree_collect
 

@@ -16,7 +16,7 @@ from pyspark.sql import DataFrame
 from .columns import describe_features, feature_array, feature_dimension, weight_column
 from .env import SparkEnv
 from ..errors import InvalidInputError
-from .stores import BlockStore, choose_store
+from .stores import BLOCK_CACHES, BlockStore, StoreInput, choose_store, parquet_layout
 from .validation import ValidationSummarizer, check_validation
 
 
@@ -30,7 +30,7 @@ class PreparedData:
     centre: np.ndarray  # weighted mean, the fit's centre c0
     sample: np.ndarray  # (m, d) rows drawn with probability proportional to weight
     bad_rows: dict  # invalid rows by kind (skipped with skip_invalid, else an error)
-    store: str  # the name of the block store
+    store_name: str  # where the blocks live: the name of the block store
     seconds: float  # the preparation's wall time
 
     @property
@@ -56,26 +56,16 @@ def prepare(
     negative or huge weights) unless ``skip_invalid`` -- each with the number of rows.
     """
     t0 = time.perf_counter()
+    if block_cache not in BLOCK_CACHES:
+        raise ValueError(f"blockCache must be one of {BLOCK_CACHES}, got {block_cache!r}")
     env = SparkEnv.of(df.sparkSession)
     arr = feature_array(df, features)
     wcol = weight_column(df, weight_col)
-    def dimension(d=None) -> int:
-        """d: from the column list, the store's own look at the data, or a Spark job."""
-        if d is None:
-            d = feature_dimension(df, features, arr)
-        if d is None:
-            raise InvalidInputError(
-                f"the input DataFrame is empty (or {describe_features(features)} is null in "
-                "every row): nothing to fit"
-            )
-        if d == 0:
-            raise InvalidInputError(f"{describe_features(features)} has vectors of length 0")
-        return int(d)
-
+    layout = parquet_layout(env, block_cache, df, features, weight_col)
+    d = _dimension(df, features, arr, layout)
     selected = df.select(arr.alias("x"), wcol.alias("w"))
-    store = choose_store(env, block_cache, df, selected, features, weight_col, dimension,
-                         aggregation_depth)
-    d = store.d
+    store = choose_store(block_cache, StoreInput(df.sparkSession, env, d, selected,
+                                                 aggregation_depth, layout))
     try:
         stats = store.open(ValidationSummarizer(sample_size, seed))
         check_validation(stats, features, weight_col, skip_invalid)
@@ -85,5 +75,23 @@ def prepare(
     return store, PreparedData(
         d=d, n_rows=int(stats.n_rows), weight_sum=float(stats.weight_sum),
         centre=stats.centre, sample=stats.sample, bad_rows=stats.bad_rows,
-        store=store.name, seconds=time.perf_counter() - t0,
+        store_name=store.name, seconds=time.perf_counter() - t0,
     )
+
+
+def _dimension(df: DataFrame, features, arr, layout) -> int:
+    """d: the number of feature columns, the length the Parquet listing saw, or the length
+    of the first non-null row (a Spark job)."""
+    if isinstance(features, (list, tuple)):
+        d = len(features)
+    elif layout is not None and layout.d is not None:
+        d = layout.d
+    else:
+        d = feature_dimension(df, features, arr)
+    if d is None:
+        raise InvalidInputError(
+            f"the input DataFrame is empty (or {describe_features(features)} is null in "
+            "every row): nothing to fit")
+    if d == 0:
+        raise InvalidInputError(f"{describe_features(features)} has vectors of length 0")
+    return int(d)

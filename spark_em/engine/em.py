@@ -1,9 +1,11 @@
-"""The EM loop, written once: initialise, then E-step pass + M-step until convergence.
+"""EM iterations, written once: the starting parameters of runs, and one E-step pass +
+M-step for every run still running.
 
-Spark appears only through :func:`spark_em.data.passes.run_pass` on a block store; every other
-step is numpy on the driver.  Several runs (``nInit`` restarts, model-selection candidates
-of any k and covariance type) advance in lock-step and share each scan of the data; a run
-that converges leaves the later passes.
+Spark appears only through :func:`spark_em.data.passes.run_pass` on a block store; every
+other step is numpy on the driver.  Several runs (``nInit`` restarts, model-selection
+candidates of any k and covariance type) advance in lock-step and share each scan of the
+data; a run that converges leaves the later passes.  The loop around these steps -- when to
+stop, checkpoints, progress -- is the fit session's (:mod:`spark_em.engine.fit_session`).
 """
 
 from __future__ import annotations
@@ -11,15 +13,16 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from ..core.mixture import GaussianParams
+from ..core.estep import EStepKernel
+from ..core.init_summarizers import NearestCentreSummarizer, RandomResponsibilitySummarizer
 from ..core.initialisation import initial_centres
-from ..core.estep import EStepKernel, NearestCentreTask, RandomRespTask
+from ..core.mixture import GaussianParams
 from ..data.passes import run_pass
-from ..progress import InitialisationDone, IterationInfo, PassProfile
+from ..progress import IterationInfo
 
 log = logging.getLogger("spark_em")
 
@@ -48,6 +51,7 @@ class FitResult:
     n_rows: int
     label: str = "run 0"
     seconds: float = 0.0
+    bad_rows: dict = field(default_factory=dict)  # invalid rows left out, by kind
 
 
 @dataclass(frozen=True)
@@ -63,122 +67,77 @@ class InitSpec:
 def initial_params(store, data, specs: Sequence[InitSpec], reg_covar: float) -> list[GaussianParams]:
     """Initial parameters of every spec, all from one pass over the data: centres from the
     sample (k-means, k-means++, random rows) or random responsibilities, then one M-step."""
-    tasks = []
+    summarizers = []
     for s in specs:
         if s.init_mode == "random":
-            tasks.append(RandomRespTask(s.k, s.seed, s.covariance_type))
+            summarizers.append(RandomResponsibilitySummarizer(s.k, s.seed, s.covariance_type))
         else:
             centres = initial_centres(data.sample, s.k, s.init_mode, np.random.default_rng(s.seed))
-            tasks.append(NearestCentreTask(centres, data.centre, s.covariance_type))
-    stats, _ = run_pass(store, tasks, data.centre, "initialise")
+            summarizers.append(NearestCentreSummarizer(centres, data.centre, s.covariance_type))
+    stats, _ = run_pass(store, summarizers, data.centre, "initialise")
     return [st.m_step(data.centre, reg_covar) for st in stats]
 
 
-def iterate(
-    store,
-    data,
-    runs: list[Run],
-    *,
-    max_iter: int,
-    tol: float,
-    reg_covar: float,
-    progress: Callable | None = None,
-    on_iteration: Callable[[int, list[Run]], None] | None = None,
-    first_iteration: int = 1,
-) -> list[Run]:
-    """EM iterations ``first_iteration..max_iter`` of every run not yet converged, each
-    iteration one pass shared by all of them.  Convergence (sklearn's rule): |change in
-    mean weighted log-likelihood per row| < tol.  ``on_iteration(iteration, runs)`` is called
-    after each iteration's M-steps (checkpoints)."""
-    for it in range(first_iteration, max_iter + 1):
-        active = [r for r in runs if not r.converged]
-        if not active:
-            break
-        t0 = time.perf_counter()
-        kernels = [EStepKernel(r.params, data.centre) for r in active]
-        stats, profile = run_pass(store, kernels, data.centre, f"EM iteration {it}")
-        stats, profile = exact_moments(
-            lambda ks, label: run_pass(store, ks, data.centre, label), kernels, stats, profile,
-            reg_covar, f"EM iteration {it}: exact moments")
-        t_pass = time.perf_counter()
-        changes = []  # NaN for a run's first iteration without a log-likelihood to compare
-        for r, st in zip(active, stats):
-            ll = st.log_likelihood / st.weight_sum
-            before = r.history[-1] if r.history else r.previous
-            changes.append(ll - before if before is not None else float("nan"))
-            r.history.append(ll)
-            r.params = st.m_step(data.centre, reg_covar)
-            r.converged = abs(changes[-1]) < tol  # False for NaN: never on the first change
-        seconds = time.perf_counter() - t0
-        for r in active:
-            r.seconds += seconds / len(active)
-        details = dict(profile.as_dict(), mstep_s=t0 + seconds - t_pass)
-        for r, change in zip(active, changes):
-            info = IterationInfo(
-                it, runs.index(r), r.history[-1], change,
-                seconds, label=r.label, rows=int(data.n_rows), converged=r.converged,
-                profile=details,
-            )
-            log.info("iteration %d (%s): mean log-likelihood %.6f, change %.3g, %.2fs",
-                     it, r.label, info.mean_log_likelihood, info.change, seconds)
-            if progress is not None:
-                progress(info)
-        if on_iteration is not None:
-            on_iteration(it, runs)
-    return runs
+def step(store, data, runs: list[Run], iteration: int, *, tol: float,
+         reg_covar: float) -> list[IterationInfo]:
+    """One EM iteration of every run not yet converged, in one pass shared by all of them;
+    the runs are updated in place and the iteration's events returned (one per run).
+    Convergence (sklearn's rule): |change in mean weighted log-likelihood per row| < tol."""
+    active = [r for r in runs if not r.converged]
+    if not active:
+        return []
+    t0 = time.perf_counter()
+    label = f"EM iteration {iteration}"
+    kernels = [EStepKernel(r.params, data.centre) for r in active]
+    stats, profile = run_pass(store, kernels, data.centre, label)
+    redo = moments_to_redo(kernels, stats, reg_covar)
+    if redo:
+        log.info("%s: covariances of components %s lost digits to cancellation; their moments "
+                 "are taken again about their new means", label, [c.tolist() for _, c in redo])
+        again, extra = run_pass(store, [k for k, _ in redo.values()], data.centre,
+                                f"{label}: exact moments")
+        stats, profile = with_redone(stats, redo, again), profile + extra
+    t_pass = time.perf_counter()
+    changes = []  # NaN for a run's first iteration without a log-likelihood to compare
+    for r, st in zip(active, stats):
+        ll = st.log_likelihood / st.weight_sum
+        before = r.history[-1] if r.history else r.previous
+        changes.append(ll - before if before is not None else float("nan"))
+        r.history.append(ll)
+        r.params = st.m_step(data.centre, reg_covar)
+        r.converged = abs(changes[-1]) < tol  # False for NaN: never on the first change
+    seconds = time.perf_counter() - t0
+    for r in active:
+        r.seconds += seconds / len(active)
+    details = dict(profile.as_dict(), mstep_s=t0 + seconds - t_pass)
+    return [IterationInfo(iteration, runs.index(r), r.history[-1], change, seconds,
+                          label=r.label, rows=int(data.n_rows), converged=r.converged,
+                          profile=details)
+            for r, change in zip(active, changes)]
 
 
-def fit_runs(
-    store,
-    data,
-    start_runs: Callable[[], list[Run]],
-    *,
-    max_iter: int,
-    tol: float,
-    reg_covar: float,
-    progress: Callable | None = None,
-    checkpoint=None,
-) -> list[Run]:
-    """Runs from ``start_runs()`` (or, when ``checkpoint`` holds the state of this fit, from
-    its last finished iteration) iterated to convergence or ``max_iter``; with a
-    ``checkpoint`` (:class:`spark_em.engine.checkpoint.Checkpoint`) the state is saved after each
-    iteration."""
-    state = checkpoint.load(data) if checkpoint is not None else None
-    if state is None:
-        runs, first = start_runs(), 1
-    else:
-        done, runs = state
-        first = done + 1
-        log.info("resuming %d runs from checkpoint %s after iteration %d",
-                 len(runs), checkpoint.directory, done)
-        if progress is not None:
-            progress(InitialisationDone(runs=len(runs), mode="checkpoint", seconds=0.0))
-    save = None if checkpoint is None else (
-        lambda iteration, current: checkpoint.save(iteration, current, data))
-    return iterate(store, data, runs, max_iter=max_iter, tol=tol, reg_covar=reg_covar,
-                   progress=progress, on_iteration=save, first_iteration=first)
+def moments_to_redo(kernels: Sequence[EStepKernel], stats, reg_covar: float) -> dict:
+    """``{run index: (kernel, components)}`` for the runs whose new covariances lost digits
+    to cancellation (a component that shrank far, in its own standard deviations, from
+    where its moments were taken: onto one row, onto one of two clusters 1e6 apart): the
+    kernel takes those components' moments about their new means.  The E-step is the same,
+    so are N_k and the log-likelihood.  Rare: from the next iteration on, the kernel takes
+    such a component's moments about its own mean."""
+    redo = {}
+    for i, st in enumerate(stats):
+        comps = st.imprecise(reg_covar)
+        if comps.size:
+            redo[i] = (kernels[i].about(st.means_c(), comps), comps)
+    return redo
 
 
-def exact_moments(e_pass: Callable, kernels, stats, profile, reg_covar, label):
-    """Statistics whose new covariances lost digits to cancellation (a component that
-    shrank far, in its own standard deviations, from where its moments were taken: onto one
-    row, onto one of two clusters 1e6 apart) are taken again about the new means, in one
-    more pass for those runs only.  The E-step is the same, so are N_k and the
-    log-likelihood.  Rare: from the next iteration on, the kernel takes such a component's
-    moments about its own mean.  ``e_pass(kernels, label) -> (stats, PassProfile)`` runs a
-    pass (:func:`~spark_em.data.passes.run_pass` on the fit's store)."""
-    redo = [(i, comps) for i, st in enumerate(stats) if (comps := st.imprecise(reg_covar)).size]
-    if not redo:
-        return stats, profile
-    log.info("%s: covariances of components %s lost digits to cancellation; their moments "
-             "are taken again about their new means", label, [c.tolist() for _, c in redo])
-    again = [kernels[i].about(stats[i].means_c(), comps) for i, comps in redo]
-    more, extra = e_pass(again, label)
+def with_redone(stats, redo: dict, again) -> list:
+    """``stats`` with the runs of :func:`moments_to_redo` replaced by ``again`` (their
+    statistics from the extra pass, in the same order)."""
     stats = list(stats)
-    for (i, _), st in zip(redo, more):
+    for i, st in zip(redo, again):
         stats[i] = st
-    summed = {key: value + getattr(extra, key) for key, value in profile.as_dict().items()}
-    return stats, PassProfile(**summed)
+    return stats
 
 
 def result_of(run: Run, data) -> FitResult:
@@ -188,11 +147,10 @@ def result_of(run: Run, data) -> FitResult:
     return FitResult(
         params=run.params, log_likelihood_history=list(run.history), num_iter=len(run.history),
         converged=run.converged, weight_sum=float(data.weight_sum), n_rows=int(data.n_rows),
-        label=run.label, seconds=run.seconds,
+        label=run.label, seconds=run.seconds, bad_rows=dict(data.bad_rows),
     )
 
 
 def best_run(runs: Sequence[Run]) -> Run:
     """The run with the best last mean log-likelihood (the first on ties)."""
     return max(runs, key=lambda r: r.history[-1] if r.history else -np.inf)
-

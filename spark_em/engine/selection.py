@@ -9,14 +9,12 @@ sum).
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from pyspark.sql import DataFrame
+from typing import Callable
 
 from ..core.covariance import covariance
-from .em import InitSpec, best_run, result_of
 from ..core.mixture import aic, bic, n_parameters
-from ..core.estep import EStepKernel
-from ..data.passes import run_pass
+from .em import FitResult, best_run
+from .fit_session import FitSession, FitSettings
 
 CRITERIA = ("bic", "aic")
 TABLE_SCHEMA = ("k int, covarianceType string, logLikelihood double, bic double, aic double, "
@@ -42,7 +40,17 @@ class Candidate:
                 float(self.seconds))
 
 
-def _candidates(ks, covariance_types) -> list[tuple[int, str]]:
+@dataclass(frozen=True)
+class Selection:
+    """The candidates' table and the best candidate's fit."""
+
+    candidates: list[Candidate]
+    best: Candidate
+    result: FitResult
+
+
+def candidates_of(ks, covariance_types) -> list[tuple[int, str]]:
+    """``(k, covariance type)`` pairs, ValueError for an empty or invalid list."""
     ks = sorted({int(k) for k in ks})
     if not ks or ks[0] < 1:
         raise ValueError(f"ks must be a non-empty list of k >= 1, got {ks}")
@@ -54,45 +62,36 @@ def _candidates(ks, covariance_types) -> list[tuple[int, str]]:
     return [(k, t) for t in types for k in ks]
 
 
-def fit_select(gm, dataset: DataFrame, ks, covariance_types=None, criterion: str = "bic"):
-    """``(best model, table DataFrame)`` for the candidates ``ks`` x ``covariance_types``.
-
-    ``gm`` is a :class:`~spark_em.GaussianMixture` giving every other setting (its ``k`` and
-    ``covarianceType`` are replaced by each candidate's).  The table has one row per
-    candidate: k, covarianceType, logLikelihood, bic, aic, iterations, converged, seconds
-    (its share of the passes' time).  The best is the lowest ``criterion`` (``bic`` or
-    ``aic``).
-    """
+def check_criterion(criterion: str) -> str:
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
-    if gm.getInitialModel() is not None:
+    return criterion
+
+
+def fit_select(dataset, settings: FitSettings, candidates: list[tuple[int, str]],
+               criterion: str, progress: Callable | None = None) -> Selection:
+    """Every candidate of ``candidates`` fitted in one scan per iteration, scored in one
+    more; the best is the lowest ``criterion`` (``bic`` or ``aic``).  ``settings`` give
+    every other setting (their ``k`` and covariance type are the candidates')."""
+    check_criterion(criterion)
+    if settings.warm_start is not None:
         raise ValueError("fitSelect starts every candidate afresh: unset initialModel")
-    gm._check_params()
-    cands = _candidates(ks, covariance_types or [gm.getCovarianceType()])
-    n_init = gm.getNInit()
-    sample_seed, seeds = gm._seeds(n_init)
-    store, data = gm._prepare(dataset, max(k for k, _ in cands), sample_seed)
-    specs = [InitSpec(k, t, gm.getInitMode(), s) for k, t in cands for s in seeds]
-    labels = [_label(s.k, s.covariance_type, i % n_init, n_init) for i, s in enumerate(specs)]
-    with store:
-        runs = gm._em(store, data, specs, labels, ks=[k for k, _ in cands],
-                      covarianceTypes=[t for _, t in cands])
-        per_candidate = [runs[i * n_init:(i + 1) * n_init] for i in range(len(cands))]
+    n_init = settings.n_init
+    labels = [_label(k, t, i, n_init) for k, t in candidates for i in range(n_init)]
+    with FitSession.open(dataset, settings, max(k for k, _ in candidates), progress) as session:
+        runs = session.iterate(session.start(candidates, labels))
+        per_candidate = [runs[i * n_init:(i + 1) * n_init] for i in range(len(candidates))]
         best = [best_run(rs) for rs in per_candidate]
-        final = [EStepKernel(r.params, data.centre, moments=False) for r in best]
-        scored, _ = run_pass(store, final, data.centre, "score the candidates")
-    table = []
-    for (k, t), rs, r, st in zip(cands, per_candidate, best, scored):
-        ll = float(st.log_likelihood)
-        p = n_parameters(k, data.d, t)
-        table.append(Candidate(k, t, ll, bic(ll, data.weight_sum, p), aic(ll, p),
-                               len(r.history), r.converged, sum(x.seconds for x in rs)))
-    i_best = min(range(len(table)), key=lambda i: getattr(table[i], criterion))
-    k, t = cands[i_best]
-    chosen = gm.copy({gm.k: k, gm.covarianceType: t})
-    model = chosen._model(result_of(best[i_best], data), dataset, data.bad_rows)
-    frame = dataset.sparkSession.createDataFrame([c.as_row() for c in table], TABLE_SCHEMA)
-    return model, frame
+        scored = session.score([r.params for r in best], "score the candidates")
+        data = session.data
+        table = []
+        for (k, t), rs, r, st in zip(candidates, per_candidate, best, scored):
+            ll = float(st.log_likelihood)
+            p = n_parameters(k, data.d, t)
+            table.append(Candidate(k, t, ll, bic(ll, data.weight_sum, p), aic(ll, p),
+                                   len(r.history), r.converged, sum(x.seconds for x in rs)))
+        i_best = min(range(len(table)), key=lambda i: getattr(table[i], criterion))
+        return Selection(table, table[i_best], session.result(best[i_best]))
 
 
 def _label(k: int, covariance_type: str, restart: int, n_init: int) -> str:

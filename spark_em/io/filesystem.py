@@ -75,8 +75,8 @@ def hadoop_paths(spark: SparkSession) -> HadoopPaths | None:
     return None if SparkEnv.of(spark).connect else HadoopPaths(spark)
 
 
-def _connect_handle_overwrite(path: str, overwrite: bool) -> None:
-    """On the Connect server: raise FileExistsError if ``path`` exists and not ``overwrite``,
+def connect_handle_overwrite(path: str, overwrite: bool) -> None:
+    """Spark Connect, on the server: raise FileExistsError if ``path`` exists and not ``overwrite``,
     delete it if it exists and ``overwrite``."""
     try:
         from pyspark.ml.util import ML_CONNECT_HELPER_ID
@@ -103,12 +103,6 @@ def temporary_sibling(path: str, tag: str = "tmp") -> str:
     return path.rstrip("/") + f"._{tag}-{uuid.uuid4().hex[:12]}"
 
 
-def connect_handle_overwrite(path: str, overwrite: bool) -> None:
-    """Spark Connect: FileExistsError if ``path`` exists and not ``overwrite``; remove it if
-    it exists and ``overwrite`` (on the server)."""
-    _connect_handle_overwrite(path, overwrite)
-
-
 def atomic_write(spark: SparkSession, path: str, overwrite: bool, write_to) -> None:
     """Call ``write_to(target)`` to write ``path`` in the cluster's file system.
 
@@ -118,7 +112,7 @@ def atomic_write(spark: SparkSession, path: str, overwrite: bool, write_to) -> N
     docstring).
     """
     if SparkEnv.of(spark).connect:
-        _connect_handle_overwrite(path, overwrite)
+        connect_handle_overwrite(path, overwrite)
         write_to(path)
         return
     ops = HadoopPaths(spark)

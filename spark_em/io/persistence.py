@@ -58,8 +58,8 @@ class AtomicWriter(MLWriter):
 
 class ModelWriter(AtomicWriter):
     def saveImpl(self, path: str) -> None:
-        p = self.instance._gaussian
-        summary = self.instance._summary
+        p = self.instance.mixture
+        summary = self.instance.summary if self.instance.hasSummary else None
         extra = {
             "formatVersion": FORMAT_VERSION,
             "covarianceType": p.covariance_type,
@@ -96,13 +96,15 @@ class ModelReader(MLReader):
                 if unknown:
                     raise ValueError(f"unknown Params {unknown}")
                 DefaultParamsReader.getAndSetParams(model, meta)
-            model._summary = _summary(meta.get("summary"), model)
+            loaded = self.cls(checked.params, _summary(meta.get("summary"), model))
         except (TypeError, ValueError, KeyError, AttributeError, AssertionError) as exc:
             raise ModelFormatError(
                 f"cannot load a GaussianMixtureModel from {path}: its metadata's Params or "
                 f"summary are not valid ({exc})"
             ) from None
-        return model
+        model._copyValues(loaded)
+        loaded._resetUid(model.uid)
+        return loaded
 
 
 def _summary(saved: dict | None, model: GaussianMixtureModel) -> GaussianMixtureSummary | None:

@@ -16,13 +16,12 @@ import time
 
 from ..exit_codes import NotConvergedError, UsageError
 from ..inputs import check_source, demo_input, load_model, read_input
+from ..job import Job, estimator
 from ..main import Command
 from ..options import (
-    BOOL, CHECKPOINT, INPUT, INT, MLFLOW, MODEL, PREDICTIONS, RUN, STR, Option, at_least,
+    BOOL, CHECKPOINT, INPUT, INT, MLFLOW, PREDICTIONS, RUN, STR, Option, at_least, param_options,
 )
-from ..outputs import (
-    MODEL as MODEL_DIR, PARQUET, PLOTS, REPORT, Outputs, check_local_outputs, print_written,
-)
+from ..outputs import MODEL as MODEL_DIR, PARQUET, PLOTS, REPORT, check_local_outputs
 
 DEMO = [
     Option("demo", "demo", BOOL, "fit generated demo data instead of an input", False),
@@ -46,7 +45,10 @@ OUTPUT = [
     Option("overwrite", "output", BOOL, "replace existing outputs (only ones holding what "
            "this job writes)", False),
 ]
-OPTIONS = INPUT + DEMO + MODEL + WARM_START + CHECKPOINT + OUTPUT + PREDICTIONS + RUN + MLFLOW
+OPTIONS = (INPUT + DEMO + param_options("fit") + WARM_START + CHECKPOINT + OUTPUT
+           + PREDICTIONS + RUN + MLFLOW)
+OUTPUTS = (("model-out", MODEL_DIR), ("predictions-out", PARQUET), ("report-out", REPORT),
+           ("plot-dir", PLOTS))
 
 
 def check(s) -> None:
@@ -58,22 +60,20 @@ def check(s) -> None:
 
 
 def _estimator(s, features, weight_col, init_model):
-    from ... import GaussianMixture
-
-    params = {o.param: s[o.key] for o in MODEL if o.param and s.get(o.key) is not None}
+    """The job's estimator; with ``--init-model`` its k and covariance type are the
+    model's (a flag or key that disagrees is refused)."""
+    fixed = {}
     if init_model is not None:
         for key, param, value in (("k", "k", init_model.getK()),
                                   ("covariance-type", "covarianceType", init_model.covarianceType)):
             if s.source(key) != "default" and s[key] != value:
                 raise UsageError(f"{s.describe(key)} is {s[key]!r} but --init-model "
                                  f"{s['init-model']} has {key} {value!r}")
-            params[param] = value
-    gm = GaussianMixture(featuresCol=features, weightCol=weight_col, **params)
+            fixed[param] = value
+    gm = estimator(s, "fit", features, weight_col, **fixed)
     if init_model is not None:
         gm.setInitialModel(init_model)
-    if s.get("checkpoint-dir"):
-        gm.setCheckpointDir(s["checkpoint-dir"])
-    return gm, params
+    return gm
 
 
 def _effective(s, gm) -> dict:
@@ -81,54 +81,39 @@ def _effective(s, gm) -> dict:
     --init-model included)."""
     params = {o.key: s[o.key] for o in s.options
               if o.section in ("model", "input") and s.get(o.key) is not None}
-    for o in MODEL:
-        if o.param:
-            params[o.key] = gm.getOrDefault(getattr(gm, o.param))
+    for o in param_options("fit"):
+        params[o.key] = gm.getOrDefault(o.param)
     params["features"] = gm.getFeaturesCol()
     return params
 
 
 def execute(s) -> int:
-    from ...data.env import SparkEnv
-    from ..progress_lines import FitProgress
-    from ..spark_session import job_session
-    from ..tracking import MlflowRun
-
-    started = time.perf_counter()
-    progress = FitProgress(quiet=s["quiet"])
-    tracker = MlflowRun(s)
-    with job_session(s, "spark-em fit") as spark:
-        env = SparkEnv.of(spark)
+    with Job.start(s, "fit", OUTPUTS) as job:
         init_model = load_model(s["init-model"], "init-model") if s.get("init-model") else None
         default_features = init_model.getFeaturesCol() if init_model is not None else "features"
-        source = demo_input(spark, env, s) if s.get("demo") else \
-            contextlib.nullcontext(read_input(spark, s, default_features))
-        with source as inp, Outputs(spark, s["overwrite"]) as outputs:
-            targets = {flag: outputs.add(flag, s[flag], kind) for flag, kind in (
-                ("model-out", MODEL_DIR), ("predictions-out", PARQUET),
-                ("report-out", REPORT), ("plot-dir", PLOTS)) if s.get(flag)}
-            gm, params = _estimator(s, inp.features, inp.weight_col, init_model)
-            if "predictions-out" in targets:  # before the fit, not after it
+        source = demo_input(job.spark, job.env, s) if s.get("demo") else \
+            contextlib.nullcontext(read_input(job.spark, s, default_features))
+        with source as inp:
+            gm = _estimator(s, inp.features, inp.weight_col, init_model)
+            if "predictions-out" in job.targets:  # before the fit, not after it
                 from ..predictions import check_prediction_columns
 
                 check_prediction_columns(inp.df, gm, s.get("log-likelihood-col"))
-            gm.progress = progress
-            ok = False
-            tracker.start(dict(params, features=inp.features, input=inp.description))
-            try:
-                code = _fit_and_write(s, spark, env, gm, inp, outputs, targets, progress,
-                                      tracker, started)
-                ok = code == 0
-            finally:
-                tracker.end(ok)
-    return code
+            gm.progress = job.progress
+            job.tracker.start(dict({o.param: gm.getOrDefault(o.param)
+                                    for o in param_options("fit") if s.get(o.key) is not None
+                                    or o.param in ("k", "covarianceType")},
+                                   features=inp.features, input=inp.description))
+            _fit_and_write(job, gm, inp, _effective(s, gm))
+    return 0
 
 
-def _fit_and_write(s, spark, env, gm, inp, outputs, targets, progress, tracker, started) -> int:
+def _fit_and_write(job: Job, gm, inp, params: dict) -> None:
     from ..plots import sample_rows, write_fit_plots
     from ..predictions import with_predictions
     from ..reports import evaluate, fit_report, print_summary, write_json
 
+    s = job.settings
     model = gm.fit(inp.df)
     fitted = time.perf_counter()
     evaluation = evaluate(model, inp.df, inp.weight_col)
@@ -142,36 +127,36 @@ def _fit_and_write(s, spark, env, gm, inp, outputs, targets, progress, tracker, 
         print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} WARNING: {warnings[-1]}",
               file=sys.stderr, flush=True)
     everything = converged or not s["require-convergence"]
-    if everything and "model-out" in targets:
+    if everything:
         # the target stages the output (a temporary sibling; in place on Connect, after its
         # own overwrite check): the model writer's own part only, no second temporary
-        outputs.stage(targets["model-out"], lambda p: model.write().saveImpl(p))
-    if everything and "predictions-out" in targets:
-        out = with_predictions(model, inp.df, s["probability-format"], s.get("log-likelihood-col"))
-        outputs.stage(targets["predictions-out"], lambda p: out.write.parquet(p))
-    if everything and "plot-dir" in targets:
-        X, labels = sample_rows(model, inp.df, inp.features, evaluation.rows, s["seed"])
-        outputs.stage(targets["plot-dir"],
-                      lambda p: write_fit_plots(p, model, progress.histories, X, labels))
-    seconds = dict(progress.phase_seconds(), fit=fitted - started,
+        job.stage("model-out", lambda p: model.write().saveImpl(p))
+        if "predictions-out" in job.targets:
+            out = with_predictions(model, inp.df, s["probability-format"],
+                                   s.get("log-likelihood-col"))
+            job.stage("predictions-out", lambda p: out.write.parquet(p))
+        if "plot-dir" in job.targets:
+            X, labels = sample_rows(model, inp.df, inp.features, evaluation.rows, s["seed"])
+            job.stage("plot-dir", lambda p: write_fit_plots(p, model, job.progress.histories,
+                                                            X, labels))
+    seconds = dict(job.progress.phase_seconds(), fit=fitted - job.started,
                    evaluation=evaluated - fitted, write=time.perf_counter() - evaluated)
-    seconds["total"] = time.perf_counter() - started
-    report = fit_report(_effective(s, gm), model, evaluation, progress, env, seconds, inp.description,
-                        {flag: t.path for flag, t in targets.items()}, warnings)
-    if "report-out" in targets:
-        outputs.stage(targets["report-out"], lambda p: write_json(report, p))
+    seconds["total"] = job.seconds()
+    report = fit_report(params, model, evaluation, job.progress, job.env, seconds,
+                        inp.description, {flag: t.path for flag, t in job.targets.items()},
+                        warnings)
+    job.stage("report-out", lambda p: write_json(report, p))
     if everything:
-        model_dir = targets.get("model-out")
-        local_model = model_dir.staged if model_dir is not None and env.local_master and \
+        model_dir = job.targets.get("model-out")
+        local_model = model_dir.staged if model_dir is not None and job.env.local_master and \
             "://" not in model_dir.path else None
-        plot_dir = targets["plot-dir"].staged if "plot-dir" in targets else None
-        tracker.log_fit(report, progress.histories, local_model, plot_dir)
-    outputs.commit()
-    print_written(targets)
+        plot_dir = job.targets["plot-dir"].staged if "plot-dir" in job.targets else None
+        job.tracker.log_fit(report, job.progress.histories, local_model, plot_dir)
+    job.commit()
+    job.print_written()
     if not everything:
         raise NotConvergedError(f"{warnings[-1]} (--require-convergence); nothing written"
-                                + (" except the report" if "report-out" in targets else ""))
-    return 0
+                                + (" except the report" if "report-out" in job.targets else ""))
 
 
 COMMAND = Command("fit", __doc__, OPTIONS, check, execute)

@@ -11,17 +11,16 @@ with ``--log-likelihood-col``, each row's log-likelihood (an anomaly score: low 
 
 from __future__ import annotations
 
-import time
-
 from ..exit_codes import UsageError
 from ..inputs import check_source, load_model, read_input
+from ..job import Job
 from ..main import Command
-from ..options import COLUMNS, INPUT, INT, PREDICTIONS, RUN, STR, Option
+from ..options import COLUMNS, INPUT, INT, PREDICTIONS, RUN, STR, Option, param_options
 from ..predictions import MODES, PredictionWriter, check_partition_columns, with_predictions
 
 OPTIONS = INPUT + [
     Option("model", "model", STR, "the saved model to score with", metavar="PATH"),
-    Option("seed", "input", INT, "seed of --sample-fraction", 0),
+    Option("seed", "input", INT, "seed of --sample-fraction", 42),
     Option("output", "output", STR, "write the scored rows as Parquet here", metavar="PATH"),
     Option("output-table", "output", STR, "write the scored rows to this catalog table",
            metavar="NAME"),
@@ -29,7 +28,7 @@ OPTIONS = INPUT + [
            metavar="COLS"),
     Option("mode", "output", STR, "when the output exists: fail, replace it, replace only "
            "the partitions present in the new rows, or add the rows", "error", MODES),
-] + PREDICTIONS + RUN
+] + param_options("score") + PREDICTIONS + RUN
 
 
 def check(s) -> None:
@@ -48,32 +47,28 @@ def _columns(value) -> list[str]:
 
 
 def execute(s) -> int:
-    from ..outputs import Outputs
-    from ..spark_session import job_session
-
-    started = time.perf_counter()
-    with job_session(s, "spark-em score") as spark:
+    with Job.start(s, "score", overwrite=s["mode"] == "overwrite",
+                   hint="choose --mode overwrite, overwrite-partitions or append") as job:
         model = load_model(s["model"], "model")
-        inp = read_input(spark, s, model.getFeaturesCol())
+        inp = read_input(job.spark, s, model.getFeaturesCol())
+        model = model.copy()
         if s.get("features"):
-            model = model.copy()
             model.setFeaturesCol(inp.features)
+        model.setHandleInvalid(s["handle-invalid"])
         partition_by = _columns(s.get("partition-by"))
         check_partition_columns(inp.df, partition_by)
-        with Outputs(spark, overwrite=s["mode"] == "overwrite", hint=(
-                "choose --mode overwrite, overwrite-partitions or append")) as outputs:
-            writer = PredictionWriter(spark, outputs, path=s.get("output"),
-                                      table=s.get("output-table"), mode=s["mode"],
-                                      partition_by=partition_by)
-            writer.plan()
-            out = with_predictions(model, inp.df, s["probability-format"],
-                                   s.get("log-likelihood-col"))
-            writer.write(out)
-            outputs.commit()
-            writer.commit()
+        writer = PredictionWriter(job.spark, job.outputs, path=s.get("output"),
+                                  table=s.get("output-table"), mode=s["mode"],
+                                  partition_by=partition_by)
+        writer.plan()
+        out = with_predictions(model, inp.df, s["probability-format"],
+                               s.get("log-likelihood-col"))
+        writer.write(out)
+        job.commit()
+        writer.commit()
         where = s.get("output") or f"table {s['output-table']}"
         print(f"scored {inp.description} with {s['model']} (k={model.getK()}) -> {where} "
-              f"(mode {s['mode']}) in {time.perf_counter() - started:.1f}s")
+              f"(mode {s['mode']}) in {job.seconds():.1f}s")
     return 0
 
 

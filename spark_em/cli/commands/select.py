@@ -8,15 +8,14 @@ of the data per EM iteration, and save the best by BIC (or AIC).
 from __future__ import annotations
 
 import sys
-import time
 
 from ..exit_codes import UsageError
 from ..inputs import check_source, read_input
+from ..job import Job, estimator
 from ..main import Command
-from ..options import (
-    BOOL, CHECKPOINT, COLUMNS, COVARIANCE_TYPES, INPUT, MLFLOW, MODEL, RUN, STR, Option,
-)
-from ..outputs import MODEL as MODEL_DIR, PLOTS, REPORT, Outputs, check_local_outputs, print_written
+from ..options import BOOL, CHECKPOINT, COLUMNS, INPUT, MLFLOW, RUN, STR, Option, param_options
+from ..outputs import MODEL as MODEL_DIR, PLOTS, REPORT, check_local_outputs
+from ...core.covariance import COVARIANCE_TYPES
 
 
 def parse_ks(text: str) -> list[int]:
@@ -63,8 +62,8 @@ OUTPUT = [
     Option("overwrite", "output", BOOL, "replace existing outputs "
            "(only ones holding what this job writes)", False),
 ]
-MODEL_OPTIONS = [o for o in MODEL if o.key not in ("k", "covariance-type")]
-OPTIONS = INPUT + SELECT + MODEL_OPTIONS + CHECKPOINT + OUTPUT + RUN + MLFLOW
+OPTIONS = INPUT + SELECT + param_options("select") + CHECKPOINT + OUTPUT + RUN + MLFLOW
+OUTPUTS = (("model-out", MODEL_DIR), ("report-out", REPORT), ("plot-dir", PLOTS))
 
 
 def check(s) -> None:
@@ -75,64 +74,33 @@ def check(s) -> None:
 
 
 def execute(s) -> int:
-    from ... import GaussianMixture
-    from ...data.env import SparkEnv
-    from ..progress_lines import FitProgress
-    from ..spark_session import job_session
-    from ..tracking import MlflowRun
+    from ..reports import select_report, write_json
 
-    started = time.perf_counter()
     ks = parse_ks(s["k"])
     types = [s["covariance-types"]] if isinstance(s["covariance-types"], str) \
         else list(s["covariance-types"])
-    progress = FitProgress(quiet=s["quiet"])
-    tracker = MlflowRun(s)
-    with job_session(s, "spark-em select") as spark:
-        env = SparkEnv.of(spark)
-        inp = read_input(spark, s, "features")
-        with Outputs(spark, s["overwrite"]) as outputs:
-            targets = {flag: outputs.add(flag, s[flag], kind) for flag, kind in (
-                ("model-out", MODEL_DIR), ("report-out", REPORT), ("plot-dir", PLOTS))
-                if s.get(flag)}
-            params = {o.param: s[o.key] for o in MODEL_OPTIONS if o.param and s.get(o.key) is not None}
-            gm = GaussianMixture(featuresCol=inp.features, weightCol=inp.weight_col, **params)
-            gm.progress = progress
-            if s.get("checkpoint-dir"):
-                gm.setCheckpointDir(s["checkpoint-dir"])
-            settings = dict(params, k=ks, covariance_types=types, criterion=s["criterion"],
-                            features=inp.features, input=inp.description)
-            tracker.start(settings)
-            ok = False
-            try:
-                model, table = gm.fitSelect(inp.df, ks, types, s["criterion"])
-                rows = [r.asDict() for r in table.orderBy("covarianceType", "k").collect()]
-                best = {"k": model.getK(), "covarianceType": model.covarianceType}
-                print_table(rows, best, s["criterion"], sys.stdout)
-                seconds = dict(progress.phase_seconds(), total=time.perf_counter() - started)
-                report = {
-                    "spark_em_report": {"version": 1, "job": "select"},
-                    "parameters": settings, "criterion": s["criterion"], "best": best,
-                    "candidates": rows, "converged": bool(model.summary.converged),
-                    "seconds": seconds,
-                    "spark": {"application_id": env.app_id, "kind": env.kind,
-                              "master": env.master},
-                }
-                outputs.stage(targets["model-out"], lambda p: model.write().saveImpl(p))
-                if "report-out" in targets:
-                    from ..reports import write_json
+    with Job.start(s, "select", OUTPUTS) as job:
+        inp = read_input(job.spark, s, "features")
+        gm = estimator(s, "select", inp.features, inp.weight_col)
+        gm.progress = job.progress
+        params = {o.param: s[o.key] for o in param_options("select") if s.get(o.key) is not None}
+        settings = dict(params, k=ks, covariance_types=types, criterion=s["criterion"],
+                        features=inp.features, input=inp.description)
+        job.tracker.start(settings)
+        model, table = gm.fitSelect(inp.df, ks, types, s["criterion"])
+        rows = [r.asDict() for r in table.orderBy("covarianceType", "k").collect()]
+        best = {"k": model.getK(), "covarianceType": model.covarianceType}
+        print_table(rows, best, s["criterion"], sys.stdout)
+        report = select_report(settings, s["criterion"], best, rows, model, job)
+        job.stage("model-out", lambda p: model.write().saveImpl(p))
+        job.stage("report-out", lambda p: write_json(report, p))
+        if "plot-dir" in job.targets:
+            from ..plots import write_criterion_plot
 
-                    outputs.stage(targets["report-out"], lambda p: write_json(report, p))
-                if "plot-dir" in targets:
-                    from ..plots import write_criterion_plot
-
-                    outputs.stage(targets["plot-dir"],
-                                  lambda p: write_criterion_plot(p, rows, s["criterion"], best))
-                tracker.log_select(report)
-                outputs.commit()
-                ok = True
-            finally:
-                tracker.end(ok)
-    print_written(targets)
+            job.stage("plot-dir", lambda p: write_criterion_plot(p, rows, s["criterion"], best))
+        job.tracker.log_select(report)
+        job.commit()
+    job.print_written()
     return 0
 
 

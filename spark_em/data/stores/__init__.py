@@ -12,78 +12,58 @@ from __future__ import annotations
 
 import logging
 
-from pyspark.sql import DataFrame
-
 from ..env import SparkEnv
-from .base import BlockStore
+from .base import BlockStore, StoreInput
 from .local_files import LocalFileStore
-from .parquet import ParquetStore, ParquetUnavailable, column_spec
-from .parquet_scan import plain_parquet_scan
+from .parquet import ParquetLayout, ParquetStore, ParquetUnavailable, column_spec, list_row_groups
+from .parquet_scan import NotPlainScan, plain_parquet_scan
 from .spark_cache import SparkCacheStore
 
 __all__ = ["BLOCK_CACHES", "BlockStore", "LocalFileStore", "ParquetStore", "SparkCacheStore",
-           "choose_store"]
+           "StoreInput", "choose_store", "parquet_layout"]
 
 log = logging.getLogger("spark_em")
 
 BLOCK_CACHES = ("auto", "local", "spark", "parquet")
+STORES = {s.name: s for s in (LocalFileStore, ParquetStore, SparkCacheStore)}
 
 
-def check_block_cache(value: str) -> str:
-    if value not in BLOCK_CACHES:
-        raise ValueError(f"blockCache must be one of {BLOCK_CACHES}, got {value!r}")
-    return value
+def parquet_layout(env: SparkEnv, block_cache: str, df, features, weight_col) -> ParquetLayout | None:
+    """The row groups the Parquet store would read (one listing job on the executors), when
+    ``block_cache`` may choose that store and ``df`` is a plain Parquet scan the executors
+    can read; None otherwise.  ``blockCache="parquet"`` on anything else is a ValueError
+    saying why."""
+    if block_cache in ("local", "spark") or (block_cache == "auto" and env.local_master):
+        return None
+    try:
+        scan = plain_parquet_scan(df, env)
+        return list_row_groups(df.sparkSession, env, scan, column_spec(df, features, weight_col))
+    except NotPlainScan as exc:
+        if block_cache == "parquet":
+            raise ValueError(
+                "blockCache='parquet' needs the DataFrame to be a plain Parquet scan "
+                f"(spark.read.parquet(...), optionally .select(columns)); {exc}") from None
+        log.info("spark-em: blocks in Spark's cache (the input is not read from files: %s)", exc)
+    except ParquetUnavailable as exc:
+        if block_cache == "parquet":
+            raise ValueError(f"blockCache='parquet': {exc}") from None
+        log.warning("spark-em: blocks in Spark's cache, not read from the Parquet files: %s", exc)
+    return None
 
 
-def choose_store(
-    env: SparkEnv, block_cache: str, df: DataFrame, selected: DataFrame, features,
-    weight_col, dimension, aggregation_depth: int,
-) -> BlockStore:
-    """The store of one fit (not yet opened).
-
-    ``auto``: local block files on a local master; else the files themselves when ``df`` is
-    a plain Parquet scan that the executors can read; else Spark's cache.  An explicit
-    value that cannot work in this session raises ValueError naming the reason.
-    ``dimension(d=None)`` checks a feature dimension, or finds it with a Spark job.
-    """
-    spark = df.sparkSession
-    check_block_cache(block_cache)
-    if isinstance(features, (list, tuple)):  # d is the number of columns: no job needed
-        check = dimension
-
-        def dimension(d=None):
-            return check(len(features))
-
-    def args():
-        return spark, env, dimension(), aggregation_depth
-
+def choose_store(block_cache: str, source: StoreInput) -> BlockStore:
+    """The store of one fit (not yet opened): local block files on a local master; else
+    the files themselves when ``source`` has their layout (:func:`parquet_layout`); else
+    Spark's cache.  An explicit ``blockCache`` that cannot work in this session raises
+    ValueError naming the reason."""
+    env = source.env
     if block_cache == "local" or (block_cache == "auto" and env.local_master):
         if env.connect or not env.local_master:
             raise ValueError(
                 "blockCache='local' needs classic Spark with a local master (local[*] or "
                 f"local-cluster), where tasks can read this process's files; this session "
-                f"is {env.kind} (master {env.master!r}). Use 'auto', 'spark' or 'parquet'."
-            )
-        return LocalFileStore(*args(), selected)
-    if block_cache == "spark":
-        return SparkCacheStore(*args(), selected)
-    scan = plain_parquet_scan(df, env)
-    spec = column_spec(df, features, weight_col) if not isinstance(scan, str) else scan
-    reason = scan if isinstance(scan, str) else (spec if isinstance(spec, str) else None)
-    if reason is None:
-        try:
-            return ParquetStore(spark, env, dimension, aggregation_depth, scan, spec)
-        except ParquetUnavailable as exc:
-            reason = str(exc)
-            if block_cache == "parquet":
-                raise ValueError(f"blockCache='parquet': {reason}") from None
-            log.warning("spark-em: blocks in Spark's cache, not read from the Parquet files: %s",
-                        reason)
-            return SparkCacheStore(*args(), selected)
-    if block_cache == "parquet":
-        raise ValueError(
-            "blockCache='parquet' needs the DataFrame to be a plain Parquet scan "
-            f"(spark.read.parquet(...), optionally .select(columns)); {reason}"
-        )
-    log.info("spark-em: blocks in Spark's cache (the input is not read from files: %s)", reason)
-    return SparkCacheStore(*args(), selected)
+                f"is {env.kind} (master {env.master!r}). Use 'auto', 'spark' or 'parquet'.")
+        return LocalFileStore(source)
+    if source.parquet is not None and block_cache in ("auto", "parquet"):
+        return ParquetStore(source)
+    return SparkCacheStore(source)

@@ -13,7 +13,9 @@ import contextlib
 import re
 import uuid
 
-from pyspark.sql import SparkSession
+from dataclasses import dataclass
+
+from pyspark.sql import DataFrame, SparkSession
 
 from ..env import SparkEnv
 from ..passes import PASS_SCHEMA, make_task, run_pass
@@ -21,17 +23,31 @@ from ...core.tuning import TASKS_PER_CORE
 from ..validation import ValidationStats
 
 
+@dataclass(frozen=True)
+class StoreInput:
+    """What every store is made from: the session and its kind, the feature dimension, the
+    input as ``(x array<double>, w double)`` rows, the reduce's depth, and -- for the
+    Parquet store -- the files' row groups (:class:`~spark_em.data.stores.parquet.ParquetLayout`)."""
+
+    spark: SparkSession
+    env: SparkEnv
+    d: int
+    selected: DataFrame
+    aggregation_depth: int = 2
+    parquet: object = None
+
+
 class BlockStore:
     """Base class; subclasses set ``name`` and implement ``_first_pass_rows``,
-    ``_pass_rows`` and ``_release``."""
+    ``_pass_rows`` and ``_release``.  Every store is built from one :class:`StoreInput`."""
 
     name = "?"
 
-    def __init__(self, spark: SparkSession, env: SparkEnv, d: int, aggregation_depth: int):
-        self.spark, self.env, self.d = spark, env, d
-        self.aggregation_depth = aggregation_depth
+    def __init__(self, source: StoreInput):
+        self.spark, self.env, self.d = source.spark, source.env, source.d
+        self.aggregation_depth = source.aggregation_depth
         self.fit_id = uuid.uuid4().hex[:12]  # this fit's own identity (files, caches, tags)
-        self.num_tasks = max(env.default_parallelism, 1)
+        self.num_tasks = max(self.env.default_parallelism, 1)
         self._opened = False
         self._released = False
         self.first_pass = None  # the first pass's PassProfile, once opened

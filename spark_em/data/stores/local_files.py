@@ -41,11 +41,11 @@ _OWNER = "owner.json"
 class LocalFileStore(BlockStore):
     name = "local"
 
-    def __init__(self, spark, env, d, aggregation_depth, selected):
-        super().__init__(spark, env, d, aggregation_depth)
-        self.selected = selected  # (x array<double>, w double)
-        root = env.local_dir or tempfile.gettempdir()
-        for local_root in _local_roots(spark, root):
+    def __init__(self, source):
+        super().__init__(source)
+        self.selected = source.selected  # (x array<double>, w double)
+        root = self.env.local_dir or tempfile.gettempdir()
+        for local_root in _local_roots(self.spark, root):
             remove_stale_block_dirs(local_root)
         self.block_dir = tempfile.mkdtemp(prefix=f"{PREFIX}{self.fit_id}-", dir=root)
         _write_owner(self.block_dir)

@@ -29,7 +29,18 @@ from .parquet_scan import ParquetScan
 
 
 class ParquetUnavailable(Exception):
-    """The files cannot be read by the tasks; the message says why."""
+    """The tasks cannot read the input's Parquet files themselves; the message says why."""
+
+
+@dataclass(frozen=True)
+class ParquetLayout:
+    """The row groups of a plain Parquet scan as the executors listed them: ``units``
+    ``(path, row group, rows)``, how the features are stored (``spec``) and the feature
+    length of the first non-null row the listing saw (``d``, None if it saw none)."""
+
+    units: tuple
+    spec: "ColumnSpec"
+    d: int | None
 
 
 @dataclass(frozen=True)
@@ -50,18 +61,12 @@ class ColumnSpec:
 class ParquetStore(BlockStore):
     name = "parquet"
 
-    def __init__(self, spark, env, dimension, aggregation_depth, scan: ParquetScan,
-                 spec: ColumnSpec):
-        """``dimension(d)`` checks the feature dimension the listing job found (or finds
-        it with a Spark job when no file holds a non-null row)."""
-        super().__init__(spark, env, 0, aggregation_depth)
-        self.spec = spec
-        units, dims = _list_row_groups(spark, env, scan.files, spec)
-        self.d = dimension(next((dims[f] for f in scan.files if dims.get(f) is not None), None))
-        self.num_tasks = max(1, min(env.default_parallelism, len(units)))
-        self.assignment = _balance(units, self.num_tasks)
-        self.files = len(scan.files)
-        self.row_groups = len(units)
+    def __init__(self, source):
+        super().__init__(source)
+        layout: ParquetLayout = source.parquet
+        self.spec = layout.spec
+        self.num_tasks = max(1, min(self.env.default_parallelism, len(layout.units)))
+        self.assignment = _balance(list(layout.units), self.num_tasks)
         self._trusted = False  # every row checked until the first pass found none invalid
 
     def _after_open(self, stats) -> None:
@@ -229,10 +234,12 @@ def _list_files(batches, spec: ColumnSpec):
     )
 
 
-def _list_row_groups(spark, env, files, spec: ColumnSpec):
-    """``(path, row group, rows)`` of every row group, listed by a job on the executors, and
-    ``{path: feature length of its first non-null row}`` for the files a task looked into;
-    :class:`ParquetUnavailable` when a task cannot open a file or finds a column missing."""
+def list_row_groups(spark, env, scan: ParquetScan, spec: "ColumnSpec") -> ParquetLayout:
+    """The row groups of every file of ``scan``, listed by a job on the executors (which
+    shows they can open the files), with the feature length of the first non-null row a
+    task saw; :class:`ParquetUnavailable` when a task cannot open a file or finds a column
+    missing."""
+    files = scan.files
     parts = max(1, min(len(files), env.default_parallelism))
     frame = spark.createDataFrame([(f,) for f in files], "path string").repartition(parts)
     table = frame.mapInArrow(
@@ -249,12 +256,13 @@ def _list_row_groups(spark, env, files, spec: ColumnSpec):
     dims = {p: d for p, d in zip(paths, table.column("d").to_pylist()) if d is not None}
     units = [u for u in zip(paths, table.column("row_group").to_pylist(),
                             table.column("rows").to_pylist()) if u[1] >= 0]
-    return units, dims
+    d = next((dims[f] for f in files if dims.get(f) is not None), None)
+    return ParquetLayout(tuple(units), spec, d)
 
 
-def column_spec(df, features, weight_col) -> ColumnSpec | str:
-    """How ``featuresCol``/``weightCol`` are stored, from the DataFrame's schema, or a
-    reason why the tasks cannot decode them."""
+def column_spec(df, features, weight_col) -> ColumnSpec:
+    """How ``featuresCol``/``weightCol`` are stored, from the DataFrame's schema;
+    :class:`ParquetUnavailable` when the tasks cannot decode them."""
     from pyspark.ml.linalg import VectorUDT
     from pyspark.sql import types as T
 
@@ -268,4 +276,4 @@ def column_spec(df, features, weight_col) -> ColumnSpec | str:
         return ColumnSpec("array", (features,), weight_col or None)
     if isinstance(dt, T.NumericType):
         return ColumnSpec("columns", (features,), weight_col or None)
-    return f"featuresCol {features!r} has type {dt.simpleString()}"
+    raise ParquetUnavailable(f"featuresCol {features!r} has type {dt.simpleString()}")

@@ -25,17 +25,21 @@ class ParquetScan:
     data_columns: tuple[str, ...]
 
 
-def plain_parquet_scan(df: DataFrame, env: SparkEnv) -> ParquetScan | str:
-    """The scan, or a short reason why ``df`` is not a plain Parquet scan."""
+class NotPlainScan(Exception):
+    """The DataFrame is not a plain Parquet scan; the message says why."""
+
+
+def plain_parquet_scan(df: DataFrame, env: SparkEnv) -> ParquetScan:
+    """The scan; :class:`NotPlainScan` with a short reason when ``df`` is not one."""
     try:
         reason = _connect_reason(df) if env.connect else _classic_reason(df)
     except Exception as exc:  # an unexpected plan shape: not a plain scan
         reason = f"its plan could not be inspected ({type(exc).__name__})"
     if reason:
-        return reason
+        raise NotPlainScan(reason)
     files = tuple(readable_path(f) for f in df.inputFiles())
     if not files:
-        return "it has no input files"
+        raise NotPlainScan("it has no input files")
     return ParquetScan(files, tuple(df.columns))
 
 

@@ -65,12 +65,12 @@ _ARROW_BATCH = "spark.sql.execution.arrow.maxRecordsPerBatch"
 class SparkCacheStore(BlockStore):
     name = "spark"
 
-    def __init__(self, spark, env, d, aggregation_depth, selected):
-        super().__init__(spark, env, d, aggregation_depth)
+    def __init__(self, source):
+        super().__init__(source)
         # Connect: the fit's id in the plan, a cache entry no other plan can match (a classic
         # local checkpoint is the fit's own already: no column sent to every task for it)
-        tag = [F.lit(self.fit_id).alias("fit")] if env.connect else []
-        self._tagged = self._merged_input(selected.select("x", "w", *tag))
+        tag = [F.lit(self.fit_id).alias("fit")] if self.env.connect else []
+        self._tagged = self._merged_input(source.selected.select("x", "w", *tag))
         self._clone = None
         self.cached = True
         self.blocks = self._pass_blocks = None

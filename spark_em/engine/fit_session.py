@@ -1,0 +1,242 @@
+"""One fit, as every fit runs it: check -> seeds -> prepare the store -> start the runs
+(fresh, from an initial model, or from a checkpoint) -> iterate -> result.
+
+:class:`FitSession` holds what a fit learns once -- the opened block store and the
+prepared data -- and offers the steps; :func:`fit`, the model
+selection (:mod:`spark_em.engine.selection`) and the coming incremental update are short
+sequences of them.  The estimator hands over its Params as a :class:`FitSettings` value and
+gets a :class:`~spark_em.engine.em.FitResult` back; nothing here calls back into it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..core.mixture import GaussianParams
+from ..data.passes import run_pass
+from ..data.prepare import PreparedData, prepare
+from ..errors import InvalidInputError
+from ..progress import InitialisationDone, ValidationDone
+from .checkpoint import Checkpoint
+from .em import FitResult, InitSpec, Run, initial_params, result_of, step
+
+log = logging.getLogger("spark_em")
+
+
+@dataclass(frozen=True)
+class WarmStart:
+    """A model to start EM from (``initialModel``): its parameters and, when its summary
+    has them, the rows, weight sum and last mean log-likelihood of the fit that made it."""
+
+    params: GaussianParams
+    rows: int | None = None
+    weight_sum: float | None = None
+    last_log_likelihood: float | None = None
+
+    def previous(self, data: PreparedData) -> float | None:
+        """The mean log-likelihood the warm start comes with (sklearn's ``lower_bound_``
+        with ``warm_start``), when the fit that made it saw data of the same row count and
+        weight sum; else None (the first change is infinite).  So a refit from a converged
+        model reports convergence after one iteration."""
+        if self.last_log_likelihood is None or self.weight_sum is None:
+            return None
+        if self.rows != data.n_rows or not np.isclose(self.weight_sum, data.weight_sum,
+                                                      rtol=1e-12):
+            return None
+        return float(self.last_log_likelihood)
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """What a fit runs with: the estimator's Params, resolved and checked.
+
+    ``fingerprint``: the settings a checkpoint must match (besides the candidates), as
+    ``(name, value)`` pairs in a stable order."""
+
+    features: str | list[str]
+    weight_col: str | None
+    k: int
+    covariance_type: str
+    max_iter: int
+    tol: float
+    reg_covar: float
+    init_mode: str
+    n_init: int
+    seed: int | None
+    init_sample_size: int
+    aggregation_depth: int
+    block_cache: str
+    skip_invalid: bool
+    warm_start: WarmStart | None = None
+    checkpoint_dir: str | None = None
+    fingerprint: tuple = field(default=())
+
+
+def seeds(seed: int | None, runs: int) -> tuple[int, list[int]]:
+    """The validation sample's seed and one seed per initialisation, from ``seed`` (None:
+    fresh randomness); a negative seed (MLlib allows any long) counts as its 64-bit two's
+    complement."""
+    rng = np.random.default_rng(None if seed is None else seed % 2**64)
+    sample_seed, *rest = (int(s) for s in rng.integers(0, 2**31 - 1, 1 + runs))
+    return sample_seed, rest
+
+
+class FitSession:
+    """The prepared data of one fit in an opened block store, and the steps of the fit.
+
+    A context manager: leaving it releases the store (after the fit, an error, or a
+    ``KeyboardInterrupt``).  ``progress`` receives the events of :mod:`spark_em.progress`.
+    """
+
+    def __init__(self, store, data: PreparedData, settings: FitSettings, run_seeds: list[int],
+                 progress: Callable | None = None):
+        self.store, self.data, self.settings = store, data, settings
+        self.run_seeds = run_seeds
+        self.progress = progress
+        self._checkpoint: Checkpoint | None = None
+        self._first_iteration = 1
+
+    # ------------------------------------------------------------------ check, seeds, prepare
+    @classmethod
+    def open(cls, dataset, settings: FitSettings, k_max: int,
+             progress: Callable | None = None) -> "FitSession":
+        """Validate ``dataset`` and put its blocks in a store, in one pass (emits
+        :class:`~spark_em.progress.ValidationDone`).  Raises
+        :class:`~spark_em.InvalidInputError` for bad input or ``k_max`` above the valid rows."""
+        sample_seed, run_seeds = seeds(settings.seed, settings.n_init)
+        store, data = prepare(
+            dataset, settings.features, settings.weight_col,
+            sample_size=max(settings.init_sample_size, k_max), seed=sample_seed,
+            aggregation_depth=settings.aggregation_depth, block_cache=settings.block_cache,
+            skip_invalid=settings.skip_invalid,
+        )
+        if data.rows_skipped:
+            log.warning("handleInvalid='skip': %d invalid rows left out of the fit: %s",
+                        data.rows_skipped, {k: v for k, v in data.bad_rows.items() if v})
+        if k_max > data.n_rows:
+            store.release()
+            raise InvalidInputError(
+                f"k={k_max} is larger than the number of valid rows ({data.n_rows}) in "
+                f"featuresCol {settings.features!r}")
+        session = cls(store, data, settings, run_seeds, progress)
+        session._emit(ValidationDone(rows=data.n_rows, weight_sum=data.weight_sum,
+                                     bad_rows=data.bad_rows, seconds=data.seconds,
+                                     store=data.store_name))
+        return session
+
+    def __enter__(self) -> "FitSession":
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self.store.release()
+        return False
+
+    def _emit(self, event) -> None:
+        if self.progress is not None:
+            self.progress(event)
+
+    # ------------------------------------------------------------------ start the runs
+    def start(self, candidates: Sequence[tuple[int, str]], labels: Sequence[str]) -> list[Run]:
+        """The runs of ``candidates`` (``(k, covariance type)``, ``nInit`` runs each, named
+        by ``labels``): from the checkpoint when it holds this fit's state, else from the
+        initial model (one run), else one initialisation per run, all in one pass.  Emits
+        :class:`~spark_em.progress.InitialisationDone`."""
+        s, data = self.settings, self.data
+        if s.checkpoint_dir:
+            self._checkpoint = Checkpoint(s.checkpoint_dir, dict(
+                s.fingerprint, **_candidate_settings(candidates)))
+            state = self._checkpoint.load(data)
+            if state is not None:
+                done, runs = state
+                self._first_iteration = done + 1
+                log.info("resuming %d runs from checkpoint %s after iteration %d",
+                         len(runs), self._checkpoint.directory, done)
+                self._emit(InitialisationDone(runs=len(runs), mode="checkpoint", seconds=0.0))
+                return runs
+        t0 = time.perf_counter()
+        if s.warm_start is not None:
+            params = _checked_warm_start(s, data.d)
+            runs = [Run(params, labels[0], previous=s.warm_start.previous(data))]
+            mode = "initialModel"
+        else:
+            specs = [InitSpec(k, t, s.init_mode, seed) for k, t in candidates
+                     for seed in self.run_seeds]
+            starts = initial_params(self.store, data, specs, s.reg_covar)
+            runs = [Run(p, label) for p, label in zip(starts, labels)]
+            mode = s.init_mode
+        self._emit(InitialisationDone(runs=len(runs), mode=mode,
+                                      seconds=time.perf_counter() - t0))
+        return runs
+
+    # ------------------------------------------------------------------ iterate
+    def iterate(self, runs: list[Run]) -> list[Run]:
+        """EM until every run converged or ``maxIter`` (from the iteration after a resumed
+        checkpoint's), one pass per iteration for all runs; the state is checkpointed after
+        each iteration when a checkpoint directory is set."""
+        s = self.settings
+        for iteration in range(self._first_iteration, s.max_iter + 1):
+            events = step(self.store, self.data, runs, iteration, tol=s.tol,
+                          reg_covar=s.reg_covar)
+            if not events:
+                break
+            for info in events:
+                log.info("iteration %d (%s): mean log-likelihood %.6f, change %.3g, %.2fs",
+                         iteration, info.label, info.mean_log_likelihood, info.change,
+                         info.seconds)
+                self._emit(info)
+            if self._checkpoint is not None:
+                self._checkpoint.save(iteration, runs, self.data)
+        return runs
+
+    # ------------------------------------------------------------------ results
+    def score(self, params: Sequence[GaussianParams], label: str) -> list:
+        """The statistics (log-likelihood, N_k) of the data under each of ``params``, in
+        one pass (no moments)."""
+        from ..core.estep import EStepKernel
+
+        kernels = [EStepKernel(p, self.data.centre, moments=False) for p in params]
+        stats, _ = run_pass(self.store, kernels, self.data.centre, label)
+        return stats
+
+    def result(self, run: Run) -> FitResult:
+        return result_of(run, self.data)
+
+
+def _candidate_settings(candidates: Sequence[tuple[int, str]]) -> dict:
+    """How a checkpoint names what is fitted: one candidate as ``k``/``covarianceType``,
+    several (model selection) as the lists ``ks``/``covarianceTypes``."""
+    if len(candidates) == 1:
+        (k, t), = candidates
+        return {"k": k, "covarianceType": t}
+    return {"ks": [k for k, _ in candidates], "covarianceTypes": [t for _, t in candidates]}
+
+
+def _checked_warm_start(s: FitSettings, d: int) -> GaussianParams:
+    p = s.warm_start.params
+    if p.k != s.k:
+        raise ValueError(f"initialModel has k={p.k} but k={s.k}")
+    if p.d != d:
+        raise ValueError(f"initialModel has dimension {p.d} but featuresCol {s.features!r} "
+                         f"has dimension {d}")
+    if p.covariance_type != s.covariance_type:
+        raise ValueError(f"initialModel has covarianceType {p.covariance_type!r} but "
+                         f"covarianceType is {s.covariance_type!r}")
+    return p
+
+
+def fit(dataset, settings: FitSettings, progress: Callable | None = None) -> tuple[FitResult, int]:
+    """``(the best run's result, the number of runs)`` of one fit: ``nInit`` runs of
+    ``k`` components (or one from the initial model) iterated in lock-step."""
+    from .em import best_run
+
+    with FitSession.open(dataset, settings, settings.k, progress) as session:
+        n = 1 if settings.warm_start is not None else settings.n_init
+        runs = session.start([(settings.k, settings.covariance_type)],
+                             [f"run {i}" for i in range(n)])
+        runs = session.iterate(runs)
+        return session.result(best_run(runs)), len(runs)
