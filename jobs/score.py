@@ -1,6 +1,6 @@
 """spark-submit entry point of ``spark-em score`` (see ``spark-em score --help``).
 
-    spark-submit --py-files dist/spark_em-0.1.0.zip jobs/score.py --config conf/score.toml
+spark-submit --py-files dist/spark_em-0.1.0.zip jobs/score.py --config conf/score.toml
 """
 
 import os

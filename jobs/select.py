@@ -1,6 +1,6 @@
 """spark-submit entry point of ``spark-em select`` (see ``spark-em select --help``).
 
-    spark-submit --py-files dist/spark_em-0.1.0.zip jobs/select.py --config conf/select.toml
+spark-submit --py-files dist/spark_em-0.1.0.zip jobs/select.py --config conf/select.toml
 """
 
 import os

@@ -66,22 +66,42 @@ class DataSet:
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--workloads", default=",".join(DEFAULT),
-                   help=f"comma-separated presets from {sorted(PRESETS)} (default: all four)")
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--workloads",
+        default=",".join(DEFAULT),
+        help=f"comma-separated presets from {sorted(PRESETS)} (default: all four)",
+    )
     p.add_argument("--n", type=int, help="custom workload: rows (with --d, --k, --cov)")
     p.add_argument("--d", type=int, default=16)
     p.add_argument("--k", type=int, default=8)
     p.add_argument("--cov", default="full", help="covariance types for spark-em, comma-separated")
-    p.add_argument("--separation", type=float, default=6.0,
-                   help="custom workload: spread of the generating means (default 6)")
-    p.add_argument("--quick", action="store_true",
-                   help=f"small sanity run: N,d,K={QUICK}, full+diag, 5-iteration fits")
+    p.add_argument(
+        "--separation",
+        type=float,
+        default=6.0,
+        help="custom workload: spread of the generating means (default 6)",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"small sanity run: N,d,K={QUICK}, full+diag, 5-iteration fits",
+    )
     p.add_argument("--iters", type=int, default=20, help="iterations of the whole fit (default 20)")
-    p.add_argument("--sklearn-iters", type=int, default=4,
-                   help="sklearn per-iteration time from fits of 1 and 1+this iterations")
-    p.add_argument("--sklearn-max-gb", type=float, default=4.0,
-                   help="run sklearn only when the data take less memory than this")
+    p.add_argument(
+        "--sklearn-iters",
+        type=int,
+        default=4,
+        help="sklearn per-iteration time from fits of 1 and 1+this iterations",
+    )
+    p.add_argument(
+        "--sklearn-max-gb",
+        type=float,
+        default=4.0,
+        help="run sklearn only when the data take less memory than this",
+    )
     p.add_argument("--no-sklearn", action="store_true")
     p.add_argument("--no-mllib", action="store_true")
     p.add_argument("--repeat", type=int, default=1, help="timed repeats; the minimum is kept")
@@ -90,19 +110,31 @@ def parse_args(argv=None):
     p.add_argument("--master", default="local[2]")
     p.add_argument("--driver-memory", default="8g")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--block-cache", default="auto",
-                   help="spark-em's blockCache, comma-separated to compare stores in one run: "
-                        "'auto' (local block files in local mode), 'local', 'spark' (Spark's "
-                        "cache, the path of any DataFrame on a cluster or Connect), 'parquet' "
-                        "(tasks read the Parquet files: spark-em is given the plain scan)")
-    p.add_argument("--cluster", type=int, default=0, metavar="WORKERS",
-                   help="start a standalone cluster of this many 1-core workers on loopback "
-                        "(pyspark's spark-class, as tests/test_cluster.py) and run MLlib and "
-                        "spark-em on it instead of --master")
+    p.add_argument(
+        "--block-cache",
+        default="auto",
+        help="spark-em's blockCache, comma-separated to compare stores in one run: "
+        "'auto' (local block files in local mode), 'local', 'spark' (Spark's "
+        "cache, the path of any DataFrame on a cluster or Connect), 'parquet' "
+        "(tasks read the Parquet files: spark-em is given the plain scan)",
+    )
+    p.add_argument(
+        "--cluster",
+        type=int,
+        default=0,
+        metavar="WORKERS",
+        help="start a standalone cluster of this many 1-core workers on loopback "
+        "(pyspark's spark-class, as tests/test_cluster.py) and run MLlib and "
+        "spark-em on it instead of --master",
+    )
     p.add_argument("--executor-memory", default="3g", help="with --cluster")
-    p.add_argument("--select", default="", metavar="KS:COVS",
-                   help="also time a model-selection sweep, e.g. '2..7:full,diag' (fitSelect "
-                        "vs the sum of the separate fits), per --block-cache store")
+    p.add_argument(
+        "--select",
+        default="",
+        metavar="KS:COVS",
+        help="also time a model-selection sweep, e.g. '2..7:full,diag' (fitSelect "
+        "vs the sum of the separate fits), per --block-cache store",
+    )
     return p.parse_args(argv)
 
 
@@ -149,9 +181,11 @@ def bench_spark(spark, ds: DataSet, path: str, args) -> dict:
     from spark_em import GaussianMixture
     from spark_em.progress import IterationInfo
 
-    df = spark.read.parquet(path).select(
-        F.col("features"), array_to_vector("features").alias("vector")
-    ).cache()
+    df = (
+        spark.read.parquet(path)
+        .select(F.col("features"), array_to_vector("features").alias("vector"))
+        .cache()
+    )
     rows = df.count()
     parts = df.rdd.getNumPartitions()
     print(f"[{ds.name}] cached {rows} rows in {parts} partitions", flush=True)
@@ -172,8 +206,15 @@ def bench_spark(spark, ds: DataSet, path: str, args) -> dict:
     def ours(cov, store, max_iter, per_iter=None, data=None):
         if data is None:
             data = plain if store == "parquet" else df
-        gm = GaussianMixture(k=ds.k, covarianceType=cov, maxIter=max_iter, tol=0.0,
-                             seed=args.seed, featuresCol="features", blockCache=store)
+        gm = GaussianMixture(
+            k=ds.k,
+            covarianceType=cov,
+            maxIter=max_iter,
+            tol=0.0,
+            seed=args.seed,
+            featuresCol="features",
+            blockCache=store,
+        )
         if per_iter is not None:
             gm.progress = lambda e: per_iter.append(e) if isinstance(e, IterationInfo) else None
         return gm.fit(data)
@@ -185,36 +226,58 @@ def bench_spark(spark, ds: DataSet, path: str, args) -> dict:
         tn, model = min(runs, key=lambda r: r[0])
         done = model.summary.numIter
         out["mllib"] = {
-            "fit1_s": t1, "fit_s": tn,
+            "fit1_s": t1,
+            "fit_s": tn,
             # MLlib stops early when its log-likelihood change is NaN (it is not tol=0-proof)
             "per_iter_s": (tn - t1) / (done - 1) if done > 1 else float("nan"),
-            "log_likelihood": model.summary.logLikelihood, "num_iter": done,
+            "log_likelihood": model.summary.logLikelihood,
+            "num_iter": done,
         }
         note = "" if done == iters else f" (MLlib STOPPED after {done} iterations)"
-        print(f"[{ds.name}] MLlib full: fit(1) {t1:.2f}s fit({iters}) {tn:.2f}s "
-              f"-> {out['mllib']['per_iter_s']:.3f}s/iter{note}", flush=True)
+        print(
+            f"[{ds.name}] MLlib full: fit(1) {t1:.2f}s fit({iters}) {tn:.2f}s "
+            f"-> {out['mllib']['per_iter_s']:.3f}s/iter{note}",
+            flush=True,
+        )
     for cov in ds.covs:
         for store in stores:  # warm-up (the Parquet store only reads plain scans: one fit(1))
-            timed(lambda: ours(cov, store, 1 if store == "parquet" else 3,
-                               data=None if store == "parquet" else slice_))
+            timed(
+                lambda: ours(
+                    cov,
+                    store,
+                    1 if store == "parquet" else 3,
+                    data=None if store == "parquet" else slice_,
+                )
+            )
     for cov in ds.covs:
         for store in stores:
             key = f"spark_em_{cov}" if len(stores) == 1 else f"spark_em_{cov}@{store}"
             out[key] = bench_ours(lambda *a: ours(cov, store, *a), iters, args.repeat)
             res, prof = out[key], out[key]["profile_per_iteration"]
-            print(f"[{ds.name}] spark-em {cov} ({store}): fit(1) {res['fit1_s']:.2f}s "
-                  f"fit({iters}) {res['fit_s']:.2f}s -> {res['per_iter_s']:.3f}s/iter (median "
-                  f"iteration {res['median_iteration_s']:.3f}s; per iteration: pass "
-                  f"{prof['pass_s']:.3f}s, tasks {prof['task_s']:.3f}s = read {prof['read_s']:.3f}s"
-                  f" + kernel {prof['kernel_s']:.3f}s over {prof['tasks']:.0f} tasks, M-step "
-                  f"{prof['mstep_s'] * 1000:.1f}ms)", flush=True)
+            print(
+                f"[{ds.name}] spark-em {cov} ({store}): fit(1) {res['fit1_s']:.2f}s "
+                f"fit({iters}) {res['fit_s']:.2f}s -> {res['per_iter_s']:.3f}s/iter (median "
+                f"iteration {res['median_iteration_s']:.3f}s; per iteration: pass "
+                f"{prof['pass_s']:.3f}s, tasks {prof['task_s']:.3f}s = read {prof['read_s']:.3f}s"
+                f" + kernel {prof['kernel_s']:.3f}s over {prof['tasks']:.0f} tasks, M-step "
+                f"{prof['mstep_s'] * 1000:.1f}ms)",
+                flush=True,
+            )
     if args.select:
         from bench_select import bench_select
 
         ks_text, _, covs = args.select.partition(":")
         low, _, high = ks_text.partition("..")
-        out["select"] = bench_select(spark, df, plain, list(range(int(low), int(high) + 1)),
-                                     covs.split(","), stores, args.seed, 1e-3)
+        out["select"] = bench_select(
+            spark,
+            df,
+            plain,
+            list(range(int(low), int(high) + 1)),
+            covs.split(","),
+            stores,
+            args.seed,
+            1e-3,
+        )
     slice_.unpersist()
     df.unpersist()
     return out
@@ -231,12 +294,17 @@ def bench_ours(fit, iters: int, repeat: int) -> dict:
             best = (t, model, infos)
     tn, model, infos = best
     steps = sorted(i.seconds for i in infos[1:]) or [float("nan")]
-    profile = {key: sum((i.profile or {}).get(key, 0.0) for i in infos[1:]) / max(len(infos) - 1, 1)
-               for key in ("pass_s", "mstep_s", "read_s", "kernel_s", "task_s", "tasks")}
+    profile = {
+        key: sum((i.profile or {}).get(key, 0.0) for i in infos[1:]) / max(len(infos) - 1, 1)
+        for key in ("pass_s", "mstep_s", "read_s", "kernel_s", "task_s", "tasks")
+    }
     return {
-        "fit1_s": t1, "fit_s": tn, "per_iter_s": (tn - t1) / (iters - 1),
+        "fit1_s": t1,
+        "fit_s": tn,
+        "per_iter_s": (tn - t1) / (iters - 1),
         "median_iteration_s": steps[len(steps) // 2],
-        "log_likelihood": model.summary.logLikelihood, "num_iter": model.summary.numIter,
+        "log_likelihood": model.summary.logLikelihood,
+        "num_iter": model.summary.numIter,
         "profile_per_iteration": profile,
     }
 
@@ -252,16 +320,22 @@ def bench_sklearn(ds: DataSet, path: str, args) -> dict:
     out = {}
     m = args.sklearn_iters
     for cov in ds.covs:
+
         def fit(it):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
-                return SkGM(ds.k, covariance_type=cov, max_iter=it, tol=0.0,
-                            random_state=args.seed).fit(X)
+                return SkGM(
+                    ds.k, covariance_type=cov, max_iter=it, tol=0.0, random_state=args.seed
+                ).fit(X)
+
         t1 = min(timed(lambda: fit(1))[0] for _ in range(args.repeat))
         tm = min(timed(lambda: fit(1 + m))[0] for _ in range(args.repeat))
         out[f"sklearn_{cov}"] = {"fit1_s": t1, f"fit{1 + m}_s": tm, "per_iter_s": (tm - t1) / m}
-        print(f"[{ds.name}] sklearn {cov}: fit(1) {t1:.2f}s fit({1 + m}) {tm:.2f}s -> "
-              f"{(tm - t1) / m:.3f}s/iter", flush=True)
+        print(
+            f"[{ds.name}] sklearn {cov}: fit(1) {t1:.2f}s fit({1 + m}) {tm:.2f}s -> "
+            f"{(tm - t1) / m:.3f}s/iter",
+            flush=True,
+        )
     return out
 
 
@@ -273,10 +347,8 @@ def kernel_profile(ds: DataSet, path: str, rows: int = 200_000) -> dict:
     import pyarrow.parquet as pq
 
     from spark_em.core.estep import EStepKernel
-
-    from spark_em.core.summarizers import Chunk
-
     from spark_em.core.init_summarizers import NearestCentreSummarizer
+    from spark_em.core.summarizers import Chunk
 
     try:
         from threadpoolctl import threadpool_limits
@@ -307,8 +379,11 @@ def kernel_profile(ds: DataSet, path: str, rows: int = 200_000) -> dict:
                 res[name] = best * 1e6 / len(X)
             res["scatter_s_per_1m"] = res["estep_and_moments_s_per_1m"] - res["estep_s_per_1m"]
             out[cov] = res
-            print(f"[{ds.name}] kernel {cov}, 1 thread, per 1M rows: E-step "
-                  f"{res['estep_s_per_1m']:.3f}s + moments {res['scatter_s_per_1m']:.3f}s", flush=True)
+            print(
+                f"[{ds.name}] kernel {cov}, 1 thread, per 1M rows: E-step "
+                f"{res['estep_s_per_1m']:.3f}s + moments {res['scatter_s_per_1m']:.3f}s",
+                flush=True,
+            )
     finally:
         if ctx is not None:
             ctx.__exit__(None, None, None)
@@ -325,10 +400,16 @@ def start_cluster(args):
     workdir = Path(tempfile.mkdtemp(prefix="spark-em-bench-cluster-"))
     mem = args.executor_memory.lower().rstrip("g")
     cluster = StandaloneCluster(workdir).start(
-        workers=args.cluster, cores=1, memory=f"{int(float(mem)) + 1}g",
-        worker_env={"PYSPARK_PYTHON": sys.executable})
-    print(f"standalone cluster {cluster.master_url}: {args.cluster} workers x 1 core "
-          f"(logs in {workdir})", flush=True)
+        workers=args.cluster,
+        cores=1,
+        memory=f"{int(float(mem)) + 1}g",
+        worker_env={"PYSPARK_PYTHON": sys.executable},
+    )
+    print(
+        f"standalone cluster {cluster.master_url}: {args.cluster} workers x 1 core "
+        f"(logs in {workdir})",
+        flush=True,
+    )
     return cluster
 
 
@@ -337,8 +418,10 @@ def ratio(a, b):
 
 
 def table(results: list[dict], iters: int) -> str:
-    head = ("| workload | MLlib s/iter | spark-em s/iter | × MLlib | sklearn s/iter | × sklearn "
-            f"| MLlib fit(1) | spark-em fit(1) | × | MLlib fit({iters}) | spark-em fit({iters}) | × |")
+    head = (
+        "| workload | MLlib s/iter | spark-em s/iter | × MLlib | sklearn s/iter | × sklearn "
+        f"| MLlib fit(1) | spark-em fit(1) | × | MLlib fit({iters}) | spark-em fit({iters}) | × |"
+    )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     fmt = lambda x: "—" if x is None or x != x else f"{x:.2f}"  # noqa: E731
     fmtr = lambda x: "—" if x is None or x != x else f"{x:.1f}×"  # noqa: E731
@@ -346,23 +429,32 @@ def table(results: list[dict], iters: int) -> str:
         ml = r.get("mllib", {})
         keys = [k for k in r if k.startswith("spark_em_")]
         for key in keys:
-            cov, _, store = key[len("spark_em_"):].partition("@")
+            cov, _, store = key[len("spark_em_") :].partition("@")
             ours = r[key]
             sk = r.get(f"sklearn_{cov}", {})
             name = f"N={r['n']:,} d={r['d']} K={r['k']} {cov}" + (f" ({store})" if store else "")
             if r.get("separation", 6.0) != 6.0:
                 name += f" (sep {r['separation']:g})"
-            lines.append("| " + " | ".join([
-                name,
-                fmt(ml.get("per_iter_s")), fmt(ours.get("per_iter_s")),
-                fmtr(ratio(ml.get("per_iter_s"), ours.get("per_iter_s"))),
-                fmt(sk.get("per_iter_s")),
-                fmtr(ratio(sk.get("per_iter_s"), ours.get("per_iter_s"))),
-                fmt(ml.get("fit1_s")), fmt(ours.get("fit1_s")),
-                fmtr(ratio(ml.get("fit1_s"), ours.get("fit1_s"))),
-                fmt(ml.get("fit_s")), fmt(ours.get("fit_s")),
-                fmtr(ratio(ml.get("fit_s"), ours.get("fit_s"))),
-            ]) + " |")
+            lines.append(
+                "| "
+                + " | ".join(
+                    [
+                        name,
+                        fmt(ml.get("per_iter_s")),
+                        fmt(ours.get("per_iter_s")),
+                        fmtr(ratio(ml.get("per_iter_s"), ours.get("per_iter_s"))),
+                        fmt(sk.get("per_iter_s")),
+                        fmtr(ratio(sk.get("per_iter_s"), ours.get("per_iter_s"))),
+                        fmt(ml.get("fit1_s")),
+                        fmt(ours.get("fit1_s")),
+                        fmtr(ratio(ml.get("fit1_s"), ours.get("fit1_s"))),
+                        fmt(ml.get("fit_s")),
+                        fmt(ours.get("fit_s")),
+                        fmtr(ratio(ml.get("fit_s"), ours.get("fit_s"))),
+                    ]
+                )
+                + " |"
+            )
     return "\n".join(lines)
 
 
@@ -381,16 +473,27 @@ def main(argv=None) -> int:
     cluster = start_cluster(args) if args.cluster else None
     conf = {"spark.driver.memory": args.driver_memory, "spark.sql.shuffle.partitions": "4"}
     if cluster is not None:
-        conf.update({"spark.executor.memory": args.executor_memory,
-                     "spark.driver.host": "127.0.0.1", "spark.ui.enabled": "false"})
+        conf.update(
+            {
+                "spark.executor.memory": args.executor_memory,
+                "spark.driver.host": "127.0.0.1",
+                "spark.ui.enabled": "false",
+            }
+        )
     spark = local_session(cluster.master_url if cluster else args.master, "spark-em-bench", conf)
     spark.sparkContext.setLogLevel("ERROR")
     results = []
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
     try:
         for ds in sets:
-            r = {"n": ds.n, "d": ds.d, "k": ds.k, "covs": ds.covs, "separation": ds.separation,
-                 "load_before": loadavg()}
+            r = {
+                "n": ds.n,
+                "d": ds.d,
+                "k": ds.k,
+                "covs": ds.covs,
+                "separation": ds.separation,
+                "load_before": loadavg(),
+            }
             r.update(bench_spark(spark, ds, paths[ds.name], args))
             r["kernel_profile"] = kernel_profile(ds, paths[ds.name])
             if not args.no_sklearn and ds.n * ds.d * 8 * 6 < args.sklearn_max_gb * 2**30:
@@ -410,9 +513,13 @@ def main(argv=None) -> int:
     report = {
         "started": started,
         "args": vars(args),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "pyspark": pyspark.__version__, "numpy": numpy.__version__,
-                    "platform": platform.platform()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "pyspark": pyspark.__version__,
+            "numpy": numpy.__version__,
+            "platform": platform.platform(),
+        },
         "results": results,
         "table": text,
     }

@@ -23,17 +23,24 @@ def bench_select(spark, df, plain, ks, covs, stores, seed: int, tol: float) -> d
         for k in ks:
             for cov in covs:
                 t = time.perf_counter()
-                model = GaussianMixture(k=k, covarianceType=cov, seed=seed, tol=tol,
-                                        blockCache=store).fit(data)
+                model = GaussianMixture(
+                    k=k, covarianceType=cov, seed=seed, tol=tol, blockCache=store
+                ).fit(data)
                 separate[f"k={k} {cov}"] = time.perf_counter() - t
                 iters[f"k={k} {cov}"] = model.summary.numIter
         total = sum(separate.values())
         out[store] = {
-            "sweep_s": sweep, "separate_s": separate, "separate_total_s": total,
-            "ratio": sweep / total, "candidates": len(rows),
+            "sweep_s": sweep,
+            "separate_s": separate,
+            "separate_total_s": total,
+            "ratio": sweep / total,
+            "candidates": len(rows),
             "iterations": {f"k={r['k']} {r['covarianceType']}": r["iterations"] for r in rows},
             "separate_iterations": iters,
         }
-        print(f"[select {store}] {len(rows)} candidates: one sweep {sweep:.1f}s, separate fits "
-              f"{total:.1f}s in all -> {sweep / total:.2f}x the separate fits", flush=True)
+        print(
+            f"[select {store}] {len(rows)} candidates: one sweep {sweep:.1f}s, separate fits "
+            f"{total:.1f}s in all -> {sweep / total:.2f}x the separate fits",
+            flush=True,
+        )
     return out

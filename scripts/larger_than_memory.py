@@ -24,10 +24,10 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from results import write_results  # noqa: E402  (scripts/ is on sys.path when run)
-
 # fixed-iteration timing runs (tol=0) never converge by design: no spark-em's ConvergenceWarning
 import warnings  # noqa: E402
+
+from results import write_results  # noqa: E402  (scripts/ is on sys.path when run)
 
 warnings.filterwarnings("ignore", message="the best of .* EM run")
 
@@ -40,7 +40,9 @@ def du_bytes(path: str) -> int:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--n", type=int, default=30_000_000)
     p.add_argument("--d", type=int, default=16)
     p.add_argument("--k", type=int, default=8)
@@ -50,17 +52,24 @@ def main(argv=None) -> int:
     p.add_argument("--block-cache", default="auto", choices=["auto", "local", "spark", "parquet"])
     p.add_argument("--master", default="local[2]")
     p.add_argument("--data-dir", default=os.environ.get("SPARK_EM_BENCH_DATA", "data/bench"))
-    p.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra Spark configuration (repeatable)")
+    p.add_argument(
+        "--conf",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra Spark configuration (repeatable)",
+    )
     p.add_argument("--out")
     args = p.parse_args(argv)
 
     from spark_em import GaussianMixture
-    from spark_em.progress import IterationInfo
     from spark_em.data.datasets import write_mixture_parquet
     from spark_em.data.local_session import local_session
+    from spark_em.progress import IterationInfo
 
-    path = os.path.abspath(os.path.join(args.data_dir, f"mixture-n{args.n}-d{args.d}-k{args.k}-s1.parquet"))
+    path = os.path.abspath(
+        os.path.join(args.data_dir, f"mixture-n{args.n}-d{args.d}-k{args.k}-s1.parquet")
+    )
     if not os.path.exists(path):
         t = time.perf_counter()
         print(f"generating {path} ...", flush=True)
@@ -72,13 +81,17 @@ def main(argv=None) -> int:
     spark = local_session(args.master, "spark-em-larger-than-memory", conf)
     spark.sparkContext.setLogLevel("ERROR")
     heap = int(spark.sparkContext._jvm.java.lang.Runtime.getRuntime().maxMemory())
-    print(f"data set {size / 2**30:.2f} GiB of Parquet ({args.n:,} x {args.d} doubles = "
-          f"{args.n * args.d * 8 / 2**30:.2f} GiB raw); Spark JVM heap {heap / 2**30:.2f} GiB "
-          f"(spark.driver.memory={args.driver_memory}); ratio {size / heap:.1f}x", flush=True)
+    print(
+        f"data set {size / 2**30:.2f} GiB of Parquet ({args.n:,} x {args.d} doubles = "
+        f"{args.n * args.d * 8 / 2**30:.2f} GiB raw); Spark JVM heap {heap / 2**30:.2f} GiB "
+        f"(spark.driver.memory={args.driver_memory}); ratio {size / heap:.1f}x",
+        flush=True,
+    )
     iterations, cache = [], []
 
     def cached_bytes():
-        """(memory, disk) bytes of Spark's cached RDDs: the prepared blocks with --block-cache spark."""
+        """(memory, disk) bytes of Spark's cached RDDs: the prepared blocks with
+        --block-cache spark."""
         infos = spark.sparkContext._jsc.sc().getRDDStorageInfo()
         return sum(i.memSize() for i in infos), sum(i.diskSize() for i in infos)
 
@@ -88,27 +101,49 @@ def main(argv=None) -> int:
         iterations.append(info.seconds)
         mem, disk = cached_bytes()
         cache.append({"memory_bytes": mem, "disk_bytes": disk})
-        print(f"  iteration {info.iteration}: {info.seconds:.1f}s (mean log-likelihood "
-              f"{info.mean_log_likelihood:.4f}; Spark's cache {mem / 2**30:.2f} GiB in memory, "
-              f"{disk / 2**30:.2f} GiB on disk)", flush=True)
+        print(
+            f"  iteration {info.iteration}: {info.seconds:.1f}s (mean log-likelihood "
+            f"{info.mean_log_likelihood:.4f}; Spark's cache {mem / 2**30:.2f} GiB in memory, "
+            f"{disk / 2**30:.2f} GiB on disk)",
+            flush=True,
+        )
 
-    gm = GaussianMixture(k=args.k, covarianceType=args.cov, maxIter=args.iters, tol=0.0, seed=1,
-                         blockCache=args.block_cache)
+    gm = GaussianMixture(
+        k=args.k,
+        covarianceType=args.cov,
+        maxIter=args.iters,
+        tol=0.0,
+        seed=1,
+        blockCache=args.block_cache,
+    )
     gm.progress = progress
     t = time.perf_counter()
     model = gm.fit(spark.read.parquet(path))
     total = time.perf_counter() - t
     spark.stop()
     result = {
-        "n": args.n, "d": args.d, "k": args.k, "cov": args.cov, "block_cache": args.block_cache,
-        "parquet_bytes": size, "raw_bytes": args.n * args.d * 8, "jvm_max_heap_bytes": heap,
-        "driver_memory": args.driver_memory, "conf": conf, "iteration_s": iterations, "fit_s": total,
+        "n": args.n,
+        "d": args.d,
+        "k": args.k,
+        "cov": args.cov,
+        "block_cache": args.block_cache,
+        "parquet_bytes": size,
+        "raw_bytes": args.n * args.d * 8,
+        "jvm_max_heap_bytes": heap,
+        "driver_memory": args.driver_memory,
+        "conf": conf,
+        "iteration_s": iterations,
+        "fit_s": total,
         "spark_cache_per_iteration": cache,
-        "rows": model.summary.numRows, "log_likelihood": model.summary.logLikelihood,
+        "rows": model.summary.numRows,
+        "log_likelihood": model.summary.logLikelihood,
         "load": [round(x, 2) for x in os.getloadavg()],
     }
-    print(f"fit of {model.summary.numRows:,} rows: {total:.0f}s in all; per iteration "
-          + ", ".join(f"{s:.1f}s" for s in iterations), flush=True)
+    print(
+        f"fit of {model.summary.numRows:,} rows: {total:.0f}s in all; per iteration "
+        + ", ".join(f"{s:.1f}s" for s in iterations),
+        flush=True,
+    )
     out = write_results(result, "larger-than-memory", args.out)
     print(f"written {out}")
     return 0

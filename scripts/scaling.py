@@ -23,10 +23,10 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from results import write_results  # noqa: E402  (scripts/ is on sys.path when run)
-
 # fixed-iteration timing runs (tol=0) never converge by design: no spark-em's ConvergenceWarning
 import warnings  # noqa: E402
+
+from results import write_results  # noqa: E402  (scripts/ is on sys.path when run)
 
 warnings.filterwarnings("ignore", message="the best of .* EM run")
 
@@ -45,12 +45,18 @@ def one(args) -> dict:
     from spark_em.data.datasets import write_mixture_parquet
     from spark_em.data.local_session import local_session
 
-    path = os.path.abspath(os.path.join(args.data_dir, f"mixture-n{args.n}-d{args.d}-k{args.k}-s1.parquet"))
+    path = os.path.abspath(
+        os.path.join(args.data_dir, f"mixture-n{args.n}-d{args.d}-k{args.k}-s1.parquet")
+    )
     if not os.path.exists(path):
         write_mixture_parquet(path, args.n, args.k, args.d, "full", seed=1)
-    spark = local_session(args.master, "spark-em-scaling", {
-        "spark.driver.memory": args.driver_memory,
-    })
+    spark = local_session(
+        args.master,
+        "spark-em-scaling",
+        {
+            "spark.driver.memory": args.driver_memory,
+        },
+    )
     spark.sparkContext.setLogLevel("ERROR")
     jvm_pid = int(spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid())
     df = spark.read.parquet(path)
@@ -65,8 +71,13 @@ def one(args) -> dict:
     t1, _ = fit(1)
     tn, model = fit(1 + args.iters)
     out = {
-        "n": args.n, "d": args.d, "k": args.k, "cov": args.cov,
-        "fit1_s": t1, f"fit{1 + args.iters}_s": tn, "per_iter_s": (tn - t1) / args.iters,
+        "n": args.n,
+        "d": args.d,
+        "k": args.k,
+        "cov": args.cov,
+        "fit1_s": t1,
+        f"fit{1 + args.iters}_s": tn,
+        "per_iter_s": (tn - t1) / args.iters,
         "driver_python_peak_mib": vm_hwm_kib() / 1024,
         "driver_jvm_peak_mib": vm_hwm_kib(jvm_pid) / 1024,
         "rows": model.summary.numRows,
@@ -77,7 +88,9 @@ def one(args) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--ns", default="100000,1000000,10000000")
     p.add_argument("--d", type=int, default=16)
     p.add_argument("--k", type=int, default=8)
@@ -94,10 +107,26 @@ def main(argv=None) -> int:
         return 0
     results = []
     for n in (int(x) for x in args.ns.split(",")):
-        cmd = [sys.executable, os.path.abspath(__file__), "--n", str(n), "--d", str(args.d),
-               "--k", str(args.k), "--cov", args.cov, "--iters", str(args.iters),
-               "--data-dir", args.data_dir, "--master", args.master,
-               "--driver-memory", args.driver_memory]
+        cmd = [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--n",
+            str(n),
+            "--d",
+            str(args.d),
+            "--k",
+            str(args.k),
+            "--cov",
+            args.cov,
+            "--iters",
+            str(args.iters),
+            "--data-dir",
+            args.data_dir,
+            "--master",
+            args.master,
+            "--driver-memory",
+            args.driver_memory,
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
         if proc.returncode or not lines:
@@ -105,18 +134,29 @@ def main(argv=None) -> int:
             raise SystemExit(f"N={n} failed")
         r = json.loads(lines[-1][7:])
         results.append(r)
-        print(f"N={n}: {r['per_iter_s']:.3f} s/iter, fit(1) {r['fit1_s']:.2f}s, driver peak RSS "
-              f"python {r['driver_python_peak_mib']:.0f} MiB + JVM {r['driver_jvm_peak_mib']:.0f} MiB",
-              flush=True)
-    head = "| N | s/iteration | s/iteration per 1M rows | fit(1) s | driver peak RSS: Python MiB | JVM MiB |"
+        print(
+            f"N={n}: {r['per_iter_s']:.3f} s/iter, fit(1) {r['fit1_s']:.2f}s, driver peak RSS "
+            f"python {r['driver_python_peak_mib']:.0f} MiB + "
+            f"JVM {r['driver_jvm_peak_mib']:.0f} MiB",
+            flush=True,
+        )
+    head = (
+        "| N | s/iteration | s/iteration per 1M rows | fit(1) s "
+        "| driver peak RSS: Python MiB | JVM MiB |"
+    )
     lines = [head, "|---|---|---|---|---|---|"]
     for r in results:
-        lines.append(f"| {r['n']:,} | {r['per_iter_s']:.3f} | {r['per_iter_s'] / r['n'] * 1e6:.3f} | "
-                     f"{r['fit1_s']:.2f} | {r['driver_python_peak_mib']:.0f} | {r['driver_jvm_peak_mib']:.0f} |")
+        lines.append(
+            f"| {r['n']:,} | {r['per_iter_s']:.3f} | {r['per_iter_s'] / r['n'] * 1e6:.3f} | "
+            f"{r['fit1_s']:.2f} | {r['driver_python_peak_mib']:.0f} | "
+            f"{r['driver_jvm_peak_mib']:.0f} |"
+        )
     text = "\n".join(lines)
     print()
     print(text)
-    out = write_results({"args": vars(args), "results": results, "table": text}, "scaling", args.out)
+    out = write_results(
+        {"args": vars(args), "results": results, "table": text}, "scaling", args.out
+    )
     print(f"\nwritten {out}")
     return 0
 

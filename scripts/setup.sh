@@ -14,7 +14,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # Re-install only when pyproject.toml changed since the last install.
 stamp=.venv/.spark-em-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || ! .venv/bin/python -c 'import spark_em, pyspark, sklearn, chispa' 2>/dev/null; then
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || ! .venv/bin/python -c 'import spark_em, pyspark, sklearn, chispa' 2>/dev/null \
+    || [ ! -x .venv/bin/ruff ] || [ ! -x .venv/bin/mypy ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
   touch "$stamp"
 fi

@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# Quick start (b): install, then run the whole test suite (Spark Connect and cluster tests included).
+# Quick start (b): install, then lint (ruff), type-check the core (mypy) and run the whole test
+# suite (Spark Connect and cluster tests included).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export PYSPARK_PYTHON="$PWD/.venv/bin/python"
+# lint, format and types first (seconds): the style is part of the suite
+.venv/bin/ruff check spark_em tests scripts jobs
+.venv/bin/ruff format --check --quiet spark_em tests scripts jobs
+.venv/bin/mypy
 exec .venv/bin/python -m pytest "$@"

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import inspect
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from pyspark import keyword_only
@@ -58,10 +59,10 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
         self.setParams(**self._input_kwargs)
 
     @keyword_only
-    def setParams(self, **kwargs: Any) -> "GaussianMixture":
+    def setParams(self, **kwargs: Any) -> GaussianMixture:
         return self._set(**kwargs)
 
-    def setCheckpointDir(self, path: str | None) -> "GaussianMixture":
+    def setCheckpointDir(self, path: str | None) -> GaussianMixture:
         """Checkpoint every EM iteration into ``path``, a directory on the machine of the
         driver program (not a Param: it belongs to one run, like ``progress``).  A fit
         started again with the same data and settings resumes after the last finished
@@ -81,21 +82,40 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
         if init is not None:
             s = init.summary if init.hasSummary else None
             history = s.logLikelihoodHistory if s is not None else None
-            warm = WarmStart(init.mixture, s.numRows if s is not None else None,
-                             s.weightSum if s is not None else None,
-                             history[-1] if history else None)
-        fingerprint = {p.name: self.getOrDefault(p.name) for p in PARAMS
-                       if p.fingerprint and p.name not in ("k", "covarianceType", "initialModel")}
-        fingerprint["initialModel"] = None if init is None else [
-            np.asarray(a).ravel().tolist() for a in (init.weights, init.means, init.covariances)]
+            warm = WarmStart(
+                init.mixture,
+                s.numRows if s is not None else None,
+                s.weightSum if s is not None else None,
+                history[-1] if history else None,
+            )
+        fingerprint = {
+            p.name: self.getOrDefault(p.name)
+            for p in PARAMS
+            if p.fingerprint and p.name not in ("k", "covarianceType", "initialModel")
+        }
+        fingerprint["initialModel"] = (
+            None
+            if init is None
+            else [
+                np.asarray(a).ravel().tolist() for a in (init.weights, init.means, init.covariances)
+            ]
+        )
         return FitSettings(
-            features=self.getFeaturesCol(), weight_col=self.getWeightCol(), k=self.getK(),
-            covariance_type=self.getCovarianceType(), max_iter=self.getMaxIter(),
-            tol=self.getTol(), reg_covar=self.getRegCovar(), init_mode=self.getInitMode(),
-            n_init=self.getNInit(), seed=self.getSeed(),
+            features=self.getFeaturesCol(),
+            weight_col=self.getWeightCol(),
+            k=self.getK(),
+            covariance_type=self.getCovarianceType(),
+            max_iter=self.getMaxIter(),
+            tol=self.getTol(),
+            reg_covar=self.getRegCovar(),
+            init_mode=self.getInitMode(),
+            n_init=self.getNInit(),
+            seed=self.getSeed(),
             init_sample_size=self.getInitSampleSize(),
-            aggregation_depth=self.getAggregationDepth(), block_cache=self.getBlockCache(),
-            skip_invalid=self.getHandleInvalid() == "skip", warm_start=warm,
+            aggregation_depth=self.getAggregationDepth(),
+            block_cache=self.getBlockCache(),
+            skip_invalid=self.getHandleInvalid() == "skip",
+            warm_start=warm,
             checkpoint_dir=getattr(self, "checkpoint_dir", None),
             fingerprint=tuple(fingerprint.items()),
         )
@@ -103,11 +123,14 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
     def _fit(self, dataset: DataFrame) -> GaussianMixtureModel:
         result, runs = fit_session.fit(dataset, self._settings(), getattr(self, "progress", None))
         if not result.converged and self.getMaxIter() > 0:
-            warnings.warn(ConvergenceWarning(
-                f"the best of {runs} EM run(s) did not converge in maxIter="
-                f"{self.getMaxIter()} iterations (last change of the mean log-likelihood "
-                f"above tol={self.getTol()}): increase maxIter or tol, or check the data"
-            ), stacklevel=3)
+            warnings.warn(
+                ConvergenceWarning(
+                    f"the best of {runs} EM run(s) did not converge in maxIter="
+                    f"{self.getMaxIter()} iterations (last change of the mean log-likelihood "
+                    f"above tol={self.getTol()}): increase maxIter or tol, or check the data"
+                ),
+                stacklevel=3,
+            )
         return self._model(result, dataset)
 
     def fitSelect(self, dataset: DataFrame, ks, covarianceTypes=None, criterion: str = "bic"):
@@ -124,12 +147,14 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
             raise ValueError("fitSelect starts every candidate afresh: unset initialModel")
         settings = self._settings()
         candidates = selection.candidates_of(ks, covarianceTypes or [self.getCovarianceType()])
-        chosen = selection.fit_select(dataset, settings, candidates, criterion,
-                                      getattr(self, "progress", None))
+        chosen = selection.fit_select(
+            dataset, settings, candidates, criterion, getattr(self, "progress", None)
+        )
         best = self.copy({self.k: chosen.best.k, self.covarianceType: chosen.best.covariance_type})
         model = best._model(chosen.result, dataset)
         frame = dataset.sparkSession.createDataFrame(
-            [c.as_row() for c in chosen.candidates], selection.TABLE_SCHEMA)
+            [c.as_row() for c in chosen.candidates], selection.TABLE_SCHEMA
+        )
         return model, frame
 
     def _model(self, result: FitResult, dataset: DataFrame) -> GaussianMixtureModel:
@@ -150,11 +175,13 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
         model = self._copyValues(GaussianMixtureModel(result.params, summary))
         at_fit = model.copy()  # the summary's predictions keep the fit's column names
         features, skip = self.getFeaturesCol(), self.getHandleInvalid() == "skip"
-        summary.bind(lambda: scoring.cluster_sizes(result.params, dataset, features, skip),
-                     lambda: at_fit.transform(dataset))
+        summary.bind(
+            lambda: scoring.cluster_sizes(result.params, dataset, features, skip),
+            lambda: at_fit.transform(dataset),
+        )
         return model
 
-    def copy(self, extra=None) -> "GaussianMixture":
+    def copy(self, extra=None) -> GaussianMixture:
         that = super().copy(extra)
         that.progress = getattr(self, "progress", None)
         that.checkpoint_dir = getattr(self, "checkpoint_dir", None)
@@ -171,5 +198,5 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
 # The constructor's keywords, with the table's defaults (help() and IDEs show them).
 GaussianMixture.__init__.__signature__ = inspect.Signature(
     [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
-    + [inspect.Parameter(p.name, inspect.Parameter.KEYWORD_ONLY, default=p.default)
-       for p in PARAMS])
+    + [inspect.Parameter(p.name, inspect.Parameter.KEYWORD_ONLY, default=p.default) for p in PARAMS]
+)

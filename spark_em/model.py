@@ -7,19 +7,20 @@ from __future__ import annotations
 import numpy as np
 from pyspark.ml import Model
 from pyspark.ml.linalg import DenseMatrix, DenseVector, Vector
-from pyspark.ml.util import MLReadable, MLReader, MLWritable, MLWriter
 from pyspark.ml.stat import MultivariateGaussian
+from pyspark.ml.util import MLReadable, MLReader, MLWritable, MLWriter
 from pyspark.sql import DataFrame, SparkSession
 
-from .io import mllib_import
-from .engine import sampling
-from .engine import scoring
 from .core.estep import log_responsibilities
-from .core.mixture import GaussianParams, aic as aic_of, bic as bic_of, n_parameters
+from .core.mixture import GaussianParams, n_parameters
+from .core.mixture import aic as aic_of
+from .core.mixture import bic as bic_of
+from .engine import sampling, scoring
+from .io import mllib_import
 from .io.model_directory import check_values
-from .params import DEFAULT_SEED, FitParams, spec
 from .io.persistence import ModelReader, ModelWriter
 from .io.sklearn_interop import from_sklearn, to_sklearn
+from .params import DEFAULT_SEED, FitParams, spec
 from .summary import GaussianMixtureSummary
 
 __all__ = ["GaussianMixtureModel"]
@@ -123,10 +124,17 @@ class GaussianMixtureModel(Model, FitParams, MLReadable, MLWritable):
 
     @classmethod
     def fromParameters(
-        cls, weights, means, covariances, covarianceType: str = "full", regCovar: float | None = None
-    ) -> "GaussianMixtureModel":
+        cls,
+        weights,
+        means,
+        covariances,
+        covarianceType: str = "full",
+        regCovar: float | None = None,
+    ) -> GaussianMixtureModel:
         """A model from explicit parameters (sklearn shapes); e.g. to warm-start a fit."""
-        return cls(GaussianParams.from_covariances(weights, means, covariances, covarianceType, regCovar))
+        return cls(
+            GaussianParams.from_covariances(weights, means, covariances, covarianceType, regCovar)
+        )
 
     def toSklearn(self):
         """An equivalent fitted ``sklearn.mixture.GaussianMixture`` (needs scikit-learn),
@@ -135,14 +143,14 @@ class GaussianMixtureModel(Model, FitParams, MLReadable, MLWritable):
         return to_sklearn(self._mixture, self._summary)
 
     @classmethod
-    def fromSklearn(cls, est) -> "GaussianMixtureModel":
+    def fromSklearn(cls, est) -> GaussianMixtureModel:
         """A model from a fitted ``sklearn.mixture.GaussianMixture``; its ``converged_``,
         ``n_iter_`` and ``lower_bounds_`` become the summary (``numIter``, ``converged``,
         ``logLikelihoodHistory``)."""
         return cls(*from_sklearn(est))
 
     @classmethod
-    def fromMLlib(cls, model) -> "GaussianMixtureModel":
+    def fromMLlib(cls, model) -> GaussianMixtureModel:
         """A model (``covarianceType="full"``) from a fitted
         ``pyspark.ml.clustering.GaussianMixtureModel``, with its weights, means,
         covariances and the Params both share (not ``tol``: its rule differs).  A saved
@@ -159,8 +167,9 @@ class GaussianMixtureModel(Model, FitParams, MLReadable, MLWritable):
         ``label`` (int, the component drawn).  The same ``(n, seed)`` gives the same rows;
         ``seed=None`` draws a new sample each time."""
         features = self.getFeaturesCol()
-        return sampling.sample(self._mixture, n, seed,
-                               features if isinstance(features, str) else "features")
+        return sampling.sample(
+            self._mixture, n, seed, features if isinstance(features, str) else "features"
+        )
 
     # ------------------------------------------------------------------ local prediction
     def _as_matrix(self, X) -> np.ndarray:
@@ -188,13 +197,21 @@ class GaussianMixtureModel(Model, FitParams, MLReadable, MLWritable):
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
         return scoring.transform(
-            self._mixture, dataset, self.getFeaturesCol(), self.getPredictionCol(),
-            self.getProbabilityCol(), self.getLogLikelihoodCol(), self._skip_invalid(),
+            self._mixture,
+            dataset,
+            self.getFeaturesCol(),
+            self.getPredictionCol(),
+            self.getProbabilityCol(),
+            self.getLogLikelihoodCol(),
+            self._skip_invalid(),
         )
 
     def _log_likelihood_sums(self, dataset: DataFrame) -> tuple[float, float]:
         return scoring.log_likelihood_sums(
-            self._mixture, dataset, self.getFeaturesCol(), self.getWeightCol(),
+            self._mixture,
+            dataset,
+            self.getFeaturesCol(),
+            self.getWeightCol(),
             self._skip_invalid(),
         )
 
@@ -218,7 +235,7 @@ class GaussianMixtureModel(Model, FitParams, MLReadable, MLWritable):
         return aic_of(s, self._n_parameters())
 
     # ------------------------------------------------------------------ persistence
-    def copy(self, extra=None) -> "GaussianMixtureModel":
+    def copy(self, extra=None) -> GaussianMixtureModel:
         that = super().copy(extra)
         that._mixture = self._mixture
         that._summary = self._summary

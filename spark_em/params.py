@@ -15,8 +15,9 @@ accepts values pyspark's converters refuse (None, a list of columns).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.param.shared import (
@@ -35,8 +36,15 @@ from .core.covariance import COVARIANCE_TYPES
 from .core.initialisation import INIT_MODES
 from .data.stores import BLOCK_CACHES
 
-__all__ = ["DEFAULT_SEED", "PARAMS", "ParamSpec", "check_params", "declare", "markdown_table",
-           "spec"]
+__all__ = [
+    "DEFAULT_SEED",
+    "PARAMS",
+    "ParamSpec",
+    "check_params",
+    "declare",
+    "markdown_table",
+    "spec",
+]
 
 DEFAULT_SEED = 42
 """The default ``seed``: fits are reproducible unless ``seed=None`` is set explicitly.  A
@@ -61,8 +69,9 @@ def non_negative(v: float) -> str | None:
 def spark_long_or_none(v) -> str | None:
     if v is None or -(2**63) <= v < 2**63:
         return None
-    return ("must be None or an integer from -2**63 to 2**63 - 1 (a Spark long, as MLlib's), "
-            f"got {v}")
+    return (
+        f"must be None or an integer from -2**63 to 2**63 - 1 (a Spark long, as MLlib's), got {v}"
+    )
 
 
 # ------------------------------------------------------------------------ converters
@@ -135,54 +144,165 @@ class ParamSpec:
 FIT_JOBS = ("fit", "select")
 
 PARAMS: tuple[ParamSpec, ...] = (
-    ParamSpec("k", 2, "number of components (>= 1)", TypeConverters.toInt,
-              check=at_least(1), flag="k", jobs=("fit",), kind=INT),
-    ParamSpec("covarianceType", "full", f"covariance type, one of {COVARIANCE_TYPES}",
-              TypeConverters.toString, allowed=COVARIANCE_TYPES, flag="covariance-type",
-              jobs=("fit",), on_model=False),
-    ParamSpec("maxIter", 100, shared=HasMaxIter, check=at_least(0), flag="max-iter",
-              jobs=FIT_JOBS, kind=INT, fingerprint=False),
-    ParamSpec("tol", 1e-3, shared=HasTol, check=non_negative, flag="tol", jobs=FIT_JOBS,
-              kind=FLOAT),
-    ParamSpec("regCovar", 1e-6, "non-negative regularisation added to covariance diagonals",
-              TypeConverters.toFloat, check=non_negative, flag="reg-covar", jobs=FIT_JOBS,
-              kind=FLOAT),
-    ParamSpec("initMode", "kmeans", f"initialisation, one of {INIT_MODES}",
-              TypeConverters.toString, allowed=INIT_MODES, flag="init-mode", jobs=FIT_JOBS),
-    ParamSpec("nInit", 1, "number of initialisations; the best log-likelihood is kept",
-              TypeConverters.toInt, check=at_least(1), flag="n-init", jobs=FIT_JOBS, kind=INT),
-    ParamSpec("seed", DEFAULT_SEED,
-              f"random seed (default {DEFAULT_SEED}; None: a different fit each time)",
-              _to_optional_int, check=spark_long_or_none, flag="seed", jobs=FIT_JOBS, kind=INT),
-    ParamSpec("initSampleSize", 10_000,
-              "rows sampled (with probability proportional to weight) for the initialisation",
-              TypeConverters.toInt, check=at_least(1), flag="init-sample-size", jobs=FIT_JOBS,
-              kind=INT),
-    ParamSpec("aggregationDepth", 2, shared=HasAggregationDepth, check=at_least(1),
-              flag="aggregation-depth", jobs=FIT_JOBS, kind=INT, fingerprint=False),
-    ParamSpec("blockCache", "auto",
-              "where the prepared feature blocks live during a fit: 'auto' (local files in "
-              "local mode, the Parquet files of a plain Parquet scan, else Spark's cache), "
-              "'local', 'parquet' or 'spark'", TypeConverters.toString, allowed=BLOCK_CACHES,
-              flag="block-cache", jobs=FIT_JOBS, fingerprint=False),
-    ParamSpec("handleInvalid", "error", shared=HasHandleInvalid, allowed=HANDLE_INVALID,
-              flag="handle-invalid", section="input", jobs=FIT_JOBS + ("score",),
-              model_setter=True),
-    ParamSpec("initialModel", None, "a GaussianMixtureModel to start EM from (warm start)",
-              _identity, kind=MODEL, on_model=False),
-    ParamSpec("featuresCol", "features",
-              "features: a Vector column, an array<double>/array<float> column, or a list of "
-              "numeric column names", _to_features_col, kind=COLUMNS, model_setter=True),
-    ParamSpec("weightCol", None, "optional column of non-negative row weights",
-              _to_optional_string, model_setter=True),
-    ParamSpec("predictionCol", "prediction", shared=HasPredictionCol, model_setter=True,
-              fingerprint=False),
-    ParamSpec("probabilityCol", "probability", shared=HasProbabilityCol, model_setter=True,
-              fingerprint=False),
-    ParamSpec("logLikelihoodCol", None,
-              "optional output column: per-row log-density log p(x) (double)",
-              _to_optional_string, flag="log-likelihood-col", section="output",
-              jobs=("fit", "score"), model_setter=True, fingerprint=False),
+    ParamSpec(
+        "k",
+        2,
+        "number of components (>= 1)",
+        TypeConverters.toInt,
+        check=at_least(1),
+        flag="k",
+        jobs=("fit",),
+        kind=INT,
+    ),
+    ParamSpec(
+        "covarianceType",
+        "full",
+        f"covariance type, one of {COVARIANCE_TYPES}",
+        TypeConverters.toString,
+        allowed=COVARIANCE_TYPES,
+        flag="covariance-type",
+        jobs=("fit",),
+        on_model=False,
+    ),
+    ParamSpec(
+        "maxIter",
+        100,
+        shared=HasMaxIter,
+        check=at_least(0),
+        flag="max-iter",
+        jobs=FIT_JOBS,
+        kind=INT,
+        fingerprint=False,
+    ),
+    ParamSpec(
+        "tol", 1e-3, shared=HasTol, check=non_negative, flag="tol", jobs=FIT_JOBS, kind=FLOAT
+    ),
+    ParamSpec(
+        "regCovar",
+        1e-6,
+        "non-negative regularisation added to covariance diagonals",
+        TypeConverters.toFloat,
+        check=non_negative,
+        flag="reg-covar",
+        jobs=FIT_JOBS,
+        kind=FLOAT,
+    ),
+    ParamSpec(
+        "initMode",
+        "kmeans",
+        f"initialisation, one of {INIT_MODES}",
+        TypeConverters.toString,
+        allowed=INIT_MODES,
+        flag="init-mode",
+        jobs=FIT_JOBS,
+    ),
+    ParamSpec(
+        "nInit",
+        1,
+        "number of initialisations; the best log-likelihood is kept",
+        TypeConverters.toInt,
+        check=at_least(1),
+        flag="n-init",
+        jobs=FIT_JOBS,
+        kind=INT,
+    ),
+    ParamSpec(
+        "seed",
+        DEFAULT_SEED,
+        f"random seed (default {DEFAULT_SEED}; None: a different fit each time)",
+        _to_optional_int,
+        check=spark_long_or_none,
+        flag="seed",
+        jobs=FIT_JOBS,
+        kind=INT,
+    ),
+    ParamSpec(
+        "initSampleSize",
+        10_000,
+        "rows sampled (with probability proportional to weight) for the initialisation",
+        TypeConverters.toInt,
+        check=at_least(1),
+        flag="init-sample-size",
+        jobs=FIT_JOBS,
+        kind=INT,
+    ),
+    ParamSpec(
+        "aggregationDepth",
+        2,
+        shared=HasAggregationDepth,
+        check=at_least(1),
+        flag="aggregation-depth",
+        jobs=FIT_JOBS,
+        kind=INT,
+        fingerprint=False,
+    ),
+    ParamSpec(
+        "blockCache",
+        "auto",
+        "where the prepared feature blocks live during a fit: 'auto' (local files in "
+        "local mode, the Parquet files of a plain Parquet scan, else Spark's cache), "
+        "'local', 'parquet' or 'spark'",
+        TypeConverters.toString,
+        allowed=BLOCK_CACHES,
+        flag="block-cache",
+        jobs=FIT_JOBS,
+        fingerprint=False,
+    ),
+    ParamSpec(
+        "handleInvalid",
+        "error",
+        shared=HasHandleInvalid,
+        allowed=HANDLE_INVALID,
+        flag="handle-invalid",
+        section="input",
+        jobs=FIT_JOBS + ("score",),
+        model_setter=True,
+    ),
+    ParamSpec(
+        "initialModel",
+        None,
+        "a GaussianMixtureModel to start EM from (warm start)",
+        _identity,
+        kind=MODEL,
+        on_model=False,
+    ),
+    ParamSpec(
+        "featuresCol",
+        "features",
+        "features: a Vector column, an array<double>/array<float> column, or a list of "
+        "numeric column names",
+        _to_features_col,
+        kind=COLUMNS,
+        model_setter=True,
+    ),
+    ParamSpec(
+        "weightCol",
+        None,
+        "optional column of non-negative row weights",
+        _to_optional_string,
+        model_setter=True,
+    ),
+    ParamSpec(
+        "predictionCol", "prediction", shared=HasPredictionCol, model_setter=True, fingerprint=False
+    ),
+    ParamSpec(
+        "probabilityCol",
+        "probability",
+        shared=HasProbabilityCol,
+        model_setter=True,
+        fingerprint=False,
+    ),
+    ParamSpec(
+        "logLikelihoodCol",
+        None,
+        "optional output column: per-row log-density log p(x) (double)",
+        _to_optional_string,
+        flag="log-likelihood-col",
+        section="output",
+        jobs=("fit", "score"),
+        model_setter=True,
+        fingerprint=False,
+    ),
 )
 
 # pyspark mixins of the Params redefined here: kept as base classes, so that
@@ -260,8 +380,9 @@ def markdown_table() -> str:
 
 
 # ------------------------------------------------------------------------ the classes
-_MIXINS = tuple(dict.fromkeys(
-    [s.shared for s in PARAMS if s.shared is not None] + list(REDEFINED_MIXINS)))
+_MIXINS = tuple(
+    dict.fromkeys([s.shared for s in PARAMS if s.shared is not None] + list(REDEFINED_MIXINS))
+)
 
 
 @declare(tuple(s for s in PARAMS if s.on_model), setters=lambda s: s.model_setter)

@@ -27,10 +27,15 @@ class PassProfile:
     pass_s: float = 0.0
 
     def as_dict(self) -> dict:
-        return {"tasks": self.tasks, "read_s": self.read_s, "kernel_s": self.kernel_s,
-                "task_s": self.task_s, "pass_s": self.pass_s}
+        return {
+            "tasks": self.tasks,
+            "read_s": self.read_s,
+            "kernel_s": self.kernel_s,
+            "task_s": self.task_s,
+            "pass_s": self.pass_s,
+        }
 
-    def __add__(self, other: "PassProfile") -> "PassProfile":
+    def __add__(self, other: PassProfile) -> PassProfile:
         """Two passes' timings summed (a pass repeated for some runs counts in full)."""
         return PassProfile(**{k: v + getattr(other, k) for k, v in self.as_dict().items()})
 

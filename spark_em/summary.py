@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -47,7 +48,8 @@ class GaussianMixtureSummary:
         predictionCol: str | None = None,
         probabilityCol: str | None = None,
         numRowsSkipped: dict[str, int] | None = None,
-        **_ignored: Any,  # fields of older saved summaries (a logLikelihood under the final parameters)
+        # fields of older saved summaries (a logLikelihood under the final parameters)
+        **_ignored: Any,
     ) -> None:
         self.k = k
         self.logLikelihoodHistory = list(logLikelihoodHistory)
@@ -64,8 +66,9 @@ class GaussianMixtureSummary:
         self._predictions_fn: Callable[[], DataFrame] | None = None
         self._predictions: DataFrame | None = None
 
-    def bind(self, cluster_sizes: Callable[[], list[int]],
-             predictions: Callable[[], DataFrame]) -> None:
+    def bind(
+        self, cluster_sizes: Callable[[], list[int]], predictions: Callable[[], DataFrame]
+    ) -> None:
         """The training DataFrame's cluster sizes and predictions, computed on first access
         (the summary of the model ``fit`` returns; the model exists only after its
         summary, hence not in the constructor)."""
@@ -117,14 +120,21 @@ class GaussianMixtureSummary:
     def to_json(self) -> dict:
         """What is saved with the model: cluster sizes only if they were computed."""
         return {
-            "k": self.k, "logLikelihoodHistory": self.logLikelihoodHistory,
-            "numIter": self.numIter, "converged": self.converged,
-            "weightSum": self.weightSum, "numRows": self.numRows,
-            "clusterSizes": self._cluster_sizes, "featuresCol": self.featuresCol,
-            "predictionCol": self.predictionCol, "probabilityCol": self.probabilityCol,
+            "k": self.k,
+            "logLikelihoodHistory": self.logLikelihoodHistory,
+            "numIter": self.numIter,
+            "converged": self.converged,
+            "weightSum": self.weightSum,
+            "numRows": self.numRows,
+            "clusterSizes": self._cluster_sizes,
+            "featuresCol": self.featuresCol,
+            "predictionCol": self.predictionCol,
+            "probabilityCol": self.probabilityCol,
             "numRowsSkipped": self.numRowsSkipped,
         }
 
     def __repr__(self) -> str:
-        return (f"GaussianMixtureSummary(k={self.k}, numIter={self.numIter}, "
-                f"converged={self.converged}, logLikelihood={self.logLikelihood:.6g})")
+        return (
+            f"GaussianMixtureSummary(k={self.k}, numIter={self.numIter}, "
+            f"converged={self.converged}, logLikelihood={self.logLikelihood:.6g})"
+        )

@@ -1,7 +1,8 @@
 """Driver program for tests/test_cluster.py: a fit through a classic session on a standalone
 cluster whose executors cannot import spark_em until the driver ships it.
 
-    python tests/cluster_app.py MASTER_URL PACKAGE_ZIP DATA_PARQUET INITIAL_NPZ MODEL_OUT RESULT_JSON
+    python tests/cluster_app.py MASTER_URL PACKAGE_ZIP DATA_PARQUET INITIAL_NPZ MODEL_OUT \
+        RESULT_JSON
 
 The executors' Python (``PYSPARK_PYTHON`` in this process's environment) is a bare interpreter
 without spark_em; this driver's interpreter has it installed.
@@ -22,8 +23,11 @@ def probe(_):
     import sys
 
     spec = importlib.util.find_spec("spark_em")
-    return {"python": sys.executable, "pid": os.getpid(),
-            "spark_em": spec.origin if spec is not None else None}
+    return {
+        "python": sys.executable,
+        "pid": os.getpid(),
+        "spark_em": spec.origin if spec is not None else None,
+    }
 
 
 def main(master, package_zip, data, initial_npz, model_out, result_json) -> None:
@@ -63,8 +67,9 @@ def main(master, package_zip, data, initial_npz, model_out, result_json) -> None
     mark("probe after addPyFile")
 
     init = np.load(initial_npz)
-    initial = GaussianMixtureModel.fromParameters(init["weights"], init["means"],
-                                                  init["covariances"], "full")
+    initial = GaussianMixtureModel.fromParameters(
+        init["weights"], init["means"], init["covariances"], "full"
+    )
     df = spark.read.parquet(data).repartition(3)
     model = GaussianMixture(k=3, maxIter=3, tol=0.0, initialModel=initial).fit(df)
     mark("fit")
@@ -73,12 +78,14 @@ def main(master, package_zip, data, initial_npz, model_out, result_json) -> None
     pred = model.transform(df).groupBy("prediction").count().collect()
     mark("transform")
     result.update(
-        weights=model.weights.tolist(), means=model.means.tolist(),
+        weights=model.weights.tolist(),
+        means=model.means.tolist(),
         covariances=model.covariances.tolist(),
         history=model.summary.logLikelihoodHistory,
         # block managers: the driver's plus one per executor JVM
-        block_managers=[f"{i.host()}:{i.port()}"
-                        for i in sc._jsc.sc().statusTracker().getExecutorInfos()],
+        block_managers=[
+            f"{i.host()}:{i.port()}" for i in sc._jsc.sc().statusTracker().getExecutorInfos()
+        ],
         prediction_counts={int(r["prediction"]): int(r["count"]) for r in pred},
     )
     with open(result_json, "w") as fh:

@@ -17,8 +17,11 @@ def spark(tmp_path_factory):
 
     # a local dir of this run's own: block files of concurrent runs never mix
     local_dir = str(tmp_path_factory.mktemp("spark-local"))
-    session = local_session("local[2]", "spark-em-tests",
-                            {"spark.sql.shuffle.partitions": "4", "spark.local.dir": local_dir})
+    session = local_session(
+        "local[2]",
+        "spark-em-tests",
+        {"spark.sql.shuffle.partitions": "4", "spark.local.dir": local_dir},
+    )
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()

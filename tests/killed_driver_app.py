@@ -20,8 +20,8 @@ def main(marker: str, local_dir: str | None) -> None:
 
     from spark_em import GaussianMixture
     from spark_em.data.datasets import to_dataframe
-    from spark_em.progress import IterationInfo
     from spark_em.data.local_session import local_session
+    from spark_em.progress import IterationInfo
 
     conf = {"spark.local.dir": local_dir} if local_dir else {}
     spark = local_session("local[1]", "spark-em-killed-driver", conf)

@@ -37,8 +37,9 @@ class ConnectClient:
 
     def __init__(self, url: str):
         ctx = multiprocessing.get_context("spawn")
-        self._pool = ProcessPoolExecutor(1, mp_context=ctx, initializer=_init_client,
-                                         initargs=(url,))
+        self._pool = ProcessPoolExecutor(
+            1, mp_context=ctx, initializer=_init_client, initargs=(url,)
+        )
         self.run("session_kind")  # fail early if the session cannot be created
 
     def submit(self, name: str, *args, **kwargs):
@@ -58,8 +59,10 @@ class ConnectClient:
 def session_kind(spark) -> dict:
     from spark_em.data.env import SparkEnv
 
-    return {"type": f"{type(spark).__module__}.{type(spark).__name__}",
-            "is_connect": SparkEnv.of(spark).connect}
+    return {
+        "type": f"{type(spark).__module__}.{type(spark).__name__}",
+        "is_connect": SparkEnv.of(spark).connect,
+    }
 
 
 def read_data(spark, path: str, partitions: int = 3):
@@ -83,17 +86,31 @@ def estimator(**params):
 def _model_result(model) -> dict:
     s = model.summary if model.hasSummary else None
     out = {
-        "weights": model.weights, "means": model.means, "covariances": model.covariances,
-        "precisionsCholesky": model.precisionsCholesky, "covarianceType": model.covarianceType,
+        "weights": model.weights,
+        "means": model.means,
+        "covariances": model.covariances,
+        "precisionsCholesky": model.precisionsCholesky,
+        "covarianceType": model.covarianceType,
     }
     if s is not None:
-        out.update(logLikelihood=s.logLikelihood, history=np.array(s.logLikelihoodHistory),
-                   numIter=s.numIter, converged=s.converged, clusterSizes=list(s.clusterSizes))
+        out.update(
+            logLikelihood=s.logLikelihood,
+            history=np.array(s.logLikelihoodHistory),
+            numIter=s.numIter,
+            converged=s.converged,
+            clusterSizes=list(s.clusterSizes),
+        )
     return out
 
 
-def fit(spark, path: str, params: dict, initial: dict | None = None,
-        weight_col: str | None = None, score: bool = False) -> dict:
+def fit(
+    spark,
+    path: str,
+    params: dict,
+    initial: dict | None = None,
+    weight_col: str | None = None,
+    score: bool = False,
+) -> dict:
     """Fit; with ``score`` also transform / score / bic / aic / gaussiansDF on the same data."""
     from pyspark.sql import functions as F
 
@@ -110,22 +127,24 @@ def fit(spark, path: str, params: dict, initial: dict | None = None,
     out = _model_result(model)
     if score:
         model.setLogLikelihoodCol("logp")
-        rows = (model.transform(df).orderBy("id")
-                .select("prediction", "probability", "logp").collect())
+        rows = (
+            model.transform(df).orderBy("id").select("prediction", "probability", "logp").collect()
+        )
         gaussians = model.gaussiansDF.collect()
         out.update(
             prediction=np.array([r["prediction"] for r in rows]),
             probability=np.array([r["probability"].toArray() for r in rows]),
             logp=np.array([r["logp"] for r in rows]),
-            score=model.score(df), bic=model.bic(df), aic=model.aic(df),
+            score=model.score(df),
+            bic=model.bic(df),
+            aic=model.aic(df),
             gaussian_means=np.array([g["mean"].toArray() for g in gaussians]),
             gaussian_covs=np.array([g["cov"].toArray() for g in gaussians]),
         )
     return out
 
 
-def save_load(spark, data_path: str, model_paths: list[str], params: dict,
-              initial: dict) -> dict:
+def save_load(spark, data_path: str, model_paths: list[str], params: dict, initial: dict) -> dict:
     """Warm-started fit; save it to each path, check FileExistsError without overwrite,
     overwrite, load back; save and load the estimator (with its initialModel) too."""
     from spark_em import GaussianMixture, GaussianMixtureModel
@@ -143,17 +162,21 @@ def save_load(spark, data_path: str, model_paths: list[str], params: dict,
         model.write().overwrite().save(path)
         loaded = GaussianMixtureModel.load(path)
         res = _model_result(loaded)
-        res["params"] = {p.name: loaded.getOrDefault(p) for p in loaded.params
-                         if loaded.isDefined(p)}
+        res["params"] = {
+            p.name: loaded.getOrDefault(p) for p in loaded.params if loaded.isDefined(p)
+        }
         out["loaded"].append(res)
         est_path = path.rstrip("/") + "-estimator"
         est.write().overwrite().save(est_path)
         est2 = GaussianMixture.load(est_path)
-        out["estimators"].append({
-            "k": est2.getK(), "maxIter": est2.getMaxIter(),
-            "covarianceType": est2.getCovarianceType(),
-            "initial_means": est2.getInitialModel().means,
-        })
+        out["estimators"].append(
+            {
+                "k": est2.getK(),
+                "maxIter": est2.getMaxIter(),
+                "covarianceType": est2.getCovarianceType(),
+                "initial_means": est2.getInitialModel().means,
+            }
+        )
     return out
 
 
@@ -171,8 +194,9 @@ def dropin(spark, data_path: str, mllib_path: str, bad_path: str, n: int, seed: 
     from spark_em import GaussianMixtureModel, ModelFormatError
 
     imported = GaussianMixtureModel.load(mllib_path)
-    rows = imported.sample(n, seed).select(vector_to_array("features").alias("x"), "label") \
-        .collect()
+    rows = (
+        imported.sample(n, seed).select(vector_to_array("features").alias("x"), "label").collect()
+    )
     try:
         GaussianMixtureModel.load(bad_path)
         error = None
@@ -181,10 +205,14 @@ def dropin(spark, data_path: str, mllib_path: str, bad_path: str, n: int, seed: 
     df = read_data(spark, data_path)
     model = estimator(k=3, maxIter=2, tol=0.0).fit(df)
     predictions = model.summary.predictions.orderBy("id").select("prediction").collect()
-    return {"imported": _model_result(imported), "sample": np.array([r["x"] for r in rows]),
-            "labels": np.array([r["label"] for r in rows]), "error": error,
-            "summary_predictions": np.array([r["prediction"] for r in predictions]),
-            "model": _model_result(model)}
+    return {
+        "imported": _model_result(imported),
+        "sample": np.array([r["x"] for r in rows]),
+        "labels": np.array([r["label"] for r in rows]),
+        "error": error,
+        "summary_predictions": np.array([r["prediction"] for r in predictions]),
+        "model": _model_result(model),
+    }
 
 
 def pipeline(spark, path: str, save_path: str, params: dict) -> dict:
@@ -197,8 +225,12 @@ def pipeline(spark, path: str, save_path: str, params: dict) -> dict:
     d = len(df.first()["features"])
     cols = [f"x{i}" for i in range(d)]
     flat = df.select("id", *[F.col("features")[i].alias(c) for i, c in enumerate(cols)])
-    pipe = Pipeline(stages=[VectorAssembler(inputCols=cols, outputCol="vec"),
-                            estimator(featuresCol="vec", **params)])
+    pipe = Pipeline(
+        stages=[
+            VectorAssembler(inputCols=cols, outputCol="vec"),
+            estimator(featuresCol="vec", **params),
+        ]
+    )
     fitted = pipe.fit(flat)
     before = fitted.transform(flat).orderBy("id").select("prediction", "probability").collect()
     fitted.write().overwrite().save(save_path)
@@ -235,6 +267,7 @@ def store_choice(spark, path: str, params: dict) -> dict:
         out[name] = res
     return out
 
+
 def concurrent_fits(spark, path: str, configs: list[dict]) -> dict:
     """Each config fitted alone, then all at once in threads sharing this session and the
     same DataFrame; the session's cache batch size (a value the user set) after each."""
@@ -253,8 +286,12 @@ def concurrent_fits(spark, path: str, configs: list[dict]) -> dict:
         batch_alone = spark.conf.get(key)
         with ThreadPoolExecutor(len(configs)) as pool:
             together = list(pool.map(run, configs))
-        return {"alone": alone, "together": together, "batch_alone": batch_alone,
-                "batch_together": spark.conf.get(key)}
+        return {
+            "alone": alone,
+            "together": together,
+            "batch_alone": batch_alone,
+            "batch_together": spark.conf.get(key),
+        }
     finally:
         if old is None:
             spark.conf.unset(key)

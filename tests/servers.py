@@ -93,8 +93,9 @@ def _wait_for_port(port: int, pid_of, log: Path, what: str, timeout: float) -> N
         if pid is not None and not _alive(pid):
             raise RuntimeError(f"{what} exited during start-up; log tail:\n{_tail(log)}")
         time.sleep(0.5)
-    raise TimeoutError(f"{what} did not listen on 127.0.0.1:{port} within {timeout:.0f}s; "
-                       f"log tail:\n{_tail(log)}")
+    raise TimeoutError(
+        f"{what} did not listen on 127.0.0.1:{port} within {timeout:.0f}s; log tail:\n{_tail(log)}"
+    )
 
 
 # Short-lived test JVMs: the C1 compiler only starts faster and burns less CPU on 2 cores.
@@ -141,8 +142,9 @@ class ConnectServer:
         logs = sorted(self.log_dir.glob("*.out"))
         return _tail(logs[0]) if logs else "(no server log)"
 
-    def start(self, master: str = "local[2]", conf: dict[str, str] | None = None,
-              timeout: float = 180.0) -> "ConnectServer":
+    def start(
+        self, master: str = "local[2]", conf: dict[str, str] | None = None, timeout: float = 180.0
+    ) -> ConnectServer:
         self.port = free_port()
         self.env = base_env()
         self.env.update(
@@ -171,8 +173,13 @@ class ConnectServer:
             raise RuntimeError(f"start-connect-server.sh failed: {out.stdout}\n{out.stderr}")
         try:
             logs = sorted(self.log_dir.glob("*.out"))
-            _wait_for_port(self.port, self.pid, logs[0] if logs else self.log_dir,
-                           "Spark Connect server", timeout)
+            _wait_for_port(
+                self.port,
+                self.pid,
+                logs[0] if logs else self.log_dir,
+                "Spark Connect server",
+                timeout,
+            )
         except BaseException:
             self.stop()
             raise
@@ -180,8 +187,12 @@ class ConnectServer:
 
     def stop(self) -> None:
         pid = self.pid()
-        subprocess.run(["bash", str(SPARK_HOME / "sbin" / "stop-connect-server.sh")],
-                       env=self.env or base_env(), capture_output=True, timeout=60)
+        subprocess.run(
+            ["bash", str(SPARK_HOME / "sbin" / "stop-connect-server.sh")],
+            env=self.env or base_env(),
+            capture_output=True,
+            timeout=60,
+        )
         if pid is not None:  # wait for the JVM to go (SIGKILL if it lingers)
             _stop_pid(pid)
 
@@ -202,35 +213,73 @@ class StandaloneCluster:
     def _spawn(self, name: str, args: list[str], env: dict) -> subprocess.Popen:
         log = open(self.workdir / f"{name}.log", "wb")
         # spark-class execs the JVM, so this pid is the daemon's own
-        proc = subprocess.Popen([str(SPARK_HOME / "bin" / "spark-class"), *args], env=env,
-                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [str(SPARK_HOME / "bin" / "spark-class"), *args],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
         log.close()
         self.procs.append((name, proc))
         return proc
 
-    def start(self, workers: int = 2, cores: int = 1, memory: str = "1g",
-              worker_env: dict[str, str] | None = None, timeout: float = 180.0):
+    def start(
+        self,
+        workers: int = 2,
+        cores: int = 1,
+        memory: str = "1g",
+        worker_env: dict[str, str] | None = None,
+        timeout: float = 180.0,
+    ):
         env = base_env()
         env["SPARK_DAEMON_MEMORY"] = "256m"
         env["SPARK_DAEMON_JAVA_OPTS"] = FAST_JVM
         self.port = free_port()
         try:
-            master = self._spawn("master", [
-                "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
-                "--port", str(self.port), "--webui-port", str(free_port()),
-            ], env)
-            _wait_for_port(self.port, lambda: master.pid, self.workdir / "master.log",
-                           "standalone master", timeout)
+            master = self._spawn(
+                "master",
+                [
+                    "org.apache.spark.deploy.master.Master",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--webui-port",
+                    str(free_port()),
+                ],
+                env,
+            )
+            _wait_for_port(
+                self.port,
+                lambda: master.pid,
+                self.workdir / "master.log",
+                "standalone master",
+                timeout,
+            )
             wenv = dict(env)
             wenv.update(worker_env or {})
             for i in range(workers):
                 wdir = self.workdir / f"worker{i}"
                 wdir.mkdir(exist_ok=True)
-                self._spawn(f"worker{i}", [
-                    "org.apache.spark.deploy.worker.Worker", self.master_url,
-                    "--host", "127.0.0.1", "--cores", str(cores), "--memory", memory,
-                    "--work-dir", str(wdir), "--webui-port", str(free_port()),
-                ], wenv)
+                self._spawn(
+                    f"worker{i}",
+                    [
+                        "org.apache.spark.deploy.worker.Worker",
+                        self.master_url,
+                        "--host",
+                        "127.0.0.1",
+                        "--cores",
+                        str(cores),
+                        "--memory",
+                        memory,
+                        "--work-dir",
+                        str(wdir),
+                        "--webui-port",
+                        str(free_port()),
+                    ],
+                    wenv,
+                )
             self._wait_for_workers(workers, timeout)
         except BaseException:
             self.stop()
@@ -245,11 +294,14 @@ class StandaloneCluster:
                 return
             for name, proc in self.procs:
                 if proc.poll() is not None:
-                    raise RuntimeError(f"{name} exited during start-up; log tail:\n"
-                                       f"{_tail(self.workdir / f'{name}.log')}")
+                    raise RuntimeError(
+                        f"{name} exited during start-up; log tail:\n"
+                        f"{_tail(self.workdir / f'{name}.log')}"
+                    )
             time.sleep(0.5)
-        raise TimeoutError(f"{n} workers did not register within {timeout:.0f}s; master log:\n"
-                           f"{_tail(log)}")
+        raise TimeoutError(
+            f"{n} workers did not register within {timeout:.0f}s; master log:\n{_tail(log)}"
+        )
 
     def stop(self) -> None:
         # workers (they stop their executors) and master together, then wait for each

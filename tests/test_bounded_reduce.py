@@ -11,12 +11,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from spark_em.data.env import SparkEnv
-from spark_em.core.mixture import GaussianParams
 from spark_em.core.estep import EStepKernel
+from spark_em.core.mixture import GaussianParams
+from spark_em.core.tuning import TASKS_PER_CORE
+from spark_em.data.env import SparkEnv
 from spark_em.data.passes import run_pass
 from spark_em.data.prepare import prepare
-from spark_em.core.tuning import TASKS_PER_CORE
 
 PARTITIONS = 200
 
@@ -31,8 +31,10 @@ def _input(spark, X, store, tmp_path):
     if store == "parquet":  # one file per input partition
         for i, part in enumerate(np.array_split(X, PARTITIONS)):
             feats = pa.FixedSizeListArray.from_arrays(pa.array(part.ravel()), 3)
-            pq.write_table(pa.table({"features": feats.cast(pa.list_(pa.float64()))}),
-                           str(tmp_path / f"part-{i:04d}.parquet"))
+            pq.write_table(
+                pa.table({"features": feats.cast(pa.list_(pa.float64()))}),
+                str(tmp_path / f"part-{i:04d}.parquet"),
+            )
         df = spark.read.parquet(str(tmp_path))
         assert len(df.inputFiles()) == PARTITIONS
         return df
@@ -46,12 +48,15 @@ def _input(spark, X, store, tmp_path):
 @pytest.mark.parametrize("store_name", ["local", "spark", "parquet"])
 def test_statistics_rows_do_not_grow_with_input_partitions(spark, rows, store_name, tmp_path):
     bound = TASKS_PER_CORE * SparkEnv.of(spark).default_parallelism
-    store, data = prepare(_input(spark, rows, store_name, tmp_path), "features", block_cache=store_name)
+    store, data = prepare(
+        _input(spark, rows, store_name, tmp_path), "features", block_cache=store_name
+    )
     with store:
         assert store.name == store_name and data.n_rows == len(rows)
         assert 1 <= store.first_pass.tasks <= bound
-        params = GaussianParams.from_covariances([0.5, 0.5], [[-3.0] * 3, [3.0] * 3],
-                                                 np.stack([np.eye(3)] * 2), "full")
+        params = GaussianParams.from_covariances(
+            [0.5, 0.5], [[-3.0] * 3, [3.0] * 3], np.stack([np.eye(3)] * 2), "full"
+        )
         (stats,), profile = run_pass(store, [EStepKernel(params, data.centre)], data.centre)
     assert 1 <= profile.tasks <= bound
     assert stats.n_rows == len(rows)  # every row still counted once

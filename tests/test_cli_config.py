@@ -28,8 +28,9 @@ def spark_em(*args, cwd=None, env_extra=None):
     env["JAVA_HOME"] = "/nonexistent-java-home"
     env["PATH"] = os.path.dirname(sys.executable) + ":/usr/bin/false-dir"
     env.update(env_extra or {})
-    return subprocess.run([SPARK_EM, *args], capture_output=True, text=True, timeout=60,
-                          env=env, cwd=cwd)
+    return subprocess.run(
+        [SPARK_EM, *args], capture_output=True, text=True, timeout=60, env=env, cwd=cwd
+    )
 
 
 def write(tmp_path, text: str) -> str:
@@ -38,19 +39,39 @@ def write(tmp_path, text: str) -> str:
     return str(path)
 
 
-@pytest.mark.parametrize("toml,message", [
-    ("[model]\nmaxiter = 5\n", "job.toml: unknown key 'maxiter' in [model] (did you mean 'max-iter'?)"),
-    ('[model]\nk = "three"\n', "job.toml: [model] k must be an integer, got str 'three'"),
-    ("[model]\nk = 0\n", "job.toml: [model] k must be >= 1, got 0"),
-    ("[model]\ntol = -1.0\n", "job.toml: [model] tol must be a finite number >= 0"),
-    ('[model]\ncovariance-type = "ful"\n', "[model] covariance-type must be one of full, tied, diag, spherical"),
-    ("[input]\nsample-fraction = 1.5\n", "[input] sample-fraction must be in (0, 1], got 1.5"),
-    ("[input]\nk = 3\n", "job.toml: key 'k' belongs in [model], not [input]"),
-    ("[modle]\nk = 3\n", "job.toml: unknown table [modle] (did you mean 'model'?)"),
-    ("[model\nk = 3\n", "job.toml is not valid TOML"),
-    ("[output]\noverwrite = 1\n", "[output] overwrite must be true or false, got int 1"),
-], ids=["unknown-key", "wrong-type", "impossible", "negative-tol", "bad-choice", "fraction",
-        "wrong-table", "unknown-table", "not-toml", "bool"])
+@pytest.mark.parametrize(
+    "toml,message",
+    [
+        (
+            "[model]\nmaxiter = 5\n",
+            "job.toml: unknown key 'maxiter' in [model] (did you mean 'max-iter'?)",
+        ),
+        ('[model]\nk = "three"\n', "job.toml: [model] k must be an integer, got str 'three'"),
+        ("[model]\nk = 0\n", "job.toml: [model] k must be >= 1, got 0"),
+        ("[model]\ntol = -1.0\n", "job.toml: [model] tol must be a finite number >= 0"),
+        (
+            '[model]\ncovariance-type = "ful"\n',
+            "[model] covariance-type must be one of full, tied, diag, spherical",
+        ),
+        ("[input]\nsample-fraction = 1.5\n", "[input] sample-fraction must be in (0, 1], got 1.5"),
+        ("[input]\nk = 3\n", "job.toml: key 'k' belongs in [model], not [input]"),
+        ("[modle]\nk = 3\n", "job.toml: unknown table [modle] (did you mean 'model'?)"),
+        ("[model\nk = 3\n", "job.toml is not valid TOML"),
+        ("[output]\noverwrite = 1\n", "[output] overwrite must be true or false, got int 1"),
+    ],
+    ids=[
+        "unknown-key",
+        "wrong-type",
+        "impossible",
+        "negative-tol",
+        "bad-choice",
+        "fraction",
+        "wrong-table",
+        "unknown-table",
+        "not-toml",
+        "bool",
+    ],
+)
 def test_bad_config_file_is_one_line_exit_2(tmp_path, toml, message):
     res = spark_em("fit", "--config", write(tmp_path, toml), "--input", "x", "--model-out", "m")
     assert res.returncode == 2, res.stderr
@@ -60,26 +81,57 @@ def test_bad_config_file_is_one_line_exit_2(tmp_path, toml, message):
     assert str(tmp_path / "job.toml") in lines[0] or "job.toml" in lines[0]
 
 
-@pytest.mark.parametrize("args,message", [
-    (["fit", "--k", "x", "--input", "i", "--model-out", "m"], "argument --k: invalid integer: 'x'"),
-    (["fit", "--k", "0", "--input", "i", "--model-out", "m"], "--k must be >= 1, got 0"),
-    (["fit", "--kk", "3"], "unrecognized arguments: --kk 3"),
-    (["fit", "--model-out", "m"], "no input: give --input PATH or --table NAME (or --demo)"),
-    (["fit", "--input", "i"], "--model-out is required"),
-    (["fit", "--input", "i", "--table", "t", "--model-out", "m"], "--input and --table exclude each other"),
-    (["fit", "--input", "i", "--model-out", "m", "--report-out", "hdfs://nn/r.json"],
-     "--report-out must be a path on this machine"),
-    (["fit", "--input", "i", "--model-out", "m", "--mlflow"], "--mlflow needs a tracking URI"),
-    (["fit", "--config", "/no/such.toml", "--input", "i", "--model-out", "m"],
-     "config file /no/such.toml does not exist"),
-    (["score", "--input", "i", "--output", "o"], "--model is required"),
-    (["score", "--input", "i", "--model", "m"], "give one of --output PATH or --output-table NAME"),
-    (["score", "--input", "i", "--model", "m", "--output", "o", "--mode", "overwrite-partitions"],
-     "--mode overwrite-partitions needs --partition-by"),
-    (["score", "--input", "i", "--model", "m", "--output", "o", "--probability-format", "x"],
-     "argument --probability-format: invalid choice: 'x'"),
-    (["nope"], "unknown command 'nope'"),
-], ids=lambda v: v if isinstance(v, str) else "-".join(v)[:40])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (
+            ["fit", "--k", "x", "--input", "i", "--model-out", "m"],
+            "argument --k: invalid integer: 'x'",
+        ),
+        (["fit", "--k", "0", "--input", "i", "--model-out", "m"], "--k must be >= 1, got 0"),
+        (["fit", "--kk", "3"], "unrecognized arguments: --kk 3"),
+        (["fit", "--model-out", "m"], "no input: give --input PATH or --table NAME (or --demo)"),
+        (["fit", "--input", "i"], "--model-out is required"),
+        (
+            ["fit", "--input", "i", "--table", "t", "--model-out", "m"],
+            "--input and --table exclude each other",
+        ),
+        (
+            ["fit", "--input", "i", "--model-out", "m", "--report-out", "hdfs://nn/r.json"],
+            "--report-out must be a path on this machine",
+        ),
+        (["fit", "--input", "i", "--model-out", "m", "--mlflow"], "--mlflow needs a tracking URI"),
+        (
+            ["fit", "--config", "/no/such.toml", "--input", "i", "--model-out", "m"],
+            "config file /no/such.toml does not exist",
+        ),
+        (["score", "--input", "i", "--output", "o"], "--model is required"),
+        (
+            ["score", "--input", "i", "--model", "m"],
+            "give one of --output PATH or --output-table NAME",
+        ),
+        (
+            [
+                "score",
+                "--input",
+                "i",
+                "--model",
+                "m",
+                "--output",
+                "o",
+                "--mode",
+                "overwrite-partitions",
+            ],
+            "--mode overwrite-partitions needs --partition-by",
+        ),
+        (
+            ["score", "--input", "i", "--model", "m", "--output", "o", "--probability-format", "x"],
+            "argument --probability-format: invalid choice: 'x'",
+        ),
+        (["nope"], "unknown command 'nope'"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "-".join(v)[:40],
+)
 def test_bad_flags_are_one_line_exit_2(args, message):
     res = spark_em(*args)
     assert res.returncode == 2, res.stderr
@@ -88,14 +140,17 @@ def test_bad_flags_are_one_line_exit_2(args, message):
 
 
 def test_print_config_merges_file_and_flags_and_round_trips(tmp_path):
-    conf = write(tmp_path, '[input]\ninput = ["/lake/a", "/lake/b"]\nfeatures = "x,y"\n'
-                           "[model]\nk = 5\nmax-iter = 7\n[output]\nmodel-out = \"/m\"\n")
+    conf = write(
+        tmp_path,
+        '[input]\ninput = ["/lake/a", "/lake/b"]\nfeatures = "x,y"\n'
+        '[model]\nk = 5\nmax-iter = 7\n[output]\nmodel-out = "/m"\n',
+    )
     res = spark_em("fit", "--config", conf, "--k", "6", "--print-config")
     assert res.returncode == 0, res.stderr
     merged = tomllib.loads(res.stdout)
-    assert merged["model"]["k"] == 6                      # the flag wins
-    assert merged["model"]["max-iter"] == 7               # from the file
-    assert merged["model"]["tol"] == 1e-3                 # the default
+    assert merged["model"]["k"] == 6  # the flag wins
+    assert merged["model"]["max-iter"] == 7  # from the file
+    assert merged["model"]["tol"] == 1e-3  # the default
     assert merged["input"]["input"] == ["/lake/a", "/lake/b"]
     assert merged["input"]["features"] == ["x", "y"]
     assert "k = 6  # flag" in res.stdout and "max-iter = 7  # file" in res.stdout
@@ -107,8 +162,10 @@ def test_print_config_merges_file_and_flags_and_round_trips(tmp_path):
     assert tomllib.loads(res2.stdout) == merged
 
 
-@pytest.mark.parametrize("name,command", [("fit.toml", "fit"), ("score.toml", "score"),
-                                          ("select.toml", "select"), ("demo.toml", "fit")])
+@pytest.mark.parametrize(
+    "name,command",
+    [("fit.toml", "fit"), ("score.toml", "score"), ("select.toml", "select"), ("demo.toml", "fit")],
+)
 def test_shipped_config_files_are_valid(name, command):
     res = spark_em(command, "--config", str(ROOT / "conf" / name), "--print-config")
     assert res.returncode == 0, res.stderr
@@ -119,17 +176,28 @@ def test_help_lists_commands_and_options():
     assert res.returncode == 0 and "fit" in res.stdout and "score" in res.stdout
     res = spark_em("fit", "--help")
     assert res.returncode == 0
-    for flag in ("--init-model", "--require-convergence", "--report-out", "--plot-dir",
-                 "--mlflow", "--spark-log-level", "--print-config", "--where"):
+    for flag in (
+        "--init-model",
+        "--require-convergence",
+        "--report-out",
+        "--plot-dir",
+        "--mlflow",
+        "--spark-log-level",
+        "--print-config",
+        "--where",
+    ):
         assert flag in res.stdout
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--k", "2-8"], "--k must be a range like 2..8"),
-    (["--k", "0..3"], "--k must be a range like 2..8"),
-    (["--covariance-types", "full,banana"], "unknown covariance types ['banana']"),
-    (["--criterion", "likelihood"], "--criterion"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--k", "2-8"], "--k must be a range like 2..8"),
+        (["--k", "0..3"], "--k must be a range like 2..8"),
+        (["--covariance-types", "full,banana"], "unknown covariance types ['banana']"),
+        (["--criterion", "likelihood"], "--criterion"),
+    ],
+)
 def test_bad_select_flags_are_one_line_exit_2(args, message):
     res = spark_em("select", "--input", "x.parquet", "--model-out", "m", *args)
     assert res.returncode == 2, res.stderr

@@ -21,7 +21,11 @@ import pytest
 
 from .scenarios import estimator
 from .servers import (
-    FAST_JVM, SPARK_HOME, StandaloneCluster, base_env, write_id_features_parquet,
+    FAST_JVM,
+    SPARK_HOME,
+    StandaloneCluster,
+    base_env,
+    write_id_features_parquet,
 )
 
 pytestmark = pytest.mark.cluster
@@ -39,13 +43,26 @@ def bare_python(tmp_path_factory) -> str:
     base = getattr(sys, "_base_executable", sys.executable)
     subprocess.run([base, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
-    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             check=True, capture_output=True, text=True).stdout.strip()
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     Path(purelib, "spark_em_test_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     env = base_env()
-    check = subprocess.run([str(python), "-c", "import numpy, pyarrow, pandas, pyspark, scipy; "
-                            "import importlib.util as u; print(u.find_spec('spark_em'))"],
-                           cwd=venv, env=env, capture_output=True, text=True)
+    check = subprocess.run(
+        [
+            str(python),
+            "-c",
+            "import numpy, pyarrow, pandas, pyspark, scipy; "
+            "import importlib.util as u; print(u.find_spec('spark_em'))",
+        ],
+        cwd=venv,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert check.returncode == 0, check.stderr
     assert check.stdout.strip() == "None", "the bare Python must not import spark_em"
     return str(python)
@@ -54,8 +71,12 @@ def bare_python(tmp_path_factory) -> str:
 @pytest.fixture(scope="module")
 def package(tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("dist")
-    res = subprocess.run(["bash", str(ROOT / "scripts" / "package.sh"), str(out)],
-                         capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "package.sh"), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr
     whl, zip_ = res.stdout.split()
     return {"wheel": whl, "zip": zip_}
@@ -83,27 +104,44 @@ def data(tmp_path_factory):
 def _run(cmd, env, timeout, cluster, cwd):
     res = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
     if res.returncode != 0:
-        pytest.fail(f"{cmd[0]} exited with {res.returncode}\nstdout:\n{res.stdout[-3000:]}\n"
-                    f"stderr:\n{res.stderr[-6000:]}\ncluster logs:\n{cluster.logs()}")
+        pytest.fail(
+            f"{cmd[0]} exited with {res.returncode}\nstdout:\n{res.stdout[-3000:]}\n"
+            f"stderr:\n{res.stderr[-6000:]}\ncluster logs:\n{cluster.logs()}"
+        )
     return res
 
 
-def test_session_fit_ships_library_to_executors(cluster, bare_python, package, data, spark,
-                                                tmp_path):
+def test_session_fit_ships_library_to_executors(
+    cluster, bare_python, package, data, spark, tmp_path
+):
     from spark_em import GaussianMixtureModel
 
     path, X, truth = data
-    init = dict(weights=truth["weights"], means=truth["means"] + 0.7,
-                covariances=truth["covariances"])
+    init = dict(
+        weights=truth["weights"], means=truth["means"] + 0.7, covariances=truth["covariances"]
+    )
     np.savez(tmp_path / "init.npz", **init)
     env = base_env()
     env["PYSPARK_PYTHON"] = bare_python  # executors' Python: no spark_em
     env["SPARK_EM_TEST_JVM_OPTS"] = FAST_JVM
     model_out = str(tmp_path / "model")
     result_json = tmp_path / "result.json"
-    _run([sys.executable, str(ROOT / "tests" / "cluster_app.py"), cluster.master_url,
-          package["zip"], path, str(tmp_path / "init.npz"), model_out, str(result_json)],
-         env, 900, cluster, cwd=tmp_path)
+    _run(
+        [
+            sys.executable,
+            str(ROOT / "tests" / "cluster_app.py"),
+            cluster.master_url,
+            package["zip"],
+            path,
+            str(tmp_path / "init.npz"),
+            model_out,
+            str(result_json),
+        ],
+        env,
+        900,
+        cluster,
+        cwd=tmp_path,
+    )
     result = json.loads(result_json.read_text())
 
     assert len(result["block_managers"]) == 3  # the driver and two executor JVMs
@@ -114,7 +152,9 @@ def test_session_fit_ships_library_to_executors(cluster, bare_python, package, d
         assert zip_name in probe["spark_em"] and str(ROOT) not in probe["spark_em"]
 
     reference = estimator(
-        k=3, maxIter=3, tol=0.0,
+        k=3,
+        maxIter=3,
+        tol=0.0,
         initialModel=GaussianMixtureModel.fromParameters(**init, covarianceType="full"),
     ).fit(spark.read.parquet(path).repartition(3))
     np.testing.assert_allclose(result["weights"], reference.weights, **TOL)
@@ -136,18 +176,50 @@ def test_spark_submit_job_with_py_files(cluster, bare_python, package, data, spa
     env.pop("PYSPARK_PYTHON", None)
     env.pop("PYSPARK_DRIVER_PYTHON", None)
     model_out, pred_out = tmp_path / "model", tmp_path / "predictions"
-    res = _run([
-        str(SPARK_HOME / "bin" / "spark-submit"), "--master", cluster.master_url,
-        "--py-files", package["zip"],
-        "--conf", f"spark.pyspark.python={bare_python}",  # driver and executors: no spark_em
-        "--conf", "spark.executor.memory=512m", "--conf", "spark.cores.max=2",
-        "--conf", "spark.driver.host=127.0.0.1", "--conf", "spark.ui.enabled=false",
-        "--conf", "spark.ui.showConsoleProgress=false",
-        "--driver-java-options", FAST_JVM, "--conf", f"spark.executor.extraJavaOptions={FAST_JVM}",
-        str(ROOT / "jobs" / "fit.py"), "--input", path, "--k", "3", "--seed", "5",
-        "--max-iter", "3", "--tol", "0", "--model-out", str(model_out),
-        "--predictions-out", str(pred_out),
-    ], env, 900, cluster, cwd=tmp_path)
+    res = _run(
+        [
+            str(SPARK_HOME / "bin" / "spark-submit"),
+            "--master",
+            cluster.master_url,
+            "--py-files",
+            package["zip"],
+            "--conf",
+            f"spark.pyspark.python={bare_python}",  # driver and executors: no spark_em
+            "--conf",
+            "spark.executor.memory=512m",
+            "--conf",
+            "spark.cores.max=2",
+            "--conf",
+            "spark.driver.host=127.0.0.1",
+            "--conf",
+            "spark.ui.enabled=false",
+            "--conf",
+            "spark.ui.showConsoleProgress=false",
+            "--driver-java-options",
+            FAST_JVM,
+            "--conf",
+            f"spark.executor.extraJavaOptions={FAST_JVM}",
+            str(ROOT / "jobs" / "fit.py"),
+            "--input",
+            path,
+            "--k",
+            "3",
+            "--seed",
+            "5",
+            "--max-iter",
+            "3",
+            "--tol",
+            "0",
+            "--model-out",
+            str(model_out),
+            "--predictions-out",
+            str(pred_out),
+        ],
+        env,
+        900,
+        cluster,
+        cwd=tmp_path,
+    )
     # PythonRunner merges the job's stderr (progress lines) into spark-submit's stdout
     assert "[run 0] iteration   3" in res.stdout and f"model written to {model_out}" in res.stdout
     assert "Traceback" not in res.stderr + res.stdout

@@ -21,8 +21,12 @@ from spark_em.progress import ValidationDone
 STORES = ("local", "spark", "parquet")
 BATCH_SIZE = "spark.sql.inMemoryColumnarStorage.batchSize"
 # four fits: two of the same DataFrame with different seeds, then two of another one
-CONFIGS = [("a", dict(k=3, seed=1)), ("a", dict(k=3, seed=2, covarianceType="diag")),
-           ("b", dict(k=2, seed=3)), ("a", dict(k=2, seed=4, covarianceType="tied"))]
+CONFIGS = [
+    ("a", dict(k=3, seed=1)),
+    ("a", dict(k=3, seed=2, covarianceType="diag")),
+    ("b", dict(k=2, seed=3)),
+    ("a", dict(k=2, seed=4, covarianceType="tied")),
+]
 
 
 @pytest.fixture(scope="module")
@@ -33,14 +37,16 @@ def parquet_inputs(tmp_path_factory):
         X = np.concatenate([rng.normal(c, 1.0, size=(120, 3)) for c in (-5.0, 0.0, 5.0)]) + shift
         feats = pa.FixedSizeListArray.from_arrays(pa.array(X.ravel()), 3)
         path = str(tmp_path_factory.mktemp(f"concurrent-{name}") / "x.parquet")
-        pq.write_table(pa.table({"features": feats.cast(pa.list_(pa.float64()))}), path,
-                       row_group_size=90)
+        pq.write_table(
+            pa.table({"features": feats.cast(pa.list_(pa.float64()))}), path, row_group_size=90
+        )
         paths[name] = path
     return paths
 
 
 def _counting(acc):
     """A mapInArrow function that passes batches through and counts the rows read."""
+
     def count(batches):
         for batch in batches:
             acc.add(batch.num_rows)
@@ -91,8 +97,11 @@ def test_concurrent_fits_are_independent_and_leave_the_session_alone(spark, parq
     old_batch = spark.conf.get(BATCH_SIZE, None)
     spark.conf.set(BATCH_SIZE, "7777")
     sc.setLocalProperty("spark.job.description", "the user's job")
-    user_df = spark.read.parquet(parquet_inputs["b"]).where("features[0] > 30").persist(
-        StorageLevel.MEMORY_ONLY)
+    user_df = (
+        spark.read.parquet(parquet_inputs["b"])
+        .where("features[0] > 30")
+        .persist(StorageLevel.MEMORY_ONLY)
+    )
     user_rows = sorted(tuple(r["features"]) for r in user_df.collect())
     try:
         before = _session_state(spark, user_df)
@@ -107,8 +116,10 @@ def test_concurrent_fits_are_independent_and_leave_the_session_alone(spark, parq
             barrier = threading.Barrier(n)
             start = acc.value
             with ThreadPoolExecutor(n) as pool:
-                futures = [pool.submit(_fit, frames, name, params, store, barrier)
-                           for name, params in CONFIGS[:n]]
+                futures = [
+                    pool.submit(_fit, frames, name, params, store, barrier)
+                    for name, params in CONFIGS[:n]
+                ]
                 results = [f.result(timeout=900) for f in futures]
             for got, expected in zip(results, alone):
                 for a, b in zip(got, expected):

@@ -34,8 +34,9 @@ def client(connect_server):
     try:
         c = scenarios.ConnectClient(connect_server.url)
     except Exception as exc:
-        raise RuntimeError(f"cannot use {connect_server.url}: {exc}\nserver log:\n"
-                           f"{connect_server.log_tail()}") from exc
+        raise RuntimeError(
+            f"cannot use {connect_server.url}: {exc}\nserver log:\n{connect_server.log_tail()}"
+        ) from exc
     try:
         yield c
     finally:
@@ -60,7 +61,10 @@ def assert_same_model(a: dict, b: dict) -> None:
         np.testing.assert_allclose(a["history"], b["history"], **TOL)
         np.testing.assert_allclose(a["logLikelihood"], b["logLikelihood"], **TOL)
         assert (a["numIter"], a["converged"], a["clusterSizes"]) == (
-            b["numIter"], b["converged"], b["clusterSizes"])
+            b["numIter"],
+            b["converged"],
+            b["clusterSizes"],
+        )
 
 
 def test_session_type_is_detected(client, spark):
@@ -86,12 +90,12 @@ FIT_CASES = [
 ]
 
 
-@pytest.mark.parametrize("cov,init,n_init,weight_col,score", FIT_CASES,
-                         ids=[f"{c[0]}-{c[1]}" for c in FIT_CASES])
+@pytest.mark.parametrize(
+    "cov,init,n_init,weight_col,score", FIT_CASES, ids=[f"{c[0]}-{c[1]}" for c in FIT_CASES]
+)
 def test_fit_matches_classic(client, spark, data, cov, init, n_init, weight_col, score):
     path, X, _ = data
-    params = dict(k=3, covarianceType=cov, initMode=init, nInit=n_init, seed=5, maxIter=4,
-                  tol=1e-6)
+    params = dict(k=3, covarianceType=cov, initMode=init, nInit=n_init, seed=5, maxIter=4, tol=1e-6)
     remote, local = both(client, spark, "fit", path, params, weight_col=weight_col, score=score)
     assert_same_model(remote, local)
     assert remote["numIter"] >= 2
@@ -118,8 +122,12 @@ def check_scores(remote: dict, local: dict, X: np.ndarray, cov: str) -> None:
 
 def test_warm_start_save_load_local_path_and_file_uri(client, spark, data, tmp_path):
     path, _, truth = data
-    initial = dict(weights=truth["weights"], means=truth["means"] + 0.5,
-                   covariances=truth["covariances"], covarianceType="full")
+    initial = dict(
+        weights=truth["weights"],
+        means=truth["means"] + 0.5,
+        covariances=truth["covariances"],
+        covarianceType="full",
+    )
     params = dict(k=3, covarianceType="full", maxIter=3, tol=0.0)
     targets = [str(tmp_path / "plain" / "model"), (tmp_path / "uri" / "model").as_uri()]
     assert targets[1].startswith("file:///")
@@ -153,8 +161,7 @@ def test_pipeline_fit_save_load(client, spark, data, tmp_path):
     np.testing.assert_allclose(remote["before"], local["before"], **TOL)
 
 
-def test_mllib_import_sample_checked_load_and_summary_over_connect(client, spark, data,
-                                                                   tmp_path):
+def test_mllib_import_sample_checked_load_and_summary_over_connect(client, spark, data, tmp_path):
     import warnings
 
     from pyspark.ml.clustering import GaussianMixture as MLlibGM
@@ -167,8 +174,9 @@ def test_mllib_import_sample_checked_load_and_summary_over_connect(client, spark
     vectors = spark.read.parquet(path).select(array_to_vector("features").alias("features"))
     MLlibGM(k=3, seed=1, maxIter=5).fit(vectors).save(mllib_path)
     bad = tmp_path / "bad"
-    GaussianMixtureModel.fromParameters(truth["weights"], truth["means"], truth["covariances"]) \
-        .save(str(bad))
+    GaussianMixtureModel.fromParameters(
+        truth["weights"], truth["means"], truth["covariances"]
+    ).save(str(bad))
     (bad / "data" / "stray.txt").write_text("x")
     remote = client.submit("dropin", path, mllib_path, str(bad), 3000, 7)
     with warnings.catch_warnings():
@@ -198,9 +206,28 @@ def test_fit_job_over_connect(connect_server, spark, data, tmp_path):
     job = Path(__file__).resolve().parents[1] / "jobs" / "fit.py"
     model_out, pred_out = tmp_path / "model", (tmp_path / "predictions").as_uri()
     report = tmp_path / "report.json"
-    args = [sys.executable, str(job), "--remote", connect_server.url, "--input", path, "--k", "3",
-            "--seed", "5", "--max-iter", "2", "--tol", "0", "--model-out", str(model_out),
-            "--predictions-out", pred_out, "--report-out", str(report)]
+    args = [
+        sys.executable,
+        str(job),
+        "--remote",
+        connect_server.url,
+        "--input",
+        path,
+        "--k",
+        "3",
+        "--seed",
+        "5",
+        "--max-iter",
+        "2",
+        "--tol",
+        "0",
+        "--model-out",
+        str(model_out),
+        "--predictions-out",
+        pred_out,
+        "--report-out",
+        str(report),
+    ]
     res = subprocess.run(args, env=base_env(), capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-4000:]
     assert f"model written to {model_out}" in res.stdout
@@ -234,12 +261,15 @@ def test_parquet_store_over_connect(client, spark, data):
         for key in ("weights", "means", "covariances"):
             np.testing.assert_allclose(res[key], local[key], **TOL, err_msg=f"{name} {key}")
 
+
 def test_concurrent_fits_leave_the_session_settings_alone(client, data):
     """Two fits of the same DataFrame in two threads of one Connect session: each gives the
     model it gives alone, and the session's cache batch size stays the user's."""
     path, _, _ = data
-    configs = [dict(k=3, seed=1, maxIter=2, tol=0.0),
-               dict(k=2, seed=2, maxIter=2, tol=0.0, covarianceType="diag")]
+    configs = [
+        dict(k=3, seed=1, maxIter=2, tol=0.0),
+        dict(k=2, seed=2, maxIter=2, tol=0.0, covarianceType="diag"),
+    ]
     out = client.run("concurrent_fits", path, configs, timeout=900)
     assert out["batch_alone"] == out["batch_together"] == "7777"
     for together, alone in zip(out["together"], out["alone"]):

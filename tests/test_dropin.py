@@ -20,8 +20,8 @@ from sklearn.mixture import GaussianMixture as SkGM
 
 import spark_em
 from spark_em import ConvergenceWarning, GaussianMixture, GaussianMixtureModel
-from spark_em.data.datasets import sample_mixture
 from spark_em.core.mixture import COVARIANCE_TYPES
+from spark_em.data.datasets import sample_mixture
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -41,9 +41,19 @@ def metadata(path: Path) -> dict:
     return json.loads(meta_file.read_text())
 
 
-FIT_PARAMS = dict(k=K, maxIter=30, tol=1e-4, seed=7, aggregationDepth=3, regCovar=1e-5,
-                  initMode="k-means++", nInit=2, initSampleSize=500, predictionCol="c",
-                  probabilityCol="p")
+FIT_PARAMS = dict(
+    k=K,
+    maxIter=30,
+    tol=1e-4,
+    seed=7,
+    aggregationDepth=3,
+    regCovar=1e-5,
+    initMode="k-means++",
+    nInit=2,
+    initSampleSize=500,
+    predictionCol="c",
+    probabilityCol="p",
+)
 
 
 # ---------------------------------------------------------------- Params carried by the model
@@ -78,10 +88,12 @@ def test_model_carries_and_saves_the_fit_params(spark, data, tmp_path):
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_gaussians_are_mllib_multivariate_gaussians(covariance_type):
     rng = np.random.default_rng(3)
-    cov = {"full": np.stack([[[2.0, 0.3], [0.3, 1.0]], [[1.0, -0.2], [-0.2, 0.5]]]),
-           "tied": np.array([[2.0, 0.4], [0.4, 1.0]]),
-           "diag": np.array([[1.0, 2.0], [3.0, 0.5]]),
-           "spherical": np.array([0.7, 1.9])}[covariance_type]
+    cov = {
+        "full": np.stack([[[2.0, 0.3], [0.3, 1.0]], [[1.0, -0.2], [-0.2, 0.5]]]),
+        "tied": np.array([[2.0, 0.4], [0.4, 1.0]]),
+        "diag": np.array([[1.0, 2.0], [3.0, 0.5]]),
+        "spherical": np.array([0.7, 1.9]),
+    }[covariance_type]
     means = rng.normal(size=(2, 2))
     model = GaussianMixtureModel.fromParameters([0.4, 0.6], means, cov, covariance_type)
     gaussians = model.gaussians
@@ -89,8 +101,12 @@ def test_gaussians_are_mllib_multivariate_gaussians(covariance_type):
     for j, g in enumerate(gaussians):
         assert isinstance(g, MultivariateGaussian)
         assert isinstance(g.mean, DenseVector) and isinstance(g.cov, DenseMatrix)
-        full = {"full": lambda: cov[j], "tied": lambda: cov, "diag": lambda: np.diag(cov[j]),
-                "spherical": lambda: np.eye(2) * cov[j]}[covariance_type]()
+        full = {
+            "full": lambda: cov[j],
+            "tied": lambda: cov,
+            "diag": lambda: np.diag(cov[j]),
+            "spherical": lambda: np.eye(2) * cov[j],
+        }[covariance_type]()
         np.testing.assert_array_equal(g.mean.toArray(), means[j])
         np.testing.assert_array_equal(g.cov.toArray(), full)
 
@@ -121,13 +137,18 @@ def test_summary_predictions_probability_cluster(spark, data, tmp_path):
 
 # ---------------------------------------------------------------- reproducible by default
 def test_default_seed_is_a_constant_in_every_process():
-    code = ("from spark_em import GaussianMixture; from pyspark.ml.param.shared import HasSeed;"
-            "print(GaussianMixture().getSeed(), HasSeed().getSeed())")
+    code = (
+        "from spark_em import GaussianMixture; from pyspark.ml.param.shared import HasSeed;"
+        "print(GaussianMixture().getSeed(), HasSeed().getSeed())"
+    )
     outs = []
     for hash_seed in ("1", "2"):
         env = dict(os.environ, PYTHONHASHSEED=hash_seed)
-        outs.append(subprocess.run([sys.executable, "-c", code], env=env, check=True,
-                                   capture_output=True, text=True).stdout.split())
+        outs.append(
+            subprocess.run(
+                [sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True
+            ).stdout.split()
+        )
     assert outs[0][0] == outs[1][0] == "42"
     assert outs[0][1] != outs[1][1]  # pyspark's HasSeed default: hash(class name)
 
@@ -173,18 +194,24 @@ def test_precisions_and_fit_attributes_round_trip_through_sklearn(data, covarian
     assert back.lower_bounds_ == sk.lower_bounds_ and len(back.lower_bounds_) == 4
     np.testing.assert_allclose(back.precisions_, sk.precisions_, rtol=1e-9)
     # without a fit there is nothing to report (as before)
-    plain = GaussianMixtureModel.fromParameters(sk.weights_, sk.means_, sk.covariances_,
-                                                covariance_type).toSklearn()
+    plain = GaussianMixtureModel.fromParameters(
+        sk.weights_, sk.means_, sk.covariances_, covariance_type
+    ).toSklearn()
     assert (plain.converged_, plain.n_iter_, plain.lower_bound_, plain.lower_bounds_) == (
-        True, 0, -np.inf, [])
+        True,
+        0,
+        -np.inf,
+        [],
+    )
 
 
 def test_to_sklearn_reports_the_same_lower_bounds_as_sklearn_from_the_same_start(spark, data):
     X, labels, df = data
     means = np.stack([X[np.flatnonzero(labels == j)[0]] for j in range(K)])
     w, cov = np.full(K, 1.0 / K), np.stack([np.eye(D)] * K)
-    sk = SkGM(K, max_iter=5, tol=0.0, weights_init=w, means_init=means,
-              precisions_init=np.linalg.inv(cov)).fit(X)
+    sk = SkGM(
+        K, max_iter=5, tol=0.0, weights_init=w, means_init=means, precisions_init=np.linalg.inv(cov)
+    ).fit(X)
     start = GaussianMixtureModel.fromParameters(w, means, cov)
     with pytest.warns(ConvergenceWarning):
         ours = GaussianMixture(k=K, maxIter=5, tol=0.0, initialModel=start).fit(df).toSklearn()

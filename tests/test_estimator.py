@@ -16,10 +16,10 @@ from pyspark.sql import types as T
 from sklearn.mixture import GaussianMixture as SkGM
 
 from spark_em import GaussianMixture, GaussianMixtureModel, InvalidInputError
+from spark_em.core.mixture import COVARIANCE_TYPES
 from spark_em.data.datasets import sample_mixture
 from spark_em.data.prepare import prepare
 from spark_em.engine.em import Run, best_run, result_of, step
-from spark_em.core.mixture import COVARIANCE_TYPES
 
 from .conftest import to_df
 
@@ -57,8 +57,14 @@ def precisions_of(cov, covariance_type):
 def sklearn_from_start(X, labels, covariance_type, max_iter, reg_covar=1e-6):
     w, m, c = start_parameters(X, labels, covariance_type)
     return SkGM(
-        K, covariance_type=covariance_type, max_iter=max_iter, tol=0.0, reg_covar=reg_covar,
-        weights_init=w, means_init=m, precisions_init=precisions_of(c, covariance_type),
+        K,
+        covariance_type=covariance_type,
+        max_iter=max_iter,
+        tol=0.0,
+        reg_covar=reg_covar,
+        weights_init=w,
+        means_init=m,
+        precisions_init=precisions_of(c, covariance_type),
         random_state=0,
     ).fit(X)
 
@@ -85,7 +91,11 @@ def test_same_fit_as_sklearn_from_the_same_start(spark, data, covariance_type, p
     max_iter = 3
     sk = sklearn_from_start(X, labels, covariance_type, max_iter)
     gm = GaussianMixture(
-        k=K, covarianceType=covariance_type, maxIter=max_iter, tol=0.0, regCovar=1e-6,
+        k=K,
+        covarianceType=covariance_type,
+        maxIter=max_iter,
+        tol=0.0,
+        regCovar=1e-6,
         initialModel=warm_start(X, labels, covariance_type),
     )
     if partitions > 1 and gm.hasParam("blockCache"):
@@ -94,7 +104,9 @@ def test_same_fit_as_sklearn_from_the_same_start(spark, data, covariance_type, p
         gm.setBlockCache("spark")
     model = gm.fit(to_df(spark, X, partitions=partitions))
     assert_params_close(model, sk, rtol=1e-6)
-    np.testing.assert_allclose(model.precisionsCholesky, sk.precisions_cholesky_, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(
+        model.precisionsCholesky, sk.precisions_cholesky_, rtol=1e-6, atol=1e-9
+    )
     s = model.summary
     assert s.numIter == max_iter and not s.converged
     # sklearn's lower_bound_ is the mean log-likelihood of the last E-step, as our history
@@ -119,8 +131,9 @@ def test_log_likelihood_history_non_decreasing_and_convergence(spark, data):
     assert s.converged and s.numIter < 200 and abs(h[-1] - h[-2]) < 1e-7
     assert s.k == K and s.numRows == N and s.weightSum == N
     # the same start in sklearn with the same tol stops at the same iteration
-    sk = SkGM(K, tol=1e-7, max_iter=200, weights_init=w, means_init=m,
-              precisions_init=np.linalg.inv(c)).fit(X)
+    sk = SkGM(
+        K, tol=1e-7, max_iter=200, weights_init=w, means_init=m, precisions_init=np.linalg.inv(c)
+    ).fit(X)
     assert sk.converged_ and sk.n_iter_ == s.numIter
     assert s.logLikelihood == pytest.approx(sk.lower_bound_ * N, rel=1e-9)
     assert model.score(df) == pytest.approx(sk.score(X), rel=1e-9)
@@ -138,7 +151,8 @@ def test_max_iter_zero_keeps_the_initial_model(spark, data):
     # as sklearn's lower_bound_ with max_iter=0: no E-step ran
     assert model.summary.logLikelihood == -np.inf
     np.testing.assert_array_equal(
-        model.summary.clusterSizes, np.bincount(init.toSklearn().predict(X), minlength=K))
+        model.summary.clusterSizes, np.bincount(init.toSklearn().predict(X), minlength=K)
+    )
 
 
 # ---------------------------------------------------------------- initialisation
@@ -174,6 +188,7 @@ def test_n_init_keeps_the_best_run(spark, blobs, blobs_df):
         bad = GaussianMixtureModel.fromParameters(  # three means in one blob
             [0.4, 0.3, 0.3], X[labels == 0][:3], np.stack([np.eye(2)] * 3)
         ).mixture
+
         def em(starts):  # nInit restarts in one fit, as the estimator runs them
             runs = [Run(p, f"run {i}") for i, p in enumerate(starts)]
             for iteration in range(1, 4):
@@ -187,8 +202,12 @@ def test_n_init_keeps_the_best_run(spark, blobs, blobs_df):
     np.testing.assert_array_equal(both.params.means, only_good.params.means)
     assert both.log_likelihood_history == only_good.log_likelihood_history
     # through the estimator: more restarts never end worse (run 0 is the nInit=1 run)
-    one = GaussianMixture(k=3, initMode="random_from_data", nInit=1, seed=4, maxIter=2).fit(blobs_df)
-    four = GaussianMixture(k=3, initMode="random_from_data", nInit=4, seed=4, maxIter=2).fit(blobs_df)
+    one = GaussianMixture(k=3, initMode="random_from_data", nInit=1, seed=4, maxIter=2).fit(
+        blobs_df
+    )
+    four = GaussianMixture(k=3, initMode="random_from_data", nInit=4, seed=4, maxIter=2).fit(
+        blobs_df
+    )
     assert four.summary.logLikelihoodHistory[-1] >= one.summary.logLikelihoodHistory[-1] - 1e-12
 
 
@@ -200,7 +219,9 @@ def warm_start_from(truth):
 
 @pytest.mark.parametrize("init_mode", ["kmeans", "random"])
 def test_fixed_seed_reproduces_the_fit_exactly(spark, blobs_df, init_mode):
-    gm = GaussianMixture(k=3, initMode=init_mode, nInit=2, seed=11, maxIter=4, covarianceType="diag")
+    gm = GaussianMixture(
+        k=3, initMode=init_mode, nInit=2, seed=11, maxIter=4, covarianceType="diag"
+    )
     a, b = gm.fit(blobs_df), gm.fit(blobs_df)
     np.testing.assert_array_equal(a.means, b.means)
     np.testing.assert_array_equal(a.covariances, b.covariances)
@@ -218,8 +239,9 @@ def test_integer_weights_equal_duplicated_rows(spark, data):
         "features array<double>, w int",
     )
     duplicated = to_df(spark, np.repeat(X, counts, axis=0))
-    kw = dict(k=K, covarianceType="full", maxIter=5, tol=0.0,
-              initialModel=warm_start(X, labels, "full"))
+    kw = dict(
+        k=K, covarianceType="full", maxIter=5, tol=0.0, initialModel=warm_start(X, labels, "full")
+    )
     a = GaussianMixture(weightCol="w", **kw).fit(weighted.repartition(3))
     b = GaussianMixture(**kw).fit(duplicated)
     np.testing.assert_allclose(a.means, b.means, rtol=1e-10)
@@ -237,11 +259,22 @@ def feature_frames(spark, X):
     rows = []
     for i, x in enumerate(X):
         nz = np.flatnonzero(x)
-        rows.append((i, Vectors.dense(x), Vectors.sparse(len(x), nz, x[nz]),
-                     [float(v) for v in x], *[float(v) for v in x]))
+        rows.append(
+            (
+                i,
+                Vectors.dense(x),
+                Vectors.sparse(len(x), nz, x[nz]),
+                [float(v) for v in x],
+                *[float(v) for v in x],
+            )
+        )
     schema = T.StructType(
-        [T.StructField("id", T.LongType()), T.StructField("dense", VectorUDT()),
-         T.StructField("sparse", VectorUDT()), T.StructField("arr", T.ArrayType(T.DoubleType()))]
+        [
+            T.StructField("id", T.LongType()),
+            T.StructField("dense", VectorUDT()),
+            T.StructField("sparse", VectorUDT()),
+            T.StructField("arr", T.ArrayType(T.DoubleType())),
+        ]
         + [T.StructField(f"c{j}", T.DoubleType()) for j in range(X.shape[1])]
     )
     df = spark.createDataFrame(rows, schema).withColumn("arr32", F.col("arr").cast("array<float>"))
@@ -254,16 +287,23 @@ def test_every_features_layout_gives_the_same_fit(spark, data):
     X = X.astype(np.float32).astype(np.float64)
     X[::4, 1] = 0.0
     df = feature_frames(spark, X).cache()
-    kw = dict(k=K, covarianceType="tied", maxIter=4, tol=0.0,
-              initialModel=warm_start(X, labels, "tied"))
+    kw = dict(
+        k=K, covarianceType="tied", maxIter=4, tol=0.0, initialModel=warm_start(X, labels, "tied")
+    )
     fits = {
         str(col): GaussianMixture(featuresCol=col, **kw).fit(df)
         for col in ("dense", "sparse", "arr", "arr32", ["c0", "c1", "c2"])
     }
-    sk = SkGM(K, covariance_type="tied", max_iter=4, tol=0.0, reg_covar=1e-6,
-              weights_init=start_parameters(X, labels, "tied")[0],
-              means_init=start_parameters(X, labels, "tied")[1],
-              precisions_init=np.linalg.inv(start_parameters(X, labels, "tied")[2])).fit(X)
+    sk = SkGM(
+        K,
+        covariance_type="tied",
+        max_iter=4,
+        tol=0.0,
+        reg_covar=1e-6,
+        weights_init=start_parameters(X, labels, "tied")[0],
+        means_init=start_parameters(X, labels, "tied")[1],
+        precisions_init=np.linalg.inv(start_parameters(X, labels, "tied")[2]),
+    ).fit(X)
     for model in fits.values():
         assert_params_close(model, sk, rtol=1e-9)
     # transform reads every layout too: the same predictions from sparse vectors and columns
@@ -300,8 +340,14 @@ def test_transform_matches_sklearn(spark, fitted):
     ).orderBy("id")
     P = sk.predict_proba(X)
     expected = spark.createDataFrame(
-        pd.DataFrame({"id": np.arange(N), "prediction": sk.predict(X).astype(np.int32),
-                      "ll": sk.score_samples(X), **{f"p{j}": P[:, j] for j in range(K)}}),
+        pd.DataFrame(
+            {
+                "id": np.arange(N),
+                "prediction": sk.predict(X).astype(np.int32),
+                "ll": sk.score_samples(X),
+                **{f"p{j}": P[:, j] for j in range(K)},
+            }
+        ),
         "id long, prediction int, ll double, p0 double, p1 double, p2 double",
     )
     assert_approx_df_equality(actual, expected, precision=1e-9, ignore_nullable=True)
@@ -322,8 +368,10 @@ def test_transform_uses_the_fits_e_step_for_every_covariance_type(spark, covaria
     X = X + 1e4
     sk = SkGM(3, covariance_type=covariance_type, max_iter=4, random_state=0).fit(X)
     model = GaussianMixtureModel.fromSklearn(sk).setLogLikelihoodCol("ll")
-    df = spark.createDataFrame(pd.DataFrame({"id": np.arange(len(X)), "features": list(X)}),
-                               "id long, features array<double>")
+    df = spark.createDataFrame(
+        pd.DataFrame({"id": np.arange(len(X)), "features": list(X)}),
+        "id long, features array<double>",
+    )
     rows = model.transform(df).orderBy("id").collect()
     # sklearn's diag/spherical log-densities expand (x - mu)^2 on raw x, which loses ~1e-8
     # at 1e4 from the origin: the reference is sklearn on the data and means shifted by c
@@ -333,8 +381,9 @@ def test_transform_uses_the_fits_e_step_for_every_covariance_type(spark, covaria
     ref = copy.deepcopy(sk)
     ref.means_ = sk.means_ - c
     Xc = X - c
-    np.testing.assert_allclose([r["probability"].toArray() for r in rows], ref.predict_proba(Xc),
-                               atol=1e-9)
+    np.testing.assert_allclose(
+        [r["probability"].toArray() for r in rows], ref.predict_proba(Xc), atol=1e-9
+    )
     np.testing.assert_array_equal([r["prediction"] for r in rows], ref.predict(Xc))
     np.testing.assert_allclose([r["ll"] for r in rows], ref.score_samples(Xc), rtol=1e-9)
     assert model.score(df) == pytest.approx(ref.score(Xc), rel=1e-9)
@@ -342,8 +391,9 @@ def test_transform_uses_the_fits_e_step_for_every_covariance_type(spark, covaria
 
 def test_transform_leaves_rows_with_null_features_null(spark, fitted):
     model, _, X = fitted
-    df = spark.createDataFrame([(0, [float(v) for v in X[0]]), (1, None)],
-                               "id long, features array<double>")
+    df = spark.createDataFrame(
+        [(0, [float(v) for v in X[0]]), (1, None)], "id long, features array<double>"
+    )
     rows = model.copy().setLogLikelihoodCol("ll").transform(df).orderBy("id").collect()
     assert rows[0]["prediction"] == model.predict(X[0]) and rows[0]["probability"] is not None
     assert (rows[1]["prediction"], rows[1]["probability"], rows[1]["ll"]) == (None, None, None)
@@ -382,10 +432,16 @@ def test_score_bic_aic_match_sklearn(fitted):
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_gaussians_df(spark, covariance_type):
     rng = np.random.default_rng(0)
-    w, m, c = [0.5, 0.5], rng.normal(size=(2, 3)), {
-        "full": np.stack([np.eye(3) + 0.1, 2 * np.eye(3)]), "tied": np.eye(3) * 3,
-        "diag": np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]), "spherical": np.array([1.5, 2.5]),
-    }[covariance_type]
+    w, m, c = (
+        [0.5, 0.5],
+        rng.normal(size=(2, 3)),
+        {
+            "full": np.stack([np.eye(3) + 0.1, 2 * np.eye(3)]),
+            "tied": np.eye(3) * 3,
+            "diag": np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]),
+            "spherical": np.array([1.5, 2.5]),
+        }[covariance_type],
+    )
     model = GaussianMixtureModel.fromParameters(w, m, c, covariance_type)
     g = model.gaussiansDF
     assert g.columns == ["mean", "cov"]
@@ -397,8 +453,12 @@ def test_gaussians_df(spark, covariance_type):
     for j, row in enumerate(rows):
         assert isinstance(row["mean"], DenseVector) and isinstance(row["cov"], DenseMatrix)
         np.testing.assert_array_equal(row["mean"].toArray(), m[j])
-        full = {"full": lambda: c[j], "tied": lambda: c, "diag": lambda: np.diag(c[j]),
-                "spherical": lambda: np.eye(3) * c[j]}[covariance_type]()
+        full = {
+            "full": lambda: c[j],
+            "tied": lambda: c,
+            "diag": lambda: np.diag(c[j]),
+            "spherical": lambda: np.eye(3) * c[j],
+        }[covariance_type]()
         np.testing.assert_array_equal(row["cov"].toArray(), full)
     assert expected.covariance_type == covariance_type
 
@@ -432,8 +492,9 @@ def test_pipeline_stage(spark, data, tmp_path):
     X, labels, _ = data
     cols = pd.DataFrame(X, columns=["a", "b", "c"])
     df = spark.createDataFrame(cols)
-    gm = GaussianMixture(k=K, featuresCol="vec", maxIter=4, tol=0.0,
-                         initialModel=warm_start(X, labels, "full"))
+    gm = GaussianMixture(
+        k=K, featuresCol="vec", maxIter=4, tol=0.0, initialModel=warm_start(X, labels, "full")
+    )
     pipe = Pipeline(stages=[VectorAssembler(inputCols=["a", "b", "c"], outputCol="vec"), gm])
     pm = pipe.fit(df)
     out = pm.transform(df)
@@ -502,8 +563,9 @@ def test_model_save_load_round_trip(spark, fitted, tmp_path):
 
 def test_cluster_sizes_not_asked_for_before_save(spark, data, tmp_path):
     X, labels, _ = data
-    model = GaussianMixture(k=K, maxIter=2, initialModel=warm_start(X, labels, "full")) \
-        .fit(to_df(spark, X))
+    model = GaussianMixture(k=K, maxIter=2, initialModel=warm_start(X, labels, "full")).fit(
+        to_df(spark, X)
+    )
     model.save(str(tmp_path / "m"))
     loaded = GaussianMixtureModel.load(str(tmp_path / "m"))
     assert loaded.summary.logLikelihood == model.summary.logLikelihood
@@ -518,8 +580,9 @@ def test_cluster_sizes_not_asked_for_before_save(spark, data, tmp_path):
 def test_model_without_summary_save_load(spark, tmp_path, covariance_type):
     rng = np.random.default_rng(0)
     cov = np.eye(2) * 2 if covariance_type == "tied" else np.array([0.5, 3.0])
-    model = GaussianMixtureModel.fromParameters([0.25, 0.75], rng.normal(size=(2, 2)), cov,
-                                                covariance_type)
+    model = GaussianMixtureModel.fromParameters(
+        [0.25, 0.75], rng.normal(size=(2, 2)), cov, covariance_type
+    )
     model.write().save(str(tmp_path / "m"))
     loaded = GaussianMixtureModel.load(str(tmp_path / "m"))
     assert not loaded.hasSummary and loaded.covarianceType == covariance_type
@@ -529,17 +592,39 @@ def test_model_without_summary_save_load(spark, tmp_path, covariance_type):
 
 def test_estimator_save_load_round_trip_with_initial_model(spark, data, tmp_path):
     X, labels, _ = data
-    gm = GaussianMixture(k=K, covarianceType="diag", maxIter=3, tol=0.0, regCovar=1e-4,
-                         initMode="random", nInit=2, seed=9, featuresCol=["a", "b"],
-                         weightCol="w", logLikelihoodCol="ll",
-                         initialModel=warm_start(X, labels, "diag"))
+    gm = GaussianMixture(
+        k=K,
+        covarianceType="diag",
+        maxIter=3,
+        tol=0.0,
+        regCovar=1e-4,
+        initMode="random",
+        nInit=2,
+        seed=9,
+        featuresCol=["a", "b"],
+        weightCol="w",
+        logLikelihoodCol="ll",
+        initialModel=warm_start(X, labels, "diag"),
+    )
     path = str(tmp_path / "estimator")
     gm.write().overwrite().save(path)
     assert_json_and_parquet_only(path)
     loaded = GaussianMixture.load(path)
     assert loaded.uid == gm.uid
-    for name in ("k", "covarianceType", "maxIter", "tol", "regCovar", "initMode", "nInit", "seed",
-                 "featuresCol", "weightCol", "logLikelihoodCol", "predictionCol"):
+    for name in (
+        "k",
+        "covarianceType",
+        "maxIter",
+        "tol",
+        "regCovar",
+        "initMode",
+        "nInit",
+        "seed",
+        "featuresCol",
+        "weightCol",
+        "logLikelihoodCol",
+        "predictionCol",
+    ):
         assert loaded.getOrDefault(name) == gm.getOrDefault(name), name
     np.testing.assert_array_equal(loaded.getInitialModel().means, gm.getInitialModel().means)
     np.testing.assert_array_equal(
@@ -555,8 +640,9 @@ def test_estimator_save_load_round_trip_with_initial_model(spark, data, tmp_path
         plain.write().save(path)
     # the loaded estimator fits the same as the original
     df = to_df(spark, X)
-    a = GaussianMixture(k=K, covarianceType="diag", maxIter=3, tol=0.0,
-                        initialModel=warm_start(X, labels, "diag"))
+    a = GaussianMixture(
+        k=K, covarianceType="diag", maxIter=3, tol=0.0, initialModel=warm_start(X, labels, "diag")
+    )
     a.write().overwrite().save(path)
     np.testing.assert_array_equal(GaussianMixture.load(path).fit(df).means, a.fit(df).means)
 
@@ -564,27 +650,85 @@ def test_estimator_save_load_round_trip_with_initial_model(spark, data, tmp_path
 # ---------------------------------------------------------------- Params
 def test_setters_getters_copy_explain_params():
     gm = GaussianMixture()
-    assert (gm.getK(), gm.getCovarianceType(), gm.getMaxIter(), gm.getTol(), gm.getRegCovar(),
-            gm.getInitMode(), gm.getNInit(), gm.getSeed(), gm.getInitialModel(),
-            gm.getFeaturesCol(), gm.getWeightCol(), gm.getPredictionCol(),
-            gm.getProbabilityCol(), gm.getLogLikelihoodCol()) == (
-        2, "full", 100, 1e-3, 1e-6, "kmeans", 1, 42, None, "features", None,
-        "prediction", "probability", None)
-    same = (gm.setK(4).setCovarianceType("diag").setMaxIter(7).setTol(0.5).setRegCovar(1e-3)
-            .setInitMode("random").setNInit(3).setSeed(5).setFeaturesCol(["x", "y"])
-            .setWeightCol("w").setPredictionCol("p").setProbabilityCol("q")
-            .setLogLikelihoodCol("l"))
+    assert (
+        gm.getK(),
+        gm.getCovarianceType(),
+        gm.getMaxIter(),
+        gm.getTol(),
+        gm.getRegCovar(),
+        gm.getInitMode(),
+        gm.getNInit(),
+        gm.getSeed(),
+        gm.getInitialModel(),
+        gm.getFeaturesCol(),
+        gm.getWeightCol(),
+        gm.getPredictionCol(),
+        gm.getProbabilityCol(),
+        gm.getLogLikelihoodCol(),
+    ) == (
+        2,
+        "full",
+        100,
+        1e-3,
+        1e-6,
+        "kmeans",
+        1,
+        42,
+        None,
+        "features",
+        None,
+        "prediction",
+        "probability",
+        None,
+    )
+    same = (
+        gm.setK(4)
+        .setCovarianceType("diag")
+        .setMaxIter(7)
+        .setTol(0.5)
+        .setRegCovar(1e-3)
+        .setInitMode("random")
+        .setNInit(3)
+        .setSeed(5)
+        .setFeaturesCol(["x", "y"])
+        .setWeightCol("w")
+        .setPredictionCol("p")
+        .setProbabilityCol("q")
+        .setLogLikelihoodCol("l")
+    )
     assert same is gm
-    assert (gm.getK(), gm.getCovarianceType(), gm.getMaxIter(), gm.getTol(), gm.getRegCovar(),
-            gm.getInitMode(), gm.getNInit(), gm.getSeed(), gm.getFeaturesCol(),
-            gm.getWeightCol(), gm.getPredictionCol(), gm.getProbabilityCol(),
-            gm.getLogLikelihoodCol()) == (
-        4, "diag", 7, 0.5, 1e-3, "random", 3, 5, ["x", "y"], "w", "p", "q", "l")
+    assert (
+        gm.getK(),
+        gm.getCovarianceType(),
+        gm.getMaxIter(),
+        gm.getTol(),
+        gm.getRegCovar(),
+        gm.getInitMode(),
+        gm.getNInit(),
+        gm.getSeed(),
+        gm.getFeaturesCol(),
+        gm.getWeightCol(),
+        gm.getPredictionCol(),
+        gm.getProbabilityCol(),
+        gm.getLogLikelihoodCol(),
+    ) == (4, "diag", 7, 0.5, 1e-3, "random", 3, 5, ["x", "y"], "w", "p", "q", "l")
     c = gm.copy({gm.k: 9})
     assert c.getK() == 9 and gm.getK() == 4 and c.uid == gm.uid
     text = gm.explainParams()
-    for name in ("k", "covarianceType", "maxIter", "tol", "regCovar", "initMode", "nInit",
-                 "seed", "initialModel", "featuresCol", "weightCol", "logLikelihoodCol"):
+    for name in (
+        "k",
+        "covarianceType",
+        "maxIter",
+        "tol",
+        "regCovar",
+        "initMode",
+        "nInit",
+        "seed",
+        "initialModel",
+        "featuresCol",
+        "weightCol",
+        "logLikelihoodCol",
+    ):
         assert f"{name}:" in text
     kw = GaussianMixture(k=5, covarianceType="spherical", featuresCol="v")
     assert (kw.getK(), kw.getCovarianceType(), kw.getFeaturesCol()) == (5, "spherical", "v")
@@ -594,9 +738,16 @@ def test_setters_getters_copy_explain_params():
 
 def test_model_carries_the_estimator_column_params(spark, data):
     X, labels, _ = data
-    model = GaussianMixture(k=K, maxIter=1, predictionCol="c", probabilityCol="p",
-                            initialModel=warm_start(X, labels, "full")).fit(to_df(spark, X))
+    model = GaussianMixture(
+        k=K,
+        maxIter=1,
+        predictionCol="c",
+        probabilityCol="p",
+        initialModel=warm_start(X, labels, "full"),
+    ).fit(to_df(spark, X))
     assert model.getPredictionCol() == "c" and model.getProbabilityCol() == "p"
     assert model.getK() == K and model.numFeatures == D and model.hasSummary
     assert "GaussianMixtureModel(k=3, d=3" in repr(model)
-    assert not GaussianMixtureModel.fromParameters([1.0], np.zeros((1, 2)), np.eye(2)[None]).hasSummary
+    assert not GaussianMixtureModel.fromParameters(
+        [1.0], np.zeros((1, 2)), np.eye(2)[None]
+    ).hasSummary

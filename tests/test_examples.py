@@ -17,7 +17,7 @@ SEPARATOR = "\n# COMMAND ----------\n"
 def notebook_cells(path: Path) -> list[str]:
     text = path.read_text()
     assert text.startswith(HEADER + "\n"), "not in Databricks source format"
-    return [cell.strip("\n") for cell in text[len(HEADER) + 1:].split(SEPARATOR)]
+    return [cell.strip("\n") for cell in text[len(HEADER) + 1 :].split(SEPARATOR)]
 
 
 def is_magic(cell: str) -> bool:

@@ -16,10 +16,10 @@ from sklearn.mixture import GaussianMixture as SkGM
 from sklearn.mixture import _gaussian_mixture as skg
 
 from spark_em import GaussianMixture, GaussianMixtureModel
-from spark_em.core.mixture import GaussianParams
 from spark_em.core.estep import EStepKernel
-from spark_em.core.summarizers import Chunk
 from spark_em.core.init_summarizers import NearestCentreSummarizer
+from spark_em.core.mixture import GaussianParams
+from spark_em.core.summarizers import Chunk
 from spark_em.core.tuning import PRODUCTS_MAX_D
 
 from .conftest import to_df
@@ -117,12 +117,27 @@ def test_block_caches_match_sklearn_em(spark, tmp_path, block_cache, covariance_
     weights, means, cov = _sk_start(X, 3, covariance_type, 1)
     start = GaussianMixtureModel.fromParameters(weights, means, cov, covariance_type)
     pc = skg._compute_precision_cholesky(cov, covariance_type)
-    sk = SkGM(3, covariance_type=covariance_type, max_iter=8, tol=0.0, weights_init=weights,
-              means_init=means, precisions_init=_precisions(pc, covariance_type)).fit(X)
+    sk = SkGM(
+        3,
+        covariance_type=covariance_type,
+        max_iter=8,
+        tol=0.0,
+        weights_init=weights,
+        means_init=means,
+        precisions_init=_precisions(pc, covariance_type),
+    ).fit(X)
     model = GaussianMixture(
-        k=3, covarianceType=covariance_type, maxIter=8, tol=0.0, initialModel=start,
+        k=3,
+        covarianceType=covariance_type,
+        maxIter=8,
+        tol=0.0,
+        initialModel=start,
         blockCache=block_cache,
-    ).fit(parquet_df(spark, X, tmp_path) if block_cache == "parquet" else to_df(spark, X, partitions=3))
+    ).fit(
+        parquet_df(spark, X, tmp_path)
+        if block_cache == "parquet"
+        else to_df(spark, X, partitions=3)
+    )
     np.testing.assert_allclose(model.weights, sk.weights_, rtol=1e-6)
     np.testing.assert_allclose(model.means, sk.means_, rtol=1e-6)
     np.testing.assert_allclose(model.covariances, sk.covariances_, rtol=1e-6)
@@ -137,8 +152,11 @@ def parquet_df(spark, X, tmp_path, row_group_size=700):
 
     feats = pa.FixedSizeListArray.from_arrays(pa.array(X.ravel()), X.shape[1])
     path = str(tmp_path / "X.parquet")
-    pq.write_table(pa.table({"features": feats.cast(pa.list_(pa.float64()))}), path,
-                   row_group_size=row_group_size)
+    pq.write_table(
+        pa.table({"features": feats.cast(pa.list_(pa.float64()))}),
+        path,
+        row_group_size=row_group_size,
+    )
     return spark.read.parquet(path)
 
 

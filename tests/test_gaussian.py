@@ -1,4 +1,5 @@
-"""Math core (spark_em.core.mixture, spark_em.core.sufficient_statistics) against scikit-learn and closed forms. No Spark."""
+"""Math core (spark_em.core.mixture, spark_em.core.sufficient_statistics) against
+scikit-learn and closed forms. No Spark."""
 
 from __future__ import annotations
 
@@ -8,17 +9,16 @@ from sklearn.mixture import GaussianMixture as SkGM
 from sklearn.mixture import _gaussian_mixture as skg
 
 from spark_em.core.covariance import covariance
-from spark_em.core.estep import log_responsibilities
+from spark_em.core.estep import EStepKernel, log_responsibilities
+from spark_em.core.init_summarizers import accumulate_resp
 from spark_em.core.mixture import (
     COVARIANCE_TYPES,
     GaussianParams,
     IllDefinedCovarianceError,
     n_parameters,
 )
-from spark_em.core.estep import EStepKernel
-from spark_em.core.summarizers import Chunk
-from spark_em.core.init_summarizers import accumulate_resp
 from spark_em.core.sufficient_statistics import SuffStats, packed_size
+from spark_em.core.summarizers import Chunk
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -68,7 +68,9 @@ def stats_of(X, resp, covariance_type, centre, w=None):
 def test_precisions_cholesky_match_sklearn(mixture, covariance_type):
     _, _, cov, _ = mixture
     ours = covariance(covariance_type).precisions_cholesky(cov)
-    np.testing.assert_allclose(ours, skg._compute_precision_cholesky(cov, covariance_type), rtol=1e-12)
+    np.testing.assert_allclose(
+        ours, skg._compute_precision_cholesky(cov, covariance_type), rtol=1e-12
+    )
     back = covariance(covariance_type).covariances(ours)
     np.testing.assert_allclose(back, cov, rtol=1e-10, atol=1e-12)
 
@@ -99,14 +101,18 @@ def test_log_gaussian_prob_full_matches_scipy():
     X = rng.normal(size=(50, 3))
     ours = log_gaussian_prob(X, means, cov, "full")
     for j in range(2):
-        np.testing.assert_allclose(ours[:, j], multivariate_normal(means[j], cov[j]).logpdf(X), rtol=1e-10)
+        np.testing.assert_allclose(
+            ours[:, j], multivariate_normal(means[j], cov[j]).logpdf(X), rtol=1e-10
+        )
 
 
 def test_log_resp_matches_fitted_sklearn(covariance_type):
     rng = np.random.default_rng(3)
     X = np.concatenate([rng.normal(c, 1.0, size=(80, 2)) for c in (-4, 0, 5)])
     sk = SkGM(3, covariance_type=covariance_type, random_state=0, max_iter=5).fit(X)
-    params = GaussianParams.from_covariances(sk.weights_, sk.means_, sk.covariances_, covariance_type)
+    params = GaussianParams.from_covariances(
+        sk.weights_, sk.means_, sk.covariances_, covariance_type
+    )
     # the kernel's per-row posteriors (what transform and score run) about the origin
     log_norm, resp, hard = EStepKernel(params, np.zeros(2), moments=False).posteriors(X)
     np.testing.assert_allclose(log_norm, sk.score_samples(X), rtol=1e-10)
@@ -166,7 +172,9 @@ def test_suffstats_add_over_split_blocks(mixture, covariance_type):
         parts.append(st)
     total = parts[0] + parts[1] + parts[2]
     for name in ("nk", "sk", "second", "hard_counts"):
-        np.testing.assert_allclose(getattr(total, name), getattr(whole, name), rtol=1e-12, atol=1e-9)
+        np.testing.assert_allclose(
+            getattr(total, name), getattr(whole, name), rtol=1e-12, atol=1e-9
+        )
     assert total.log_likelihood == pytest.approx(whole.log_likelihood, rel=1e-12)
     assert (total.weight_sum, total.n_rows) == pytest.approx((w.sum(), 200))
     with pytest.raises(ValueError):
@@ -207,7 +215,9 @@ def test_e_step_kernel_on_centred_data_matches_sklearn(covariance_type):
     rng = np.random.default_rng(6)
     X = np.concatenate([rng.normal(c, 1.0, size=(70, D)) for c in (-3, 0, 4)]) + 50.0
     sk = SkGM(K, covariance_type=covariance_type, random_state=0, max_iter=3).fit(X)
-    params = GaussianParams.from_covariances(sk.weights_, sk.means_, sk.covariances_, covariance_type)
+    params = GaussianParams.from_covariances(
+        sk.weights_, sk.means_, sk.covariances_, covariance_type
+    )
     centre = X.mean(axis=0)
     kernel = EStepKernel(params, centre)
     st = kernel.new_stats(D)
@@ -336,8 +346,9 @@ def test_math_core_imports_no_spark():
         "import sys, types\n"
         f"pkg = types.ModuleType('spark_em'); pkg.__path__ = [{str(package_dir)!r}]\n"
         "sys.modules['spark_em'] = pkg\n"
-        "import spark_em.core.mixture, spark_em.core.sufficient_statistics, spark_em.core.estep, spark_em.core.covariance, "
-        "spark_em.core.initialisation, spark_em.data.arrow_blocks, spark_em.core.rowkeys, spark_em.data.validation\n"
+        "import spark_em.core.mixture, spark_em.core.sufficient_statistics, "
+        "spark_em.core.estep, spark_em.core.covariance, spark_em.core.initialisation, "
+        "spark_em.data.arrow_blocks, spark_em.core.rowkeys, spark_em.data.validation\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('pyspark', 'py4j')]\n"
         "assert not bad, bad\n"
     )

@@ -27,8 +27,16 @@ BAD = [
     (GOOD, -1.0, "negative_weight"),
     (GOOD, 1e80, "huge_weight"),
 ]
-SKIPPED = {"null_vector": 1, "non_finite": 2, "wrong_length": 1, "null_element": 1,
-           "huge_value": 1, "null_weight": 1, "negative_weight": 1, "huge_weight": 1}
+SKIPPED = {
+    "null_vector": 1,
+    "non_finite": 2,
+    "wrong_length": 1,
+    "null_element": 1,
+    "huge_value": 1,
+    "null_weight": 1,
+    "negative_weight": 1,
+    "huge_weight": 1,
+}
 BAD_FEATURES = {N + i for i, (_, _, kind) in enumerate(BAD) if "weight" not in kind}
 
 
@@ -40,23 +48,37 @@ def data(spark):
     df = spark.createDataFrame(rows, "id long, features array<double>, w double").coalesce(2)
     means = np.stack([X[np.flatnonzero(labels == j)[0]] for j in range(K)])
     start = GaussianMixtureModel.fromParameters([0.5, 0.5], means, np.stack([np.eye(2)] * K))
-    sk = SkGM(K, max_iter=5, tol=0.0, weights_init=[0.5, 0.5], means_init=means,
-              precisions_init=np.stack([np.eye(2)] * K)).fit(X)
+    sk = SkGM(
+        K,
+        max_iter=5,
+        tol=0.0,
+        weights_init=[0.5, 0.5],
+        means_init=means,
+        precisions_init=np.stack([np.eye(2)] * K),
+    ).fit(X)
     return X, df, start, sk
 
 
 def fit(df, start, **params):
-    return GaussianMixture(k=K, maxIter=5, tol=0.0, initialModel=start, weightCol="w",
-                           **params).fit(df)
+    return GaussianMixture(
+        k=K, maxIter=5, tol=0.0, initialModel=start, weightCol="w", **params
+    ).fit(df)
 
 
 def test_error_is_the_default_and_names_every_kind(spark, data):
     _, df, start, _ = data
     with pytest.raises(InvalidInputError) as info:
         fit(df, start)
-    for phrase in ("null features", "vector length other than d=2", "null values",
-                   "NaN or infinite", "beyond +-1e+75", "null weights", "negative",
-                   "weights above 1e+75"):
+    for phrase in (
+        "null features",
+        "vector length other than d=2",
+        "null values",
+        "NaN or infinite",
+        "beyond +-1e+75",
+        "null weights",
+        "negative",
+        "weights above 1e+75",
+    ):
         assert phrase in str(info.value)
     with pytest.raises(ValueError, match="handleInvalid must be one of"):
         fit(df, start, handleInvalid="keep")
@@ -78,9 +100,9 @@ def test_skip_fits_the_valid_rows_as_sklearn_does(spark, data, tmp_path):
         assert (r["prediction"] is None) == (r["probability"] is None) == (r["id"] in BAD_FEATURES)
     good = [r for r in rows if r["id"] < N]
     np.testing.assert_array_equal([r["prediction"] for r in good], sk.predict(X))
-    np.testing.assert_allclose([r["probability"].toArray() for r in good], sk.predict_proba(X),
-                               rtol=1e-6,
-                               atol=1e-9)
+    np.testing.assert_allclose(
+        [r["probability"].toArray() for r in good], sk.predict_proba(X), rtol=1e-6, atol=1e-9
+    )
     sk_final = model.toSklearn()
     assert model.score(df) == pytest.approx(sk_final.score(X), rel=1e-10)
     assert model.bic(df) == pytest.approx(sk_final.bic(X), rel=1e-10)

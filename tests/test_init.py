@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from sklearn.cluster import KMeans
 
-from spark_em.data.datasets import sample_mixture
 from spark_em.core.initialisation import kmeans_plusplus, lloyd
+from spark_em.data.datasets import sample_mixture
 
 
 @pytest.mark.parametrize("d,k", [(2, 3), (30, 8)])

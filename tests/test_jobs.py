@@ -29,9 +29,13 @@ def lake(tmp_path_factory):
     X, _, truth = sample_mixture(600, k=3, d=2, seed=11, separation=5.0)
     X2, _ = draw_mixture(600, truth, "full", np.random.default_rng(12))
     root = tmp_path_factory.mktemp("lake")
-    return {"day1": write_id_features_parquet(root / "day1.parquet", X), "X1": X,
-            "day2": write_id_features_parquet(root / "day2.parquet", X2), "X2": X2,
-            "truth": truth}
+    return {
+        "day1": write_id_features_parquet(root / "day1.parquet", X),
+        "X1": X,
+        "day2": write_id_features_parquet(root / "day2.parquet", X2),
+        "X2": X2,
+        "truth": truth,
+    }
 
 
 def sk_of(model):
@@ -44,10 +48,29 @@ def no_temporaries(root: Path) -> list[str]:
 
 def test_fit_writes_model_predictions_report_and_plots(spark, lake, tmp_path, capsys):
     out = tmp_path / "out"
-    rc = run("fit", ["--input", lake["day1"], "--k", "3", "--seed", "3", "--tol", "1e-5",
-                     "--model-out", str(out / "model"), "--predictions-out", str(out / "pred"),
-                     "--report-out", str(out / "report.json"), "--plot-dir", str(out / "plots"),
-                     "--log-likelihood-col", "loglik"])
+    rc = run(
+        "fit",
+        [
+            "--input",
+            lake["day1"],
+            "--k",
+            "3",
+            "--seed",
+            "3",
+            "--tol",
+            "1e-5",
+            "--model-out",
+            str(out / "model"),
+            "--predictions-out",
+            str(out / "pred"),
+            "--report-out",
+            str(out / "report.json"),
+            "--plot-dir",
+            str(out / "plots"),
+            "--log-likelihood-col",
+            "loglik",
+        ],
+    )
     cap = capsys.readouterr()
     assert rc == 0, cap.err
     model = GaussianMixtureModel.load(str(out / "model"))
@@ -85,7 +108,9 @@ def test_fit_writes_model_predictions_report_and_plots(spark, lake, tmp_path, ca
     err = cap.err
     assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d validation: 600 rows, 0 bad rows", err, re.M)
     assert re.search(r"^\S+ \S+ initialisation: kmeans, 1 run, \d+\.\d+s", err, re.M)
-    its = re.findall(r"^\S+ \S+ \[run 0\] iteration +(\d+)  log-likelihood (-\d+\.\d+).*rows/s", err, re.M)
+    its = re.findall(
+        r"^\S+ \S+ \[run 0\] iteration +(\d+)  log-likelihood (-\d+\.\d+).*rows/s", err, re.M
+    )
     assert [int(i) for i, _ in its] == list(range(1, model.summary.numIter + 1))
     assert [float(v) for _, v in its] == pytest.approx(model.summary.logLikelihoodHistory, abs=1e-6)
     assert "model written to" in cap.out and "GaussianMixtureModel: k=3, d=2" in cap.out
@@ -93,8 +118,21 @@ def test_fit_writes_model_predictions_report_and_plots(spark, lake, tmp_path, ca
 
 
 def test_n_init_runs_are_labelled(spark, lake, tmp_path, capsys):
-    rc = run("fit", ["--input", lake["day1"], "--k", "3", "--n-init", "2", "--max-iter", "3",
-                     "--model-out", str(tmp_path / "m")])
+    rc = run(
+        "fit",
+        [
+            "--input",
+            lake["day1"],
+            "--k",
+            "3",
+            "--n-init",
+            "2",
+            "--max-iter",
+            "3",
+            "--model-out",
+            str(tmp_path / "m"),
+        ],
+    )
     err = capsys.readouterr().err
     assert rc == 0, err
     for label in ("run 0", "run 1"):
@@ -111,15 +149,45 @@ def test_warm_start_converges_in_fewer_iterations(spark, tmp_path, capsys):
     from sklearn.mixture import GaussianMixture as SkGM
 
     # yesterday's model, fitted by sklearn on yesterday's rows (saves ~100 Spark iterations)
-    GaussianMixtureModel.fromSklearn(SkGM(3, tol=1e-6, max_iter=300, random_state=4).fit(X)) \
-        .write().save(str(tmp_path / "yesterday"))
+    GaussianMixtureModel.fromSklearn(
+        SkGM(3, tol=1e-6, max_iter=300, random_state=4).fit(X)
+    ).write().save(str(tmp_path / "yesterday"))
     day2 = write_id_features_parquet(tmp_path / "day2.parquet", X2)
     common = ["--tol", "1e-6", "--max-iter", "300", "--seed", "4", "--quiet"]
-    assert run("fit", ["--input", day2, "--k", "3", "--model-out", str(tmp_path / "cold"),
-                       "--report-out", str(tmp_path / "cold.json")] + common) == 0
-    assert run("fit", ["--input", day2, "--init-model", str(tmp_path / "yesterday"),
-                       "--model-out", str(tmp_path / "warm"),
-                       "--report-out", str(tmp_path / "warm.json")] + common) == 0
+    assert (
+        run(
+            "fit",
+            [
+                "--input",
+                day2,
+                "--k",
+                "3",
+                "--model-out",
+                str(tmp_path / "cold"),
+                "--report-out",
+                str(tmp_path / "cold.json"),
+            ]
+            + common,
+        )
+        == 0
+    )
+    assert (
+        run(
+            "fit",
+            [
+                "--input",
+                day2,
+                "--init-model",
+                str(tmp_path / "yesterday"),
+                "--model-out",
+                str(tmp_path / "warm"),
+                "--report-out",
+                str(tmp_path / "warm.json"),
+            ]
+            + common,
+        )
+        == 0
+    )
     cold = json.loads((tmp_path / "cold.json").read_text())
     warm = json.loads((tmp_path / "warm.json").read_text())
     assert warm["converged"] and cold["converged"]
@@ -127,8 +195,22 @@ def test_warm_start_converges_in_fewer_iterations(spark, tmp_path, capsys):
     assert warm["parameters"]["k"] == 3 and warm["parameters"]["covariance-type"] == "full"
     assert "initialisation: initialModel, 1 run" not in capsys.readouterr().err  # --quiet
     # asking for another k than the saved model's is a usage error naming both
-    assert run("fit", ["--input", day2, "--init-model", str(tmp_path / "yesterday"),
-                       "--k", "4", "--model-out", str(tmp_path / "x")]) == 2
+    assert (
+        run(
+            "fit",
+            [
+                "--input",
+                day2,
+                "--init-model",
+                str(tmp_path / "yesterday"),
+                "--k",
+                "4",
+                "--model-out",
+                str(tmp_path / "x"),
+            ],
+        )
+        == 2
+    )
     assert "--k is 4 but --init-model" in capsys.readouterr().err
 
 
@@ -140,8 +222,14 @@ def test_not_converged_warns_and_require_convergence_exits_3(spark, lake, tmp_pa
     base = ["--input", lake["day1"], "--k", "3", "--max-iter", "2", "--tol", "0", "--quiet"]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        assert run("fit", base + ["--model-out", str(tmp_path / "m1"),
-                                  "--report-out", str(tmp_path / "r1.json")]) == 0
+        assert (
+            run(
+                "fit",
+                base
+                + ["--model-out", str(tmp_path / "m1"), "--report-out", str(tmp_path / "r1.json")],
+            )
+            == 0
+        )
     # one line of the job's own, not also the library's ConvergenceWarning
     assert not [w for w in caught if issubclass(w.category, ConvergenceWarning)]
     err = capsys.readouterr().err
@@ -149,9 +237,19 @@ def test_not_converged_warns_and_require_convergence_exits_3(spark, lake, tmp_pa
     r1 = json.loads((tmp_path / "r1.json").read_text())
     assert r1["converged"] is False and r1["iterations"] == 2 and r1["warnings"]
 
-    rc = run("fit", base + ["--model-out", str(tmp_path / "m2"), "--predictions-out",
-                            str(tmp_path / "p2"), "--report-out", str(tmp_path / "r2.json"),
-                            "--require-convergence"])
+    rc = run(
+        "fit",
+        base
+        + [
+            "--model-out",
+            str(tmp_path / "m2"),
+            "--predictions-out",
+            str(tmp_path / "p2"),
+            "--report-out",
+            str(tmp_path / "r2.json"),
+            "--require-convergence",
+        ],
+    )
     err = capsys.readouterr().err
     assert rc == 3
     assert err.strip().splitlines()[-1].startswith("spark-em fit: error: the fit did not converge")
@@ -162,14 +260,30 @@ def test_not_converged_warns_and_require_convergence_exits_3(spark, lake, tmp_pa
 
 def test_failed_run_leaves_older_outputs_untouched(spark, lake, tmp_path, capsys):
     model_out = tmp_path / "model"
-    assert run("fit", ["--input", lake["day1"], "--k", "2", "--quiet",
-                       "--model-out", str(model_out)]) == 0
+    assert (
+        run("fit", ["--input", lake["day1"], "--k", "2", "--quiet", "--model-out", str(model_out)])
+        == 0
+    )
     before = {p.relative_to(model_out): p.read_bytes() for p in model_out.rglob("*") if p.is_file()}
     blocker = tmp_path / "blocker"
     blocker.write_text("a file where a directory is needed")
-    rc = run("fit", ["--input", lake["day1"], "--k", "3", "--quiet", "--overwrite",
-                     "--model-out", str(model_out), "--report-out", str(tmp_path / "r.json"),
-                     "--predictions-out", str(blocker / "predictions")])
+    rc = run(
+        "fit",
+        [
+            "--input",
+            lake["day1"],
+            "--k",
+            "3",
+            "--quiet",
+            "--overwrite",
+            "--model-out",
+            str(model_out),
+            "--report-out",
+            str(tmp_path / "r.json"),
+            "--predictions-out",
+            str(blocker / "predictions"),
+        ],
+    )
     err = capsys.readouterr().err
     assert rc == 1, err
     after = {p.relative_to(model_out): p.read_bytes() for p in model_out.rglob("*") if p.is_file()}
@@ -194,33 +308,56 @@ def test_overwrite_refuses_a_directory_of_other_files(spark, lake, tmp_path, cap
     assert (target / "thesis.tex").exists() and (target / "sub" / "notes.txt").read_text() == "keep"
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--input", "{tmp}/nowhere.parquet"], "input path not found"),
-    (["--table", "no_such_table_x"], "table not found"),
-    (["--input", "{day1}", "--features", "nope"], "featuresCol 'nope' does not exist"),
-    (["--input", "{day1}", "--features", "id,nope"], "feature column 'nope' does not exist"),
-    (["--input", "{strings}", "--features", "s"], "featuresCol 's' has type string"),
-    (["--input", "{day1}", "--weight-col", "w"], "weightCol 'w' does not exist"),
-    (["--input", "{day1}", "--where", "nope > 1"], "--where: column not found"),
-    (["--input", "{nan}", "--features", "x,y"], "NaN"),
-    (["--input", "{day1}", "--init-model", "{tmp}/no-model"], "--init-model"),
-    (["--input", "{clash}", "--predictions-out", "{tmp}/pred"],
-     "already has a column 'prediction'"),
-], ids=["missing-path", "missing-table", "missing-column", "missing-listed-column",
-        "non-numeric", "missing-weight", "where-column", "nan-rows", "missing-init-model",
-        "prediction-column-clash"])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--input", "{tmp}/nowhere.parquet"], "input path not found"),
+        (["--table", "no_such_table_x"], "table not found"),
+        (["--input", "{day1}", "--features", "nope"], "featuresCol 'nope' does not exist"),
+        (["--input", "{day1}", "--features", "id,nope"], "feature column 'nope' does not exist"),
+        (["--input", "{strings}", "--features", "s"], "featuresCol 's' has type string"),
+        (["--input", "{day1}", "--weight-col", "w"], "weightCol 'w' does not exist"),
+        (["--input", "{day1}", "--where", "nope > 1"], "--where: column not found"),
+        (["--input", "{nan}", "--features", "x,y"], "NaN"),
+        (["--input", "{day1}", "--init-model", "{tmp}/no-model"], "--init-model"),
+        (
+            ["--input", "{clash}", "--predictions-out", "{tmp}/pred"],
+            "already has a column 'prediction'",
+        ),
+    ],
+    ids=[
+        "missing-path",
+        "missing-table",
+        "missing-column",
+        "missing-listed-column",
+        "non-numeric",
+        "missing-weight",
+        "where-column",
+        "nan-rows",
+        "missing-init-model",
+        "prediction-column-clash",
+    ],
+)
 def test_data_errors_exit_1_in_one_line(spark, lake, tmp_path, capsys, args, message):
     strings = tmp_path / "strings.parquet"
     spark.createDataFrame([("a",), ("b",)], "s string").write.parquet(str(strings))
     nan = tmp_path / "nan.parquet"
-    spark.createDataFrame([(1.0, 2.0), (float("nan"), 1.0), (3.0, 4.0)], "x double, y double") \
-        .write.parquet(str(nan))
+    spark.createDataFrame(
+        [(1.0, 2.0), (float("nan"), 1.0), (3.0, 4.0)], "x double, y double"
+    ).write.parquet(str(nan))
     clash = tmp_path / "clash.parquet"
-    spark.createDataFrame([([1.0, 2.0], 0), ([3.0, 1.0], 1), ([0.5, 4.0], 0)],
-                          "features array<double>, prediction int").write.parquet(str(clash))
+    spark.createDataFrame(
+        [([1.0, 2.0], 0), ([3.0, 1.0], 1), ([0.5, 4.0], 0)],
+        "features array<double>, prediction int",
+    ).write.parquet(str(clash))
     fmt = dict(tmp=tmp_path, day1=lake["day1"], strings=strings, nan=nan, clash=clash)
-    argv = [a.format(**fmt) for a in args] + ["--k", "2", "--quiet", "--model-out",
-                                              str(tmp_path / "model")]
+    argv = [a.format(**fmt) for a in args] + [
+        "--k",
+        "2",
+        "--quiet",
+        "--model-out",
+        str(tmp_path / "model"),
+    ]
     rc = run("fit", argv)
     err = capsys.readouterr().err
     assert rc == 1, err
@@ -244,7 +381,10 @@ def test_commit_puts_earlier_outputs_back_when_a_later_one_fails(spark, tmp_path
     report, plots = tmp_path / "report.json", tmp_path / "plots"
     report.write_text(json.dumps({"spark_em_report": {"version": 1}, "old": True}))
     outputs = Outputs(spark, overwrite=True)
-    r, p = outputs.add("report-out", str(report), REPORT), outputs.add("plot-dir", str(plots), PLOTS)
+    r, p = (
+        outputs.add("report-out", str(report), REPORT),
+        outputs.add("plot-dir", str(plots), PLOTS),
+    )
     outputs.stage(r, lambda path: Path(path).write_text('{"spark_em_report": {}, "new": 1}'))
     outputs.stage(p, lambda path: os.makedirs(path))
     os.rmdir(p.staged)
@@ -279,10 +419,29 @@ def test_mlflow_logs_params_metrics_report_and_model(spark, lake, tmp_path, monk
 
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # undone after the test
     uri = (tmp_path / "mlruns").as_uri()
-    rc = run("fit", ["--input", lake["day1"], "--k", "3", "--seed", "2", "--tol", "1e-5",
-                     "--quiet", "--model-out", str(tmp_path / "model"), "--plot-dir",
-                     str(tmp_path / "plots"), "--mlflow", "--mlflow-tracking-uri", uri,
-                     "--mlflow-experiment", "nightly"])
+    rc = run(
+        "fit",
+        [
+            "--input",
+            lake["day1"],
+            "--k",
+            "3",
+            "--seed",
+            "2",
+            "--tol",
+            "1e-5",
+            "--quiet",
+            "--model-out",
+            str(tmp_path / "model"),
+            "--plot-dir",
+            str(tmp_path / "plots"),
+            "--mlflow",
+            "--mlflow-tracking-uri",
+            uri,
+            "--mlflow-experiment",
+            "nightly",
+        ],
+    )
     assert rc == 0, capsys.readouterr().err
     model = GaussianMixtureModel.load(str(tmp_path / "model"))
     client = MlflowClient(tracking_uri=uri)
@@ -293,7 +452,9 @@ def test_mlflow_logs_params_metrics_report_and_model(spark, lake, tmp_path, monk
     history = client.get_metric_history(run_info.info.run_id, "em_mean_log_likelihood")
     assert [m.step for m in history] == list(range(1, model.summary.numIter + 1))
     assert [m.value for m in history] == pytest.approx(model.summary.logLikelihoodHistory)
-    assert run_info.data.metrics["bic"] == pytest.approx(model.toSklearn().bic(lake["X1"]), rel=1e-9)
+    assert run_info.data.metrics["bic"] == pytest.approx(
+        model.toSklearn().bic(lake["X1"]), rel=1e-9
+    )
     artifacts = {f.path for f in client.list_artifacts(run_info.info.run_id)}
     assert {"report.json", "model", "plots"} <= artifacts
     model_files = {f.path for f in client.list_artifacts(run_info.info.run_id, "model")}
@@ -311,18 +472,46 @@ def test_fit_a_table_with_where_sample_columns_and_weights(spark, tmp_path, caps
     from spark_em import GaussianMixture
 
     X, _, _ = sample_mixture(800, k=2, d=2, seed=8, separation=6.0)
-    df = spark.createDataFrame([(i, float(x), float(y), 1.0 + (i % 3), "a" if i % 4 else "b")
-                                for i, (x, y) in enumerate(X)], "id long, x double, y double, w double, g string")
+    df = spark.createDataFrame(
+        [
+            (i, float(x), float(y), 1.0 + (i % 3), "a" if i % 4 else "b")
+            for i, (x, y) in enumerate(X)
+        ],
+        "id long, x double, y double, w double, g string",
+    )
     df.createOrReplaceTempView("spark_em_job_input")
     try:
-        rc = run("fit", ["--table", "spark_em_job_input", "--where", "g = 'a'",
-                         "--sample-fraction", "0.8", "--seed", "9", "--features", "x,y",
-                         "--weight-col", "w", "--k", "2", "--tol", "1e-6", "--quiet",
-                         "--model-out", str(tmp_path / "m"), "--report-out", str(tmp_path / "r.json")])
+        rc = run(
+            "fit",
+            [
+                "--table",
+                "spark_em_job_input",
+                "--where",
+                "g = 'a'",
+                "--sample-fraction",
+                "0.8",
+                "--seed",
+                "9",
+                "--features",
+                "x,y",
+                "--weight-col",
+                "w",
+                "--k",
+                "2",
+                "--tol",
+                "1e-6",
+                "--quiet",
+                "--model-out",
+                str(tmp_path / "m"),
+                "--report-out",
+                str(tmp_path / "r.json"),
+            ],
+        )
         assert rc == 0, capsys.readouterr().err
         rows = spark.table("spark_em_job_input").where("g = 'a'").sample(fraction=0.8, seed=9)
-        reference = GaussianMixture(k=2, seed=9, tol=1e-6, featuresCol=["x", "y"],
-                                    weightCol="w").fit(rows)
+        reference = GaussianMixture(
+            k=2, seed=9, tol=1e-6, featuresCol=["x", "y"], weightCol="w"
+        ).fit(rows)
         model = GaussianMixtureModel.load(str(tmp_path / "m"))
         np.testing.assert_allclose(model.means, reference.means, rtol=1e-9, atol=1e-9)
         report = json.loads((tmp_path / "r.json").read_text())

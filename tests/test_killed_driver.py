@@ -51,8 +51,9 @@ def _gone(pid: int, timeout: float = 90.0) -> bool:
 class Driver:
     """A driver process in its own process group, started at once, waited for later."""
 
-    def __init__(self, tmp_path: Path, local_dir: str | None = None,
-                 env_local_dirs: str | None = None):
+    def __init__(
+        self, tmp_path: Path, local_dir: str | None = None, env_local_dirs: str | None = None
+    ):
         tmp_path.mkdir(parents=True, exist_ok=True)
         self.marker, self.log = tmp_path / "marker.json", tmp_path / "driver.log"
         env = dict(os.environ)
@@ -61,8 +62,9 @@ class Driver:
             env["SPARK_LOCAL_DIRS"] = env_local_dirs
         args = [sys.executable, str(APP), str(self.marker)] + ([local_dir] if local_dir else [])
         with open(self.log, "w") as log:
-            self.proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
 
     def running(self) -> dict:
         """Wait until the fit has done an EM iteration; ``{pid, jvm_pid}``."""
@@ -89,8 +91,10 @@ def drivers(spark, tmp_path_factory):
     env_root.mkdir()
     session_root = spark.sparkContext.getConf().get("spark.local.dir").split(",")[0]
     before = _block_dirs(session_root)
-    started = {"term": Driver(base / "term", env_local_dirs=str(env_root)),
-               "kill": Driver(base / "kill", local_dir=session_root)}
+    started = {
+        "term": Driver(base / "term", env_local_dirs=str(env_root)),
+        "kill": Driver(base / "kill", local_dir=session_root),
+    }
     try:
         yield {"env_root": env_root, "session_root": session_root, "before": before, **started}
     finally:

@@ -91,11 +91,13 @@ def test_the_core_imports_only_numpy_scipy_and_itself():
         for imported in _imports(path, module, top_level_only=False):
             root = imported.split(".")[0]
             if root == "spark_em":
-                assert _layer(imported) == "core" or imported == "spark_em.errors", \
+                assert _layer(imported) == "core" or imported == "spark_em.errors", (
                     f"{module} imports {imported}"
+                )
             else:
-                assert root in CORE_THIRD_PARTY or root in sys.stdlib_module_names, \
+                assert root in CORE_THIRD_PARTY or root in sys.stdlib_module_names, (
                     f"{module} imports {imported}: the core is numpy and scipy only"
+                )
 
 
 @pytest.mark.parametrize("layer", [name for name, allowed in LAYERS.items() if allowed is not None])
@@ -114,8 +116,10 @@ def test_layers_import_only_downwards(layer):
 
 def test_no_import_cycles_when_modules_load():
     modules = _modules()
-    graph = {m: {i for i in _imports(p, m, top_level_only=True) if i in modules and i != m}
-             for m, p in modules.items()}
+    graph = {
+        m: {i for i in _imports(p, m, top_level_only=True) if i in modules and i != m}
+        for m, p in modules.items()
+    }
     # a package's __init__ is loaded before its submodules: importing a submodule imports
     # its parents, which is not a cycle between two modules
     state: dict[str, int] = {}
@@ -126,8 +130,10 @@ def test_no_import_cycles_when_modules_load():
         stack.append(m)
         for n in sorted(graph[m]):
             if state.get(n) == 1:
-                cycle = stack[stack.index(n):] + [n]
-                raise AssertionError("modules import each other at load time: " + " -> ".join(cycle))
+                cycle = stack[stack.index(n) :] + [n]
+                raise AssertionError(
+                    "modules import each other at load time: " + " -> ".join(cycle)
+                )
             if n not in state:
                 visit(n)
         stack.pop()

@@ -12,7 +12,12 @@ from spark_em.data.datasets import sample_mixture
 
 # The data of pyspark.ml.clustering.GaussianMixture's own doctest.
 DOCTEST_POINTS = [
-    [-0.1, -0.05], [-0.01, -0.1], [0.9, 0.8], [0.75, 0.935], [-0.83, -0.68], [-0.91, -0.76],
+    [-0.1, -0.05],
+    [-0.01, -0.1],
+    [0.9, 0.8],
+    [0.75, 0.935],
+    [-0.83, -0.68],
+    [-0.91, -0.76],
 ]
 
 
@@ -43,8 +48,9 @@ def test_doctest_points_same_three_pairs(spark):
 
 @pytest.mark.parametrize("d", [2, 4])
 def test_same_log_likelihood_on_separated_data(spark, d):
-    X, labels, _ = sample_mixture(2000, k=3, d=d, covariance_type="full", seed=100 + d,
-                                  separation=10.0)
+    X, labels, _ = sample_mixture(
+        2000, k=3, d=d, covariance_type="full", seed=100 + d, separation=10.0
+    )
     df = spark.createDataFrame([(Vectors.dense(x),) for x in X], ["features"]).repartition(2)
     df.cache()
     mllib = MLlibGM(k=3, tol=1e-6, maxIter=200, seed=1).fit(df)

@@ -44,11 +44,13 @@ def edit_metadata(change):
         change(meta)
         f.write_text(json.dumps(meta) + "\n")
         drop_crc(f)
+
     return tamper
 
 
 def edit_array(name, change):
     """Rewrite one array's row of the data file (values flattened, shape as saved)."""
+
     def tamper(path: Path) -> None:
         f = only(path, "data/*.parquet")
         rows = pq.read_table(f).to_pylist()
@@ -57,10 +59,16 @@ def edit_array(name, change):
                 values = np.asarray(r["values"]).reshape(r["shape"])
                 values = np.asarray(change(values.copy()), dtype=float)
                 r["values"], r["shape"] = values.ravel().tolist(), list(values.shape)
-        schema = pa.schema([("name", pa.string()), ("shape", pa.list_(pa.int32())),
-                            ("values", pa.list_(pa.float64()))])
+        schema = pa.schema(
+            [
+                ("name", pa.string()),
+                ("shape", pa.list_(pa.int32())),
+                ("values", pa.list_(pa.float64())),
+            ]
+        )
         pq.write_table(pa.Table.from_pylist(rows, schema), f)
         drop_crc(f)
+
     return tamper
 
 
@@ -68,6 +76,7 @@ def set_at(index, value):
     def change(a):
         a[index] = value
         return a
+
     return change
 
 
@@ -78,6 +87,7 @@ def write_bytes(pattern, content: bytes | None = None, cut: float | None = None,
         f.write_bytes(data[: int(len(data) * cut)] if cut is not None else content)
         if not crc:
             drop_crc(f)
+
     return tamper
 
 
@@ -113,61 +123,103 @@ def drop_param_map_k(meta):
 TAMPERINGS = {
     "no metadata": (remove("metadata"), "no metadata file"),
     "no data": (remove("data"), "no data file"),
-    "stray file at the top": (add_file("notes.txt"), "unexpected files in the model "
-                                                     "directory: notes.txt"),
+    "stray file at the top": (
+        add_file("notes.txt"),
+        "unexpected files in the model directory: notes.txt",
+    ),
     "stray file in data": (add_file("data/extra.json"), "unexpected files .*data/extra.json"),
     "two metadata files": (second_metadata, "2 metadata files, expected one"),
     "metadata not JSON": (write_bytes("metadata/part-*", b"{not json\n"), "not valid JSON"),
     "metadata of two lines": (metadata_lines, "has 2 lines, expected one JSON line"),
     "metadata not text": (write_bytes("metadata/part-*", b"\xff\xfe\x00"), "is not text"),
-    "unknown class": (edit_metadata(lambda m: m.update({"class": "foo.Bar"})),
-                      "found a saved foo.Bar, not a Gaussian mixture model"),
+    "unknown class": (
+        edit_metadata(lambda m: m.update({"class": "foo.Bar"})),
+        "found a saved foo.Bar, not a Gaussian mixture model",
+    ),
     "no class": (edit_metadata(lambda m: m.pop("class")), "has no 'class' field"),
-    "spark-em estimator": (edit_metadata(lambda m: m.update(
-        {"class": "spark_em.estimator.GaussianMixture"})), "estimator, not a model"),
-    "future format version": (edit_metadata(lambda m: m.update({"formatVersion": 2})),
-                              "formatVersion 2 .* reads formatVersion \\(1,\\)"),
+    "spark-em estimator": (
+        edit_metadata(lambda m: m.update({"class": "spark_em.estimator.GaussianMixture"})),
+        "estimator, not a model",
+    ),
+    "future format version": (
+        edit_metadata(lambda m: m.update({"formatVersion": 2})),
+        "formatVersion 2 .* reads formatVersion \\(1,\\)",
+    ),
     "k inconsistent with the arrays": (
         edit_metadata(lambda m: (m.update({"k": 3}), drop_param_map_k(m))),
-        "weights has shape \\(2,\\), expected \\(3,\\) for k=3"),
-    "k inconsistent with paramMap": (edit_metadata(lambda m: m.update({"k": 3})),
-                                     "k=3 but its paramMap says k=2"),
-    "d not a number": (edit_metadata(lambda m: m.update({"d": "two"})),
-                       "'d' must be a positive integer"),
-    "covariance type inconsistent": (edit_metadata(lambda m: m.update(
-        {"covarianceType": "diag"})), "covariances has shape \\(2, 2, 2\\), expected \\(2, 2\\)"),
-    "unknown covariance type": (edit_metadata(lambda m: m.update({"covarianceType": "banded"})),
-                                "'covarianceType' must be one of"),
-    "truncated Parquet": (write_bytes("data/*.parquet", cut=0.5),
-                          "data/part-.* is not a readable Parquet file"),
-    "truncated Parquet, checksum kept": (write_bytes("data/*.parquet", cut=0.5, crc=True),
-                                         "cannot read its files: .*(?i:checksum)"),
-    "garbage Parquet": (write_bytes("data/*.parquet", b"not parquet at all"),
-                        "not a readable Parquet file"),
+        "weights has shape \\(2,\\), expected \\(3,\\) for k=3",
+    ),
+    "k inconsistent with paramMap": (
+        edit_metadata(lambda m: m.update({"k": 3})),
+        "k=3 but its paramMap says k=2",
+    ),
+    "d not a number": (
+        edit_metadata(lambda m: m.update({"d": "two"})),
+        "'d' must be a positive integer",
+    ),
+    "covariance type inconsistent": (
+        edit_metadata(lambda m: m.update({"covarianceType": "diag"})),
+        "covariances has shape \\(2, 2, 2\\), expected \\(2, 2\\)",
+    ),
+    "unknown covariance type": (
+        edit_metadata(lambda m: m.update({"covarianceType": "banded"})),
+        "'covarianceType' must be one of",
+    ),
+    "truncated Parquet": (
+        write_bytes("data/*.parquet", cut=0.5),
+        "data/part-.* is not a readable Parquet file",
+    ),
+    "truncated Parquet, checksum kept": (
+        write_bytes("data/*.parquet", cut=0.5, crc=True),
+        "cannot read its files: .*(?i:checksum)",
+    ),
+    "garbage Parquet": (
+        write_bytes("data/*.parquet", b"not parquet at all"),
+        "not a readable Parquet file",
+    ),
     "other columns": (replace_data_table, "data has columns \\['id'\\]"),
-    "wrong number of values": (edit_array("means", lambda a: a.ravel()[:3]),
-                               "means has shape \\(3,\\), expected \\(2, 2\\)"),
+    "wrong number of values": (
+        edit_array("means", lambda a: a.ravel()[:3]),
+        "means has shape \\(3,\\), expected \\(2, 2\\)",
+    ),
     "NaN mean": (edit_array("means", set_at((1, 0), np.nan)), "means contain NaN or infinite"),
-    "infinite covariance": (edit_array("covariances", set_at((0, 0, 0), np.inf)),
-                            "covariances contain NaN or infinite"),
-    "negative weight": (edit_array("weights", lambda a: np.array([-0.5, 1.5])),
-                        "weights must be positive"),
-    "zero weight": (edit_array("weights", lambda a: np.array([0.0, 1.0])),
-                    "weights must be positive"),
-    "weights summing to 1.1": (edit_array("weights", lambda a: np.array([0.4, 0.7])),
-                               "weights sum to 1.1"),
+    "infinite covariance": (
+        edit_array("covariances", set_at((0, 0, 0), np.inf)),
+        "covariances contain NaN or infinite",
+    ),
+    "negative weight": (
+        edit_array("weights", lambda a: np.array([-0.5, 1.5])),
+        "weights must be positive",
+    ),
+    "zero weight": (
+        edit_array("weights", lambda a: np.array([0.0, 1.0])),
+        "weights must be positive",
+    ),
+    "weights summing to 1.1": (
+        edit_array("weights", lambda a: np.array([0.4, 0.7])),
+        "weights sum to 1.1",
+    ),
     "weights off by 1e-8": (edit_array("weights", lambda a: a + 0.5e-8), "not 1 \\(1e-9\\)"),
-    "asymmetric covariance": (edit_array("covariances", set_at((1, 0, 1), 0.1)),
-                              "covariance 1 is not symmetric"),
+    "asymmetric covariance": (
+        edit_array("covariances", set_at((1, 0, 1), 0.1)),
+        "covariance 1 is not symmetric",
+    ),
     "covariance not positive definite": (
         edit_array("covariances", set_at(0, [[1.0, 2.0], [2.0, 1.0]])),
-        "covariance 0 is not positive definite"),
-    "bad Param value": (edit_metadata(lambda m: m["paramMap"].update({"maxIter": "many"})),
-                        "Params or summary are not valid"),
-    "unknown Param": (edit_metadata(lambda m: m["paramMap"].update({"colour": "red"})),
-                      "Params or summary are not valid \\(unknown Params \\['colour'\\]\\)"),
-    "bad summary": (edit_metadata(lambda m: m.update({"summary": {"k": 2}})),
-                    "Params or summary are not valid"),
+        "covariance 0 is not positive definite",
+    ),
+    "bad Param value": (
+        edit_metadata(lambda m: m["paramMap"].update({"maxIter": "many"})),
+        "Params or summary are not valid",
+    ),
+    "unknown Param": (
+        edit_metadata(lambda m: m["paramMap"].update({"colour": "red"})),
+        "Params or summary are not valid \\(unknown Params \\['colour'\\]\\)",
+    ),
+    "bad summary": (
+        edit_metadata(lambda m: m.update({"summary": {"k": 2}})),
+        "Params or summary are not valid",
+    ),
 }
 
 

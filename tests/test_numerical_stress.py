@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 from sklearn.mixture import _gaussian_mixture as skg
 
+from spark_em.core.estep import EStepKernel
+from spark_em.core.init_summarizers import NearestCentreSummarizer, RandomResponsibilitySummarizer
+from spark_em.core.summarizers import Chunk
 from spark_em.engine.em import moments_to_redo, with_redone
 from spark_em.errors import IllDefinedCovarianceError
-from spark_em.core.estep import EStepKernel
-from spark_em.core.summarizers import Chunk
-from spark_em.core.init_summarizers import NearestCentreSummarizer, RandomResponsibilitySummarizer
 from spark_em.progress import PassProfile
 
 COVS = ("full", "tied", "diag", "spherical")
@@ -73,8 +73,11 @@ def initial(X, w, k, covariance_type, seed, init, reg_covar):
         task = RandomResponsibilitySummarizer(k, seed, covariance_type)
     else:  # k distinct rows as centres, hard labels (the k-means-style start)
         rows = np.unique(X, axis=0)
-        task = NearestCentreSummarizer(rows[np.random.default_rng(seed).choice(len(rows), k, replace=False)],
-                                 c, covariance_type)
+        task = NearestCentreSummarizer(
+            rows[np.random.default_rng(seed).choice(len(rows), k, replace=False)],
+            c,
+            covariance_type,
+        )
     st = task.new_stats(X.shape[1])
     task.accumulate(st, Chunk(X, w, c))
     return c, st.m_step(c, reg_covar)
@@ -83,6 +86,7 @@ def initial(X, w, k, covariance_type, seed, init, reg_covar):
 def em_steps(X, w, c, params, iters, reg_covar):
     """Yield ``(params before, mean log-likelihood at them, params after)`` per iteration:
     :func:`spark_em.engine.em.step`'s steps, with the pass over the data done right here."""
+
     def e_pass(kernels, label):
         stats = [k.new_stats(X.shape[1]) for k in kernels]
         for k, st in zip(kernels, stats):
@@ -114,8 +118,9 @@ def data(make, seed):
 
 
 # ----------------------------------------------------------------------------- monotone EM
-@pytest.mark.parametrize("make", [far_from_origin, far_apart, mixed_scales, near_collinear],
-                         ids=lambda f: f.__name__)
+@pytest.mark.parametrize(
+    "make", [far_from_origin, far_apart, mixed_scales, near_collinear], ids=lambda f: f.__name__
+)
 @pytest.mark.parametrize("covariance_type", COVS)
 def test_unregularised_em_never_decreases_the_likelihood(make, covariance_type):
     """regCovar=0 and random responsibilities to start: 50 seeds x 25 iterations."""
@@ -137,14 +142,16 @@ def exact_m_step(X, w, resp, covariance_type, reg_covar):
     R = resp.astype(L) * w.astype(L)[:, None]
     nk = R.sum(axis=0) + L(10 * np.finfo(np.float64).eps)
     means = (R.T @ X.astype(L)) / nk[:, None]
-    covs = np.array([(R[:, j, None] * (X - means[j])).T @ (X - means[j]) / nk[j]
-                     for j in range(resp.shape[1])])
+    covs = np.array(
+        [(R[:, j, None] * (X - means[j])).T @ (X - means[j]) / nk[j] for j in range(resp.shape[1])]
+    )
     d = X.shape[1]
-    cov = {"full": lambda: covs + reg_covar * np.eye(d),
-           "tied": lambda: np.einsum("k,kij->ij", nk, covs) / nk.sum() + reg_covar * np.eye(d),
-           "diag": lambda: np.diagonal(covs, axis1=1, axis2=2) + reg_covar,
-           "spherical": lambda: np.diagonal(covs, axis1=1, axis2=2).mean(axis=1) + reg_covar,
-           }[covariance_type]()
+    cov = {
+        "full": lambda: covs + reg_covar * np.eye(d),
+        "tied": lambda: np.einsum("k,kij->ij", nk, covs) / nk.sum() + reg_covar * np.eye(d),
+        "diag": lambda: np.diagonal(covs, axis1=1, axis2=2) + reg_covar,
+        "spherical": lambda: np.diagonal(covs, axis1=1, axis2=2).mean(axis=1) + reg_covar,
+    }[covariance_type]()
     return (nk / nk.sum()).astype(float), means.astype(float), cov.astype(float)
 
 
@@ -166,8 +173,9 @@ def expected_log_joint(X, w, resp, p):
     return float(np.sum(w[:, None] * resp * log_joint(X, p)) / w.sum())
 
 
-@pytest.mark.parametrize("make", [collapsing, duplicates, collinear, mixed_scales, far_apart],
-                         ids=lambda f: f.__name__)
+@pytest.mark.parametrize(
+    "make", [collapsing, duplicates, collinear, mixed_scales, far_apart], ids=lambda f: f.__name__
+)
 @pytest.mark.parametrize("covariance_type", COVS)
 def test_regularised_em_stays_finite_and_exact(make, covariance_type):
     """regCovar=1e-6 and k-means-style starts from single rows, 50 seeds x 12 iterations:
@@ -188,8 +196,9 @@ def test_regularised_em_stays_finite_and_exact(make, covariance_type):
             scale = np.abs(X - X.mean(axis=0)).max(axis=0)
             np.testing.assert_allclose(new.weights, weights, rtol=1e-9, atol=1e-12)
             np.testing.assert_allclose(new.means, means, rtol=0, atol=1e-9 * scale.max())
-            np.testing.assert_allclose(new.covariances, cov, rtol=1e-6,
-                                       atol=1e-9 * np.abs(cov).max())
+            np.testing.assert_allclose(
+                new.covariances, cov, rtol=1e-6, atol=1e-9 * np.abs(cov).max()
+            )
             if previous is not None:
                 prev_ll, gain = previous
                 assert ll - prev_ll >= gain - REL * abs(ll), (seed, ll - prev_ll, gain)
@@ -201,7 +210,9 @@ def test_regularised_em_stays_finite_and_exact(make, covariance_type):
 def test_d1_k1_is_the_weighted_mean_and_variance(covariance_type):
     for seed in SEEDS:
         rng = np.random.default_rng(seed)
-        X = rng.normal(rng.uniform(-1e6, 1e6), 10.0 ** rng.uniform(-3, 3), size=(rng.integers(2, 300), 1))
+        X = rng.normal(
+            rng.uniform(-1e6, 1e6), 10.0 ** rng.uniform(-3, 3), size=(rng.integers(2, 300), 1)
+        )
         w = rng.uniform(0.1, 5.0, size=len(X))
         c, params = initial(X, w, 1, covariance_type, seed, "random", 1e-6)
         for _, ll, params in em_steps(X, w, c, params, 2, 1e-6):
@@ -231,8 +242,9 @@ def test_a_component_collapsed_onto_one_row_far_away_has_covariance_reg_covar(co
         assert_finite(params)
     if covariance_type in ("full", "diag", "spherical"):
         expected = {"full": 1e-6 * np.eye(2), "diag": [1e-6, 1e-6], "spherical": 1e-6}
-        np.testing.assert_allclose(params.covariances[1], expected[covariance_type], rtol=1e-9,
-                                   atol=1e-15)
+        np.testing.assert_allclose(
+            params.covariances[1], expected[covariance_type], rtol=1e-9, atol=1e-15
+        )
     np.testing.assert_array_equal(params.means[1], [1e6, -1e6])
     np.testing.assert_allclose(params.weights, [100 / 103, 3 / 103], rtol=1e-12)
 

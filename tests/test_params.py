@@ -104,10 +104,21 @@ def test_redefined_shared_params_accept_what_pyspark_refuses():
 def test_defaults_are_sklearn_and_mllib_ones():
     gm = GaussianMixture()
     sk = SkGM().get_params()
-    assert (gm.getMaxIter(), gm.getTol(), gm.getRegCovar(), gm.getNInit(),
-            gm.getCovarianceType(), gm.getInitMode()) == (
-        sk["max_iter"], sk["tol"], sk["reg_covar"], sk["n_init"],
-        sk["covariance_type"], sk["init_params"])
+    assert (
+        gm.getMaxIter(),
+        gm.getTol(),
+        gm.getRegCovar(),
+        gm.getNInit(),
+        gm.getCovarianceType(),
+        gm.getInitMode(),
+    ) == (
+        sk["max_iter"],
+        sk["tol"],
+        sk["reg_covar"],
+        sk["n_init"],
+        sk["covariance_type"],
+        sk["init_params"],
+    )
 
     class Shared(HasAggregationDepth, HasFeaturesCol, HasPredictionCol, HasProbabilityCol):
         pass
@@ -203,17 +214,48 @@ def test_the_param_table_is_what_the_api_the_checks_and_the_jobs_use():
             if job not in p.jobs:
                 continue
             o = options[p.flag]
-            assert (o.param, o.default, tuple(o.choices)) == (p.name, p.default, p.allowed), \
-                (job, p.name)
+            assert (o.param, o.default, tuple(o.choices)) == (p.name, p.default, p.allowed), (
+                job,
+                p.name,
+            )
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert markdown_table() in readme
 
 
-PARAMS_BY_NAME = {name: None for name in (
-    "k", "covarianceType", "maxIter", "tol", "regCovar", "initMode", "nInit", "seed",
-    "initSampleSize", "aggregationDepth", "blockCache", "handleInvalid", "initialModel",
-    "featuresCol", "weightCol", "predictionCol", "probabilityCol", "logLikelihoodCol")}
-BAD_VALUES = {"k": (0,), "covarianceType": ("ful",), "maxIter": (-1,), "tol": (-1.0,),
-              "regCovar": (float("inf"),), "initMode": ("x",), "nInit": (0,),
-              "seed": (2**63,), "initSampleSize": (0,), "aggregationDepth": (0,),
-              "blockCache": ("memory",), "handleInvalid": ("keep",)}
+PARAMS_BY_NAME = {
+    name: None
+    for name in (
+        "k",
+        "covarianceType",
+        "maxIter",
+        "tol",
+        "regCovar",
+        "initMode",
+        "nInit",
+        "seed",
+        "initSampleSize",
+        "aggregationDepth",
+        "blockCache",
+        "handleInvalid",
+        "initialModel",
+        "featuresCol",
+        "weightCol",
+        "predictionCol",
+        "probabilityCol",
+        "logLikelihoodCol",
+    )
+}
+BAD_VALUES = {
+    "k": (0,),
+    "covarianceType": ("ful",),
+    "maxIter": (-1,),
+    "tol": (-1.0,),
+    "regCovar": (float("inf"),),
+    "initMode": ("x",),
+    "nInit": (0,),
+    "seed": (2**63,),
+    "initSampleSize": (0,),
+    "aggregationDepth": (0,),
+    "blockCache": ("memory",),
+    "handleInvalid": ("keep",),
+}

@@ -11,20 +11,27 @@ import pandas as pd
 import pytest
 
 from spark_em import GaussianMixture
-from spark_em.engine.em import InitSpec, Run, initial_params, step
 from spark_em.core.initialisation import INIT_MODES
 from spark_em.data.prepare import prepare
+from spark_em.engine.em import InitSpec, Run, initial_params, step
 
 SEEDS = (11, 12)  # nInit=2: two starts per init mode
-SPECS = [InitSpec(3, cov, mode, seed) for mode, cov in zip(INIT_MODES, ("full", "tied", "diag", "spherical"))
-         for seed in SEEDS]
+SPECS = [
+    InitSpec(3, cov, mode, seed)
+    for mode, cov in zip(INIT_MODES, ("full", "tied", "diag", "spherical"))
+    for seed in SEEDS
+]
 
 
 @pytest.fixture(scope="module")
 def rows():
     rng = np.random.default_rng(17)
-    X = np.concatenate([rng.normal(c, 1.0 + 0.3 * i, size=(n, 3))
-                        for i, (c, n) in enumerate(((-4.0, 150), (0.0, 100), (5.0, 110)))])
+    X = np.concatenate(
+        [
+            rng.normal(c, 1.0 + 0.3 * i, size=(n, 3))
+            for i, (c, n) in enumerate(((-4.0, 150), (0.0, 100), (5.0, 110)))
+        ]
+    )
     w = rng.uniform(0.3, 2.0, size=len(X))
     return X, w
 
@@ -35,8 +42,10 @@ def layouts(spark, X, w):
     order = rng.permutation(len(X))
     pdf = pd.DataFrame({"features": list(X[order]), "w": w[order], "key": order % 7})
     df = spark.createDataFrame(pdf, "features array<double>, w double, key int")
-    sorted_df = spark.createDataFrame(pd.DataFrame({"features": list(X), "w": w, "key": np.arange(len(X)) % 3}),
-                                      "features array<double>, w double, key int")
+    sorted_df = spark.createDataFrame(
+        pd.DataFrame({"features": list(X), "w": w, "key": np.arange(len(X)) % 3}),
+        "features array<double>, w double, key int",
+    )
     return {
         "1": sorted_df.coalesce(1),
         # seven keys hashed into 12 partitions: at most 7 hold rows, 5 or more are empty
@@ -62,8 +71,9 @@ def assert_params(a, b, rtol):
     scale = max(np.abs(a.means).max(), 1.0)
     np.testing.assert_allclose(a.weights, b.weights, rtol=rtol, atol=rtol)
     np.testing.assert_allclose(a.means, b.means, rtol=rtol, atol=rtol * scale)
-    np.testing.assert_allclose(a.covariances, b.covariances, rtol=rtol,
-                               atol=rtol * np.abs(b.covariances).max())
+    np.testing.assert_allclose(
+        a.covariances, b.covariances, rtol=rtol, atol=rtol * np.abs(b.covariances).max()
+    )
 
 
 @pytest.mark.parametrize("store", ["local", "spark"])
@@ -90,8 +100,12 @@ def test_a_fit_with_default_init_and_n_init_is_the_same_for_any_partitioning(spa
     frames = layouts(spark, X, w)
     # k=4 on three clusters and a sample of 60 rows: the local optimum EM ends in depends on
     # the start, so a start that depended on the partitioning would show
-    models = [GaussianMixture(k=4, nInit=2, seed=7, maxIter=30, tol=0.0, weightCol="w",
-                              initSampleSize=60).fit(frames[n]) for n in ("1", "7+empty")]
+    models = [
+        GaussianMixture(
+            k=4, nInit=2, seed=7, maxIter=30, tol=0.0, weightCol="w", initSampleSize=60
+        ).fit(frames[n])
+        for n in ("1", "7+empty")
+    ]
     for m in models[1:]:
         np.testing.assert_allclose(m.means, models[0].means, rtol=1e-9, atol=1e-9)
         np.testing.assert_allclose(m.covariances, models[0].covariances, rtol=1e-9, atol=1e-9)

@@ -16,8 +16,11 @@ OLD_CLASS = "spark_em.estimator.GaussianMixtureModel"
 
 
 def metadata_files(path: Path) -> list[Path]:
-    files = [f for f in (path / "metadata").iterdir()
-             if f.name.startswith("part-") and f.stat().st_size > 0]
+    files = [
+        f
+        for f in (path / "metadata").iterdir()
+        if f.name.startswith("part-") and f.stat().st_size > 0
+    ]
     assert len(files) == 1, files
     return files
 
@@ -35,8 +38,9 @@ def rewrite_class(path: Path, class_name: str) -> None:
 def test_model_saved_with_the_old_class_name_loads(spark, tmp_path):
     X = np.array([[0.0, 0.1], [0.2, -0.1], [5.0, 5.2], [5.1, 4.9], [4.8, 5.0], [0.1, 0.0]])
     df = spark.createDataFrame([(row.tolist(),) for row in X], "features array<double>")
-    model = GaussianMixture(k=2, covarianceType="diag", maxIter=5, seed=3,
-                            predictionCol="c").fit(df)
+    model = GaussianMixture(k=2, covarianceType="diag", maxIter=5, seed=3, predictionCol="c").fit(
+        df
+    )
     path = tmp_path / "model"
     model.write().save(str(path))
     (meta_file,) = metadata_files(path)
@@ -45,8 +49,10 @@ def test_model_saved_with_the_old_class_name_loads(spark, tmp_path):
     rewrite_class(path, OLD_CLASS)
     # the model's own loader, and pyspark's generic one (PipelineModel.load uses it), which
     # imports the class named in the metadata
-    for loaded in (GaussianMixtureModel.load(str(path)),
-                   DefaultParamsReader.loadParamsInstance(str(path), spark)):
+    for loaded in (
+        GaussianMixtureModel.load(str(path)),
+        DefaultParamsReader.loadParamsInstance(str(path), spark),
+    ):
         assert type(loaded) is GaussianMixtureModel and loaded.uid == model.uid
         for attr in ("weights", "means", "covariances"):
             np.testing.assert_array_equal(getattr(loaded, attr), getattr(model, attr))

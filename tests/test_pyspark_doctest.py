@@ -29,33 +29,58 @@ MLLIB_MEANS = np.array([[0.825, 0.8675], [-0.87, -0.72], [-0.055, -0.075]])
 
 ORDER = "spark-em's components are numbered by its own initialisation"
 ADAPTATIONS = [
-    (">>> model = gm.fit(df)\n",
-     ">>> model = gm.fit(df)\n>>> order = mllib_order(model)\n", ORDER),
-    (">>> model.predict(df.head().features)\n",
-     ">>> order.index(model.predict(df.head().features))\n", ORDER),
-    (">>> model.predictProbability(df.head().features)\n",
-     ">>> DenseVector(model.predictProbability(df.head().features).toArray()[order])\n", ORDER),
-    (">>> gaussians = model.gaussians\n",
-     ">>> gaussians = [model.gaussians[i] for i in order]\n", ORDER),
-    ('>>> model.gaussiansDF.select("mean").head()\n',
-     '>>> model.gaussiansDF.select("mean").collect()[order[0]]\n', ORDER),
-    ('>>> model.gaussiansDF.select("cov").head()\n',
-     '>>> model.gaussiansDF.select("cov").collect()[order[0]]\n', ORDER),
-    ('>>> model2.gaussiansDF.select("mean").head()\n',
-     '>>> model2.gaussiansDF.select("mean").collect()[order[0]]\n', ORDER),
-    ('>>> model2.gaussiansDF.select("cov").head()\n',
-     '>>> model2.gaussiansDF.select("cov").collect()[order[0]]\n', ORDER),
-    (">>> model2.hasSummary\nFalse\n", ">>> model2.hasSummary\nTrue\n",
-     "spark-em saves the training summary with the model"),
-    (">>> model2.weights == model.weights\nTrue\n",
-     ">>> bool((model2.weights == model.weights).all())\nTrue\n",
-     "weights is a numpy array"),
+    (">>> model = gm.fit(df)\n", ">>> model = gm.fit(df)\n>>> order = mllib_order(model)\n", ORDER),
+    (
+        ">>> model.predict(df.head().features)\n",
+        ">>> order.index(model.predict(df.head().features))\n",
+        ORDER,
+    ),
+    (
+        ">>> model.predictProbability(df.head().features)\n",
+        ">>> DenseVector(model.predictProbability(df.head().features).toArray()[order])\n",
+        ORDER,
+    ),
+    (
+        ">>> gaussians = model.gaussians\n",
+        ">>> gaussians = [model.gaussians[i] for i in order]\n",
+        ORDER,
+    ),
+    (
+        '>>> model.gaussiansDF.select("mean").head()\n',
+        '>>> model.gaussiansDF.select("mean").collect()[order[0]]\n',
+        ORDER,
+    ),
+    (
+        '>>> model.gaussiansDF.select("cov").head()\n',
+        '>>> model.gaussiansDF.select("cov").collect()[order[0]]\n',
+        ORDER,
+    ),
+    (
+        '>>> model2.gaussiansDF.select("mean").head()\n',
+        '>>> model2.gaussiansDF.select("mean").collect()[order[0]]\n',
+        ORDER,
+    ),
+    (
+        '>>> model2.gaussiansDF.select("cov").head()\n',
+        '>>> model2.gaussiansDF.select("cov").collect()[order[0]]\n',
+        ORDER,
+    ),
+    (
+        ">>> model2.hasSummary\nFalse\n",
+        ">>> model2.hasSummary\nTrue\n",
+        "spark-em saves the training summary with the model",
+    ),
+    (
+        ">>> model2.weights == model.weights\nTrue\n",
+        ">>> bool((model2.weights == model.weights).all())\nTrue\n",
+        "weights is a numpy array",
+    ),
 ]
 
 
 def pyspark_example() -> str:
     doc = textwrap.dedent(MLlibGaussianMixture.__doc__)
-    return doc[doc.index(">>> "):]
+    return doc[doc.index(">>> ") :]
 
 
 def adapted_example() -> str:
@@ -77,10 +102,17 @@ def test_pyspark_gaussian_mixture_example_runs_with_spark_em(spark, tmp_path):
     original = doctest.DocTestParser().get_doctest(pyspark_example(), {}, "pyspark", None, 0)
     test = doctest.DocTestParser().get_doctest(
         adapted_example(),
-        {"spark": spark, "GaussianMixture": GaussianMixture,
-         "GaussianMixtureModel": GaussianMixtureModel, "temp_path": str(tmp_path),
-         "mllib_order": mllib_order, "DenseVector": DenseVector},
-        "pyspark.ml.clustering.GaussianMixture (spark-em)", None, 0,
+        {
+            "spark": spark,
+            "GaussianMixture": GaussianMixture,
+            "GaussianMixtureModel": GaussianMixtureModel,
+            "temp_path": str(tmp_path),
+            "mllib_order": mllib_order,
+            "DenseVector": DenseVector,
+        },
+        "pyspark.ml.clustering.GaussianMixture (spark-em)",
+        None,
+        0,
     )
     # every example of pyspark's runs (one line added: the component order)
     assert len(test.examples) == len(original.examples) + 1 >= 50

@@ -8,8 +8,8 @@ import pytest
 from sklearn.mixture import _gaussian_mixture as skg
 
 import spark_em.core.densities as densities
-from spark_em.core.mixture import GaussianParams
 from spark_em.core.estep import EStepKernel
+from spark_em.core.mixture import GaussianParams
 
 
 def _ours(X, weights, means, cov, covariance_type, centre):
@@ -36,8 +36,9 @@ def _nearly_collinear(rng, n=400, thin=1e-12):
     cov = q @ np.diag([1.0, 2.0, 0.5, thin]) @ q.T
     cov = 0.5 * (cov + cov.T)
     cov = np.stack([cov, cov])
-    X = np.concatenate([rng.multivariate_normal(m, c, size=n // 2, method="eigh")
-                        for m, c in zip(means, cov)])
+    X = np.concatenate(
+        [rng.multivariate_normal(m, c, size=n // 2, method="eigh") for m, c in zip(means, cov)]
+    )
     return X, np.array([0.5, 0.5]), means, cov
 
 
@@ -62,16 +63,20 @@ def _extended_precision(X, means, cov, covariance_type):
     """log N(x | mu_k, Sigma_k) with the differences and the quadratic form in long double
     (the covariances here are well conditioned: their inverses are exact to float64)."""
     k, d = means.shape
-    full = {"full": lambda: cov, "tied": lambda: np.stack([cov] * k),
-            "diag": lambda: np.stack([np.diag(c) for c in cov]),
-            "spherical": lambda: np.stack([np.eye(d) * c for c in cov])}[covariance_type]()
+    full = {
+        "full": lambda: cov,
+        "tied": lambda: np.stack([cov] * k),
+        "diag": lambda: np.stack([np.diag(c) for c in cov]),
+        "spherical": lambda: np.stack([np.eye(d) * c for c in cov]),
+    }[covariance_type]()
     out = np.empty((X.shape[0], k))
     for j in range(k):
         y = X.astype(np.longdouble) - means[j].astype(np.longdouble)
         p = np.linalg.inv(full[j]).astype(np.longdouble)
         maha = np.einsum("ni,ij,nj->n", y, p, y)
         out[:, j] = (-0.5 * maha).astype(np.float64) - 0.5 * (
-            np.linalg.slogdet(full[j])[1] + d * np.log(2 * np.pi))
+            np.linalg.slogdet(full[j])[1] + d * np.log(2 * np.pi)
+        )
     return out
 
 
@@ -84,12 +89,15 @@ def test_rows_far_from_the_centre_keep_their_precision(covariance_type, offset):
     rng = np.random.default_rng(1)
     d, k = 3, 3
     means = rng.normal(0, 5, size=(k, d)) + offset
-    X = np.concatenate([rng.normal(m, 1.0, size=(60, d)) for m in means]
-                       + [rng.normal(offset, 1e4, size=(5, d))])
-    cov = {"full": np.stack([np.eye(d) * s for s in (0.5, 1.0, 2.0)]),
-           "tied": np.eye(d) * 1.5,
-           "diag": rng.uniform(0.5, 2.0, size=(k, d)),
-           "spherical": np.array([0.5, 1.0, 2.0])}[covariance_type]
+    X = np.concatenate(
+        [rng.normal(m, 1.0, size=(60, d)) for m in means] + [rng.normal(offset, 1e4, size=(5, d))]
+    )
+    cov = {
+        "full": np.stack([np.eye(d) * s for s in (0.5, 1.0, 2.0)]),
+        "tied": np.eye(d) * 1.5,
+        "diag": rng.uniform(0.5, 2.0, size=(k, d)),
+        "spherical": np.array([0.5, 1.0, 2.0]),
+    }[covariance_type]
     weights = np.full(k, 1.0 / k)
     truth = _extended_precision(X, means, cov, covariance_type)
     for centre in (np.zeros(d), X.mean(axis=0)):

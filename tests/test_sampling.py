@@ -10,14 +10,15 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.ml.linalg import VectorUDT
 
 from spark_em import GaussianMixture, GaussianMixtureModel
-from spark_em.engine import sampling
 from spark_em.core.mixture import COVARIANCE_TYPES
+from spark_em.engine import sampling
 
 WEIGHTS = np.array([0.2, 0.5, 0.3])
 MEANS = np.array([[0.0, 0.0], [8.0, 1.0], [-3.0, 9.0]])
 COVS = {
-    "full": np.array([[[1.0, 0.6], [0.6, 2.0]], [[0.5, -0.2], [-0.2, 0.3]],
-                      [[2.0, 0.0], [0.0, 1.0]]]),
+    "full": np.array(
+        [[[1.0, 0.6], [0.6, 2.0]], [[0.5, -0.2], [-0.2, 0.3]], [[2.0, 0.0], [0.0, 1.0]]]
+    ),
     "tied": np.array([[1.0, 0.4], [0.4, 0.8]]),
     "diag": np.array([[1.0, 2.0], [0.5, 0.3], [1.5, 1.0]]),
     "spherical": np.array([1.0, 0.4, 2.0]),
@@ -25,8 +26,9 @@ COVS = {
 
 
 def model_of(covariance_type: str) -> GaussianMixtureModel:
-    return GaussianMixtureModel.fromParameters(WEIGHTS, MEANS, COVS[covariance_type],
-                                               covariance_type)
+    return GaussianMixtureModel.fromParameters(
+        WEIGHTS, MEANS, COVS[covariance_type], covariance_type
+    )
 
 
 def collect(df) -> tuple[np.ndarray, np.ndarray]:
@@ -61,8 +63,9 @@ def test_sample_moments_match_the_mixture_and_sklearn(spark, covariance_type, mo
     model = model_of(covariance_type)
     df = model.sample(n, seed=11)
     assert df.rdd.getNumPartitions() == 4  # ceil(12000 / 3000)
-    assert df.columns == ["features", "label"] and isinstance(df.schema["features"].dataType,
-                                                                VectorUDT)
+    assert df.columns == ["features", "label"] and isinstance(
+        df.schema["features"].dataType, VectorUDT
+    )
     X, labels = collect(df)
     assert X.shape == (n, 2) and len(np.unique(X, axis=0)) == n  # streams never repeat
     mean, cov = mixture_moments(model)
@@ -104,8 +107,9 @@ def test_sample_is_reproducible_generated_on_executors_and_fits_back(spark):
     np.testing.assert_array_equal(Xa, Xb)
     np.testing.assert_array_equal(la, lb)
     assert not np.array_equal(Xa, collect(model.sample(20_000, seed=4))[0])
-    assert not np.array_equal(collect(model.sample(50, seed=None))[0],
-                              collect(model.sample(50, seed=None))[0])
+    assert not np.array_equal(
+        collect(model.sample(50, seed=None))[0], collect(model.sample(50, seed=None))[0]
+    )
     np.testing.assert_array_equal(collect(model.sample(50))[0], collect(model.sample(50))[0])
     assert model.sample(0).count() == 0
     with pytest.raises(ValueError, match="n must be a non-negative integer"):
@@ -118,8 +122,9 @@ def test_sample_is_reproducible_generated_on_executors_and_fits_back(spark):
     n_j = 20_000 * WEIGHTS
     cov = COVS["full"]
     var = np.diagonal(cov, axis1=1, axis2=2)
-    assert np.all(np.abs(fitted.weights[order] - WEIGHTS)
-                  < 5 * np.sqrt(WEIGHTS * (1 - WEIGHTS) / 20_000))
+    assert np.all(
+        np.abs(fitted.weights[order] - WEIGHTS) < 5 * np.sqrt(WEIGHTS * (1 - WEIGHTS) / 20_000)
+    )
     assert np.all(np.abs(fitted.means[order] - MEANS) < 5 * np.sqrt(var / n_j[:, None]))
     cov_se = np.sqrt((np.einsum("ki,kj->kij", var, var) + cov**2) / n_j[:, None, None])
     assert np.all(np.abs(fitted.covariances[order] - cov) < 5 * cov_se)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from spark_em import GaussianMixture
-from spark_em.engine.checkpoint import CheckpointMismatchError
 from spark_em.data.datasets import sample_mixture
+from spark_em.engine.checkpoint import CheckpointMismatchError
 from spark_em.progress import InitialisationDone, IterationInfo
 
 from .conftest import to_df
@@ -27,7 +27,8 @@ def test_select_recovers_k_and_covariance_type_by_bic(spark, diag_data):
     model, table = gm.fitSelect(df, range(1, 6), ["full", "diag", "spherical"])
     rows = table.collect()
     assert len(rows) == 15 and {(r["k"], r["covarianceType"]) for r in rows} == {
-        (k, t) for k in range(1, 6) for t in ("full", "diag", "spherical")}
+        (k, t) for k in range(1, 6) for t in ("full", "diag", "spherical")
+    }
     assert (model.getK(), model.covarianceType) == (3, "diag")
     best = min(rows, key=lambda r: r["bic"])
     assert (best["k"], best["covarianceType"]) == (3, "diag")
@@ -48,7 +49,9 @@ def test_each_candidate_equals_its_own_fit(spark, diag_data):
     _, table = gm.fitSelect(df, [2, 4], ["full", "spherical"], criterion="aic")
     rows = {(r["k"], r["covarianceType"]): r for r in table.collect()}
     for (k, t), row in rows.items():
-        alone = GaussianMixture(seed=7, tol=1e-3, maxIter=15, nInit=2, k=k, covarianceType=t).fit(df)
+        alone = GaussianMixture(seed=7, tol=1e-3, maxIter=15, nInit=2, k=k, covarianceType=t).fit(
+            df
+        )
         assert row["iterations"] == alone.summary.numIter
         assert row["converged"] == alone.summary.converged
         sk = alone.toSklearn()
@@ -104,17 +107,22 @@ def test_resume_from_checkpoint_equals_an_uninterrupted_fit(spark, diag_data, tm
     np.testing.assert_allclose(resumed.means, whole.means, rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(resumed.covariances, whole.covariances, rtol=1e-9, atol=1e-12)
     assert resumed.summary.logLikelihoodHistory == pytest.approx(
-        whole.summary.logLikelihoodHistory, rel=1e-9)
+        whole.summary.logLikelihoodHistory, rel=1e-9
+    )
 
 
 def test_checkpoint_of_other_data_or_settings_is_refused(spark, diag_data, tmp_path):
     X, df = diag_data
     ckpt = str(tmp_path / "ckpt")
     GaussianMixture(k=2, seed=1, maxIter=2).setCheckpointDir(ckpt).fit(df)
-    with pytest.raises(CheckpointMismatchError, match=r"other settings \(k is 3 here, 2 in the checkpoint\)"):
+    with pytest.raises(
+        CheckpointMismatchError, match=r"other settings \(k is 3 here, 2 in the checkpoint\)"
+    ):
         GaussianMixture(k=3, seed=1, maxIter=2).setCheckpointDir(ckpt).fit(df)
     other = to_df(spark, X[:1000])
-    with pytest.raises(CheckpointMismatchError, match=r"other data \(rows is 1000 here, 1500 in the checkpoint\)"):
+    with pytest.raises(
+        CheckpointMismatchError, match=r"other data \(rows is 1000 here, 1500 in the checkpoint\)"
+    ):
         GaussianMixture(k=2, seed=1, maxIter=2).setCheckpointDir(ckpt).fit(other)
     # no pickle anywhere: the arrays load with allow_pickle=False
     import os

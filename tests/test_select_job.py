@@ -33,10 +33,27 @@ def diag_lake(tmp_path_factory):
 def test_select_job_saves_the_best_with_table_report_and_plot(spark, diag_lake, tmp_path, capsys):
     X, path = diag_lake
     out, report, plots = tmp_path / "model", tmp_path / "select.json", tmp_path / "plots"
-    code = run("select", ["--input", path, "--k", "1..5", "--covariance-types",
-                          "full,diag,spherical", "--seed", "1", "--tol", "1e-4",
-                          "--model-out", str(out), "--report-out", str(report),
-                          "--plot-dir", str(plots)])
+    code = run(
+        "select",
+        [
+            "--input",
+            path,
+            "--k",
+            "1..5",
+            "--covariance-types",
+            "full,diag,spherical",
+            "--seed",
+            "1",
+            "--tol",
+            "1e-4",
+            "--model-out",
+            str(out),
+            "--report-out",
+            str(report),
+            "--plot-dir",
+            str(plots),
+        ],
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "best by BIC: k=3 diag" in captured.out
@@ -52,21 +69,46 @@ def test_select_job_saves_the_best_with_table_report_and_plot(spark, diag_lake, 
 
 
 def _job(args, **kw):
-    env = {k: v for k, v in base_env().items() if k not in ("PYSPARK_PYTHON",
-                                                            "PYSPARK_DRIVER_PYTHON")}
+    env = {
+        k: v for k, v in base_env().items() if k not in ("PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON")
+    }
     env["JAVA_TOOL_OPTIONS"] = FAST_JVM
-    return subprocess.Popen([SPARK_EM, "fit", *args], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kw)
+    return subprocess.Popen(
+        [SPARK_EM, "fit", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
 
 
 def test_job_killed_with_sigkill_resumes_to_the_same_model(spark, tmp_path):
     X, _, _ = sample_mixture(60_000, k=4, d=6, seed=8, separation=4.0)
     path = write_id_features_parquet(tmp_path / "x.parquet", X)
     ckpt = tmp_path / "ckpt"
-    common = ["--input", path, "--k", "4", "--seed", "3", "--tol", "0", "--max-iter", "40",
-              "--init-mode", "random"]
-    resumable = common + ["--checkpoint-dir", str(ckpt), "--master", "local[1]",
-                          "--model-out", str(tmp_path / "resumed")]
+    common = [
+        "--input",
+        path,
+        "--k",
+        "4",
+        "--seed",
+        "3",
+        "--tol",
+        "0",
+        "--max-iter",
+        "40",
+        "--init-mode",
+        "random",
+    ]
+    resumable = common + [
+        "--checkpoint-dir",
+        str(ckpt),
+        "--master",
+        "local[1]",
+        "--model-out",
+        str(tmp_path / "resumed"),
+    ]
     proc = _job(resumable, start_new_session=True)  # its own group: python + its JVM
     state = ckpt / "state.json"
     deadline = time.monotonic() + 240

@@ -13,9 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from spark_em import GaussianMixture
-from spark_em.core.estep import log_responsibilities
+from spark_em.core.estep import EStepKernel, log_responsibilities
 from spark_em.core.mixture import GaussianParams
-from spark_em.core.estep import EStepKernel
 from spark_em.core.summarizers import Chunk
 from spark_em.data.passes import run_pass
 from spark_em.data.prepare import prepare
@@ -60,8 +59,14 @@ def _block_dirs(spark):
 @pytest.mark.parametrize("store_name", STORES)
 def test_first_pass_measures_the_data(spark, weighted, store_name):
     X, w, path = weighted
-    store, data = prepare(_frame(spark, path, store_name), "features", "w", sample_size=50,
-                          seed=1, block_cache=store_name)
+    store, data = prepare(
+        _frame(spark, path, store_name),
+        "features",
+        "w",
+        sample_size=50,
+        seed=1,
+        block_cache=store_name,
+    )
     with store:
         assert data.store_name == store_name == store.name
         assert (data.d, data.n_rows) == (3, 300)
@@ -78,8 +83,12 @@ def test_first_pass_measures_the_data(spark, weighted, store_name):
 def test_run_pass_equals_local_statistics(spark, weighted, store_name, covariance_type):
     X, w, path = weighted
     means = np.array([[-4.0] * 3, [0.5] * 3, [4.0] * 3]) + 1e4
-    cov = {"full": np.stack([np.eye(3)] * 3), "tied": np.eye(3) * 2,
-           "diag": np.ones((3, 3)), "spherical": np.array([1.0, 2.0, 0.5])}[covariance_type]
+    cov = {
+        "full": np.stack([np.eye(3)] * 3),
+        "tied": np.eye(3) * 2,
+        "diag": np.ones((3, 3)),
+        "spherical": np.array([1.0, 2.0, 0.5]),
+    }[covariance_type]
     params = GaussianParams.from_covariances([0.2, 0.5, 0.3], means, cov, covariance_type)
     store, data = prepare(_frame(spark, path, store_name), "features", "w", block_cache=store_name)
     with store:
@@ -97,7 +106,9 @@ def test_run_pass_equals_local_statistics(spark, weighted, store_name, covarianc
     # and the M-step from the distributed statistics equals sklearn's on the same data
     from sklearn.mixture import _gaussian_mixture as skg
 
-    resp = np.exp(log_responsibilities(params, X)[1]) * w[:, None]  # weights as fractional responsibilities
+    resp = (
+        np.exp(log_responsibilities(params, X)[1]) * w[:, None]
+    )  # weights as fractional responsibilities
     nk, sk_means, _ = skg._estimate_gaussian_parameters(X, resp, 1e-6, covariance_type)
     new = dist.m_step(data.centre, 1e-6)
     np.testing.assert_allclose(new.means, sk_means, rtol=1e-10)
@@ -149,8 +160,9 @@ def test_spark_cache_blocks_merge_back_into_the_same_chunks():
     w = rng.uniform(0.5, 2.0, size=23)
     X[5, 1] = np.nan
     inputs = [
-        pa.RecordBatch.from_arrays([pa.array(list(X[a:b]), pa.list_(pa.float64())),
-                                    pa.array(w[a:b])], ["x", "w"])
+        pa.RecordBatch.from_arrays(
+            [pa.array(list(X[a:b]), pa.list_(pa.float64())), pa.array(w[a:b])], ["x", "w"]
+        )
         for a, b in ((0, 13), (13, 23))
     ]
     table = pa.Table.from_batches(list(encode_blocks(3, max_rows=4)(iter(inputs))))
@@ -158,8 +170,11 @@ def test_spark_cache_blocks_merge_back_into_the_same_chunks():
     keep[5] = False
     assert table.column("n").to_pylist() == [4, 4, 4, 4, 4, 2]
     batch = table.combine_chunks().to_batches()[0]
-    cuts = [[batch], [batch.slice(i, 1) for i in range(batch.num_rows)],
-            [batch.slice(0, 2), batch.slice(2)]]
+    cuts = [
+        [batch],
+        [batch.slice(i, 1) for i in range(batch.num_rows)],
+        [batch.slice(0, 2), batch.slice(2)],
+    ]
     for batches in cuts:
         chunks = list(read_blocks(3, chunk_rows=6)(batches))
         assert [c[0].shape[0] for c in chunks] == [8, 8, 6]
@@ -198,8 +213,12 @@ def test_every_way_out_of_a_fit_releases_the_store(spark, weighted, store_name):
     seen = []
 
     def watch(event):
-        seen.append((_block_dirs(spark) - before_dirs, len(
-            set(spark.sparkContext._jsc.getPersistentRDDs().keySet()) - before_rdds)))
+        seen.append(
+            (
+                _block_dirs(spark) - before_dirs,
+                len(set(spark.sparkContext._jsc.getPersistentRDDs().keySet()) - before_rdds),
+            )
+        )
         _stop_at_second_iteration(event)
 
     gm = GaussianMixture(k=3, maxIter=5, tol=0.0, seed=1, blockCache=store_name, weightCol="w")
@@ -214,6 +233,7 @@ def test_every_way_out_of_a_fit_releases_the_store(spark, weighted, store_name):
     if store_name == "spark":
         assert seen[0][1] >= 1, "Spark's checkpoint should exist during the fit"
     assert leftovers() == (set(), set())
+
     def fail_after_init(event):
         from spark_em.progress import InitialisationDone
 
@@ -229,7 +249,9 @@ def test_every_way_out_of_a_fit_releases_the_store(spark, weighted, store_name):
 def test_explicit_block_caches_that_cannot_work_say_why(spark, weighted):
     X, w, path = weighted
     not_plain = spark.read.parquet(path).where("w > 0")
-    with pytest.raises(ValueError, match=r"blockCache='parquet' needs .*plain Parquet scan.*Filter"):
+    with pytest.raises(
+        ValueError, match=r"blockCache='parquet' needs .*plain Parquet scan.*Filter"
+    ):
         GaussianMixture(k=2, blockCache="parquet").fit(not_plain)
     with pytest.raises(ValueError, match="blockCache must be one of"):
         GaussianMixture(k=2, blockCache="disk").fit(not_plain)
@@ -244,22 +266,34 @@ def test_parquet_store_decodes_vectors_arrays_and_columns(spark, tmp_path):
     rng = np.random.default_rng(8)
     X = np.concatenate([rng.normal(c, 1.0, size=(120, 3)) for c in (-5.0, 0.0, 5.0)])
     X[::7, 1] = 0.0  # zeros that sparse vectors leave out
-    vecs = [SparseVector(3, {j: float(v) for j, v in enumerate(x) if v != 0.0}) if i % 2
-            else DenseVector(x) for i, x in enumerate(X)]
-    schema = T.StructType([T.StructField("vec", VectorUDT()),
-                           T.StructField("arr", T.ArrayType(T.FloatType())),
-                           T.StructField("a", T.DoubleType()), T.StructField("b", T.FloatType()),
-                           T.StructField("c", T.IntegerType())])
+    vecs = [
+        SparseVector(3, {j: float(v) for j, v in enumerate(x) if v != 0.0})
+        if i % 2
+        else DenseVector(x)
+        for i, x in enumerate(X)
+    ]
+    schema = T.StructType(
+        [
+            T.StructField("vec", VectorUDT()),
+            T.StructField("arr", T.ArrayType(T.FloatType())),
+            T.StructField("a", T.DoubleType()),
+            T.StructField("b", T.FloatType()),
+            T.StructField("c", T.IntegerType()),
+        ]
+    )
     Xi = np.round(X * 100)  # exactly representable in float and int columns
-    rows = [(v, [float(f) for f in xi.astype(np.float32)], float(xi[0]), float(xi[1]), int(xi[2]))
-            for v, xi in zip(vecs, Xi)]
+    rows = [
+        (v, [float(f) for f in xi.astype(np.float32)], float(xi[0]), float(xi[1]), int(xi[2]))
+        for v, xi in zip(vecs, Xi)
+    ]
     path = str(tmp_path / "layouts.parquet")
     spark.createDataFrame(rows, schema).coalesce(2).write.parquet(path)
     for features, truth in (("vec", X), ("arr", Xi), (["a", "b", "c"], Xi)):
         fits = {}
         for store_name in ("parquet", "spark"):
-            fits[store_name] = GaussianMixture(k=3, maxIter=5, tol=0.0, seed=2, featuresCol=features,
-                                               blockCache=store_name).fit(spark.read.parquet(path))
+            fits[store_name] = GaussianMixture(
+                k=3, maxIter=5, tol=0.0, seed=2, featuresCol=features, blockCache=store_name
+            ).fit(spark.read.parquet(path))
         a, b = fits["parquet"], fits["spark"]
         np.testing.assert_allclose(a.means, b.means, rtol=1e-9, atol=1e-9)
         assert a.summary.logLikelihood == pytest.approx(b.summary.logLikelihood, rel=1e-12)
@@ -272,7 +306,9 @@ def test_parquet_store_counts_invalid_rows_by_column(spark, tmp_path):
     X = np.random.default_rng(1).normal(size=(50, 2))
     X[3, 0] = np.inf
     path = _write_parquet(tmp_path / "bad.parquet", X, row_group_size=10)
-    with pytest.raises(InvalidInputError, match=r"featuresCol 'features': 1 rows have NaN or infinite"):
+    with pytest.raises(
+        InvalidInputError, match=r"featuresCol 'features': 1 rows have NaN or infinite"
+    ):
         GaussianMixture(k=2, blockCache="parquet").fit(spark.read.parquet(path))
 
 
@@ -284,15 +320,23 @@ def test_auto_reads_parquet_files_on_a_cluster_style_env(spark, weighted):
     from spark_em.data.columns import feature_array, weight_column
     from spark_em.data.env import SparkEnv
     from spark_em.data.stores import (
-        ParquetStore, SparkCacheStore, StoreInput, choose_store, parquet_layout)
+        ParquetStore,
+        SparkCacheStore,
+        StoreInput,
+        choose_store,
+        parquet_layout,
+    )
 
     X, w, path = weighted
     env = replace(SparkEnv.of(spark), local_master=False)
-    for df, expected in ((spark.read.parquet(path), ParquetStore),
-                         (spark.read.parquet(path).select("features", "w"), ParquetStore),
-                         (spark.read.parquet(path).repartition(2), SparkCacheStore)):
-        selected = df.select(feature_array(df, "features").alias("x"),
-                             weight_column(df, "w").alias("w"))
+    for df, expected in (
+        (spark.read.parquet(path), ParquetStore),
+        (spark.read.parquet(path).select("features", "w"), ParquetStore),
+        (spark.read.parquet(path).repartition(2), SparkCacheStore),
+    ):
+        selected = df.select(
+            feature_array(df, "features").alias("x"), weight_column(df, "w").alias("w")
+        )
         layout = parquet_layout(env, "auto", df, "features", "w")
         store = choose_store("auto", StoreInput(spark, env, 3, selected, 2, layout))
         with store:
@@ -303,8 +347,9 @@ def test_validation_sample_does_not_depend_on_the_partitioning(spark, weighted):
     X, w, path = weighted
     samples = []
     for parts in (1, 7):
-        df = spark.createDataFrame(pd.DataFrame({"features": list(X), "w": w}),
-                                   "features array<double>, w double").repartition(parts)
+        df = spark.createDataFrame(
+            pd.DataFrame({"features": list(X), "w": w}), "features array<double>, w double"
+        ).repartition(parts)
         store, data = prepare(df, "features", "w", sample_size=40, seed=9, block_cache="spark")
         with store:
             samples.append((data.sample, data.centre))
@@ -319,8 +364,12 @@ def test_stale_block_dirs_of_dead_processes_are_removed(spark, tmp_path):
 
     from spark_em.data.stores.local_files import remove_stale_block_dirs
 
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     app = tmp_path / "spark-0000"
     stale = app / "spark-em-blocks-dead"
     live = app / "spark-em-blocks-live"
@@ -346,8 +395,12 @@ def test_each_pass_is_named_in_the_spark_ui(spark, weighted):
         sc.setLocalProperty("spark.job.description", None)
     new = [d.split("|", 1)[1] for d in _job_descriptions(sc) if d not in before]
     names = {d.split(": ", 1)[1] for d in new if d.startswith("spark-em ")}
-    assert {"validate and prepare the data", "initialise", "EM iteration 1",
-            "EM iteration 2"} <= names
+    assert {
+        "validate and prepare the data",
+        "initialise",
+        "EM iteration 1",
+        "EM iteration 2",
+    } <= names
     assert len({d.split(":")[0] for d in new if d.startswith("spark-em ")}) == 1
 
 

@@ -140,7 +140,9 @@ def test_missing_or_non_numeric_weight_column(spark, clean_cache):
     assert "weightCol 'w'" in msg and "string" in msg
 
 
-@pytest.mark.parametrize("schema,features", [(ARRAY, "features"), ("a double, b double", ["a", "b"])])
+@pytest.mark.parametrize(
+    "schema,features", [(ARRAY, "features"), ("a double, b double", ["a", "b"])]
+)
 def test_empty_dataframe(spark, clean_cache, schema, features):
     msg = fit_error(spark, [], schema, featuresCol=features)
     assert "empty" in msg
@@ -186,9 +188,14 @@ def test_all_zero_weights(spark, clean_cache):
 # ---------------------------------------------------------------- parameters and covariances
 @pytest.mark.parametrize(
     "params,words",
-    [({"covarianceType": "banana"}, "covarianceType"), ({"initMode": "guess"}, "initMode"),
-     ({"regCovar": -1.0}, "regCovar"), ({"tol": -1.0}, "tol"), ({"nInit": 0}, "nInit"),
-     ({"maxIter": -1}, "maxIter")],
+    [
+        ({"covarianceType": "banana"}, "covarianceType"),
+        ({"initMode": "guess"}, "initMode"),
+        ({"regCovar": -1.0}, "regCovar"),
+        ({"tol": -1.0}, "tol"),
+        ({"nInit": 0}, "nInit"),
+        ({"maxIter": -1}, "maxIter"),
+    ],
 )
 def test_bad_parameters(spark, clean_cache, params, words):
     msg = fit_error(spark, with_rows(good_rows(), {}), exc=ValueError, **params)
@@ -198,7 +205,9 @@ def test_bad_parameters(spark, clean_cache, params, words):
 def test_initial_model_that_does_not_fit_the_data(spark, clean_cache):
     from spark_em import GaussianMixtureModel
 
-    init = GaussianMixtureModel.fromParameters([0.5, 0.5], np.zeros((2, 3)), np.stack([np.eye(3)] * 2))
+    init = GaussianMixtureModel.fromParameters(
+        [0.5, 0.5], np.zeros((2, 3)), np.stack([np.eye(3)] * 2)
+    )
     msg = fit_error(spark, with_rows(good_rows(), {}), exc=ValueError, initialModel=init)
     assert "dimension" in msg
 
@@ -207,13 +216,20 @@ def test_initial_model_that_does_not_fit_the_data(spark, clean_cache):
 def test_singular_covariance_says_raise_reg_covar(spark, clean_cache, covariance_type):
     # a constant feature next to a varying one: every covariance is singular without regCovar
     rows = [([float(x), 7.0],) for x in np.random.default_rng(1).normal(size=40)]
-    msg = fit_error(spark, rows, exc=IllDefinedCovarianceError, regCovar=0.0,
-                    covarianceType=covariance_type, seed=0)
+    msg = fit_error(
+        spark,
+        rows,
+        exc=IllDefinedCovarianceError,
+        regCovar=0.0,
+        covarianceType=covariance_type,
+        seed=0,
+    )
     assert "increase regCovar" in msg
     # ... and the same data fit once regCovar is positive
     df = spark.createDataFrame(rows, ARRAY)
-    model = GaussianMixture(k=2, maxIter=3, regCovar=1e-6, covarianceType=covariance_type,
-                            seed=0).fit(df)
+    model = GaussianMixture(
+        k=2, maxIter=3, regCovar=1e-6, covarianceType=covariance_type, seed=0
+    ).fit(df)
     assert np.all(np.isfinite(model.covariances))
     wait_for_no_cache(spark)  # a successful fit unpersists too
 
@@ -221,11 +237,13 @@ def test_singular_covariance_says_raise_reg_covar(spark, clean_cache, covariance
 # ---------------------------------------------------------------- extreme magnitudes
 @pytest.mark.parametrize(
     "value,weight,words",
-    [(1e76, 1.0, "'features': 1 rows have values beyond +-1e+75"),
-     (-1e200, 1.0, "'features': 1 rows have values beyond +-1e+75"),
-     (1e300, 1.0, "'features': 1 rows have values beyond +-1e+75"),
-     (1.0, 1e76, "weightCol 'w': 1 rows have weights above 1e+75"),
-     (1.0, 1e308, "weightCol 'w': 1 rows have weights above 1e+75")],
+    [
+        (1e76, 1.0, "'features': 1 rows have values beyond +-1e+75"),
+        (-1e200, 1.0, "'features': 1 rows have values beyond +-1e+75"),
+        (1e300, 1.0, "'features': 1 rows have values beyond +-1e+75"),
+        (1.0, 1e76, "weightCol 'w': 1 rows have weights above 1e+75"),
+        (1.0, 1e308, "weightCol 'w': 1 rows have weights above 1e+75"),
+    ],
     ids=["value-1e76", "value-1e200", "value-1e300", "weight-1e76", "weight-1e308"],
 )
 def test_extreme_magnitudes_get_our_message(spark, clean_cache, value, weight, words):
@@ -244,10 +262,13 @@ def test_the_largest_allowed_magnitudes_fit_without_overflow(spark, clean_cache)
     big, heavy = 1e74, 1e75
 
     def fit(scale, wscale):
-        df = spark.createDataFrame([([float(a) for a in x * scale], float(v * wscale)) for x, v in zip(X, w)],
-                                   ARRAY + ", w double")
-        return GaussianMixture(k=2, weightCol="w", seed=3, maxIter=3, tol=0.0,
-                               regCovar=1e-6 * scale**2).fit(df)
+        df = spark.createDataFrame(
+            [([float(a) for a in x * scale], float(v * wscale)) for x, v in zip(X, w)],
+            ARRAY + ", w double",
+        )
+        return GaussianMixture(
+            k=2, weightCol="w", seed=3, maxIter=3, tol=0.0, regCovar=1e-6 * scale**2
+        ).fit(df)
 
     small, large = fit(1.0, 1.0), fit(big, heavy)
     assert np.abs(X * big).max() <= 1e75 and np.all(np.isfinite(large.covariances))
@@ -286,20 +307,38 @@ def jobs_run_by(spark, action) -> list:
 
 @pytest.mark.parametrize(
     "params,exc,words",
-    [({"featuresCol": ["a", "flag"]}, InvalidInputError, "feature column 'flag' has type boolean"),
-     ({"featuresCol": ["a", "s", "b"]}, InvalidInputError, "feature column 's' has type string"),
-     ({"featuresCol": "flag"}, InvalidInputError, "featuresCol 'flag' has type boolean"),
-     ({"featuresCol": ["a", "b"], "weightCol": "flag"}, InvalidInputError,
-      "weightCol 'flag' has type boolean"),
-     ({"featuresCol": ["a", "b"], "seed": 2**63}, ValueError, "seed must be None or an integer"),
-     ({"featuresCol": ["a", "b"], "seed": -(2**63) - 1}, ValueError, "seed must be None or an"),
-     ({"featuresCol": ["a", "b"], "k": 0}, ValueError, "k must be >= 1")],
-    ids=["boolean-in-list", "string-in-list", "boolean-column", "boolean-weight", "seed-2**63",
-         "seed-below-long", "k-0"],
+    [
+        (
+            {"featuresCol": ["a", "flag"]},
+            InvalidInputError,
+            "feature column 'flag' has type boolean",
+        ),
+        ({"featuresCol": ["a", "s", "b"]}, InvalidInputError, "feature column 's' has type string"),
+        ({"featuresCol": "flag"}, InvalidInputError, "featuresCol 'flag' has type boolean"),
+        (
+            {"featuresCol": ["a", "b"], "weightCol": "flag"},
+            InvalidInputError,
+            "weightCol 'flag' has type boolean",
+        ),
+        ({"featuresCol": ["a", "b"], "seed": 2**63}, ValueError, "seed must be None or an integer"),
+        ({"featuresCol": ["a", "b"], "seed": -(2**63) - 1}, ValueError, "seed must be None or an"),
+        ({"featuresCol": ["a", "b"], "k": 0}, ValueError, "k must be >= 1"),
+    ],
+    ids=[
+        "boolean-in-list",
+        "string-in-list",
+        "boolean-column",
+        "boolean-weight",
+        "seed-2**63",
+        "seed-below-long",
+        "k-0",
+    ],
 )
 def test_schema_and_param_errors_come_before_any_spark_job(spark, clean_cache, params, exc, words):
-    df = spark.createDataFrame([(float(i), float(i % 3), i % 2 == 0, str(i)) for i in range(20)],
-                               "a double, b double, flag boolean, s string")
+    df = spark.createDataFrame(
+        [(float(i), float(i % 3), i % 2 == 0, str(i)) for i in range(20)],
+        "a double, b double, flag boolean, s string",
+    )
 
     def fit():
         with pytest.raises(exc, match=words.replace("*", r"\*")):
@@ -310,8 +349,10 @@ def test_schema_and_param_errors_come_before_any_spark_job(spark, clean_cache, p
 
 def test_seed_takes_any_spark_long_and_a_negative_one_is_reproducible(spark, clean_cache):
     df = spark.createDataFrame(with_rows(good_rows(60), {}), ARRAY).repartition(2)
-    fits = [GaussianMixture(k=2, seed=s, maxIter=3, initMode="random").fit(df)
-            for s in (-1, -1, -(2**63), 2**63 - 1)]
+    fits = [
+        GaussianMixture(k=2, seed=s, maxIter=3, initMode="random").fit(df)
+        for s in (-1, -1, -(2**63), 2**63 - 1)
+    ]
     np.testing.assert_array_equal(fits[0].means, fits[1].means)
     assert all(np.all(np.isfinite(m.means)) for m in fits)
     with pytest.raises(TypeError, match='param "seed"'):
@@ -330,8 +371,15 @@ def test_column_names_with_dots_and_backticks_work(spark, clean_cache, tmp_path,
     rows = [([float(a) for a in x], float(x[0]), float(x[1]), float(v)) for x, v in zip(X, w)]
 
     def frame(names, where):
-        schema = ", ".join(f"`{names[c].replace('`', '``')}` {t}" for c, t in
-                           (("vec", "array<double>"), ("a", "double"), ("b", "double"), ("w", "double")))
+        schema = ", ".join(
+            f"`{names[c].replace('`', '``')}` {t}"
+            for c, t in (
+                ("vec", "array<double>"),
+                ("a", "double"),
+                ("b", "double"),
+                ("w", "double"),
+            )
+        )
         spark.createDataFrame(rows, schema).coalesce(1).write.parquet(str(tmp_path / where))
         return spark.read.parquet(str(tmp_path / where))
 
@@ -340,14 +388,33 @@ def test_column_names_with_dots_and_backticks_work(spark, clean_cache, tmp_path,
         df = frame(names, where)
         # Spark's cache / local files read the vector column, the Parquet store the columns
         for features in ([names["a"], names["b"]] if block_cache == "parquet" else names["vec"],):
-            gm = GaussianMixture(k=2, seed=5, maxIter=4, tol=0.0, featuresCol=features,
-                                 weightCol=names["w"], blockCache=block_cache,
-                                 predictionCol="pred.x`", probabilityCol="p`rob.y")
+            gm = GaussianMixture(
+                k=2,
+                seed=5,
+                maxIter=4,
+                tol=0.0,
+                featuresCol=features,
+                weightCol=names["w"],
+                blockCache=block_cache,
+                predictionCol="pred.x`",
+                probabilityCol="p`rob.y",
+            )
             model = gm.fit(df)
-            out = model.transform(df).select(
-                F.col("`pred.x```").alias("p"), F.col("`p``rob.y`").alias("q")).collect()
-            results.append((where, model.means, model.score(df), model.summary.clusterSizes,
-                            [r["p"] for r in out], np.array([r["q"].toArray() for r in out])))
+            out = (
+                model.transform(df)
+                .select(F.col("`pred.x```").alias("p"), F.col("`p``rob.y`").alias("q"))
+                .collect()
+            )
+            results.append(
+                (
+                    where,
+                    model.means,
+                    model.score(df),
+                    model.summary.clusterSizes,
+                    [r["p"] for r in out],
+                    np.array([r["q"].toArray() for r in out]),
+                )
+            )
     half = len(results) // 2
     for plain, awkward in zip(results[:half], results[half:]):
         np.testing.assert_array_equal(plain[1], awkward[1])

@@ -38,8 +38,15 @@ def refit(model, df, max_iter=1):
 
 def test_refits_with_max_iter_1_converge_as_sklearn_warm_start(spark, data):
     X, df, (w, m, c) = data
-    sk = SkGM(K, warm_start=True, max_iter=1, tol=1e-3, weights_init=w, means_init=m,
-              precisions_init=np.linalg.inv(c))
+    sk = SkGM(
+        K,
+        warm_start=True,
+        max_iter=1,
+        tol=1e-3,
+        weights_init=w,
+        means_init=m,
+        precisions_init=np.linalg.inv(c),
+    )
     model = GaussianMixtureModel.fromParameters(w, m, c)
     flags = []
     for _ in range(40):
@@ -48,8 +55,9 @@ def test_refits_with_max_iter_1_converge_as_sklearn_warm_start(spark, data):
             sk.fit(X)
         model = refit(model, df)
         s = model.summary
-        assert s.numIter == 1 and s.logLikelihoodHistory[-1] == pytest.approx(sk.lower_bound_,
-                                                                              rel=1e-9)
+        assert s.numIter == 1 and s.logLikelihoodHistory[-1] == pytest.approx(
+            sk.lower_bound_, rel=1e-9
+        )
         flags.append((s.converged, bool(sk.converged_)))
         if sk.converged_:
             break
@@ -62,8 +70,9 @@ def test_first_change_is_infinite_without_a_comparable_previous_fit(spark, data)
     converged = refit(refit(GaussianMixtureModel.fromParameters(w, m, c), df, 300), df)
     assert converged.summary.converged  # from a converged fit on the same rows
     # the same parameters without a fit behind them: nothing to compare the first change to
-    bare = GaussianMixtureModel.fromParameters(converged.weights, converged.means,
-                                               converged.covariances)
+    bare = GaussianMixtureModel.fromParameters(
+        converged.weights, converged.means, converged.covariances
+    )
     assert not refit(bare, df).summary.converged
     # a fit of other rows (here: the first 200) is not this fit's history
     other = refit(GaussianMixtureModel.fromParameters(w, m, c), to_df(spark, X[:200]), 300)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 import difflib
 import math
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 try:
     import tomllib
@@ -26,8 +27,14 @@ class Settings:
     """The merged settings of one run: ``settings["max-iter"]``; ``source(key)`` is
     ``flag``, ``file`` or ``default``."""
 
-    def __init__(self, options: list[Option], values: dict, sources: dict,
-                 config_path: str | None, print_config: bool = False):
+    def __init__(
+        self,
+        options: list[Option],
+        values: dict,
+        sources: dict,
+        config_path: str | None,
+        print_config: bool = False,
+    ):
         self.options = options
         self._values = values
         self._sources = sources
@@ -48,8 +55,9 @@ class Settings:
 
     def as_dict(self) -> dict:
         """Settings that have a value, in declaration order."""
-        return {o.key: self._values[o.key] for o in self.options
-                if self._values.get(o.key) is not None}
+        return {
+            o.key: self._values[o.key] for o in self.options if self._values.get(o.key) is not None
+        }
 
     def describe(self, key: str) -> str:
         """How messages name a setting: ``--k`` or ``[model] k in conf/fit.toml``."""
@@ -65,8 +73,11 @@ class Settings:
         for o in self.options:
             sections.setdefault(o.section, []).append(o)
         for section, options in sections.items():
-            body = [f"{o.key} = {_toml_value(self._values[o.key])}  # {self.source(o.key)}"
-                    for o in options if self._values.get(o.key) is not None]
+            body = [
+                f"{o.key} = {_toml_value(self._values[o.key])}  # {self.source(o.key)}"
+                for o in options
+                if self._values.get(o.key) is not None
+            ]
             if body:
                 lines += ([""] if lines else []) + [f"[{section}]"] + body
         return "\n".join(lines) + "\n"
@@ -97,10 +108,20 @@ def _from_toml(option: Option, value: Any) -> Any:
         return value
     if kind in (PATHS, COLUMNS) and isinstance(value, str):
         return _split_columns(value) if kind == COLUMNS else [value]
-    if kind in (PATHS, COLUMNS) and isinstance(value, list) and all(isinstance(v, str) for v in value):
+    if (
+        kind in (PATHS, COLUMNS)
+        and isinstance(value, list)
+        and all(isinstance(v, str) for v in value)
+    ):
         return list(value)
-    expected = {INT: "an integer", FLOAT: "a number", STR: "a string", BOOL: "true or false",
-                PATHS: "a string or a list of strings", COLUMNS: "a string or a list of strings"}
+    expected = {
+        INT: "an integer",
+        FLOAT: "a number",
+        STR: "a string",
+        BOOL: "true or false",
+        PATHS: "a string or a list of strings",
+        COLUMNS: "a string or a list of strings",
+    }
     raise TypeError(f"must be {expected[kind]}, got {type(value).__name__} {value!r}")
 
 
@@ -123,10 +144,12 @@ def _flag_type(option: Option):
                 return value
         except ValueError:
             raise argparse.ArgumentTypeError(
-                f"invalid {'integer' if option.kind == INT else 'number'}: {text!r}") from None
+                f"invalid {'integer' if option.kind == INT else 'number'}: {text!r}"
+            ) from None
         if option.kind == COLUMNS:
             return _split_columns(text)
         return text
+
     convert.__name__ = option.kind
     return convert
 
@@ -146,26 +169,40 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser(prog: str, description: str, options: Iterable[Option]) -> argparse.ArgumentParser:
-    p = _Parser(prog=prog, description=description, allow_abbrev=False,
-                formatter_class=argparse.RawDescriptionHelpFormatter,
-                argument_default=argparse.SUPPRESS)
-    p.add_argument("--config", metavar="FILE", help="TOML file with any of these settings "
-                   "(flags override it)")
-    p.add_argument("--print-config", action="store_true",
-                   help="print the merged settings as TOML and exit")
+    p = _Parser(
+        prog=prog,
+        description=description,
+        allow_abbrev=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        argument_default=argparse.SUPPRESS,
+    )
+    p.add_argument(
+        "--config", metavar="FILE", help="TOML file with any of these settings (flags override it)"
+    )
+    p.add_argument(
+        "--print-config", action="store_true", help="print the merged settings as TOML and exit"
+    )
     groups: dict[str, argparse._ArgumentGroup] = {}
     for o in options:
         group = groups.setdefault(o.section, p.add_argument_group(f"[{o.section}]"))
         help_text = o.help + (f" (default: {o.default})" if o.default not in (None, False) else "")
         if o.kind == BOOL:
-            group.add_argument(f"--{o.key}", dest=o.key, action=argparse.BooleanOptionalAction,
-                               help=help_text)
+            group.add_argument(
+                f"--{o.key}", dest=o.key, action=argparse.BooleanOptionalAction, help=help_text
+            )
         elif o.kind == PATHS:
-            group.add_argument(f"--{o.key}", dest=o.key, nargs="+", metavar=o.metavar,
-                               help=help_text)
+            group.add_argument(
+                f"--{o.key}", dest=o.key, nargs="+", metavar=o.metavar, help=help_text
+            )
         else:
-            group.add_argument(f"--{o.key}", dest=o.key, type=_flag_type(o),
-                               choices=o.choices or None, metavar=o.metavar, help=help_text)
+            group.add_argument(
+                f"--{o.key}",
+                dest=o.key,
+                type=_flag_type(o),
+                choices=o.choices or None,
+                metavar=o.metavar,
+                help=help_text,
+            )
     return p
 
 
@@ -186,18 +223,22 @@ def load_file(path: str, options: list[Option]) -> dict:
     values: dict = {}
     for section, table in data.items():
         if section not in sections:
-            raise UsageError(f"{path}: unknown table [{section}]"
-                             f"{_suggest(section, sections)}; tables: {', '.join(sections)}")
+            raise UsageError(
+                f"{path}: unknown table [{section}]"
+                f"{_suggest(section, sections)}; tables: {', '.join(sections)}"
+            )
         if not isinstance(table, dict):
             raise UsageError(f"{path}: {section} must be a table [{section}], got a value")
         for key, raw in table.items():
             option = by_key.get(key)
             if option is None:
-                raise UsageError(f"{path}: unknown key {key!r} in [{section}]"
-                                 f"{_suggest(key, list(by_key))}")
+                raise UsageError(
+                    f"{path}: unknown key {key!r} in [{section}]{_suggest(key, list(by_key))}"
+                )
             if option.section != section:
-                raise UsageError(f"{path}: key {key!r} belongs in [{option.section}], "
-                                 f"not [{section}]")
+                raise UsageError(
+                    f"{path}: key {key!r} belongs in [{option.section}], not [{section}]"
+                )
             try:
                 value = _from_toml(option, raw)
             except TypeError as exc:
@@ -212,7 +253,11 @@ def load_file(path: str, options: list[Option]) -> dict:
 def _suggest(word: str, candidates: list[str]) -> str:
     close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
     if not close:
-        close = [c for c in candidates if c.replace("-", "") == word.replace("-", "").replace("_", "").lower()]
+        close = [
+            c
+            for c in candidates
+            if c.replace("-", "") == word.replace("-", "").replace("_", "").lower()
+        ]
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 

@@ -77,7 +77,7 @@ def _refine(df, what: str, settings, default_features) -> Input:
 
         try:
             df = df.where(settings["where"])
-            df.schema  # analyse now: a bad column or SQL fails here, not after the fit
+            _ = df.schema  # analyse now: a bad column or SQL fails here, not after the fit
         except AnalysisException as exc:
             from .exit_codes import classify
 
@@ -105,15 +105,23 @@ def demo_input(spark, env, settings):
     X, _, truth = sample_mixture(rows, k=k, d=dim, seed=settings["seed"])
     print("demo data: true weights " + ", ".join(f"{w:.3f}" for w in truth["weights"]))
     if env.connect or not env.local_master:
-        yield _refine(to_dataframe(spark, X), f"demo data ({rows} rows, d={dim}, k={k}, in memory)",
-                      settings, "features")
+        yield _refine(
+            to_dataframe(spark, X),
+            f"demo data ({rows} rows, d={dim}, k={k}, in memory)",
+            settings,
+            "features",
+        )
         return
     tmpdir = tempfile.mkdtemp(prefix="spark-em-demo-")
     try:
         path = os.path.join(tmpdir, "demo.parquet")
         write_parquet(X, path)
-        yield _refine(spark.read.parquet(path), f"demo data ({rows} rows, d={dim}, k={k})",
-                      settings, "features")
+        yield _refine(
+            spark.read.parquet(path),
+            f"demo data ({rows} rows, d={dim}, k={k})",
+            settings,
+            "features",
+        )
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from .config import Settings
 from .progress_lines import FitProgress
@@ -39,8 +39,14 @@ class Job:
 
     @classmethod
     @contextlib.contextmanager
-    def start(cls, settings: Settings, name: str, outputs: tuple = (),
-              overwrite: bool | None = None, hint: str | None = None):
+    def start(
+        cls,
+        settings: Settings,
+        name: str,
+        outputs: tuple = (),
+        overwrite: bool | None = None,
+        hint: str | None = None,
+    ):
         """The job's session, env, progress, tracker and ``outputs`` (``(flag, kind)``
         pairs; those whose flag is set are checked at once: an existing output without
         ``--overwrite`` fails here, before any work)."""
@@ -54,8 +60,16 @@ class Job:
             env = SparkEnv.of(spark)
             replace = settings.get("overwrite", False) if overwrite is None else overwrite
             with Outputs(spark, replace, hint=hint) as outs:
-                job = cls(settings, name, spark, env, outs, FitProgress(quiet=settings["quiet"]),
-                          tracker, started=started)
+                job = cls(
+                    settings,
+                    name,
+                    spark,
+                    env,
+                    outs,
+                    FitProgress(quiet=settings["quiet"]),
+                    tracker,
+                    started=started,
+                )
                 for flag, kind in outputs:
                     if settings.get(flag):
                         job.targets[flag] = outs.add(flag, settings[flag], kind)
@@ -91,8 +105,9 @@ def estimator(settings: Settings, job: str, features, weight_col, **fixed):
     from .. import GaussianMixture
     from .options import param_options
 
-    params = {o.param: settings[o.key] for o in param_options(job)
-              if settings.get(o.key) is not None}
+    params = {
+        o.param: settings[o.key] for o in param_options(job) if settings.get(o.key) is not None
+    }
     params.update(fixed)
     gm = GaussianMixture(featuresCol=features, weightCol=weight_col, **params)
     if settings.get("checkpoint-dir"):

@@ -14,8 +14,8 @@ import contextlib
 import sys
 import traceback
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from ..errors import ConvergenceWarning
 from .config import Settings, parse_settings
@@ -34,9 +34,7 @@ class Command:
 
 def commands() -> dict[str, Command]:
     """The registry of subcommands, in the order ``spark-em --help`` lists them."""
-    from .commands import fit
-    from .commands import score
-    from .commands import select
+    from .commands import fit, score, select
 
     return {c.name: c for c in (fit.COMMAND, select.COMMAND, score.COMMAND)}
 
@@ -47,8 +45,9 @@ def _quiet_pyspark_error_loggers():
     before raising it; the job reports the error in its own one line instead."""
     from pyspark.logger import PySparkLogger
 
-    loggers = [PySparkLogger.getLogger(n) for n in ("SQLQueryContextLogger",
-                                                    "DataFrameQueryContextLogger")]
+    loggers = [
+        PySparkLogger.getLogger(n) for n in ("SQLQueryContextLogger", "DataFrameQueryContextLogger")
+    ]
     before = [lg.disabled for lg in loggers]
     for lg in loggers:
         lg.disabled = True
@@ -101,8 +100,10 @@ def main(argv: list[str] | None = None) -> int:
         print("\n`spark-em COMMAND --help` lists a command's options.")
         return 0 if argv else EXIT_USAGE
     if argv[0] not in table:
-        print(f"spark-em: error: unknown command {argv[0]!r}; commands: {', '.join(table)}",
-              file=sys.stderr)
+        print(
+            f"spark-em: error: unknown command {argv[0]!r}; commands: {', '.join(table)}",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     return run(argv[0], argv[1:])
 

@@ -10,8 +10,9 @@ Spark, MLflow, predictions) are lists that each job's command concatenates.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from ..params import COLUMNS, FLOAT, INT, PARAMS, STR
 
@@ -66,59 +67,149 @@ def non_empty(v) -> str | None:
 
 # --- input: shared by fit, score (and select) --------------------------------------------
 INPUT = [
-    Option("input", "input", PATHS, "Parquet input: one or more paths or globs (any URI Spark "
-           "reads)", check=non_empty, metavar="PATH"),
-    Option("table", "input", STR, "catalog table to read instead of --input", check=non_empty,
-           metavar="NAME"),
-    Option("where", "input", STR, "SQL filter applied to the input rows", check=non_empty,
-           metavar="SQL"),
-    Option("sample-fraction", "input", FLOAT, "use a random fraction of the input rows "
-           "(seeded by --seed)", check=fraction, metavar="F"),
-    Option("features", "input", COLUMNS, "features: a vector or numeric array column, or "
-           "comma-separated numeric columns", check=non_empty, metavar="COLS"),
-    Option("weight-col", "input", STR, "non-negative row weights column", check=non_empty,
-           metavar="COL"),
+    Option(
+        "input",
+        "input",
+        PATHS,
+        "Parquet input: one or more paths or globs (any URI Spark reads)",
+        check=non_empty,
+        metavar="PATH",
+    ),
+    Option(
+        "table",
+        "input",
+        STR,
+        "catalog table to read instead of --input",
+        check=non_empty,
+        metavar="NAME",
+    ),
+    Option(
+        "where",
+        "input",
+        STR,
+        "SQL filter applied to the input rows",
+        check=non_empty,
+        metavar="SQL",
+    ),
+    Option(
+        "sample-fraction",
+        "input",
+        FLOAT,
+        "use a random fraction of the input rows (seeded by --seed)",
+        check=fraction,
+        metavar="F",
+    ),
+    Option(
+        "features",
+        "input",
+        COLUMNS,
+        "features: a vector or numeric array column, or comma-separated numeric columns",
+        check=non_empty,
+        metavar="COLS",
+    ),
+    Option(
+        "weight-col",
+        "input",
+        STR,
+        "non-negative row weights column",
+        check=non_empty,
+        metavar="COL",
+    ),
 ]
+
 
 # --- the estimator's Params: one option per Param of spark_em.params.PARAMS with a flag ---
 def param_options(job: str) -> list[Option]:
     """The options of ``job`` that set a Param, from the Param table (flag, TOML table,
     default, allowed values, check and help are the table's)."""
-    return [Option(p.flag, p.section, p.kind, p.description, p.default, p.allowed, p.check,
-                   param=p.name) for p in PARAMS if job in p.jobs]
+    return [
+        Option(
+            p.flag, p.section, p.kind, p.description, p.default, p.allowed, p.check, param=p.name
+        )
+        for p in PARAMS
+        if job in p.jobs
+    ]
 
 
 CHECKPOINT = [
-    Option("checkpoint-dir", "model", STR, "checkpoint every EM iteration in this local "
-           "directory; run the same job again to resume after the last finished iteration",
-           check=non_empty, metavar="DIR"),
+    Option(
+        "checkpoint-dir",
+        "model",
+        STR,
+        "checkpoint every EM iteration in this local "
+        "directory; run the same job again to resume after the last finished iteration",
+        check=non_empty,
+        metavar="DIR",
+    ),
 ]
 
 # --- predictions: fit --predictions-out and score ------------------------------------------
 PREDICTIONS = [
-    Option("probability-format", "output", STR, "probability column as array<double>, "
-           "Spark ML vector, or left out", "array", ("array", "vector", "none")),
+    Option(
+        "probability-format",
+        "output",
+        STR,
+        "probability column as array<double>, Spark ML vector, or left out",
+        "array",
+        ("array", "vector", "none"),
+    ),
 ]
 
 # --- the Spark session, logging and MLflow: every job -----------------------------------
 LOG_LEVELS = ("ALL", "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF")
 RUN = [
-    Option("master", "run", STR, "Spark master of the embedded session (default local[*]; "
-           "under spark-submit, spark-submit's --master)", check=non_empty, metavar="URL"),
-    Option("remote", "run", STR, "Spark Connect URL (sc://host:15002) instead of --master",
-           check=non_empty, metavar="URL"),
-    Option("spark-log-level", "run", STR, "Spark's own log level, set before the session "
-           "starts", "WARN", LOG_LEVELS),
+    Option(
+        "master",
+        "run",
+        STR,
+        "Spark master of the embedded session (default local[*]; "
+        "under spark-submit, spark-submit's --master)",
+        check=non_empty,
+        metavar="URL",
+    ),
+    Option(
+        "remote",
+        "run",
+        STR,
+        "Spark Connect URL (sc://host:15002) instead of --master",
+        check=non_empty,
+        metavar="URL",
+    ),
+    Option(
+        "spark-log-level",
+        "run",
+        STR,
+        "Spark's own log level, set before the session starts",
+        "WARN",
+        LOG_LEVELS,
+    ),
     Option("quiet", "run", BOOL, "no progress lines", False),
     Option("verbose", "run", BOOL, "show the stack trace of an error", False),
 ]
 MLFLOW = [
-    Option("mlflow", "mlflow", BOOL, "log parameters, metrics, report and model to MLflow "
-           "(the mlflow extra)", False),
-    Option("mlflow-experiment", "mlflow", STR, "MLflow experiment name", "spark-em",
-           check=non_empty, metavar="NAME"),
-    Option("mlflow-tracking-uri", "mlflow", STR, "MLflow tracking URI (default: "
-           "MLFLOW_TRACKING_URI)", check=non_empty, metavar="URI"),
-    Option("mlflow-run-name", "mlflow", STR, "MLflow run name", check=non_empty,
-           metavar="NAME"),
+    Option(
+        "mlflow",
+        "mlflow",
+        BOOL,
+        "log parameters, metrics, report and model to MLflow (the mlflow extra)",
+        False,
+    ),
+    Option(
+        "mlflow-experiment",
+        "mlflow",
+        STR,
+        "MLflow experiment name",
+        "spark-em",
+        check=non_empty,
+        metavar="NAME",
+    ),
+    Option(
+        "mlflow-tracking-uri",
+        "mlflow",
+        STR,
+        "MLflow tracking URI (default: MLFLOW_TRACKING_URI)",
+        check=non_empty,
+        metavar="URI",
+    ),
+    Option("mlflow-run-name", "mlflow", STR, "MLflow run name", check=non_empty, metavar="NAME"),
 ]

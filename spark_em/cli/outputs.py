@@ -28,15 +28,20 @@ import uuid
 
 from .exit_codes import UsageError
 
-MODEL, PARQUET, REPORT, PLOTS = "a spark-em model", "a Parquet data set", "a spark-em report", "PNG plots"
+MODEL, PARQUET, REPORT, PLOTS = (
+    "a spark-em model",
+    "a Parquet data set",
+    "a spark-em report",
+    "PNG plots",
+)
 
 
 def local_path(value: str, flag: str) -> str:
     """A path on this machine from ``/x``, ``x`` or ``file:/x``; UsageError for other URIs."""
     if value.startswith("file://"):
-        return value[len("file://"):]
+        return value[len("file://") :]
     if value.startswith("file:"):
-        return value[len("file:"):]
+        return value[len("file:") :]
     if "://" in value:
         raise UsageError(f"--{flag} must be a path on this machine, got {value}")
     return value
@@ -58,7 +63,11 @@ def holds_parquet(list_dir, path: str, depth: int = 0) -> bool:
         if _is_marker(name):
             continue
         if is_dir:
-            if "=" not in name or depth > 16 or not holds_parquet(list_dir, f"{path}/{name}", depth + 1):
+            if (
+                "=" not in name
+                or depth > 16
+                or not holds_parquet(list_dir, f"{path}/{name}", depth + 1)
+            ):
                 return False
         elif not name.startswith("part-"):
             return False
@@ -87,8 +96,10 @@ class _Target:
         return f"--{self.flag} {self.path}"
 
     def refuse(self, entries) -> UsageError:
-        return UsageError(f"{self.name()} exists and does not hold {self.kind} "
-                          f"({_describe(entries)}): not replacing it; choose another path")
+        return UsageError(
+            f"{self.name()} exists and does not hold {self.kind} "
+            f"({_describe(entries)}): not replacing it; choose another path"
+        )
 
 
 class _LocalTarget(_Target):
@@ -105,14 +116,17 @@ class _LocalTarget(_Target):
         else:
             entries = _local_list(self.path)
             ok = os.path.isdir(self.path) and all(
-                not d and n.endswith(".png") for n, d in entries if not _is_marker(n))
+                not d and n.endswith(".png") for n, d in entries if not _is_marker(n)
+            )
         if not ok:
             raise self.refuse(entries)
 
     def stage(self, write) -> None:
         parent = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(parent, exist_ok=True)
-        self.staged = os.path.join(parent, f".{os.path.basename(self.path)}._tmp-{uuid.uuid4().hex[:12]}")
+        self.staged = os.path.join(
+            parent, f".{os.path.basename(self.path)}._tmp-{uuid.uuid4().hex[:12]}"
+        )
         write(self.staged)
 
     def commit(self) -> None:
@@ -163,8 +177,9 @@ class _ClusterTarget(_Target):
         if not overwrite:
             raise UsageError(f"{self.name()} already exists; {self.hint}")
         entries = self.ops.list(self.path)
-        ok = (self.ops.is_dir(self.path) and
-              (holds_model(entries) if self.kind == MODEL else holds_parquet(self.ops.list, self.path)))
+        ok = self.ops.is_dir(self.path) and (
+            holds_model(entries) if self.kind == MODEL else holds_parquet(self.ops.list, self.path)
+        )
         if not ok:
             raise self.refuse(entries or [(self.path.rstrip("/").rsplit("/", 1)[-1], False)])
 
@@ -219,7 +234,7 @@ class _ConnectTarget(_Target):
 
                 GaussianMixtureModel.load(self.path)
             else:
-                self.spark.read.parquet(self.path).schema
+                _ = self.spark.read.parquet(self.path).schema
         except Exception:
             raise self.refuse([]) from None
 
@@ -303,7 +318,7 @@ class Outputs:
                 with contextlib.suppress(Exception):
                     target.rollback()
 
-    def __enter__(self) -> "Outputs":
+    def __enter__(self) -> Outputs:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -314,8 +329,7 @@ class Outputs:
 def check_local_outputs(s, flags=("report-out", "plot-dir", "checkpoint-dir")) -> None:
     """Before Spark starts: the job's local files are plain paths, plots can be drawn, and
     MLflow is usable when asked for."""
-    from . import plots
-    from . import tracking
+    from . import plots, tracking
 
     for flag in flags:
         if s.get(flag):

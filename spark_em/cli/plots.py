@@ -43,8 +43,15 @@ def plot_log_likelihood(histories: dict, path: str, best: list[float] | None = N
     for label, history in histories.items():
         its = np.arange(1, len(history) + 1)
         kept = best is not None and len(histories) > 1 and list(history) == list(best)
-        ax.plot(its, history, marker="o", markersize=3, linewidth=2.5 if kept else 1.2,
-                label=f"{label} (kept)" if kept else label, zorder=3 if kept else 2)
+        ax.plot(
+            its,
+            history,
+            marker="o",
+            markersize=3,
+            linewidth=2.5 if kept else 1.2,
+            label=f"{label} (kept)" if kept else label,
+            zorder=3 if kept else 2,
+        )
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.ticklabel_format(axis="y", useOffset=False)
     ax.set_xlabel("EM iteration")
@@ -68,8 +75,12 @@ def sample_rows(model, df, features, rows: int, seed: int) -> tuple[np.ndarray, 
     sample = df.sample(fraction=fraction, seed=seed) if fraction < 1 else df
     m = model.copy().setPredictionCol("__spark_em_prediction").setProbabilityCol("__spark_em_p")
     out = m.transform(sample.withColumn("__spark_em_x", feature_array(sample, features)))
-    got = out.where(F.col("__spark_em_prediction").isNotNull()) \
-        .select("__spark_em_x", "__spark_em_prediction").limit(SAMPLE_ROWS).collect()
+    got = (
+        out.where(F.col("__spark_em_prediction").isNotNull())
+        .select("__spark_em_x", "__spark_em_prediction")
+        .limit(SAMPLE_ROWS)
+        .collect()
+    )
     if not got:
         return np.empty((0, model.numFeatures)), np.empty(0, dtype=int)
     X = np.asarray([r[0] for r in got], dtype=np.float64)
@@ -96,20 +107,38 @@ def plot_clusters(model, X: np.ndarray, labels: np.ndarray, path: str) -> None:
     for j in range(model.getK()):
         colour = cmap(j % cmap.N)
         mine = labels == j
-        ax.scatter(Z[mine, 0], Z[mine, 1], s=6, alpha=0.5, color=colour,
-                   label=f"{j} (weight {model.weights[j]:.2f})")
+        ax.scatter(
+            Z[mine, 0],
+            Z[mine, 1],
+            s=6,
+            alpha=0.5,
+            color=colour,
+            label=f"{j} (weight {model.weights[j]:.2f})",
+        )
         mu = (model.means[j] - centre) @ axes.T
         cov = axes @ model.full_covariances()[j] @ axes.T
         vals, vecs = np.linalg.eigh(cov)
         vals = np.clip(vals, 0.0, None)
         angle = np.degrees(np.arctan2(vecs[1, 1], vecs[0, 1]))
-        ax.add_patch(Ellipse(mu, 4 * np.sqrt(vals[1]), 4 * np.sqrt(vals[0]), angle=angle,
-                             fill=False, color=colour, linewidth=2))
+        ax.add_patch(
+            Ellipse(
+                mu,
+                4 * np.sqrt(vals[1]),
+                4 * np.sqrt(vals[0]),
+                angle=angle,
+                fill=False,
+                color=colour,
+                linewidth=2,
+            )
+        )
         ax.plot(*mu, marker="x", color="black", markersize=8)
     ax.set_xlabel("principal component 1")
     ax.set_ylabel("principal component 2")
-    ax.set_title(f"{len(X):,} sampled rows by component (2-sigma ellipses), "
-                 f"k={model.getK()} {model.covarianceType}", fontsize=10)
+    ax.set_title(
+        f"{len(X):,} sampled rows by component (2-sigma ellipses), "
+        f"k={model.getK()} {model.covarianceType}",
+        fontsize=10,
+    )
     ax.legend(fontsize=8, markerscale=3, loc="best")
     ax.grid(alpha=0.3)
     ax.set_aspect("equal", adjustable="datalim")
@@ -118,12 +147,14 @@ def plot_clusters(model, X: np.ndarray, labels: np.ndarray, path: str) -> None:
     plt.close(fig)
 
 
-def write_fit_plots(directory: str, model, histories: dict, X: np.ndarray,
-                    labels: np.ndarray) -> list[str]:
+def write_fit_plots(
+    directory: str, model, histories: dict, X: np.ndarray, labels: np.ndarray
+) -> list[str]:
     """Both fit plots into ``directory`` (created); returns the file names."""
     os.makedirs(directory, exist_ok=True)
-    plot_log_likelihood(histories, os.path.join(directory, "log_likelihood.png"),
-                        model.summary.logLikelihoodHistory)
+    plot_log_likelihood(
+        histories, os.path.join(directory, "log_likelihood.png"), model.summary.logLikelihoodHistory
+    )
     names = ["log_likelihood.png"]
     if len(X):
         plot_clusters(model, X, labels, os.path.join(directory, "clusters.png"))
@@ -140,10 +171,18 @@ def write_criterion_plot(directory: str, rows: list[dict], criterion: str, best:
     for t in dict.fromkeys(r["covarianceType"] for r in rows):
         pts = sorted((r["k"], r[criterion]) for r in rows if r["covarianceType"] == t)
         ax.plot([k for k, _ in pts], [v for _, v in pts], marker="o", label=t)
-    best = next(r for r in rows
-                if (r["k"], r["covarianceType"]) == (best["k"], best["covarianceType"]))
-    ax.scatter([best["k"]], [best[criterion]], s=160, facecolors="none", edgecolors="black",
-               zorder=4, label=f"best: k={best['k']} {best['covarianceType']}")
+    best = next(
+        r for r in rows if (r["k"], r["covarianceType"]) == (best["k"], best["covarianceType"])
+    )
+    ax.scatter(
+        [best["k"]],
+        [best[criterion]],
+        s=160,
+        facecolors="none",
+        edgecolors="black",
+        zorder=4,
+        label=f"best: k={best['k']} {best['covarianceType']}",
+    )
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -35,26 +35,39 @@ def check_prediction_columns(df, stage, log_likelihood_col: str | None) -> None:
     """DataError when ``df`` already has a column that scoring with ``stage`` (the model, or
     before a fit the estimator: the same column Params) would add."""
     added = [stage.getPredictionCol(), stage.getProbabilityCol()] + (
-        [log_likelihood_col] if log_likelihood_col else [])
+        [log_likelihood_col] if log_likelihood_col else []
+    )
     clash = [c for c in added if c in df.columns]
     if clash:
-        raise DataError(f"the input already has a column {clash[0]!r}, which scoring adds; "
-                        "drop or rename it first")
+        raise DataError(
+            f"the input already has a column {clash[0]!r}, which scoring adds; "
+            "drop or rename it first"
+        )
 
 
 def check_partition_columns(df, columns: list[str]) -> None:
     missing = [c for c in columns if c not in df.columns]
     if missing:
-        raise DataError(f"--partition-by column {missing[0]!r} does not exist; columns: {df.columns}")
+        raise DataError(
+            f"--partition-by column {missing[0]!r} does not exist; columns: {df.columns}"
+        )
 
 
 class PredictionWriter:
     """Where and how predictions go, checked before any work (:meth:`plan`), then written
     (:meth:`write`) and committed with the job's other outputs."""
 
-    def __init__(self, spark, outputs: Outputs, *, path: str | None = None,
-                 table: str | None = None, mode: str = "error",
-                 partition_by: list[str] | None = None, flag: str = "output"):
+    def __init__(
+        self,
+        spark,
+        outputs: Outputs,
+        *,
+        path: str | None = None,
+        table: str | None = None,
+        mode: str = "error",
+        partition_by: list[str] | None = None,
+        flag: str = "output",
+    ):
         self.spark, self.outputs = spark, outputs
         self.path, self.table, self.mode = path, table, mode
         self.partition_by = list(partition_by or [])
@@ -67,16 +80,20 @@ class PredictionWriter:
         if self.table:
             exists = self.spark.catalog.tableExists(self.table)
             if exists and self.mode == "error":
-                raise UsageError(f"--output-table {self.table} already exists; choose --mode "
-                                 "overwrite, overwrite-partitions or append")
+                raise UsageError(
+                    f"--output-table {self.table} already exists; choose --mode "
+                    "overwrite, overwrite-partitions or append"
+                )
             return
         if self.in_place:
             if self.outputs.ops is not None and self.outputs.ops.exists(self.path):
                 from .outputs import holds_parquet
 
                 if not holds_parquet(self.outputs.ops.list, self.path):
-                    raise UsageError(f"--{self.flag} {self.path} exists and does not hold a "
-                                     "Parquet data set: not writing into it")
+                    raise UsageError(
+                        f"--{self.flag} {self.path} exists and does not hold a "
+                        "Parquet data set: not writing into it"
+                    )
             return
         self.target = self.outputs.add(self.flag, self.path, PARQUET)
 
@@ -105,8 +122,9 @@ class PredictionWriter:
         elif self.mode == "append":
             self._writer(out).mode("append").parquet(self.path)
         else:  # overwrite-partitions: only the partitions present in `out` are replaced
-            self._writer(out).mode("overwrite").option("partitionOverwriteMode", "dynamic") \
-                .parquet(self.path)
+            self._writer(out).mode("overwrite").option("partitionOverwriteMode", "dynamic").parquet(
+                self.path
+            )
 
     def _write_table(self, out) -> None:
         exists = self.spark.catalog.tableExists(self.table)
@@ -127,12 +145,15 @@ class PredictionWriter:
         columns = [c for c in self.spark.catalog.listColumns(self.table)]
         missing = [c.name for c in columns if c.name not in out.columns]
         if missing:
-            raise DataError(f"--output-table {self.table} has column {missing[0]!r}, which "
-                            "the scored rows lack")
+            raise DataError(
+                f"--output-table {self.table} has column {missing[0]!r}, which the scored rows lack"
+            )
         parts = [c.name for c in columns if c.isPartition]
         if self.partition_by and self.partition_by != parts:
-            raise UsageError(f"--partition-by {','.join(self.partition_by)} but table "
-                             f"{self.table} is partitioned by {','.join(parts) or 'nothing'}")
+            raise UsageError(
+                f"--partition-by {','.join(self.partition_by)} but table "
+                f"{self.table} is partitioned by {','.join(parts) or 'nothing'}"
+            )
         rows = out.select(*[c.name for c in columns])
         try:
             rows.writeTo(self.table).overwritePartitions()
@@ -140,13 +161,18 @@ class PredictionWriter:
         except AnalysisException as exc:
             if "v1 table" not in str(exc):
                 raise
-        info = {r["col_name"]: r["data_type"] for r in
-                self.spark.sql(f"DESCRIBE TABLE EXTENDED {self.table}").collect()}
+        info = {
+            r["col_name"]: r["data_type"]
+            for r in self.spark.sql(f"DESCRIBE TABLE EXTENDED {self.table}").collect()
+        }
         provider, location = info.get("Provider"), info.get("Location")
         if not location or provider in (None, "hive"):
-            raise UsageError(f"--output-table {self.table}: overwrite-partitions needs a "
-                             "Delta/Iceberg table or a Spark file-source table with a location")
-        rows.write.mode("overwrite").option("partitionOverwriteMode", "dynamic") \
-            .partitionBy(*parts).format(provider).save(location)
+            raise UsageError(
+                f"--output-table {self.table}: overwrite-partitions needs a "
+                "Delta/Iceberg table or a Spark file-source table with a location"
+            )
+        rows.write.mode("overwrite").option("partitionOverwriteMode", "dynamic").partitionBy(
+            *parts
+        ).format(provider).save(location)
         self.spark.catalog.recoverPartitions(self.table)
         self.spark.catalog.refreshTable(self.table)

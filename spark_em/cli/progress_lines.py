@@ -35,7 +35,7 @@ class FitProgress:
     stream: object = None
     validation: ValidationDone | None = None
     initialisation: InitialisationDone | None = None
-    histories: dict = field(default_factory=dict)   # label -> [mean log-likelihood, ...]
+    histories: dict = field(default_factory=dict)  # label -> [mean log-likelihood, ...]
     iteration_seconds: dict = field(default_factory=dict)  # iteration -> seconds (shared scan)
     started: float = field(default_factory=time.perf_counter)
 
@@ -43,8 +43,10 @@ class FitProgress:
         if isinstance(event, ValidationDone):
             self.validation = event
             bad = sum(event.bad_rows.values()) if event.bad_rows else 0
-            self._print(f"validation: {event.rows:,} rows, {bad:,} bad rows, weight sum "
-                        f"{event.weight_sum:.6g}, {event.seconds:.2f}s (blocks: {event.store})")
+            self._print(
+                f"validation: {event.rows:,} rows, {bad:,} bad rows, weight sum "
+                f"{event.weight_sum:.6g}, {event.seconds:.2f}s (blocks: {event.store})"
+            )
         elif isinstance(event, InitialisationDone):
             self.initialisation = event
             runs = f"{event.runs} run{'s' if event.runs != 1 else ''}"
@@ -55,9 +57,11 @@ class FitProgress:
             self.iteration_seconds[event.iteration] = event.seconds
             change = "" if math.isnan(event.change) else f"  change {event.change:+.3e}"
             done = "  converged" if event.converged else ""
-            self._print(f"[{label}] iteration {event.iteration:3d}  log-likelihood "
-                        f"{event.mean_log_likelihood:.6f}{change}  {event.seconds:.2f}s  "
-                        f"{_rate(event.rows, event.seconds)} rows/s{done}")
+            self._print(
+                f"[{label}] iteration {event.iteration:3d}  log-likelihood "
+                f"{event.mean_log_likelihood:.6f}{change}  {event.seconds:.2f}s  "
+                f"{_rate(event.rows, event.seconds)} rows/s{done}"
+            )
 
     def _print(self, text: str) -> None:
         if not self.quiet:

@@ -17,10 +17,10 @@ class Evaluation:
     """The fitted model on its training rows, from one pass."""
 
     cluster_sizes: list[int]
-    log_likelihood: float   # total weighted log-likelihood under the fitted parameters
+    log_likelihood: float  # total weighted log-likelihood under the fitted parameters
     weight_sum: float
     rows: int
-    unscored_rows: int      # rows with null features (no prediction)
+    unscored_rows: int  # rows with null features (no prediction)
     n_parameters: int
 
     @property
@@ -49,11 +49,15 @@ def evaluate(model, df, weight_col: str | None) -> Evaluation:
     w = weight_column(df, weight_col)
     out = m.transform(df.withColumn("__spark_em_weight", w))
     scored = F.col(pred).isNotNull()
-    rows = out.groupBy(F.col(pred).alias("p")).agg(
-        F.count(F.lit(1)).alias("n"),
-        F.sum(F.when(scored, F.col("__spark_em_weight") * F.col(ll))).alias("ll"),
-        F.sum(F.when(scored, F.col("__spark_em_weight"))).alias("w"),
-    ).collect()
+    rows = (
+        out.groupBy(F.col(pred).alias("p"))
+        .agg(
+            F.count(F.lit(1)).alias("n"),
+            F.sum(F.when(scored, F.col("__spark_em_weight") * F.col(ll))).alias("ll"),
+            F.sum(F.when(scored, F.col("__spark_em_weight"))).alias("w"),
+        )
+        .collect()
+    )
     k = model.getK()
     sizes, total_ll, total_w, unscored = [0] * k, 0.0, 0.0, 0
     for r in rows:
@@ -63,8 +67,14 @@ def evaluate(model, df, weight_col: str | None) -> Evaluation:
         sizes[int(r["p"])] = int(r["n"])
         total_ll += float(r["ll"] or 0.0)
         total_w += float(r["w"] or 0.0)
-    return Evaluation(sizes, total_ll, total_w, sum(sizes), unscored,
-                      n_parameters(k, model.numFeatures, model.covarianceType))
+    return Evaluation(
+        sizes,
+        total_ll,
+        total_w,
+        sum(sizes),
+        unscored,
+        n_parameters(k, model.numFeatures, model.covarianceType),
+    )
 
 
 def _finite(x):
@@ -74,8 +84,17 @@ def _finite(x):
     return x
 
 
-def fit_report(parameters: dict, model, evaluation: Evaluation, progress, env, seconds: dict,
-               input_description: str, outputs: dict, warnings: list[str]) -> dict:
+def fit_report(
+    parameters: dict,
+    model,
+    evaluation: Evaluation,
+    progress,
+    env,
+    seconds: dict,
+    input_description: str,
+    outputs: dict,
+    warnings: list[str],
+) -> dict:
     """The ``--report-out`` document (JSON-ready); ``parameters`` are the settings the fit
     ran with."""
     s = model.summary
@@ -98,7 +117,9 @@ def fit_report(parameters: dict, model, evaluation: Evaluation, progress, env, s
         "unscored_rows": evaluation.unscored_rows,
         "weight_sum": evaluation.weight_sum,
         "model": {
-            "k": model.getK(), "d": model.numFeatures, "covariance_type": model.covarianceType,
+            "k": model.getK(),
+            "d": model.numFeatures,
+            "covariance_type": model.covarianceType,
             "weights": np.asarray(model.weights).tolist(),
             "means": np.asarray(model.means).tolist(),
         },
@@ -118,27 +139,39 @@ def write_json(document: dict, path: str) -> None:
 def print_summary(model, evaluation: Evaluation, stream) -> None:
     """The fitted model in a few lines on stdout."""
     s = model.summary
-    print(f"GaussianMixtureModel: k={model.getK()}, d={model.numFeatures}, "
-          f"covarianceType={model.covarianceType}", file=stream)
-    print(f"iterations: {s.numIter}, converged: {s.converged}, rows: {evaluation.rows:,}, "
-          f"mean log-likelihood: {evaluation.mean_log_likelihood:.6f}, "
-          f"BIC: {evaluation.bic:.6g}, AIC: {evaluation.aic:.6g}", file=stream)
+    print(
+        f"GaussianMixtureModel: k={model.getK()}, d={model.numFeatures}, "
+        f"covarianceType={model.covarianceType}",
+        file=stream,
+    )
+    print(
+        f"iterations: {s.numIter}, converged: {s.converged}, rows: {evaluation.rows:,}, "
+        f"mean log-likelihood: {evaluation.mean_log_likelihood:.6f}, "
+        f"BIC: {evaluation.bic:.6g}, AIC: {evaluation.aic:.6g}",
+        file=stream,
+    )
     for j in range(model.getK()):
         mean = ", ".join(f"{v:.4f}" for v in model.means[j])
-        print(f"  component {j}: weight {model.weights[j]:.4f}, size "
-              f"{evaluation.cluster_sizes[j]:,}, mean [{mean}]", file=stream)
+        print(
+            f"  component {j}: weight {model.weights[j]:.4f}, size "
+            f"{evaluation.cluster_sizes[j]:,}, mean [{mean}]",
+            file=stream,
+        )
 
 
-def select_report(parameters: dict, criterion: str, best: dict, rows: list[dict], model,
-                  job) -> dict:
+def select_report(
+    parameters: dict, criterion: str, best: dict, rows: list[dict], model, job
+) -> dict:
     """The ``--report-out`` document of ``select`` (JSON-ready): the candidates' table, the
     choice and the seconds per phase."""
     seconds = dict(job.progress.phase_seconds(), total=job.seconds())
     return {
         "spark_em_report": {"version": 1, "job": "select"},
-        "parameters": parameters, "criterion": criterion, "best": best,
-        "candidates": rows, "converged": bool(model.summary.converged),
+        "parameters": parameters,
+        "criterion": criterion,
+        "best": best,
+        "candidates": rows,
+        "converged": bool(model.summary.converged),
         "seconds": seconds,
-        "spark": {"application_id": job.env.app_id, "kind": job.env.kind,
-                  "master": job.env.master},
+        "spark": {"application_id": job.env.app_id, "kind": job.env.kind, "master": job.env.master},
     }

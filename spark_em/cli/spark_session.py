@@ -65,7 +65,8 @@ def _quiet_gateway_jvm(level: str) -> None:
         utils = getattr(getattr(jvm.org.apache.spark.util, "Utils$"), "MODULE$")
         utils.initializeLogIfNecessary(False, True)
         jvm.org.apache.spark.util.Utils.setLogLevel(
-            jvm.org.apache.logging.log4j.Level.toLevel(level))
+            jvm.org.apache.logging.log4j.Level.toLevel(level)
+        )
 
 
 @contextlib.contextmanager
@@ -88,9 +89,13 @@ def job_session(settings, app_name: str):
         from ..data.local_session import local_session
 
         uri = "file:" + log4j2_file(level)
-        spark = local_session(master or "local[*]", app_name, {
-            "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={uri}",
-        })
+        spark = local_session(
+            master or "local[*]",
+            app_name,
+            {
+                "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={uri}",
+            },
+        )
     try:
         yield spark
     finally:

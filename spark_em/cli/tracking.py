@@ -1,7 +1,8 @@
 """MLflow logging of a fit (``--mlflow``; the ``mlflow`` extra, ``mlflow-skinny`` is enough):
 parameters, the mean log-likelihood of each iteration as the metric
 ``em_mean_log_likelihood`` (step = iteration; one per run with ``n-init`` > 1), the final
-metrics (``mean_log_likelihood`` under the fitted parameters, ``bic``, ``aic``, ...), the report and the model directory (and plots) as artifacts.
+metrics (``mean_log_likelihood`` under the fitted parameters, ``bic``, ``aic``, ...), the
+report and the model directory (and plots) as artifacts.
 
 The tracking URI is ``--mlflow-tracking-uri``, else ``MLFLOW_TRACKING_URI``.  mlflow-skinny
 has no database backend: use an MLflow server (``http://...``), Databricks, or a file store
@@ -24,8 +25,10 @@ def check(settings) -> None:
     if importlib.util.find_spec("mlflow") is None:
         raise UsageError("--mlflow needs MLflow: pip install 'spark-em[mlflow]'")
     if not (settings.get("mlflow-tracking-uri") or os.environ.get("MLFLOW_TRACKING_URI")):
-        raise UsageError("--mlflow needs a tracking URI: --mlflow-tracking-uri URI or "
-                         "MLFLOW_TRACKING_URI (e.g. file:/tmp/mlruns or http://host:5000)")
+        raise UsageError(
+            "--mlflow needs a tracking URI: --mlflow-tracking-uri URI or "
+            "MLFLOW_TRACKING_URI (e.g. file:/tmp/mlruns or http://host:5000)"
+        )
 
 
 def _tracking_uri(settings) -> str:
@@ -57,19 +60,30 @@ class MlflowRun:
         self.run = mlflow.start_run(run_name=self.settings.get("mlflow-run-name"))
         mlflow.log_params({k: _param(v) for k, v in params.items()})
 
-    def log_fit(self, report: dict, histories: dict, model_dir: str | None,
-                plot_dir: str | None) -> None:
+    def log_fit(
+        self, report: dict, histories: dict, model_dir: str | None, plot_dir: str | None
+    ) -> None:
         if self.run is None:
             return
         import mlflow
 
         for label, history in histories.items():
-            name = "em_mean_log_likelihood" if len(histories) == 1 else \
-                f"em_mean_log_likelihood_{label.replace(' ', '_')}"
+            name = (
+                "em_mean_log_likelihood"
+                if len(histories) == 1
+                else f"em_mean_log_likelihood_{label.replace(' ', '_')}"
+            )
             for step, value in enumerate(history, start=1):
                 mlflow.log_metric(name, value, step=step)
-        for key in ("log_likelihood", "mean_log_likelihood", "bic", "aic", "iterations", "rows",
-                    "weight_sum"):
+        for key in (
+            "log_likelihood",
+            "mean_log_likelihood",
+            "bic",
+            "aic",
+            "iterations",
+            "rows",
+            "weight_sum",
+        ):
             if report.get(key) is not None:
                 mlflow.log_metric(key, float(report[key]))
         mlflow.log_metric("converged", 1.0 if report["converged"] else 0.0)

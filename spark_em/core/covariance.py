@@ -112,9 +112,15 @@ class _VarianceMahalanobis:
 
 def _variance_density(means, p2, offset, exact):
     """The expanded form of per-feature precisions ``p2 (k, d)``: on the squares x_i^2."""
-    return ExpandedDensity(_Variances.quadratic(means.shape[1]), p2, -2.0 * means * p2,
-                           np.einsum("kd,kd->k", means**2, p2), offset,
-                           _VarianceMahalanobis(means, p2), exact)
+    return ExpandedDensity(
+        _Variances.quadratic(means.shape[1]),
+        p2,
+        -2.0 * means * p2,
+        np.einsum("kd,kd->k", means**2, p2),
+        offset,
+        _VarianceMahalanobis(means, p2),
+        exact,
+    )
 
 
 class Full:
@@ -124,18 +130,32 @@ class Full:
     # hard labels (k-means initialisation): rows sorted by label, one syrk per component
     hard_scatter_by_component = True
 
-    def cov_shape(self, k, d): return (k, d, d)
-    def second_shape(self, k, d): return (k, d, d)
-    def n_cov_parameters(self, k, d): return k * d * (d + 1) / 2.0
+    def cov_shape(self, k, d):
+        return (k, d, d)
+
+    def second_shape(self, k, d):
+        return (k, d, d)
+
+    def n_cov_parameters(self, k, d):
+        return k * d * (d + 1) / 2.0
 
     def precisions_cholesky(self, cov, reg_covar=None):
         return np.stack([_precision_cholesky_of(c, reg_covar) for c in cov])
 
-    def covariances(self, pc): return np.stack([_cov_from_upper(u) for u in pc])
-    def log_det(self, pc, d): return np.sum(np.log(np.diagonal(pc, axis1=1, axis2=2)), axis=1)
-    def expand(self, cov, k, d): return np.array(cov, dtype=np.float64)
-    def precisions(self, pc): return np.einsum("kij,klj->kil", pc, pc)
-    def mahalanobis(self, means, pc): return _FullMahalanobis(means, pc)
+    def covariances(self, pc):
+        return np.stack([_cov_from_upper(u) for u in pc])
+
+    def log_det(self, pc, d):
+        return np.sum(np.log(np.diagonal(pc, axis1=1, axis2=2)), axis=1)
+
+    def expand(self, cov, k, d):
+        return np.array(cov, dtype=np.float64)
+
+    def precisions(self, pc):
+        return np.einsum("kij,klj->kil", pc, pc)
+
+    def mahalanobis(self, means, pc):
+        return _FullMahalanobis(means, pc)
 
     @staticmethod
     def quadratic(d):
@@ -151,9 +171,15 @@ class Full:
             return ExactDensity(_FullMahalanobis(means, pc), offset)
         prec = self.precisions(pc)
         pm = np.einsum("kij,kj->ki", prec, means)
-        return ExpandedDensity(products, products.coefficients(prec), -2.0 * pm,
-                               np.einsum("ki,ki->k", means, pm), offset,
-                               _FullMahalanobis(means, pc), exact)
+        return ExpandedDensity(
+            products,
+            products.coefficients(prec),
+            -2.0 * pm,
+            np.einsum("ki,ki->k", means, pm),
+            offset,
+            _FullMahalanobis(means, pc),
+            exact,
+        )
 
     def m_step(self, second, sk, nk_raw, nk, means_c, reg_covar):
         # means_c: the new means in the coordinates of the moments (about c0 or an origin)
@@ -199,17 +225,36 @@ class Tied:
     products = False
     hard_scatter_by_component = False
 
-    def cov_shape(self, k, d): return (d, d)
-    def second_shape(self, k, d): return (d, d)
-    def n_cov_parameters(self, k, d): return d * (d + 1) / 2.0
-    def precisions_cholesky(self, cov, reg_covar=None): return _precision_cholesky_of(cov, reg_covar)
-    def covariances(self, pc): return _cov_from_upper(pc)
-    def log_det(self, pc, d): return np.sum(np.log(np.diag(pc)))
-    def expand(self, cov, k, d): return np.broadcast_to(cov, (k, d, d)).copy()
-    def precisions(self, pc): return pc @ pc.T
-    def mahalanobis(self, means, pc): return _TiedMahalanobis(means, pc)
+    def cov_shape(self, k, d):
+        return (d, d)
+
+    def second_shape(self, k, d):
+        return (d, d)
+
+    def n_cov_parameters(self, k, d):
+        return d * (d + 1) / 2.0
+
+    def precisions_cholesky(self, cov, reg_covar=None):
+        return _precision_cholesky_of(cov, reg_covar)
+
+    def covariances(self, pc):
+        return _cov_from_upper(pc)
+
+    def log_det(self, pc, d):
+        return np.sum(np.log(np.diag(pc)))
+
+    def expand(self, cov, k, d):
+        return np.broadcast_to(cov, (k, d, d)).copy()
+
+    def precisions(self, pc):
+        return pc @ pc.T
+
+    def mahalanobis(self, means, pc):
+        return _TiedMahalanobis(means, pc)
+
     @staticmethod
-    def quadratic(d): return None  # the E-step takes the differences
+    def quadratic(d):
+        return None  # the E-step takes the differences
 
     def density(self, means, pc, offset, exact=()):
         return ExactDensity(_TiedMahalanobis(means, pc), offset)
@@ -243,11 +288,18 @@ class _Variances:
     products = False
     hard_scatter_by_component = False
 
-    def second_shape(self, k, d): return (k, d)
+    def second_shape(self, k, d):
+        return (k, d)
+
     @staticmethod
-    def quadratic(d): return Squares(d)  # per-feature second moments
-    def covariances(self, pc): return 1.0 / pc**2
-    def precisions(self, pc): return pc**2
+    def quadratic(d):
+        return Squares(d)  # per-feature second moments
+
+    def covariances(self, pc):
+        return 1.0 / pc**2
+
+    def precisions(self, pc):
+        return pc**2
 
     def precisions_cholesky(self, cov, reg_covar=None):
         cov = np.asarray(cov, dtype=np.float64)
@@ -264,6 +316,10 @@ class _Variances:
     def scatter_one(self, second, j, y, rw):
         second[j] += (y * y) @ rw
 
+    def per_feature(self, cov):
+        """Per-feature variances ``(k, d)`` or ``(k, 1)`` of the type's covariances."""
+        raise NotImplementedError
+
     def variances(self, second, nk, means_c, reg_covar):
         return second / nk[:, None] - means_c**2 + reg_covar
 
@@ -274,11 +330,20 @@ class _Variances:
 class Diag(_Variances):
     name = "diag"
 
-    def cov_shape(self, k, d): return (k, d)
-    def n_cov_parameters(self, k, d): return k * d
-    def log_det(self, pc, d): return np.sum(np.log(pc), axis=1)
-    def expand(self, cov, k, d): return np.stack([np.diag(v) for v in cov])
-    def mahalanobis(self, means, pc): return _VarianceMahalanobis(means, pc**2)
+    def cov_shape(self, k, d):
+        return (k, d)
+
+    def n_cov_parameters(self, k, d):
+        return k * d
+
+    def log_det(self, pc, d):
+        return np.sum(np.log(pc), axis=1)
+
+    def expand(self, cov, k, d):
+        return np.stack([np.diag(v) for v in cov])
+
+    def mahalanobis(self, means, pc):
+        return _VarianceMahalanobis(means, pc**2)
 
     def density(self, means, pc, offset, exact=()):
         return _variance_density(means, pc**2, offset, exact)
@@ -286,17 +351,27 @@ class Diag(_Variances):
     def m_step(self, second, sk, nk_raw, nk, means_c, reg_covar):
         return self.variances(second, nk, means_c, reg_covar)
 
-    def per_feature(self, cov): return cov
+    def per_feature(self, cov):
+        return cov
 
 
 class Spherical(_Variances):
     name = "spherical"
 
-    def cov_shape(self, k, d): return (k,)
-    def n_cov_parameters(self, k, d): return k
-    def log_det(self, pc, d): return d * np.log(pc)
-    def expand(self, cov, k, d): return np.stack([np.eye(d) * v for v in cov])
-    def mahalanobis(self, means, pc): return _VarianceMahalanobis(means, self._p2(pc, means))
+    def cov_shape(self, k, d):
+        return (k,)
+
+    def n_cov_parameters(self, k, d):
+        return k
+
+    def log_det(self, pc, d):
+        return d * np.log(pc)
+
+    def expand(self, cov, k, d):
+        return np.stack([np.eye(d) * v for v in cov])
+
+    def mahalanobis(self, means, pc):
+        return _VarianceMahalanobis(means, self._p2(pc, means))
 
     def density(self, means, pc, offset, exact=()):
         return _variance_density(means, self._p2(pc, means), offset, exact)
@@ -308,7 +383,8 @@ class Spherical(_Variances):
     def m_step(self, second, sk, nk_raw, nk, means_c, reg_covar):
         return self.variances(second, nk, means_c, reg_covar).mean(axis=1)
 
-    def per_feature(self, cov): return cov[:, None]
+    def per_feature(self, cov):
+        return cov[:, None]
 
 
 COVARIANCE = {t.name: t for t in (Full(), Tied(), Diag(), Spherical())}

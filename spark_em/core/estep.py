@@ -45,7 +45,7 @@ class FarComponents:
         self.origin = origin
 
     @classmethod
-    def of(cls, means: np.ndarray, distance2: np.ndarray) -> "FarComponents | None":
+    def of(cls, means: np.ndarray, distance2: np.ndarray) -> FarComponents | None:
         """None when every component is near (the common case: no extra work)."""
         far = np.flatnonzero(~(distance2 <= cls.LIMIT))
         if far.shape[0] == 0:
@@ -102,20 +102,27 @@ class EStepKernel(MixtureSummarizer):
         self.density = table.density(p.means, p.precisions_cholesky, self.offset, exact)
         self.table = table
 
-    def about(self, means_c: np.ndarray, components) -> "EStepKernel":
+    def about(self, means_c: np.ndarray, components) -> EStepKernel:
         """The same E-step with the moments of ``components`` taken about ``means_c``
         (centred coordinates) -- for a pass repeated because the first one lost digits
         (:meth:`~spark_em.core.sufficient_statistics.SuffStats.imprecise`)."""
         twin = copy.copy(self)
-        far = np.union1d(np.asarray(components, dtype=np.intp),
-                         self.far.far if self.far is not None else np.zeros(0, np.intp))
+        far = np.union1d(
+            np.asarray(components, dtype=np.intp),
+            self.far.far if self.far is not None else np.zeros(0, np.intp),
+        )
         origin = np.zeros((self.k, self.d))
         origin[far] = means_c[far]
         twin.far, twin.origin = FarComponents(far, origin), origin
         return twin
 
-    def block(self, X: np.ndarray, sl: slice = slice(None), buf: np.ndarray | None = None,
-              centre: np.ndarray | None = None):
+    def block(
+        self,
+        X: np.ndarray,
+        sl: slice = slice(None),
+        buf: np.ndarray | None = None,
+        centre: np.ndarray | None = None,
+    ):
         """The block ``[Q(x); x; 1]`` of the rows ``X[sl]`` (columns) centred on ``centre``
         (None: already centred), in ``buf`` when given (:mod:`spark_em.core.densities`)."""
         x = X[sl]
@@ -165,7 +172,7 @@ class EStepKernel(MixtureSummarizer):
             if q == 0:
                 self.table.scatter(stats.second, xt, ww, lp, None, None, near)
             for j in far.far if far is not None else ():
-                y = xt - far.origin[j][:, None]
+                y = xt - far.origin[j][:, None]  # type: ignore[union-attr]
                 stats.sk[j] += y @ lp[j]
                 self.table.scatter_one(stats.second, j, y, lp[j])
         stats.nk += totals[:, -1]
@@ -188,12 +195,12 @@ class EStepKernel(MixtureSummarizer):
         return ll, resp, hard
 
 
-
 def log_responsibilities(params: GaussianParams, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(log p(x_i) (n,), log r_ik (n, k))`` of the rows ``X (n, d)`` under ``params``, by
     the fit's E-step about the mixture's mean (``predict``, ``predictProbability``)."""
     c = params.centre
     ll, resp, _ = EStepKernel(params, c, moments=False).posteriors(
-        np.asarray(X, dtype=np.float64) - c)
+        np.asarray(X, dtype=np.float64) - c
+    )
     with np.errstate(divide="ignore"):
         return ll, np.log(resp)

@@ -41,8 +41,9 @@ def accumulate_resp(stats: SuffStats, Xc: np.ndarray, w: np.ndarray, resp: np.nd
     for sl in slices(Xc.shape[0], chunk_rows(width)):
         xt = np.ascontiguousarray(Xc[sl].T)
         r = resp[sl]
-        _accumulate_t(stats, xt, w[sl], np.ascontiguousarray(r.T) * w[sl],
-                      np.argmax(r, axis=1), products)
+        _accumulate_t(
+            stats, xt, w[sl], np.ascontiguousarray(r.T) * w[sl], np.argmax(r, axis=1), products
+        )
 
 
 class NearestCentreSummarizer(MixtureSummarizer):

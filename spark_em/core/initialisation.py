@@ -51,7 +51,9 @@ def lloyd(X: np.ndarray, centres: np.ndarray, max_iter: int = 100, tol: float = 
         counts = np.bincount(labels, minlength=k)
         # per-feature bincounts: np.add.at is many times slower, and a one-hot GEMM runs
         # into the driver's multi-threaded BLAS competing with the executors for the cores
-        sums = np.column_stack([np.bincount(labels, X[:, j], minlength=k) for j in range(X.shape[1])])
+        sums = np.column_stack(
+            [np.bincount(labels, X[:, j], minlength=k) for j in range(X.shape[1])]
+        )
         new = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], centres)
         shift = float(np.sum((new - centres) ** 2))
         centres = new

@@ -18,12 +18,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .covariance import COVARIANCE_TYPES, covariance
 from ..errors import IllDefinedCovarianceError
+from .covariance import COVARIANCE_TYPES, covariance
 
 __all__ = [
-    "COVARIANCE_TYPES", "GaussianParams", "IllDefinedCovarianceError", "LOG_2PI",
-    "aic", "bic", "check_covariance_type", "n_parameters",
+    "COVARIANCE_TYPES",
+    "GaussianParams",
+    "IllDefinedCovarianceError",
+    "LOG_2PI",
+    "aic",
+    "bic",
+    "check_covariance_type",
+    "n_parameters",
 ]
 
 LOG_2PI = float(np.log(2.0 * np.pi))
@@ -79,7 +85,7 @@ class GaussianParams:
         covariances: np.ndarray,
         covariance_type: str,
         reg_covar: float | None = None,
-    ) -> "GaussianParams":
+    ) -> GaussianParams:
         table = covariance(covariance_type)
         weights = np.asarray(weights, dtype=np.float64).reshape(-1)
         means = np.asarray(means, dtype=np.float64)
@@ -113,7 +119,7 @@ class GaussianParams:
         """Precision matrices in sklearn's shapes (``precisions_``)."""
         return covariance(self.covariance_type).precisions(self.precisions_cholesky)
 
-    def shifted(self, centre: np.ndarray) -> "GaussianParams":
+    def shifted(self, centre: np.ndarray) -> GaussianParams:
         """The same mixture in coordinates ``x - centre``."""
         return GaussianParams(
             self.weights,

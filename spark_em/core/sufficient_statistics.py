@@ -23,13 +23,12 @@ crosses the wire between Spark tasks and the driver.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .covariance import covariance
 from .mixture import GaussianParams
-
 
 # A covariance is taken as exact while the moments it is computed from are at most this many
 # times its own diagonal: ``eps * 1e5 = 2e-11`` relative.  Larger terms cancelled (moments
@@ -59,7 +58,7 @@ class SuffStats:
     log_likelihood: float = 0.0
     weight_sum: float = 0.0
     n_rows: float = 0.0
-    hard_counts: np.ndarray | None = None
+    hard_counts: np.ndarray = field(default_factory=lambda: np.zeros(0))
     origin: np.ndarray | None = None
 
     @property
@@ -71,8 +70,9 @@ class SuffStats:
         return int(self.sk.shape[1])
 
     @classmethod
-    def zeros(cls, k: int, d: int, covariance_type: str,
-              origin: np.ndarray | None = None) -> "SuffStats":
+    def zeros(
+        cls, k: int, d: int, covariance_type: str, origin: np.ndarray | None = None
+    ) -> SuffStats:
         return cls(
             covariance_type,
             np.zeros(k),
@@ -85,11 +85,14 @@ class SuffStats:
             origin,
         )
 
-    def __add__(self, other: "SuffStats") -> "SuffStats":
+    def __add__(self, other: SuffStats) -> SuffStats:
         if (self.covariance_type, self.k, self.d) != (other.covariance_type, other.k, other.d):
             raise ValueError("cannot add statistics of different mixtures")
         if (self.origin is None) != (other.origin is None) or (
-                self.origin is not None and not np.array_equal(self.origin, other.origin)):
+            self.origin is not None
+            and other.origin is not None
+            and not np.array_equal(self.origin, other.origin)
+        ):
             raise ValueError("cannot add moments about different origins")
         return SuffStats(
             self.covariance_type,
@@ -116,8 +119,14 @@ class SuffStats:
         )
 
     @classmethod
-    def unpack(cls, flat: np.ndarray, k: int, d: int, covariance_type: str,
-               origin: np.ndarray | None = None) -> "SuffStats":
+    def unpack(
+        cls,
+        flat: np.ndarray,
+        k: int,
+        d: int,
+        covariance_type: str,
+        origin: np.ndarray | None = None,
+    ) -> SuffStats:
         flat = np.asarray(flat, dtype=np.float64)
         if flat.shape != (packed_size(k, d, covariance_type),):
             raise ValueError("packed statistics have the wrong length")
@@ -130,8 +139,9 @@ class SuffStats:
         sk = flat[o : o + k * d].reshape(k, d)
         o += k * d
         second = flat[o:].reshape(second_shape(k, d, covariance_type))
-        return cls(covariance_type, nk, sk, second, float(ll), float(wsum), float(nrows), hard,
-                   origin)
+        return cls(
+            covariance_type, nk, sk, second, float(ll), float(wsum), float(nrows), hard, origin
+        )
 
     # ------------------------------------------------------------------ M-step
     def m_step(self, centre: np.ndarray, reg_covar: float) -> GaussianParams:
@@ -158,7 +168,8 @@ class SuffStats:
         """``(N_k + 10 eps, means about the moments' origin, covariances)``."""
         nk, shift = self._shift()
         cov = covariance(self.covariance_type).m_step(
-            self.second, self.sk, self.nk, nk, shift, reg_covar)
+            self.second, self.sk, self.nk, nk, shift, reg_covar
+        )
         return nk, shift, cov
 
     def means_c(self) -> np.ndarray:

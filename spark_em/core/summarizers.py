@@ -35,7 +35,7 @@ class Summarizer(Protocol):
 
     def new_stats(self, d: int) -> Any: ...
 
-    def accumulate(self, stats: Any, chunk: "Chunk") -> None: ...
+    def accumulate(self, stats: Any, chunk: Chunk) -> None: ...
 
     def unpack(self, flat: np.ndarray, d: int) -> Any: ...
 
@@ -51,7 +51,8 @@ class Chunk:
     __slots__ = ("X", "w", "bad", "centre", "_xc")
 
     def __init__(self, X: np.ndarray, w: np.ndarray, centre=None, bad=None):
-        self.X, self.w, self.centre, self.bad, self._xc = X, w, centre, bad, None
+        self.X, self.w, self.centre, self.bad = X, w, centre, bad
+        self._xc: np.ndarray | None = None
 
     @property
     def Xc(self) -> np.ndarray:
@@ -61,7 +62,8 @@ class Chunk:
 
 
 class MixtureSummarizer:
-    """Statistics of one mixture of ``k`` components (:class:`~spark_em.core.sufficient_statistics.SuffStats`),
+    """Statistics of one mixture of ``k`` components
+    (:class:`~spark_em.core.sufficient_statistics.SuffStats`),
     with moments about ``origin (k, d)`` (centred coordinates; None: about the centre)."""
 
     k: int

@@ -20,8 +20,8 @@ import tempfile
 
 import numpy as np
 
-from .em import Run
 from ..core.mixture import GaussianParams
+from .em import Run
 
 _STATE = "state.json"
 _FORMAT = 1
@@ -33,8 +33,12 @@ class CheckpointMismatchError(ValueError):
 
 def data_fingerprint(data) -> dict:
     """What identifies the prepared data (equal, up to summation order, for the same rows)."""
-    return {"d": int(data.d), "rows": int(data.n_rows), "weight_sum": float(data.weight_sum),
-            "centre": [float(c) for c in data.centre]}  # checked in this order
+    return {
+        "d": int(data.d),
+        "rows": int(data.n_rows),
+        "weight_sum": float(data.weight_sum),
+        "centre": [float(c) for c in data.centre],
+    }  # checked in this order
 
 
 def _same(a, b, path="") -> str | None:
@@ -88,25 +92,39 @@ class Checkpoint:
         except (OSError, ValueError) as exc:
             raise CheckpointMismatchError(
                 f"checkpoint {self._state_path} cannot be read ({exc}); remove the directory "
-                "to start afresh") from None
+                "to start afresh"
+            ) from None
         if state.get("format") != _FORMAT:
             raise CheckpointMismatchError(
                 f"checkpoint {self.directory} has format {state.get('format')!r}, not "
-                f"{_FORMAT}; remove it or choose another checkpoint directory")
+                f"{_FORMAT}; remove it or choose another checkpoint directory"
+            )
         for what, mine in (("settings", self.settings), ("data", data_fingerprint(data))):
             diff = _same(mine, state.get(what), "")
             if diff:
                 raise CheckpointMismatchError(
                     f"checkpoint {self.directory} was written for other {what} ({diff}); "
-                    "remove it or choose another checkpoint directory")
+                    "remove it or choose another checkpoint directory"
+                )
         with np.load(os.path.join(self.directory, state["arrays"]), allow_pickle=False) as z:
             runs = []
             for i, run in enumerate(state["runs"]):
                 params = GaussianParams.from_covariances(
-                    z[f"{i}_weights"], z[f"{i}_means"], z[f"{i}_covariances"],
-                    run["covariance_type"])
-                runs.append(Run(params, run["label"], list(run["history"]),
-                                bool(run["converged"]), run["previous"], float(run["seconds"])))
+                    z[f"{i}_weights"],
+                    z[f"{i}_means"],
+                    z[f"{i}_covariances"],
+                    run["covariance_type"],
+                )
+                runs.append(
+                    Run(
+                        params,
+                        run["label"],
+                        list(run["history"]),
+                        bool(run["converged"]),
+                        run["previous"],
+                        float(run["seconds"]),
+                    )
+                )
         return int(state["iteration"]), runs
 
     def save(self, iteration: int, runs, data) -> None:
@@ -116,15 +134,33 @@ class Checkpoint:
         meta = []
         for i, r in enumerate(runs):
             p = r.params
-            arrays.update({f"{i}_weights": p.weights, f"{i}_means": p.means,
-                           f"{i}_covariances": p.covariances})
-            meta.append({"label": r.label, "covariance_type": p.covariance_type,
-                         "history": [float(h) for h in r.history], "converged": bool(r.converged),
-                         "previous": r.previous, "seconds": float(r.seconds)})
+            arrays.update(
+                {
+                    f"{i}_weights": p.weights,
+                    f"{i}_means": p.means,
+                    f"{i}_covariances": p.covariances,
+                }
+            )
+            meta.append(
+                {
+                    "label": r.label,
+                    "covariance_type": p.covariance_type,
+                    "history": [float(h) for h in r.history],
+                    "converged": bool(r.converged),
+                    "previous": r.previous,
+                    "seconds": float(r.seconds),
+                }
+            )
         name = f"arrays-{iteration:06d}.npz"
         _atomic(os.path.join(self.directory, name), lambda fh: np.savez(fh, **arrays))
-        state = {"format": _FORMAT, "iteration": iteration, "arrays": name, "runs": meta,
-                 "settings": self.settings, "data": data_fingerprint(data)}
+        state = {
+            "format": _FORMAT,
+            "iteration": iteration,
+            "arrays": name,
+            "runs": meta,
+            "settings": self.settings,
+            "data": data_fingerprint(data),
+        }
         _atomic(self._state_path, lambda fh: fh.write(json.dumps(state, indent=1).encode()))
         for old in os.listdir(self.directory):  # earlier iterations' arrays
             if old.startswith("arrays-") and old != name:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
@@ -64,7 +64,9 @@ class InitSpec:
     seed: int
 
 
-def initial_params(store, data, specs: Sequence[InitSpec], reg_covar: float) -> list[GaussianParams]:
+def initial_params(
+    store, data, specs: Sequence[InitSpec], reg_covar: float
+) -> list[GaussianParams]:
     """Initial parameters of every spec, all from one pass over the data: centres from the
     sample (k-means, k-means++, random rows) or random responsibilities, then one M-step."""
     summarizers = []
@@ -78,8 +80,9 @@ def initial_params(store, data, specs: Sequence[InitSpec], reg_covar: float) -> 
     return [st.m_step(data.centre, reg_covar) for st in stats]
 
 
-def step(store, data, runs: list[Run], iteration: int, *, tol: float,
-         reg_covar: float) -> list[IterationInfo]:
+def step(
+    store, data, runs: list[Run], iteration: int, *, tol: float, reg_covar: float
+) -> list[IterationInfo]:
     """One EM iteration of every run not yet converged, in one pass shared by all of them;
     the runs are updated in place and the iteration's events returned (one per run).
     Convergence (sklearn's rule): |change in mean weighted log-likelihood per row| < tol."""
@@ -92,10 +95,15 @@ def step(store, data, runs: list[Run], iteration: int, *, tol: float,
     stats, profile = run_pass(store, kernels, data.centre, label)
     redo = moments_to_redo(kernels, stats, reg_covar)
     if redo:
-        log.info("%s: covariances of components %s lost digits to cancellation; their moments "
-                 "are taken again about their new means", label, [c.tolist() for _, c in redo])
-        again, extra = run_pass(store, [k for k, _ in redo.values()], data.centre,
-                                f"{label}: exact moments")
+        log.info(
+            "%s: covariances of components %s lost digits to cancellation; their moments "
+            "are taken again about their new means",
+            label,
+            [c.tolist() for _, c in redo],
+        )
+        again, extra = run_pass(
+            store, [k for k, _ in redo.values()], data.centre, f"{label}: exact moments"
+        )
         stats, profile = with_redone(stats, redo, again), profile + extra
     t_pass = time.perf_counter()
     changes = []  # NaN for a run's first iteration without a log-likelihood to compare
@@ -110,10 +118,20 @@ def step(store, data, runs: list[Run], iteration: int, *, tol: float,
     for r in active:
         r.seconds += seconds / len(active)
     details = dict(profile.as_dict(), mstep_s=t0 + seconds - t_pass)
-    return [IterationInfo(iteration, runs.index(r), r.history[-1], change, seconds,
-                          label=r.label, rows=int(data.n_rows), converged=r.converged,
-                          profile=details)
-            for r, change in zip(active, changes)]
+    return [
+        IterationInfo(
+            iteration,
+            runs.index(r),
+            r.history[-1],
+            change,
+            seconds,
+            label=r.label,
+            rows=int(data.n_rows),
+            converged=r.converged,
+            profile=details,
+        )
+        for r, change in zip(active, changes)
+    ]
 
 
 def moments_to_redo(kernels: Sequence[EStepKernel], stats, reg_covar: float) -> dict:
@@ -145,9 +163,15 @@ def result_of(run: Run, data) -> FitResult:
     ends with the M-step, and reports the last iteration's log-likelihood, as MLlib and
     sklearn do."""
     return FitResult(
-        params=run.params, log_likelihood_history=list(run.history), num_iter=len(run.history),
-        converged=run.converged, weight_sum=float(data.weight_sum), n_rows=int(data.n_rows),
-        label=run.label, seconds=run.seconds, bad_rows=dict(data.bad_rows),
+        params=run.params,
+        log_likelihood_history=list(run.history),
+        num_iter=len(run.history),
+        converged=run.converged,
+        weight_sum=float(data.weight_sum),
+        n_rows=int(data.n_rows),
+        label=run.label,
+        seconds=run.seconds,
+        bad_rows=dict(data.bad_rows),
     )
 
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -45,8 +45,7 @@ class WarmStart:
         model reports convergence after one iteration."""
         if self.last_log_likelihood is None or self.weight_sum is None:
             return None
-        if self.rows != data.n_rows or not np.isclose(self.weight_sum, data.weight_sum,
-                                                      rtol=1e-12):
+        if self.rows != data.n_rows or not np.isclose(self.weight_sum, data.weight_sum, rtol=1e-12):
             return None
         return float(self.last_log_likelihood)
 
@@ -93,8 +92,14 @@ class FitSession:
     ``KeyboardInterrupt``).  ``progress`` receives the events of :mod:`spark_em.progress`.
     """
 
-    def __init__(self, store, data: PreparedData, settings: FitSettings, run_seeds: list[int],
-                 progress: Callable | None = None):
+    def __init__(
+        self,
+        store,
+        data: PreparedData,
+        settings: FitSettings,
+        run_seeds: list[int],
+        progress: Callable | None = None,
+    ):
         self.store, self.data, self.settings = store, data, settings
         self.run_seeds = run_seeds
         self.progress = progress
@@ -103,33 +108,48 @@ class FitSession:
 
     # ------------------------------------------------------------------ check, seeds, prepare
     @classmethod
-    def open(cls, dataset, settings: FitSettings, k_max: int,
-             progress: Callable | None = None) -> "FitSession":
+    def open(
+        cls, dataset, settings: FitSettings, k_max: int, progress: Callable | None = None
+    ) -> FitSession:
         """Validate ``dataset`` and put its blocks in a store, in one pass (emits
         :class:`~spark_em.progress.ValidationDone`).  Raises
         :class:`~spark_em.InvalidInputError` for bad input or ``k_max`` above the valid rows."""
         sample_seed, run_seeds = seeds(settings.seed, settings.n_init)
         store, data = prepare(
-            dataset, settings.features, settings.weight_col,
-            sample_size=max(settings.init_sample_size, k_max), seed=sample_seed,
-            aggregation_depth=settings.aggregation_depth, block_cache=settings.block_cache,
+            dataset,
+            settings.features,
+            settings.weight_col,
+            sample_size=max(settings.init_sample_size, k_max),
+            seed=sample_seed,
+            aggregation_depth=settings.aggregation_depth,
+            block_cache=settings.block_cache,
             skip_invalid=settings.skip_invalid,
         )
         if data.rows_skipped:
-            log.warning("handleInvalid='skip': %d invalid rows left out of the fit: %s",
-                        data.rows_skipped, {k: v for k, v in data.bad_rows.items() if v})
+            log.warning(
+                "handleInvalid='skip': %d invalid rows left out of the fit: %s",
+                data.rows_skipped,
+                {k: v for k, v in data.bad_rows.items() if v},
+            )
         if k_max > data.n_rows:
             store.release()
             raise InvalidInputError(
                 f"k={k_max} is larger than the number of valid rows ({data.n_rows}) in "
-                f"featuresCol {settings.features!r}")
+                f"featuresCol {settings.features!r}"
+            )
         session = cls(store, data, settings, run_seeds, progress)
-        session._emit(ValidationDone(rows=data.n_rows, weight_sum=data.weight_sum,
-                                     bad_rows=data.bad_rows, seconds=data.seconds,
-                                     store=data.store_name))
+        session._emit(
+            ValidationDone(
+                rows=data.n_rows,
+                weight_sum=data.weight_sum,
+                bad_rows=data.bad_rows,
+                seconds=data.seconds,
+                store=data.store_name,
+            )
+        )
         return session
 
-    def __enter__(self) -> "FitSession":
+    def __enter__(self) -> FitSession:
         return self
 
     def __exit__(self, *exc) -> bool:
@@ -148,14 +168,19 @@ class FitSession:
         :class:`~spark_em.progress.InitialisationDone`."""
         s, data = self.settings, self.data
         if s.checkpoint_dir:
-            self._checkpoint = Checkpoint(s.checkpoint_dir, dict(
-                s.fingerprint, **_candidate_settings(candidates)))
+            self._checkpoint = Checkpoint(
+                s.checkpoint_dir, dict(s.fingerprint, **_candidate_settings(candidates))
+            )
             state = self._checkpoint.load(data)
             if state is not None:
                 done, runs = state
                 self._first_iteration = done + 1
-                log.info("resuming %d runs from checkpoint %s after iteration %d",
-                         len(runs), self._checkpoint.directory, done)
+                log.info(
+                    "resuming %d runs from checkpoint %s after iteration %d",
+                    len(runs),
+                    self._checkpoint.directory,
+                    done,
+                )
                 self._emit(InitialisationDone(runs=len(runs), mode="checkpoint", seconds=0.0))
                 return runs
         t0 = time.perf_counter()
@@ -164,13 +189,13 @@ class FitSession:
             runs = [Run(params, labels[0], previous=s.warm_start.previous(data))]
             mode = "initialModel"
         else:
-            specs = [InitSpec(k, t, s.init_mode, seed) for k, t in candidates
-                     for seed in self.run_seeds]
+            specs = [
+                InitSpec(k, t, s.init_mode, seed) for k, t in candidates for seed in self.run_seeds
+            ]
             starts = initial_params(self.store, data, specs, s.reg_covar)
             runs = [Run(p, label) for p, label in zip(starts, labels)]
             mode = s.init_mode
-        self._emit(InitialisationDone(runs=len(runs), mode=mode,
-                                      seconds=time.perf_counter() - t0))
+        self._emit(InitialisationDone(runs=len(runs), mode=mode, seconds=time.perf_counter() - t0))
         return runs
 
     # ------------------------------------------------------------------ iterate
@@ -180,14 +205,18 @@ class FitSession:
         each iteration when a checkpoint directory is set."""
         s = self.settings
         for iteration in range(self._first_iteration, s.max_iter + 1):
-            events = step(self.store, self.data, runs, iteration, tol=s.tol,
-                          reg_covar=s.reg_covar)
+            events = step(self.store, self.data, runs, iteration, tol=s.tol, reg_covar=s.reg_covar)
             if not events:
                 break
             for info in events:
-                log.info("iteration %d (%s): mean log-likelihood %.6f, change %.3g, %.2fs",
-                         iteration, info.label, info.mean_log_likelihood, info.change,
-                         info.seconds)
+                log.info(
+                    "iteration %d (%s): mean log-likelihood %.6f, change %.3g, %.2fs",
+                    iteration,
+                    info.label,
+                    info.mean_log_likelihood,
+                    info.change,
+                    info.seconds,
+                )
                 self._emit(info)
             if self._checkpoint is not None:
                 self._checkpoint.save(iteration, runs, self.data)
@@ -211,7 +240,7 @@ def _candidate_settings(candidates: Sequence[tuple[int, str]]) -> dict:
     """How a checkpoint names what is fitted: one candidate as ``k``/``covarianceType``,
     several (model selection) as the lists ``ks``/``covarianceTypes``."""
     if len(candidates) == 1:
-        (k, t), = candidates
+        ((k, t),) = candidates
         return {"k": k, "covarianceType": t}
     return {"ks": [k for k, _ in candidates], "covarianceTypes": [t for _, t in candidates]}
 
@@ -221,11 +250,14 @@ def _checked_warm_start(s: FitSettings, d: int) -> GaussianParams:
     if p.k != s.k:
         raise ValueError(f"initialModel has k={p.k} but k={s.k}")
     if p.d != d:
-        raise ValueError(f"initialModel has dimension {p.d} but featuresCol {s.features!r} "
-                         f"has dimension {d}")
+        raise ValueError(
+            f"initialModel has dimension {p.d} but featuresCol {s.features!r} has dimension {d}"
+        )
     if p.covariance_type != s.covariance_type:
-        raise ValueError(f"initialModel has covarianceType {p.covariance_type!r} but "
-                         f"covarianceType is {s.covariance_type!r}")
+        raise ValueError(
+            f"initialModel has covarianceType {p.covariance_type!r} but "
+            f"covarianceType is {s.covariance_type!r}"
+        )
     return p
 
 
@@ -236,7 +268,8 @@ def fit(dataset, settings: FitSettings, progress: Callable | None = None) -> tup
 
     with FitSession.open(dataset, settings, settings.k, progress) as session:
         n = 1 if settings.warm_start is not None else settings.n_init
-        runs = session.start([(settings.k, settings.covariance_type)],
-                             [f"run {i}" for i in range(n)])
+        runs = session.start(
+            [(settings.k, settings.covariance_type)], [f"run {i}" for i in range(n)]
+        )
         runs = session.iterate(runs)
         return session.result(best_run(runs)), len(runs)

@@ -53,8 +53,12 @@ def draw_rows(
 
 
 def sample(
-    params: GaussianParams, n: int, seed: int | None, features_col: str = "features",
-    label_col: str = "label", spark: SparkSession | None = None,
+    params: GaussianParams,
+    n: int,
+    seed: int | None,
+    features_col: str = "features",
+    label_col: str = "label",
+    spark: SparkSession | None = None,
 ) -> DataFrame:
     """A DataFrame of ``n`` rows drawn from the mixture: ``features_col`` (Vector, d) and
     ``label_col`` (int, the component each row was drawn from).  ``seed=None``: a random

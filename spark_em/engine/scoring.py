@@ -14,18 +14,21 @@ import pyarrow as pa
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from ..core.estep import EStepKernel
+from ..core.mixture import GaussianParams
 from ..data.arrow_blocks import MAX_WEIGHT, list_to_matrix
 from ..data.columns import feature_array, quoted
 from ..errors import InvalidInputError
-from ..core.mixture import GaussianParams
-from ..core.estep import EStepKernel
 
 __all__ = ["posterior_udf", "transform", "log_likelihood_sums", "cluster_sizes"]
 
 _POSTERIOR_TYPE = "struct<prediction:int,probability:array<double>,logLikelihood:double>"
 _POSTERIOR_ARROW_TYPE = pa.struct(
-    [("prediction", pa.int32()), ("probability", pa.list_(pa.float64())),
-     ("logLikelihood", pa.float64())]
+    [
+        ("prediction", pa.int32()),
+        ("probability", pa.list_(pa.float64())),
+        ("logLikelihood", pa.float64()),
+    ]
 )
 
 
@@ -46,8 +49,9 @@ def _posterior_arrow(log_likelihood, prob, hard, valid: np.ndarray):
     )
 
 
-def posterior_udf(params: GaussianParams, features_col: str | list[str],
-                  skip_invalid: bool = False):
+def posterior_udf(
+    params: GaussianParams, features_col: str | list[str], skip_invalid: bool = False
+):
     """An Arrow UDF from the feature array column to a struct of ``prediction`` (int),
     ``probability`` (array<double>, k) and ``logLikelihood`` (double, log p(x)).
 
@@ -73,8 +77,12 @@ def posterior_udf(params: GaussianParams, features_col: str | list[str],
     return arrow_udf(posterior, _POSTERIOR_TYPE)
 
 
-def _posterior(params: GaussianParams, dataset: DataFrame, features_col: str | list[str],
-               skip_invalid: bool = False) -> Column:
+def _posterior(
+    params: GaussianParams,
+    dataset: DataFrame,
+    features_col: str | list[str],
+    skip_invalid: bool = False,
+) -> Column:
     return posterior_udf(params, features_col, skip_invalid)(feature_array(dataset, features_col))
 
 
@@ -118,14 +126,18 @@ def log_likelihood_sums(
     :class:`~spark_em.InvalidInputError` for rows with null features and for an empty
     DataFrame; with ``skip_invalid`` rows with null or invalid features or weights (null,
     negative, not finite, above 1e75) are left out instead."""
-    w = quoted(weight_col).cast("double") if weight_col and weight_col in dataset.columns \
+    w = (
+        quoted(weight_col).cast("double")
+        if weight_col and weight_col in dataset.columns
         else F.lit(1.0)
+    )
     ll = _posterior(params, dataset, features_col, skip_invalid).getField("logLikelihood")
     if skip_invalid:
         good = ll.isNotNull() & w.isNotNull() & (w >= 0) & (w <= MAX_WEIGHT)  # NaN fails both
         w, ll = F.when(good, w), F.when(good, ll)
     row = dataset.select(
-        F.sum(w * ll).alias("s"), F.sum(w).alias("n"),
+        F.sum(w * ll).alias("s"),
+        F.sum(w).alias("n"),
         F.sum(F.when(ll.isNull(), 1).otherwise(0)).alias("nulls"),
     ).first()
     if row["nulls"] and not skip_invalid:
@@ -140,14 +152,17 @@ def log_likelihood_sums(
 
 
 def cluster_sizes(
-    params: GaussianParams, dataset: DataFrame, features_col: str | list[str],
+    params: GaussianParams,
+    dataset: DataFrame,
+    features_col: str | list[str],
     skip_invalid: bool = False,
 ) -> list[int]:
     """Rows of ``dataset`` by most probable component, a list of k ints (one pass; rows
     with null features, and with ``skip_invalid`` invalid ones, are not counted)."""
     pred = _posterior(params, dataset, features_col, skip_invalid).getField("prediction")
-    rows = dataset.select(pred.alias("p")).where(F.col("p").isNotNull()) \
-        .groupBy("p").count().collect()
+    rows = (
+        dataset.select(pred.alias("p")).where(F.col("p").isNotNull()).groupBy("p").count().collect()
+    )
     sizes = [0] * params.k
     for r in rows:
         sizes[int(r["p"])] = int(r["count"])

@@ -8,8 +8,8 @@ sum).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from ..core.covariance import covariance
 from ..core.mixture import aic, bic, n_parameters
@@ -17,8 +17,10 @@ from .em import FitResult, best_run
 from .fit_session import FitSession, FitSettings
 
 CRITERIA = ("bic", "aic")
-TABLE_SCHEMA = ("k int, covarianceType string, logLikelihood double, bic double, aic double, "
-                "iterations int, converged boolean, seconds double")
+TABLE_SCHEMA = (
+    "k int, covarianceType string, logLikelihood double, bic double, aic double, "
+    "iterations int, converged boolean, seconds double"
+)
 
 
 @dataclass(frozen=True)
@@ -35,9 +37,16 @@ class Candidate:
     seconds: float
 
     def as_row(self) -> tuple:
-        return (int(self.k), str(self.covariance_type), float(self.log_likelihood),
-                float(self.bic), float(self.aic), int(self.iterations), bool(self.converged),
-                float(self.seconds))
+        return (
+            int(self.k),
+            str(self.covariance_type),
+            float(self.log_likelihood),
+            float(self.bic),
+            float(self.aic),
+            int(self.iterations),
+            bool(self.converged),
+            float(self.seconds),
+        )
 
 
 @dataclass(frozen=True)
@@ -68,8 +77,13 @@ def check_criterion(criterion: str) -> str:
     return criterion
 
 
-def fit_select(dataset, settings: FitSettings, candidates: list[tuple[int, str]],
-               criterion: str, progress: Callable | None = None) -> Selection:
+def fit_select(
+    dataset,
+    settings: FitSettings,
+    candidates: list[tuple[int, str]],
+    criterion: str,
+    progress: Callable | None = None,
+) -> Selection:
     """Every candidate of ``candidates`` fitted in one scan per iteration, scored in one
     more; the best is the lowest ``criterion`` (``bic`` or ``aic``).  ``settings`` give
     every other setting (their ``k`` and covariance type are the candidates')."""
@@ -80,7 +94,7 @@ def fit_select(dataset, settings: FitSettings, candidates: list[tuple[int, str]]
     labels = [_label(k, t, i, n_init) for k, t in candidates for i in range(n_init)]
     with FitSession.open(dataset, settings, max(k for k, _ in candidates), progress) as session:
         runs = session.iterate(session.start(candidates, labels))
-        per_candidate = [runs[i * n_init:(i + 1) * n_init] for i in range(len(candidates))]
+        per_candidate = [runs[i * n_init : (i + 1) * n_init] for i in range(len(candidates))]
         best = [best_run(rs) for rs in per_candidate]
         scored = session.score([r.params for r in best], "score the candidates")
         data = session.data
@@ -88,8 +102,18 @@ def fit_select(dataset, settings: FitSettings, candidates: list[tuple[int, str]]
         for (k, t), rs, r, st in zip(candidates, per_candidate, best, scored):
             ll = float(st.log_likelihood)
             p = n_parameters(k, data.d, t)
-            table.append(Candidate(k, t, ll, bic(ll, data.weight_sum, p), aic(ll, p),
-                                   len(r.history), r.converged, sum(x.seconds for x in rs)))
+            table.append(
+                Candidate(
+                    k,
+                    t,
+                    ll,
+                    bic(ll, data.weight_sum, p),
+                    aic(ll, p),
+                    len(r.history),
+                    r.converged,
+                    sum(x.seconds for x in rs),
+                )
+            )
         i_best = min(range(len(table)), key=lambda i: getattr(table[i], criterion))
         return Selection(table, table[i_best], session.result(best[i_best]))
 

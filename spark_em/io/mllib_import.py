@@ -16,14 +16,26 @@ import numpy as np
 import pyarrow as pa
 
 __all__ = [
-    "MLLIB_MODEL_CLASSES", "MLLIB_ESTIMATOR_CLASS", "SHARED_PARAMS",
-    "arrays_from_table", "params_from_metadata", "from_live",
+    "MLLIB_MODEL_CLASSES",
+    "MLLIB_ESTIMATOR_CLASS",
+    "SHARED_PARAMS",
+    "arrays_from_table",
+    "params_from_metadata",
+    "from_live",
 ]
 
 MLLIB_MODEL_CLASSES = ("org.apache.spark.ml.clustering.GaussianMixtureModel",)
 MLLIB_ESTIMATOR_CLASS = "org.apache.spark.ml.clustering.GaussianMixture"
-SHARED_PARAMS = ("k", "maxIter", "seed", "aggregationDepth", "featuresCol", "weightCol",
-                 "predictionCol", "probabilityCol")
+SHARED_PARAMS = (
+    "k",
+    "maxIter",
+    "seed",
+    "aggregationDepth",
+    "featuresCol",
+    "weightCol",
+    "predictionCol",
+    "probabilityCol",
+)
 
 
 def _vector(v: dict) -> np.ndarray:
@@ -49,7 +61,7 @@ def _matrix(m: dict) -> np.ndarray:
     out = np.zeros((major, minor))
     ptrs, idx = m["colPtrs"], m["rowIndices"]
     for j in range(major):
-        out[j, idx[ptrs[j]:ptrs[j + 1]]] = values[ptrs[j]:ptrs[j + 1]]
+        out[j, idx[ptrs[j] : ptrs[j + 1]]] = values[ptrs[j] : ptrs[j + 1]]
     return out if m["isTransposed"] else out.T
 
 
@@ -72,8 +84,10 @@ def arrays_from_table(table: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarr
         raise ValueError(f"has malformed vectors or matrices ({exc})") from None
     k, d = means.shape
     if weights.shape != (k,) or covs.shape != (k, d, d):
-        raise ValueError(f"has inconsistent shapes: weights {weights.shape}, mus {means.shape}, "
-                         f"sigmas {covs.shape}")
+        raise ValueError(
+            f"has inconsistent shapes: weights {weights.shape}, mus {means.shape}, "
+            f"sigmas {covs.shape}"
+        )
     return weights, means, covs
 
 
@@ -86,8 +100,9 @@ def params_from_metadata(meta: dict) -> dict[str, Any]:
 def from_live(model) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
     """``(weights, means, covariances, shared Params)`` of a fitted
     ``pyspark.ml.clustering.GaussianMixtureModel`` (classic or Spark Connect)."""
-    if not (hasattr(model, "gaussians") and hasattr(model, "weights")
-            and hasattr(model, "getOrDefault")):
+    if not (
+        hasattr(model, "gaussians") and hasattr(model, "weights") and hasattr(model, "getOrDefault")
+    ):
         raise TypeError(
             f"fromMLlib expects a fitted pyspark.ml.clustering.GaussianMixtureModel, got "
             f"{type(model).__name__}"
@@ -96,6 +111,9 @@ def from_live(model) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]
     weights = np.asarray(model.weights, dtype=np.float64)
     means = np.stack([np.asarray(g.mean.toArray(), dtype=np.float64) for g in gaussians])
     covs = np.stack([np.asarray(g.cov.toArray(), dtype=np.float64) for g in gaussians])
-    params = {name: model.getOrDefault(name) for name in SHARED_PARAMS
-              if model.hasParam(name) and model.isDefined(name)}
+    params = {
+        name: model.getOrDefault(name)
+        for name in SHARED_PARAMS
+        if model.hasParam(name) and model.isDefined(name)
+    }
     return weights, means, covs, params

@@ -29,10 +29,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pyspark.sql import SparkSession
 
-from . import mllib_import
-from ..errors import ModelFormatError
 from ..core.covariance import covariance
 from ..core.mixture import COVARIANCE_TYPES, GaussianParams
+from ..errors import ModelFormatError
+from . import mllib_import
 
 __all__ = ["FORMAT_VERSION", "CheckedModel", "load_checked", "check_values"]
 
@@ -44,12 +44,14 @@ SPARK_EM_CLASSES = (
     "spark_em.estimator.GaussianMixtureModel",  # saved before the API was split into modules
 )
 OTHER_STAGES = {
-    "spark_em.estimator.GaussianMixture":
+    "spark_em.estimator.GaussianMixture": (
         "a saved spark-em GaussianMixture estimator, not a model: load it with "
-        "spark_em.GaussianMixture.load",
-    mllib_import.MLLIB_ESTIMATOR_CLASS:
+        "spark_em.GaussianMixture.load"
+    ),
+    mllib_import.MLLIB_ESTIMATOR_CLASS: (
         "a saved MLlib GaussianMixture estimator, not a model: load it with "
-        "pyspark.ml.clustering.GaussianMixture.load",
+        "pyspark.ml.clustering.GaussianMixture.load"
+    ),
 }
 ARRAY_NAMES = ("weights", "means", "covariances")
 
@@ -75,13 +77,20 @@ def _short(exc: Exception) -> str:
     """The first informative line of an exception's message and its root cause, without
     Java frames or class names."""
     lines = [ln.strip().lstrip(": ").strip() for ln in str(exc).splitlines()]
-    lines = [ln for ln in lines if ln and not ln.startswith(
-        ("at ", "... ", "Suppressed: ", "An error occurred while calling"))]
+    lines = [
+        ln
+        for ln in lines
+        if ln
+        and not ln.startswith(("at ", "... ", "Suppressed: ", "An error occurred while calling"))
+    ]
     if not lines:
         return type(exc).__name__
     text = _JAVA_CLASS.sub("", lines[0])
-    causes = [_JAVA_CLASS.sub("", ln[len("Caused by: "):]) for ln in lines
-              if ln.startswith("Caused by: ")]
+    causes = [
+        _JAVA_CLASS.sub("", ln[len("Caused by: ") :])
+        for ln in lines
+        if ln.startswith("Caused by: ")
+    ]
     if causes:
         text = f"{text[:250]} (caused by: {causes[-1][:150]})"
     return text[:400]
@@ -108,7 +117,7 @@ def _relative_names(path: str, files: list[str]) -> dict[str, str]:
         if len(set(level)) > 1:
             break
         common.append(level[0])
-    while common and common[-len(own):] != own:
+    while common and common[-len(own) :] != own:
         common.pop()
     depth = len(common) if common else len(parts[0]) - 1
     return {"/".join(p[depth:]): f for p, f in zip(parts, files)}
@@ -119,16 +128,19 @@ def _metadata_name(path: str, names: dict[str, str]) -> str:
         raise _fail(path, "the directory has no files (not a saved model)")
     metadata = sorted(n for n in names if n.startswith("metadata/") and n.count("/") == 1)
     if not metadata:
-        raise _fail(path, "no metadata file (metadata/part-*): not a saved model, or its "
-                          "save did not finish")
+        raise _fail(
+            path,
+            "no metadata file (metadata/part-*): not a saved model, or its save did not finish",
+        )
     if len(metadata) > 1:
         raise _fail(path, f"{len(metadata)} metadata files, expected one: {metadata}")
     return metadata[0]
 
 
 def _data_names(path: str, names: dict[str, str], metadata_name: str) -> list[str]:
-    data = [n for n in names if n.startswith("data/") and n.count("/") == 1
-            and n.endswith(".parquet")]
+    data = [
+        n for n in names if n.startswith("data/") and n.count("/") == 1 and n.endswith(".parquet")
+    ]
     stray = sorted(set(names) - set(data) - {metadata_name})
     if not data:
         raise _fail(path, "no data file (data/*.parquet): the model's arrays are missing")
@@ -140,8 +152,12 @@ def _data_names(path: str, names: dict[str, str], metadata_name: str) -> list[st
 
 def _read_bytes(spark: SparkSession, path: str, names: dict[str, str]) -> dict[str, bytes]:
     try:
-        rows = spark.read.format("binaryFile").load(list(names.values())) \
-            .select("path", "content").collect()
+        rows = (
+            spark.read.format("binaryFile")
+            .load(list(names.values()))
+            .select("path", "content")
+            .collect()
+        )
     except Exception as exc:  # a checksum error, a file removed meanwhile
         raise _fail(path, f"cannot read its files: {_short(exc)}") from None
     # listed as file:///x, read back as file:/x: compare the paths only
@@ -175,12 +191,18 @@ def _format_of(path: str, meta: dict) -> str:
     if cls in OTHER_STAGES:
         raise _fail(path, f"found {OTHER_STAGES[cls]}")
     if cls not in SPARK_EM_CLASSES:
-        raise _fail(path, f"found a saved {cls}, not a Gaussian mixture model (readable: "
-                          f"spark-em's and MLlib's GaussianMixtureModel)")
+        raise _fail(
+            path,
+            f"found a saved {cls}, not a Gaussian mixture model (readable: "
+            f"spark-em's and MLlib's GaussianMixtureModel)",
+        )
     version = meta.get("formatVersion", 1)
     if version not in READABLE_VERSIONS:
-        raise _fail(path, f"formatVersion {version!r} (written by another spark-em version); "
-                          f"this version reads formatVersion {READABLE_VERSIONS}")
+        raise _fail(
+            path,
+            f"formatVersion {version!r} (written by another spark-em version); "
+            f"this version reads formatVersion {READABLE_VERSIONS}",
+        )
     return "spark-em"
 
 
@@ -190,8 +212,9 @@ def _dimensions(path: str, meta: dict) -> tuple[int, int, str]:
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise _fail(path, f"metadata field {name!r} must be a positive integer, got {value!r}")
     if ct not in COVARIANCE_TYPES:
-        raise _fail(path, f"metadata field 'covarianceType' must be one of {COVARIANCE_TYPES}, "
-                          f"got {ct!r}")
+        raise _fail(
+            path, f"metadata field 'covarianceType' must be one of {COVARIANCE_TYPES}, got {ct!r}"
+        )
     saved_k = (meta.get("paramMap") or {}).get("k", k)
     if saved_k != k:
         raise _fail(path, f"metadata says k={k} but its paramMap says k={saved_k!r}")
@@ -223,17 +246,28 @@ def _spark_em_arrays(path: str, table: pa.Table, k: int, d: int, ct: str) -> lis
     for r in rows:
         name, shape, values = r["name"], tuple(r["shape"] or ()), r["values"]
         if shape != expected[name]:
-            raise _fail(path, f"{name} has shape {shape}, expected {expected[name]} for k={k}, "
-                              f"d={d}, covarianceType={ct!r}")
+            raise _fail(
+                path,
+                f"{name} has shape {shape}, expected {expected[name]} for k={k}, "
+                f"d={d}, covarianceType={ct!r}",
+            )
         if values is None or len(values) != int(np.prod(shape)) or None in values:
-            raise _fail(path, f"{name} has {0 if values is None else len(values)} values "
-                              f"(nulls included), expected {int(np.prod(shape))}")
+            raise _fail(
+                path,
+                f"{name} has {0 if values is None else len(values)} values "
+                f"(nulls included), expected {int(np.prod(shape))}",
+            )
         arrays[name] = np.asarray(values, dtype=np.float64).reshape(shape)
     return [arrays[n] for n in ARRAY_NAMES]
 
 
-def check_values(where: str, weights: np.ndarray, means: np.ndarray, covariances: np.ndarray,
-                 covariance_type: str) -> None:
+def check_values(
+    where: str,
+    weights: np.ndarray,
+    means: np.ndarray,
+    covariances: np.ndarray,
+    covariance_type: str,
+) -> None:
     """Raise :class:`ModelFormatError` (message starting with ``where``) unless every value
     is finite, the weights are positive and sum to 1 (1e-9) and the covariances are
     symmetric positive definite."""
@@ -256,8 +290,9 @@ def check_values(where: str, weights: np.ndarray, means: np.ndarray, covariances
         try:
             np.linalg.cholesky(c)
         except np.linalg.LinAlgError:
-            raise ModelFormatError(f"{where}: {label} is not positive definite "
-                                   "(its Cholesky factorisation fails)") from None
+            raise ModelFormatError(
+                f"{where}: {label} is not positive definite (its Cholesky factorisation fails)"
+            ) from None
 
 
 def load_checked(spark: SparkSession, path: str) -> CheckedModel:
@@ -280,7 +315,6 @@ def load_checked(spark: SparkSession, path: str) -> CheckedModel:
     else:
         k, d, ct = _dimensions(path, meta)
         weights, means, covariances = _spark_em_arrays(path, table, k, d, ct)
-    check_values(f"cannot load a GaussianMixtureModel from {path}", weights, means,
-                 covariances, ct)
+    check_values(f"cannot load a GaussianMixtureModel from {path}", weights, means, covariances, ct)
     params = GaussianParams.from_covariances(weights, means, covariances, ct)
     return CheckedModel(fmt, meta, params)

@@ -26,25 +26,29 @@ import numpy as np
 from pyspark.ml.util import DefaultParamsReader, DefaultParamsWriter, MLReader, MLWriter
 from pyspark.sql import SparkSession
 
-from . import mllib_import
 from ..errors import ModelFormatError
+from ..summary import GaussianMixtureSummary
+from . import mllib_import
 from .filesystem import atomic_write
 from .model_directory import FORMAT_VERSION, load_checked
-from ..summary import GaussianMixtureSummary
 
 if TYPE_CHECKING:
     from ..estimator import GaussianMixture
     from ..model import GaussianMixtureModel
 
 __all__ = [
-    "ModelWriter", "ModelReader", "EstimatorWriter", "EstimatorReader",
+    "ModelWriter",
+    "ModelReader",
+    "EstimatorWriter",
+    "EstimatorReader",
     "write_arrays",
 ]
 
 
 class AtomicWriter(MLWriter):
     """Saves through Spark's writers into the cluster's file system (any URI Spark writes);
-    on classic Spark into a temporary sibling that is then renamed (see :mod:`spark_em.io.filesystem`)."""
+    on classic Spark into a temporary sibling that is then renamed (see
+    :mod:`spark_em.io.filesystem`)."""
 
     def __init__(self, instance) -> None:
         super().__init__()
@@ -67,12 +71,20 @@ class ModelWriter(AtomicWriter):
             "d": p.d,
             "summary": summary.to_json() if summary is not None else None,
         }
-        write_arrays(self.sparkSession, f"{path}/data", {
-            "weights": p.weights, "means": p.means, "covariances": p.covariances,
-        })
+        write_arrays(
+            self.sparkSession,
+            f"{path}/data",
+            {
+                "weights": p.weights,
+                "means": p.means,
+                "covariances": p.covariances,
+            },
+        )
         # Metadata last: where the save is not atomic (Spark Connect), a save that failed
         # half-way has no metadata and cannot be loaded.
-        DefaultParamsWriter.saveMetadata(self.instance, path, self.sparkSession, extraMetadata=extra)
+        DefaultParamsWriter.saveMetadata(
+            self.instance, path, self.sparkSession, extraMetadata=extra
+        )
 
 
 class ModelReader(MLReader):
@@ -120,8 +132,9 @@ def _summary(saved: dict | None, model: GaussianMixtureModel) -> GaussianMixture
 def write_arrays(spark: SparkSession, path: str, arrays: dict[str, np.ndarray]) -> None:
     """One Parquet file of rows ``(name, shape, values)``, values flattened in C order."""
     rows = [(name, list(a.shape), np.ravel(a).astype(float).tolist()) for name, a in arrays.items()]
-    spark.createDataFrame(rows, "name string, shape array<int>, values array<double>") \
-        .coalesce(1).write.parquet(path)
+    spark.createDataFrame(rows, "name string, shape array<int>, values array<double>").coalesce(
+        1
+    ).write.parquet(path)
 
 
 class EstimatorWriter(AtomicWriter):
@@ -155,5 +168,7 @@ class EstimatorReader(MLReader):
         meta.get("defaultParamMap", {}).pop("initialModel", None)
         DefaultParamsReader.getAndSetParams(est, meta)
         if meta.get("hasInitialModel"):
-            est.setInitialModel(ModelReader(self.model_cls).session(spark).load(f"{path}/initialModel"))
+            est.setInitialModel(
+                ModelReader(self.model_cls).session(spark).load(f"{path}/initialModel")
+            )
         return est

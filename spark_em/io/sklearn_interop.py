@@ -52,8 +52,10 @@ def from_sklearn(est) -> tuple[GaussianParams, GaussianMixtureSummary | None]:
         bound = getattr(est, "lower_bound_", -np.inf)
         history = [bound] if np.isfinite(bound) else []
     summary = GaussianMixtureSummary(
-        k=params.k, logLikelihoodHistory=[float(v) for v in history],
-        numIter=int(getattr(est, "n_iter_", len(history))), converged=bool(est.converged_),
+        k=params.k,
+        logLikelihoodHistory=[float(v) for v in history],
+        numIter=int(getattr(est, "n_iter_", len(history))),
+        converged=bool(est.converged_),
         weightSum=None,
     )
     return params, summary

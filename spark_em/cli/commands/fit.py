@@ -4,7 +4,8 @@ Optionally also the predictions, a JSON report, plots and an MLflow run: all of 
 together, or none.
 
     spark-em fit --input /lake/features.parquet --k 8 --model-out /models/gmm
-    spark-em fit --config conf/fit.toml --init-model /models/gmm-yesterday --input /lake/day=2026-11-28
+    spark-em fit --config conf/fit.toml --init-model /models/gmm-yesterday \
+        --input /lake/day=2026-11-28
     spark-em fit --demo                     # generated data on an embedded local Spark
 """
 
@@ -19,9 +20,20 @@ from ..inputs import check_source, demo_input, load_model, read_input
 from ..job import Job, estimator
 from ..main import Command
 from ..options import (
-    BOOL, CHECKPOINT, INPUT, INT, MLFLOW, PREDICTIONS, RUN, STR, Option, at_least, param_options,
+    BOOL,
+    CHECKPOINT,
+    INPUT,
+    INT,
+    MLFLOW,
+    PREDICTIONS,
+    RUN,
+    STR,
+    Option,
+    at_least,
+    param_options,
 )
-from ..outputs import MODEL as MODEL_DIR, PARQUET, PLOTS, REPORT, check_local_outputs
+from ..outputs import MODEL as MODEL_DIR
+from ..outputs import PARQUET, PLOTS, REPORT, check_local_outputs
 
 DEMO = [
     Option("demo", "demo", BOOL, "fit generated demo data instead of an input", False),
@@ -29,26 +41,65 @@ DEMO = [
     Option("demo-dim", "demo", INT, "dimension of demo data", 2, check=at_least(1)),
 ]
 WARM_START = [
-    Option("init-model", "model", STR, "start EM from this saved model (warm start); k and "
-           "covariance type default to its own", metavar="PATH"),
-    Option("require-convergence", "model", BOOL, "exit 3 (and write only the report) when "
-           "the fit stops at max-iter without converging", False),
+    Option(
+        "init-model",
+        "model",
+        STR,
+        "start EM from this saved model (warm start); k and covariance type default to its own",
+        metavar="PATH",
+    ),
+    Option(
+        "require-convergence",
+        "model",
+        BOOL,
+        "exit 3 (and write only the report) when the fit stops at max-iter without converging",
+        False,
+    ),
 ]
 OUTPUT = [
-    Option("model-out", "output", STR, "save the fitted model here (required unless --demo)",
-           metavar="PATH"),
-    Option("predictions-out", "output", STR, "write the input rows with prediction and "
-           "probability as Parquet", metavar="PATH"),
-    Option("report-out", "output", STR, "write a JSON report (a file on this machine)",
-           metavar="FILE"),
+    Option(
+        "model-out",
+        "output",
+        STR,
+        "save the fitted model here (required unless --demo)",
+        metavar="PATH",
+    ),
+    Option(
+        "predictions-out",
+        "output",
+        STR,
+        "write the input rows with prediction and probability as Parquet",
+        metavar="PATH",
+    ),
+    Option(
+        "report-out", "output", STR, "write a JSON report (a file on this machine)", metavar="FILE"
+    ),
     Option("plot-dir", "output", STR, "write PNG plots here (the plots extra)", metavar="DIR"),
-    Option("overwrite", "output", BOOL, "replace existing outputs (only ones holding what "
-           "this job writes)", False),
+    Option(
+        "overwrite",
+        "output",
+        BOOL,
+        "replace existing outputs (only ones holding what this job writes)",
+        False,
+    ),
 ]
-OPTIONS = (INPUT + DEMO + param_options("fit") + WARM_START + CHECKPOINT + OUTPUT
-           + PREDICTIONS + RUN + MLFLOW)
-OUTPUTS = (("model-out", MODEL_DIR), ("predictions-out", PARQUET), ("report-out", REPORT),
-           ("plot-dir", PLOTS))
+OPTIONS = (
+    INPUT
+    + DEMO
+    + param_options("fit")
+    + WARM_START
+    + CHECKPOINT
+    + OUTPUT
+    + PREDICTIONS
+    + RUN
+    + MLFLOW
+)
+OUTPUTS = (
+    ("model-out", MODEL_DIR),
+    ("predictions-out", PARQUET),
+    ("report-out", REPORT),
+    ("plot-dir", PLOTS),
+)
 
 
 def check(s) -> None:
@@ -64,11 +115,15 @@ def _estimator(s, features, weight_col, init_model):
     model's (a flag or key that disagrees is refused)."""
     fixed = {}
     if init_model is not None:
-        for key, param, value in (("k", "k", init_model.getK()),
-                                  ("covariance-type", "covarianceType", init_model.covarianceType)):
+        for key, param, value in (
+            ("k", "k", init_model.getK()),
+            ("covariance-type", "covarianceType", init_model.covarianceType),
+        ):
             if s.source(key) != "default" and s[key] != value:
-                raise UsageError(f"{s.describe(key)} is {s[key]!r} but --init-model "
-                                 f"{s['init-model']} has {key} {value!r}")
+                raise UsageError(
+                    f"{s.describe(key)} is {s[key]!r} but --init-model "
+                    f"{s['init-model']} has {key} {value!r}"
+                )
             fixed[param] = value
     gm = estimator(s, "fit", features, weight_col, **fixed)
     if init_model is not None:
@@ -79,8 +134,11 @@ def _estimator(s, features, weight_col, init_model):
 def _effective(s, gm) -> dict:
     """The settings of the input and the model as the fit ran (k and covariance type of an
     --init-model included)."""
-    params = {o.key: s[o.key] for o in s.options
-              if o.section in ("model", "input") and s.get(o.key) is not None}
+    params = {
+        o.key: s[o.key]
+        for o in s.options
+        if o.section in ("model", "input") and s.get(o.key) is not None
+    }
     for o in param_options("fit"):
         params[o.key] = gm.getOrDefault(o.param)
     params["features"] = gm.getFeaturesCol()
@@ -91,8 +149,11 @@ def execute(s) -> int:
     with Job.start(s, "fit", OUTPUTS) as job:
         init_model = load_model(s["init-model"], "init-model") if s.get("init-model") else None
         default_features = init_model.getFeaturesCol() if init_model is not None else "features"
-        source = demo_input(job.spark, job.env, s) if s.get("demo") else \
-            contextlib.nullcontext(read_input(job.spark, s, default_features))
+        source = (
+            demo_input(job.spark, job.env, s)
+            if s.get("demo")
+            else contextlib.nullcontext(read_input(job.spark, s, default_features))
+        )
         with source as inp:
             gm = _estimator(s, inp.features, inp.weight_col, init_model)
             if "predictions-out" in job.targets:  # before the fit, not after it
@@ -100,10 +161,17 @@ def execute(s) -> int:
 
                 check_prediction_columns(inp.df, gm, s.get("log-likelihood-col"))
             gm.progress = job.progress
-            job.tracker.start(dict({o.param: gm.getOrDefault(o.param)
-                                    for o in param_options("fit") if s.get(o.key) is not None
-                                    or o.param in ("k", "covarianceType")},
-                                   features=inp.features, input=inp.description))
+            job.tracker.start(
+                dict(
+                    {
+                        o.param: gm.getOrDefault(o.param)
+                        for o in param_options("fit")
+                        if s.get(o.key) is not None or o.param in ("k", "covarianceType")
+                    },
+                    features=inp.features,
+                    input=inp.description,
+                )
+            )
             _fit_and_write(job, gm, inp, _effective(s, gm))
     return 0
 
@@ -122,41 +190,65 @@ def _fit_and_write(job: Job, gm, inp, params: dict) -> None:
     warnings = []
     converged = model.summary.converged
     if not converged:
-        warnings.append(f"the fit did not converge: it stopped at max-iter "
-                        f"{gm.getMaxIter()} with change above tol {gm.getTol():g}")
-        print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} WARNING: {warnings[-1]}",
-              file=sys.stderr, flush=True)
+        warnings.append(
+            f"the fit did not converge: it stopped at max-iter "
+            f"{gm.getMaxIter()} with change above tol {gm.getTol():g}"
+        )
+        print(
+            f"{time.strftime('%Y-%m-%d %H:%M:%S')} WARNING: {warnings[-1]}",
+            file=sys.stderr,
+            flush=True,
+        )
     everything = converged or not s["require-convergence"]
     if everything:
         # the target stages the output (a temporary sibling; in place on Connect, after its
         # own overwrite check): the model writer's own part only, no second temporary
         job.stage("model-out", lambda p: model.write().saveImpl(p))
         if "predictions-out" in job.targets:
-            out = with_predictions(model, inp.df, s["probability-format"],
-                                   s.get("log-likelihood-col"))
+            out = with_predictions(
+                model, inp.df, s["probability-format"], s.get("log-likelihood-col")
+            )
             job.stage("predictions-out", lambda p: out.write.parquet(p))
         if "plot-dir" in job.targets:
             X, labels = sample_rows(model, inp.df, inp.features, evaluation.rows, s["seed"])
-            job.stage("plot-dir", lambda p: write_fit_plots(p, model, job.progress.histories,
-                                                            X, labels))
-    seconds = dict(job.progress.phase_seconds(), fit=fitted - job.started,
-                   evaluation=evaluated - fitted, write=time.perf_counter() - evaluated)
+            job.stage(
+                "plot-dir", lambda p: write_fit_plots(p, model, job.progress.histories, X, labels)
+            )
+    seconds = dict(
+        job.progress.phase_seconds(),
+        fit=fitted - job.started,
+        evaluation=evaluated - fitted,
+        write=time.perf_counter() - evaluated,
+    )
     seconds["total"] = job.seconds()
-    report = fit_report(params, model, evaluation, job.progress, job.env, seconds,
-                        inp.description, {flag: t.path for flag, t in job.targets.items()},
-                        warnings)
+    report = fit_report(
+        params,
+        model,
+        evaluation,
+        job.progress,
+        job.env,
+        seconds,
+        inp.description,
+        {flag: t.path for flag, t in job.targets.items()},
+        warnings,
+    )
     job.stage("report-out", lambda p: write_json(report, p))
     if everything:
         model_dir = job.targets.get("model-out")
-        local_model = model_dir.staged if model_dir is not None and job.env.local_master and \
-            "://" not in model_dir.path else None
+        local_model = (
+            model_dir.staged
+            if model_dir is not None and job.env.local_master and "://" not in model_dir.path
+            else None
+        )
         plot_dir = job.targets["plot-dir"].staged if "plot-dir" in job.targets else None
         job.tracker.log_fit(report, job.progress.histories, local_model, plot_dir)
     job.commit()
     job.print_written()
     if not everything:
-        raise NotConvergedError(f"{warnings[-1]} (--require-convergence); nothing written"
-                                + (" except the report" if "report-out" in job.targets else ""))
+        raise NotConvergedError(
+            f"{warnings[-1]} (--require-convergence); nothing written"
+            + (" except the report" if "report-out" in job.targets else "")
+        )
 
 
 COMMAND = Command("fit", __doc__, OPTIONS, check, execute)

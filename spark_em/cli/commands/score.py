@@ -18,17 +18,40 @@ from ..main import Command
 from ..options import COLUMNS, INPUT, INT, PREDICTIONS, RUN, STR, Option, param_options
 from ..predictions import MODES, PredictionWriter, check_partition_columns, with_predictions
 
-OPTIONS = INPUT + [
-    Option("model", "model", STR, "the saved model to score with", metavar="PATH"),
-    Option("seed", "input", INT, "seed of --sample-fraction", 42),
-    Option("output", "output", STR, "write the scored rows as Parquet here", metavar="PATH"),
-    Option("output-table", "output", STR, "write the scored rows to this catalog table",
-           metavar="NAME"),
-    Option("partition-by", "output", COLUMNS, "partition the output by these columns",
-           metavar="COLS"),
-    Option("mode", "output", STR, "when the output exists: fail, replace it, replace only "
-           "the partitions present in the new rows, or add the rows", "error", MODES),
-] + param_options("score") + PREDICTIONS + RUN
+OPTIONS = (
+    INPUT
+    + [
+        Option("model", "model", STR, "the saved model to score with", metavar="PATH"),
+        Option("seed", "input", INT, "seed of --sample-fraction", 42),
+        Option("output", "output", STR, "write the scored rows as Parquet here", metavar="PATH"),
+        Option(
+            "output-table",
+            "output",
+            STR,
+            "write the scored rows to this catalog table",
+            metavar="NAME",
+        ),
+        Option(
+            "partition-by",
+            "output",
+            COLUMNS,
+            "partition the output by these columns",
+            metavar="COLS",
+        ),
+        Option(
+            "mode",
+            "output",
+            STR,
+            "when the output exists: fail, replace it, replace only "
+            "the partitions present in the new rows, or add the rows",
+            "error",
+            MODES,
+        ),
+    ]
+    + param_options("score")
+    + PREDICTIONS
+    + RUN
+)
 
 
 def check(s) -> None:
@@ -47,8 +70,12 @@ def _columns(value) -> list[str]:
 
 
 def execute(s) -> int:
-    with Job.start(s, "score", overwrite=s["mode"] == "overwrite",
-                   hint="choose --mode overwrite, overwrite-partitions or append") as job:
+    with Job.start(
+        s,
+        "score",
+        overwrite=s["mode"] == "overwrite",
+        hint="choose --mode overwrite, overwrite-partitions or append",
+    ) as job:
         model = load_model(s["model"], "model")
         inp = read_input(job.spark, s, model.getFeaturesCol())
         model = model.copy()
@@ -57,18 +84,24 @@ def execute(s) -> int:
         model.setHandleInvalid(s["handle-invalid"])
         partition_by = _columns(s.get("partition-by"))
         check_partition_columns(inp.df, partition_by)
-        writer = PredictionWriter(job.spark, job.outputs, path=s.get("output"),
-                                  table=s.get("output-table"), mode=s["mode"],
-                                  partition_by=partition_by)
+        writer = PredictionWriter(
+            job.spark,
+            job.outputs,
+            path=s.get("output"),
+            table=s.get("output-table"),
+            mode=s["mode"],
+            partition_by=partition_by,
+        )
         writer.plan()
-        out = with_predictions(model, inp.df, s["probability-format"],
-                               s.get("log-likelihood-col"))
+        out = with_predictions(model, inp.df, s["probability-format"], s.get("log-likelihood-col"))
         writer.write(out)
         job.commit()
         writer.commit()
         where = s.get("output") or f"table {s['output-table']}"
-        print(f"scored {inp.description} with {s['model']} (k={model.getK()}) -> {where} "
-              f"(mode {s['mode']}) in {job.seconds():.1f}s")
+        print(
+            f"scored {inp.description} with {s['model']} (k={model.getK()}) -> {where} "
+            f"(mode {s['mode']}) in {job.seconds():.1f}s"
+        )
     return 0
 
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import sys
 
+from ...core.covariance import COVARIANCE_TYPES
 from ..exit_codes import UsageError
 from ..inputs import check_source, read_input
 from ..job import Job, estimator
 from ..main import Command
 from ..options import BOOL, CHECKPOINT, COLUMNS, INPUT, MLFLOW, RUN, STR, Option, param_options
-from ..outputs import MODEL as MODEL_DIR, PLOTS, REPORT, check_local_outputs
-from ...core.covariance import COVARIANCE_TYPES
+from ..outputs import MODEL as MODEL_DIR
+from ..outputs import PLOTS, REPORT, check_local_outputs
 
 
 def parse_ks(text: str) -> list[int]:
@@ -42,25 +43,57 @@ def _ks_problem(value) -> str | None:
 def _types_problem(value) -> str | None:
     types = [value] if isinstance(value, str) else list(value)
     bad = [t for t in types if t not in COVARIANCE_TYPES]
-    return f"unknown covariance types {bad}; choose from {', '.join(COVARIANCE_TYPES)}" if bad \
+    return (
+        f"unknown covariance types {bad}; choose from {', '.join(COVARIANCE_TYPES)}"
+        if bad
         else None
+    )
 
 
 SELECT = [
-    Option("k", "select", STR, "candidate numbers of components: 2..8 or 2,3,5", "2..8",
-           check=_ks_problem, metavar="KS"),
-    Option("covariance-types", "select", COLUMNS, "candidate covariance types, comma-separated",
-           "full", check=_types_problem, metavar="TYPES"),
+    Option(
+        "k",
+        "select",
+        STR,
+        "candidate numbers of components: 2..8 or 2,3,5",
+        "2..8",
+        check=_ks_problem,
+        metavar="KS",
+    ),
+    Option(
+        "covariance-types",
+        "select",
+        COLUMNS,
+        "candidate covariance types, comma-separated",
+        "full",
+        check=_types_problem,
+        metavar="TYPES",
+    ),
     Option("criterion", "select", STR, "what chooses the best candidate", "bic", ("bic", "aic")),
 ]
 OUTPUT = [
     Option("model-out", "output", STR, "save the best model here (required)", metavar="PATH"),
-    Option("report-out", "output", STR, "write the table and the choice as JSON (a file on "
-           "this machine)", metavar="FILE"),
-    Option("plot-dir", "output", STR, "write bic.png (criterion against k per covariance type)",
-           metavar="DIR"),
-    Option("overwrite", "output", BOOL, "replace existing outputs "
-           "(only ones holding what this job writes)", False),
+    Option(
+        "report-out",
+        "output",
+        STR,
+        "write the table and the choice as JSON (a file on this machine)",
+        metavar="FILE",
+    ),
+    Option(
+        "plot-dir",
+        "output",
+        STR,
+        "write bic.png (criterion against k per covariance type)",
+        metavar="DIR",
+    ),
+    Option(
+        "overwrite",
+        "output",
+        BOOL,
+        "replace existing outputs (only ones holding what this job writes)",
+        False,
+    ),
 ]
 OPTIONS = INPUT + SELECT + param_options("select") + CHECKPOINT + OUTPUT + RUN + MLFLOW
 OUTPUTS = (("model-out", MODEL_DIR), ("report-out", REPORT), ("plot-dir", PLOTS))
@@ -77,15 +110,24 @@ def execute(s) -> int:
     from ..reports import select_report, write_json
 
     ks = parse_ks(s["k"])
-    types = [s["covariance-types"]] if isinstance(s["covariance-types"], str) \
+    types = (
+        [s["covariance-types"]]
+        if isinstance(s["covariance-types"], str)
         else list(s["covariance-types"])
+    )
     with Job.start(s, "select", OUTPUTS) as job:
         inp = read_input(job.spark, s, "features")
         gm = estimator(s, "select", inp.features, inp.weight_col)
         gm.progress = job.progress
         params = {o.param: s[o.key] for o in param_options("select") if s.get(o.key) is not None}
-        settings = dict(params, k=ks, covariance_types=types, criterion=s["criterion"],
-                        features=inp.features, input=inp.description)
+        settings = dict(
+            params,
+            k=ks,
+            covariance_types=types,
+            criterion=s["criterion"],
+            features=inp.features,
+            input=inp.description,
+        )
         job.tracker.start(settings)
         model, table = gm.fitSelect(inp.df, ks, types, s["criterion"])
         rows = [r.asDict() for r in table.orderBy("covarianceType", "k").collect()]
@@ -105,14 +147,23 @@ def execute(s) -> int:
 
 
 def print_table(rows: list[dict], best: dict, criterion: str, stream) -> None:
-    print(f"{'k':>3} {'covariance':<10} {'log-likelihood':>16} {'BIC':>14} {'AIC':>14} "
-          f"{'iter':>5} {'conv':>5} {'seconds':>8}", file=stream)
+    print(
+        f"{'k':>3} {'covariance':<10} {'log-likelihood':>16} {'BIC':>14} {'AIC':>14} "
+        f"{'iter':>5} {'conv':>5} {'seconds':>8}",
+        file=stream,
+    )
     for r in rows:
-        mark = "  <- best" if (r["k"], r["covarianceType"]) == (best["k"], best["covarianceType"]) \
+        mark = (
+            "  <- best"
+            if (r["k"], r["covarianceType"]) == (best["k"], best["covarianceType"])
             else ""
-        print(f"{r['k']:>3} {r['covarianceType']:<10} {r['logLikelihood']:>16.6g} "
-              f"{r['bic']:>14.6g} {r['aic']:>14.6g} {r['iterations']:>5} "
-              f"{str(r['converged']).lower():>5} {r['seconds']:>8.2f}{mark}", file=stream)
+        )
+        print(
+            f"{r['k']:>3} {r['covarianceType']:<10} {r['logLikelihood']:>16.6g} "
+            f"{r['bic']:>14.6g} {r['aic']:>14.6g} {r['iterations']:>5} "
+            f"{str(r['converged']).lower():>5} {r['seconds']:>8.2f}{mark}",
+            file=stream,
+        )
     print(f"best by {criterion.upper()}: k={best['k']} {best['covarianceType']}", file=stream)
 
 
