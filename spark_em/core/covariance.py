@@ -64,17 +64,22 @@ def _cov_from_upper(u: np.ndarray) -> np.ndarray:
 class _FullMahalanobis:
     """Rows ``j*d:(j+1)*d`` of ``u_aug`` are ``[U_j^T | -U_j^T mu_j]``: with the row of ones
     under the chunk, one GEMM gives ``U_j^T (x - mu_j)`` for every component (sklearn's
-    stable form, no separate subtraction)."""
+    stable form, no separate subtraction).  A float32 chunk is computed in float32."""
 
     def __init__(self, means: np.ndarray, pc: np.ndarray):
         k, d = means.shape
         u_t = pc.transpose(0, 2, 1).reshape(k * d, d)
         shift = np.einsum("kd,kde->ke", means, pc).reshape(k * d, 1)
         self.u_aug = np.ascontiguousarray(np.hstack([u_t, -shift]))
+        with np.errstate(over="ignore"):  # out of range: the kernel runs in float64
+            self._u_aug32 = self.u_aug.astype(np.float32)
         self.k, self.d = k, d
 
+    def coefficients(self) -> np.ndarray:
+        return self.u_aug
+
     def __call__(self, xa: np.ndarray) -> np.ndarray:
-        y = self.u_aug @ xa
+        y = (self._u_aug32 if xa.dtype == np.float32 else self.u_aug) @ xa
         np.square(y, out=y)
         return y.reshape(self.k, self.d, xa.shape[1]).sum(axis=1)
 
@@ -87,9 +92,15 @@ class _TiedMahalanobis:
     def __init__(self, means: np.ndarray, pc: np.ndarray):
         self.u_t = np.ascontiguousarray(pc.T)
         self.shift = (means @ pc)[:, :, None]  # (k, d, 1)
+        with np.errstate(over="ignore"):  # out of range: the kernel runs in float64
+            self._single = (self.u_t.astype(np.float32), self.shift.astype(np.float32))
+
+    def coefficients(self) -> np.ndarray:
+        return np.concatenate([self.u_t.ravel(), self.shift.ravel()])
 
     def __call__(self, xa: np.ndarray) -> np.ndarray:
-        diff = (self.u_t @ xa[:-1])[None, :, :] - self.shift
+        u_t, shift = self._single if xa.dtype == np.float32 else (self.u_t, self.shift)
+        diff = (u_t @ xa[:-1])[None, :, :] - shift
         np.square(diff, out=diff)
         return diff.sum(axis=1)
 

@@ -19,6 +19,20 @@ MAX_CHUNK_ROWS = 8192
 # numbers inside the GEMMs, which made them up to 10x slower on well separated data.
 FLUSH_BELOW = -200.0
 
+# float32 (the dtype Param): the smallest normal float32 is exp(-87.3), so the flush is at
+# exp(-60) -- a responsibility that small changes no float32 sum either.
+FLOAT32_FLUSH_BELOW = -60.0
+
+# float32 blocks: features and weights beyond 1e30 are invalid rows (the stored blocks hold
+# x - ref, and float32 overflows at 3.4e38); a slice whose coordinates about the fit's centre
+# exceed 1e15 is computed in float64 (products up to 1e30, sums over a slice of 8192 rows
+# far from float32's overflow); a mixture whose density coefficients (precisions, P mu,
+# mu^T P mu) leave (1e-30, 1e30) in magnitude -- features of spread below ~1e-15 or above
+# ~1e15 -- runs its E-step in float64.
+FLOAT32_MAX_VALUE = 1e30
+FLOAT32_MAX_ABS = 1e15
+FLOAT32_COEFFICIENT_RANGE = (1e-30, 1e30)
+
 # Up to this dimension full covariances use the row-wise products x_i x_j (i <= j): the
 # E-step's Mahalanobis terms are one GEMM on them (the expanded form, spark_em.core.densities)
 # and the scatter a second; above it the E-step takes the differences x - mu and the
