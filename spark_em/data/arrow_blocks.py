@@ -93,13 +93,18 @@ def weights_to_numpy(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, dict[str, i
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     w = arr.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
-    null = arr.is_null().to_numpy(zero_copy_only=False) if arr.null_count else np.zeros(len(w), bool)
+    null = (
+        arr.is_null().to_numpy(zero_copy_only=False) if arr.null_count else np.zeros(len(w), bool)
+    )
     with np.errstate(invalid="ignore"):
         neg = (~null) & ~(np.isfinite(w) & (w >= 0))
         huge = (~null) & ~neg & (w > MAX_WEIGHT)
     valid = ~(null | neg | huge)
-    counts = {"null_weight": int(null.sum()), "negative_weight": int(neg.sum()),
-              "huge_weight": int(huge.sum())}
+    counts = {
+        "null_weight": int(null.sum()),
+        "negative_weight": int(neg.sum()),
+        "huge_weight": int(huge.sum()),
+    }
     return np.where(valid, w, 0.0), valid, counts
 
 

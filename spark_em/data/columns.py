@@ -13,6 +13,7 @@ from pyspark.sql import types as T
 
 from ..errors import InvalidInputError, describe_features
 
+
 def quoted(name: str) -> Column:
     """The column called ``name`` exactly: dots and backticks in it are part of the name."""
     return F.col("`" + name.replace("`", "``") + "`")

@@ -71,7 +71,9 @@ def to_dataframe(spark, X: np.ndarray, column: str = "features", num_partitions:
     return df.repartition(num_partitions) if num_partitions else df
 
 
-def write_parquet(X: np.ndarray, path: str, column: str = "features", rows_per_file: int = 250_000) -> None:
+def write_parquet(
+    X: np.ndarray, path: str, column: str = "features", rows_per_file: int = 250_000
+) -> None:
     """Write X (n, d) as Parquet (pyarrow, no Spark needed) with one ``array<double>``
     column, into a temporary directory that is then renamed to ``path``."""
     chunks = (X[start : start + rows_per_file] for start in range(0, X.shape[0], rows_per_file))
@@ -123,8 +125,9 @@ def write_mixture_parquet(
     if rows_per_file is None:
         rows_per_file = max(1000, (32 << 20) // (8 * d))
     chunks = (
-        draw_mixture(min(rows_per_file, n - start), truth, covariance_type,
-                     np.random.default_rng([seed, i]))[0]
+        draw_mixture(
+            min(rows_per_file, n - start), truth, covariance_type, np.random.default_rng([seed, i])
+        )[0]
         for i, start in enumerate(range(0, n, rows_per_file))
     )
     _write_chunks(path, chunks, column)

@@ -54,7 +54,7 @@ class SparkEnv:
         return "local" if self.local_master else "cluster"
 
     @classmethod
-    def of(cls, spark: SparkSession) -> "SparkEnv":
+    def of(cls, spark: SparkSession) -> SparkEnv:
         if _is_connect(spark):
             master = _conf(spark, "spark.master")
             parallelism = _conf(spark, "spark.default.parallelism")

@@ -10,9 +10,9 @@ restarts, model-selection candidates) share every scan of the data.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from time import perf_counter
-from typing import Callable, Iterable, Sequence
 
 import numpy as np
 from pyspark.sql import types as T

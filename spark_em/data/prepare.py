@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 from pyspark.sql import DataFrame
 
+from ..errors import InvalidInputError
 from .columns import describe_features, feature_array, feature_dimension, weight_column
 from .env import SparkEnv
-from ..errors import InvalidInputError
 from .stores import BLOCK_CACHES, BlockStore, StoreInput, choose_store, parquet_layout
 from .validation import ValidationSummarizer, check_validation
 
@@ -64,8 +64,9 @@ def prepare(
     layout = parquet_layout(env, block_cache, df, features, weight_col)
     d = _dimension(df, features, arr, layout)
     selected = df.select(arr.alias("x"), wcol.alias("w"))
-    store = choose_store(block_cache, StoreInput(df.sparkSession, env, d, selected,
-                                                 aggregation_depth, layout))
+    store = choose_store(
+        block_cache, StoreInput(df.sparkSession, env, d, selected, aggregation_depth, layout)
+    )
     try:
         stats = store.open(ValidationSummarizer(sample_size, seed))
         check_validation(stats, features, weight_col, skip_invalid)
@@ -73,9 +74,14 @@ def prepare(
         store.release()
         raise
     return store, PreparedData(
-        d=d, n_rows=int(stats.n_rows), weight_sum=float(stats.weight_sum),
-        centre=stats.centre, sample=stats.sample, bad_rows=stats.bad_rows,
-        store_name=store.name, seconds=time.perf_counter() - t0,
+        d=d,
+        n_rows=int(stats.n_rows),
+        weight_sum=float(stats.weight_sum),
+        centre=stats.centre,
+        sample=stats.sample,
+        bad_rows=stats.bad_rows,
+        store_name=store.name,
+        seconds=time.perf_counter() - t0,
     )
 
 
@@ -91,7 +97,8 @@ def _dimension(df: DataFrame, features, arr, layout) -> int:
     if d is None:
         raise InvalidInputError(
             f"the input DataFrame is empty (or {describe_features(features)} is null in "
-            "every row): nothing to fit")
+            "every row): nothing to fit"
+        )
     if d == 0:
         raise InvalidInputError(f"{describe_features(features)} has vectors of length 0")
     return int(d)

@@ -6,7 +6,7 @@ only their index on classic Spark, as an RDD of tuples of bytes."""
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -27,7 +27,8 @@ def packed_bytes(values: np.ndarray) -> bytes:
 def packed_batch(columns: Sequence[np.ndarray], names: Sequence[str]) -> pa.RecordBatch:
     """One Arrow row: each float64 vector as the raw bytes of a binary column."""
     return pa.RecordBatch.from_arrays(
-        [pa.array([packed_bytes(c)], pa.binary()) for c in columns], list(names))
+        [pa.array([packed_bytes(c)], pa.binary()) for c in columns], list(names)
+    )
 
 
 def _merge_rows(merges):
@@ -73,7 +74,10 @@ def _tree_collect_rdd(rdd: RDD, merges, depth: int) -> list[np.ndarray] | None:
 
 
 def tree_collect(
-    df: DataFrame | RDD, num_partitions: int, merges: Sequence[Callable], depth: int = 2,
+    df: DataFrame | RDD,
+    num_partitions: int,
+    merges: Sequence[Callable],
+    depth: int = 2,
     schema=None,
 ) -> list[np.ndarray] | None:
     """Merge the rows of ``df`` (binary columns of float64 bytes, column ``j`` merged by

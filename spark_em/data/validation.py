@@ -1,12 +1,13 @@
 """What the first pass over the data learns: counts, invalid rows by kind, the weighted mean
 (the fit's centre ``c0``) and a weighted sample for initialisation.  Numpy only.
 
-:class:`ValidationStats` adds like :class:`~spark_em.core.sufficient_statistics.SuffStats`: counts and sums add,
-samples merge by keeping the rows with the largest keys.  A row's key is ``log(u) / w``
-(Efraimidis-Spirakis weighted sampling: the ``m`` largest keys are a sample drawn with
-probability proportional to weight, without replacement) with ``u`` drawn from the row's
-content and the seed (:mod:`spark_em.core.rowkeys`), not from its partition: the same rows give
-the same sample however they are partitioned.
+:class:`ValidationStats` adds like
+:class:`~spark_em.core.sufficient_statistics.SuffStats`: counts and sums add, samples merge
+by keeping the rows with the largest keys.  A row's key is ``log(u) / w`` (Efraimidis-
+Spirakis weighted sampling: the ``m`` largest keys are a sample drawn with probability
+proportional to weight, without replacement) with ``u`` drawn from the row's content and
+the seed (:mod:`spark_em.core.rowkeys`), not from its partition: the same rows give the
+same sample however they are partitioned.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .arrow_blocks import BAD_KINDS, MAX_ABS_VALUE, MAX_WEIGHT
-from ..errors import InvalidInputError, describe_features
 from ..core.rowkeys import row_hash, uniform
+from ..errors import InvalidInputError, describe_features
+from .arrow_blocks import BAD_KINDS, MAX_ABS_VALUE, MAX_WEIGHT
 
 _HEAD = 5  # d, sample_size, m, n_rows, weight_sum
 
@@ -36,9 +37,17 @@ class ValidationStats:
     sample_rows: np.ndarray  # (m, d)
 
     @classmethod
-    def empty(cls, d: int, sample_size: int) -> "ValidationStats":
-        return cls(d, sample_size, 0.0, 0.0, np.zeros(d), np.zeros(len(BAD_KINDS)),
-                   np.zeros(0), np.zeros((0, d)))
+    def empty(cls, d: int, sample_size: int) -> ValidationStats:
+        return cls(
+            d,
+            sample_size,
+            0.0,
+            0.0,
+            np.zeros(d),
+            np.zeros(len(BAD_KINDS)),
+            np.zeros(0),
+            np.zeros((0, d)),
+        )
 
     # ------------------------------------------------------------------ values
     @property
@@ -63,11 +72,15 @@ class ValidationStats:
             top = np.argpartition(-self.keys, m)[:m]
             self.keys, self.sample_rows = self.keys[top], self.sample_rows[top]
 
-    def __add__(self, other: "ValidationStats") -> "ValidationStats":
+    def __add__(self, other: ValidationStats) -> ValidationStats:
         out = ValidationStats(
-            self.d, self.sample_size, self.n_rows + other.n_rows,
-            self.weight_sum + other.weight_sum, self.weighted_sum + other.weighted_sum,
-            self.bad + other.bad, np.concatenate([self.keys, other.keys]),
+            self.d,
+            self.sample_size,
+            self.n_rows + other.n_rows,
+            self.weight_sum + other.weight_sum,
+            self.weighted_sum + other.weighted_sum,
+            self.bad + other.bad,
+            np.concatenate([self.keys, other.keys]),
             np.concatenate([self.sample_rows, other.sample_rows]),
         )
         out._keep_top()
@@ -101,19 +114,28 @@ class ValidationStats:
     def pack(self) -> np.ndarray:
         m = self.keys.shape[0]
         head = [self.d, self.sample_size, m, self.n_rows, self.weight_sum]
-        return np.concatenate([head, self.weighted_sum, self.bad, self.keys,
-                               self.sample_rows.ravel()])
+        return np.concatenate(
+            [head, self.weighted_sum, self.bad, self.keys, self.sample_rows.ravel()]
+        )
 
     @classmethod
-    def unpack(cls, flat: np.ndarray) -> "ValidationStats":
+    def unpack(cls, flat: np.ndarray) -> ValidationStats:
         d, size, m = (int(v) for v in flat[:3])
         o = _HEAD
         parts = []
         for n in (d, len(BAD_KINDS), m, m * d):
             parts.append(np.array(flat[o : o + n]))
             o += n
-        return cls(d, size, float(flat[3]), float(flat[4]), parts[0], parts[1], parts[2],
-                   parts[3].reshape(m, d))
+        return cls(
+            d,
+            size,
+            float(flat[3]),
+            float(flat[4]),
+            parts[0],
+            parts[1],
+            parts[2],
+            parts[3].reshape(m, d),
+        )
 
 
 class ValidationSummarizer:
@@ -143,15 +165,15 @@ def bad_row_problems(bad: dict, features, weight_col, d: int) -> list[str]:
     phrases = {
         "null_vector": f"{what}: {{}} rows have null features",
         "wrong_length": f"{what}: {{}} rows have a vector length other than d={d} "
-                        "(ragged or wrong-length vectors)",
+        "(ragged or wrong-length vectors)",
         "null_element": f"{what}: {{}} rows have null values",
         "non_finite": f"{what}: {{}} rows have NaN or infinite values",
         "huge_value": f"{what}: {{}} rows have values beyond +-{MAX_ABS_VALUE:g} (their squares "
-                      "would overflow the statistics; rescale the features)",
+        "would overflow the statistics; rescale the features)",
         "null_weight": f"{wname}: {{}} rows have null weights",
         "negative_weight": f"{wname}: {{}} rows have negative or non-finite weights",
         "huge_weight": f"{wname}: {{}} rows have weights above {MAX_WEIGHT:g} (rescale the "
-                       "weights; only their ratios matter)",
+        "weights; only their ratios matter)",
     }
     return [phrases[kind].format(count) for kind, count in bad.items() if count]
 
@@ -164,7 +186,8 @@ def check_validation(stats: ValidationStats, features, weight_col, skip_invalid:
         raise InvalidInputError("invalid input: " + "; ".join(problems))
     if stats.n_rows == 0:
         raise InvalidInputError(
-            "the input DataFrame is empty" + (" after skipping invalid rows" if problems else "")
+            "the input DataFrame is empty"
+            + (" after skipping invalid rows" if problems else "")
             + ": nothing to fit"
         )
     if not np.isfinite(stats.weight_sum) or not np.all(np.isfinite(stats.weighted_sum)):

@@ -19,8 +19,16 @@ from .parquet import ParquetLayout, ParquetStore, ParquetUnavailable, column_spe
 from .parquet_scan import NotPlainScan, plain_parquet_scan
 from .spark_cache import SparkCacheStore
 
-__all__ = ["BLOCK_CACHES", "BlockStore", "LocalFileStore", "ParquetStore", "SparkCacheStore",
-           "StoreInput", "choose_store", "parquet_layout"]
+__all__ = [
+    "BLOCK_CACHES",
+    "BlockStore",
+    "LocalFileStore",
+    "ParquetStore",
+    "SparkCacheStore",
+    "StoreInput",
+    "choose_store",
+    "parquet_layout",
+]
 
 log = logging.getLogger("spark_em")
 
@@ -28,7 +36,9 @@ BLOCK_CACHES = ("auto", "local", "spark", "parquet")
 STORES = {s.name: s for s in (LocalFileStore, ParquetStore, SparkCacheStore)}
 
 
-def parquet_layout(env: SparkEnv, block_cache: str, df, features, weight_col) -> ParquetLayout | None:
+def parquet_layout(
+    env: SparkEnv, block_cache: str, df, features, weight_col
+) -> ParquetLayout | None:
     """The row groups the Parquet store would read (one listing job on the executors), when
     ``block_cache`` may choose that store and ``df`` is a plain Parquet scan the executors
     can read; None otherwise.  ``blockCache="parquet"`` on anything else is a ValueError
@@ -42,7 +52,8 @@ def parquet_layout(env: SparkEnv, block_cache: str, df, features, weight_col) ->
         if block_cache == "parquet":
             raise ValueError(
                 "blockCache='parquet' needs the DataFrame to be a plain Parquet scan "
-                f"(spark.read.parquet(...), optionally .select(columns)); {exc}") from None
+                f"(spark.read.parquet(...), optionally .select(columns)); {exc}"
+            ) from None
         log.info("spark-em: blocks in Spark's cache (the input is not read from files: %s)", exc)
     except ParquetUnavailable as exc:
         if block_cache == "parquet":
@@ -62,7 +73,8 @@ def choose_store(block_cache: str, source: StoreInput) -> BlockStore:
             raise ValueError(
                 "blockCache='local' needs classic Spark with a local master (local[*] or "
                 f"local-cluster), where tasks can read this process's files; this session "
-                f"is {env.kind} (master {env.master!r}). Use 'auto', 'spark' or 'parquet'.")
+                f"is {env.kind} (master {env.master!r}). Use 'auto', 'spark' or 'parquet'."
+            )
         return LocalFileStore(source)
     if source.parquet is not None and block_cache in ("auto", "parquet"):
         return ParquetStore(source)

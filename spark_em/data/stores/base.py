@@ -12,14 +12,13 @@ from __future__ import annotations
 import contextlib
 import re
 import uuid
-
 from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession
 
+from ...core.tuning import TASKS_PER_CORE
 from ..env import SparkEnv
 from ..passes import PASS_SCHEMA, make_task, run_pass
-from ...core.tuning import TASKS_PER_CORE
 from ..validation import ValidationStats
 
 
@@ -27,7 +26,8 @@ from ..validation import ValidationStats
 class StoreInput:
     """What every store is made from: the session and its kind, the feature dimension, the
     input as ``(x array<double>, w double)`` rows, the reduce's depth, and -- for the
-    Parquet store -- the files' row groups (:class:`~spark_em.data.stores.parquet.ParquetLayout`)."""
+    Parquet store -- the files' row groups
+    (:class:`~spark_em.data.stores.parquet.ParquetLayout`)."""
 
     spark: SparkSession
     env: SparkEnv
@@ -53,7 +53,7 @@ class BlockStore:
         self.first_pass = None  # the first pass's PassProfile, once opened
 
     # ------------------------------------------------------------------ lifecycle
-    def __enter__(self) -> "BlockStore":
+    def __enter__(self) -> BlockStore:
         return self
 
     def __exit__(self, *exc) -> bool:
@@ -63,7 +63,9 @@ class BlockStore:
     def open(self, validator) -> ValidationStats:
         """The first pass: read the input, put the blocks in place, return what
         ``validator`` (a :class:`~spark_em.data.validation.ValidationSummarizer`) learned."""
-        (stats,), self.first_pass = run_pass(self, [validator], None, "validate and prepare the data")
+        (stats,), self.first_pass = run_pass(
+            self, [validator], None, "validate and prepare the data"
+        )
         self._opened = True
         self._after_open(stats)
         return stats

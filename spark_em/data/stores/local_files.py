@@ -29,9 +29,9 @@ import tempfile
 
 import numpy as np
 
+from ...core.tuning import MIN_UNIT_ROWS, UNITS_PER_TASK, unit_rows
 from ..arrow_blocks import decode_rows
 from ..passes import PASS_SCHEMA, make_task, task_partition
-from ...core.tuning import MIN_UNIT_ROWS, UNITS_PER_TASK, unit_rows
 from .base import BlockStore
 
 PREFIX = "spark-em-blocks-"
@@ -65,7 +65,9 @@ class LocalFileStore(BlockStore):
         tasks = max(1, min(self.env.default_parallelism, len(units)))
         self.num_tasks = tasks
         # one job object for every later pass: the parameters change in the file only
-        self._frame = self._index_job(_file_getter(self._params), _unit_reader(units, self.d, tasks))
+        self._frame = self._index_job(
+            _file_getter(self._params), _unit_reader(units, self.d, tasks)
+        )
 
     @contextlib.contextmanager
     def _pass_rows(self, payload):
@@ -137,7 +139,7 @@ def _unit_reader(units, d: int, num_tasks: int):
     def read(batches):
         for _ in batches:  # the task's input is its index only
             pass
-        for path, start, n in units[task_partition()[0]::num_tasks]:
+        for path, start, n in units[task_partition()[0] :: num_tasks]:
             rows = np.fromfile(path, np.float64, count=n * (d + 1), offset=start * 8 * (d + 1))
             rows = rows.reshape(n, d + 1)
             yield rows[:, 1:], np.ascontiguousarray(rows[:, 0]), None

@@ -5,8 +5,9 @@ When the DataFrame given to ``fit`` is a plain scan of Parquet files
 groups whose tasks read them directly with pyarrow and decode the features in the task
 (Spark ML vectors dense and sparse, numeric arrays, numeric columns): no Spark cache, no
 transfer through the block manager into Python (an RDD job of one element per task on
-classic Spark, a ``mapInArrow`` job on Spark Connect: :meth:`BlockStore._index_job`).  A first, small job lists the row groups on
-the executors, which also shows whether they can open the files at all.  Row groups are
+classic Spark, a ``mapInArrow`` job on Spark Connect: :meth:`BlockStore._index_job`).  A
+first, small job lists the row groups on the executors, which also shows whether they can
+open the files at all.  Row groups are
 spread over the tasks by size (largest first, each to the least loaded task).  Parameters
 travel in a broadcast variable (classic) or the function's closure (Spark Connect).
 """
@@ -21,9 +22,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ...core.tuning import unit_rows
 from ..arrow_blocks import columns_to_matrix, combine_rows, list_to_matrix, vectors_to_matrix
 from ..passes import task_partition
-from ...core.tuning import unit_rows
 from .base import BlockStore
 from .parquet_scan import ParquetScan
 
@@ -39,7 +40,7 @@ class ParquetLayout:
     length of the first non-null row the listing saw (``d``, None if it saw none)."""
 
     units: tuple
-    spec: "ColumnSpec"
+    spec: ColumnSpec
     d: int | None
 
 
@@ -147,13 +148,18 @@ def _trusted_rows(batch: pa.RecordBatch, spec: ColumnSpec, d: int):
         values = batch.column(0).flatten()
         X = values.to_numpy(zero_copy_only=False).astype(np.float64, copy=False).reshape(n, d)
     elif spec.kind == "columns":
-        X = np.column_stack([batch.column(j).to_numpy(zero_copy_only=False)
-                             for j in range(len(spec.names))]).astype(np.float64, copy=False)
+        X = np.column_stack(
+            [batch.column(j).to_numpy(zero_copy_only=False) for j in range(len(spec.names))]
+        ).astype(np.float64, copy=False)
     else:
-        return combine_rows(*vectors_to_matrix(batch.column(0), d),
-                            batch.column(1) if spec.weight else None)
-    w = batch.column(len(spec.names)).to_numpy(zero_copy_only=False).astype(np.float64) \
-        if spec.weight else np.ones(n)
+        return combine_rows(
+            *vectors_to_matrix(batch.column(0), d), batch.column(1) if spec.weight else None
+        )
+    w = (
+        batch.column(len(spec.names)).to_numpy(zero_copy_only=False).astype(np.float64)
+        if spec.weight
+        else np.ones(n)
+    )
     return X, w, None
 
 
@@ -172,8 +178,9 @@ def read_row_groups(assignment, spec: ColumnSpec, d: int, trusted: bool = False)
                 pf = open_parquet(path)
                 columns = _physical_names(pf.schema_arrow, spec.columns)
                 current = path
-            for batch in pf.iter_batches(batch_size=rows, row_groups=[index], columns=columns,
-                                         use_threads=False):
+            for batch in pf.iter_batches(
+                batch_size=rows, row_groups=[index], columns=columns, use_threads=False
+            ):
                 if trusted:
                     yield _trusted_rows(batch, spec, d)
                     continue
@@ -191,9 +198,14 @@ def _first_length(pf, spec: ColumnSpec, column: str) -> int | None:
     for batch in pf.iter_batches(batch_size=1024, columns=[column], use_threads=False):
         arr = batch.column(0)
         if spec.kind == "vector":
-            sizes = pc.if_else(pc.equal(arr.field("type"), 0), arr.field("size"),
-                               pc.list_value_length(arr.field("values")))
-            sizes = pc.if_else(arr.is_null(), pa.scalar(None, pa.int32()), pc.cast(sizes, pa.int32()))
+            sizes = pc.if_else(
+                pc.equal(arr.field("type"), 0),
+                arr.field("size"),
+                pc.list_value_length(arr.field("values")),
+            )
+            sizes = pc.if_else(
+                arr.is_null(), pa.scalar(None, pa.int32()), pc.cast(sizes, pa.int32())
+            )
         else:
             sizes = pc.list_value_length(arr)
         valid = sizes.drop_null()
@@ -225,16 +237,23 @@ def _list_files(batches, spec: ColumnSpec):
                 paths.append(path)
                 groups.append(-1)
                 rows.append(0)
-                errors.append(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+                errors.append(
+                    f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                )
                 dims.append(None)
     yield pa.RecordBatch.from_arrays(
-        [pa.array(paths, pa.string()), pa.array(groups, pa.int32()), pa.array(rows, pa.int64()),
-         pa.array(errors, pa.string()), pa.array(dims, pa.int32())],
+        [
+            pa.array(paths, pa.string()),
+            pa.array(groups, pa.int32()),
+            pa.array(rows, pa.int64()),
+            pa.array(errors, pa.string()),
+            pa.array(dims, pa.int32()),
+        ],
         ["path", "row_group", "rows", "error", "d"],
     )
 
 
-def list_row_groups(spark, env, scan: ParquetScan, spec: "ColumnSpec") -> ParquetLayout:
+def list_row_groups(spark, env, scan: ParquetScan, spec: ColumnSpec) -> ParquetLayout:
     """The row groups of every file of ``scan``, listed by a job on the executors (which
     shows they can open the files), with the feature length of the first non-null row a
     task saw; :class:`ParquetUnavailable` when a task cannot open a file or finds a column
@@ -246,16 +265,22 @@ def list_row_groups(spark, env, scan: ParquetScan, spec: "ColumnSpec") -> Parque
         lambda batches: _list_files(batches, spec),
         "path string, row_group int, rows long, error string, d int",
     ).toArrow()
-    errors = [(p, e) for p, e in zip(table.column("path").to_pylist(),
-                                     table.column("error").to_pylist()) if e]
+    errors = [
+        (p, e)
+        for p, e in zip(table.column("path").to_pylist(), table.column("error").to_pylist())
+        if e
+    ]
     if errors:
         path, error = errors[0]
         more = f" (and {len(errors) - 1} more files)" if len(errors) > 1 else ""
         raise ParquetUnavailable(f"the executors cannot read {path}{more}: {error}")
     paths = table.column("path").to_pylist()
     dims = {p: d for p, d in zip(paths, table.column("d").to_pylist()) if d is not None}
-    units = [u for u in zip(paths, table.column("row_group").to_pylist(),
-                            table.column("rows").to_pylist()) if u[1] >= 0]
+    units = [
+        u
+        for u in zip(paths, table.column("row_group").to_pylist(), table.column("rows").to_pylist())
+        if u[1] >= 0
+    ]
     d = next((dims[f] for f in files if dims.get(f) is not None), None)
     return ParquetLayout(tuple(units), spec, d)
 

@@ -36,26 +36,34 @@ from pyspark import StorageLevel
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from ...core.tuning import BLOCK_ROWS_PER_ARROW_BATCH, STORED_BLOCK_BYTES, unit_rows
 from ..arrow_blocks import BAD_KINDS, decode_rows
 from ..passes import PASS_SCHEMA, TaskStatistics, make_task
-from ...core.tuning import BLOCK_ROWS_PER_ARROW_BATCH, STORED_BLOCK_BYTES, unit_rows
 from .base import BlockStore
 
 log = logging.getLogger("spark_em")
 
 BLOCK_COLUMNS = ("X", "w", "n", "bad")
-BLOCK_SCHEMA = T.StructType([
-    T.StructField("X", T.BinaryType(), False),
-    T.StructField("w", T.BinaryType(), False),
-    T.StructField("n", T.LongType(), False),
-    T.StructField("bad", T.BinaryType(), False),
-    # the first pass's statistics row of each task (null in block rows)
-    T.StructField("stats", T.BinaryType(), True),
-    T.StructField("profile", T.BinaryType(), True),
-])
+BLOCK_SCHEMA = T.StructType(
+    [
+        T.StructField("X", T.BinaryType(), False),
+        T.StructField("w", T.BinaryType(), False),
+        T.StructField("n", T.LongType(), False),
+        T.StructField("bad", T.BinaryType(), False),
+        # the first pass's statistics row of each task (null in block rows)
+        T.StructField("stats", T.BinaryType(), True),
+        T.StructField("profile", T.BinaryType(), True),
+    ]
+)
 _BLOCK_ARROW_SCHEMA = pa.schema(
-    [("X", pa.binary(), False), ("w", pa.binary(), False), ("n", pa.int64(), False),
-     ("bad", pa.binary(), False), ("stats", pa.binary(), True), ("profile", pa.binary(), True)]
+    [
+        ("X", pa.binary(), False),
+        ("w", pa.binary(), False),
+        ("n", pa.int64(), False),
+        ("bad", pa.binary(), False),
+        ("stats", pa.binary(), True),
+        ("profile", pa.binary(), True),
+    ]
 )
 CACHE_LEVEL = StorageLevel.MEMORY_AND_DISK_DESER
 _BATCH_SIZE = "spark.sql.inMemoryColumnarStorage.batchSize"
@@ -90,7 +98,9 @@ class SparkCacheStore(BlockStore):
             log.warning(
                 "spark-em: this Spark Connect server cannot keep the prepared features "
                 "(%s); every EM pass re-reads the input. Fitting a materialised table is "
-                "faster.", str(exc).splitlines()[0])
+                "faster.",
+                str(exc).splitlines()[0],
+            )
             return blocks
 
     def _persist_in_clone(self, blocks):
@@ -129,7 +139,8 @@ class SparkCacheStore(BlockStore):
             private = self.spark.newSession()
             private.conf.set(_ARROW_BATCH, str(BLOCK_ROWS_PER_ARROW_BATCH))
             jdf = self.spark._jvm.org.apache.spark.sql.classic.Dataset.ofRows(
-                private._jsparkSession, self.blocks._jdf.queryExecution().analyzed())
+                private._jsparkSession, self.blocks._jdf.queryExecution().analyzed()
+            )
             self._pass_blocks = DataFrame(jdf, private).select(*BLOCK_COLUMNS)
         except Exception as exc:  # the session's own batches: slower, as correct
             log.info("spark-em: passes read the blocks in the session's Arrow batches (%s)", exc)
@@ -200,8 +211,10 @@ def encode_blocks(d: int, max_rows: int, get_payload=None):
             stats, profile = acc.packed()
             empty = np.zeros(0)
             cols = _block_columns(empty, empty, np.zeros(len(BAD_KINDS)), d, 1)
-            cols += [pa.array([stats.tobytes()], pa.binary()),
-                     pa.array([profile.tobytes()], pa.binary())]
+            cols += [
+                pa.array([stats.tobytes()], pa.binary()),
+                pa.array([profile.tobytes()], pa.binary()),
+            ]
             yield pa.RecordBatch.from_arrays(cols, schema=_BLOCK_ARROW_SCHEMA)
 
     return to_blocks
@@ -215,13 +228,16 @@ def _block_columns(X, w, bad, d: int, max_rows: int) -> list:
     bad_rows[0] = bad
     row_bounds = np.arange(m + 1, dtype=np.int32) * (8 * len(BAD_KINDS))
     return [
-        pa.Array.from_buffers(pa.binary(), m, [
-            None, pa.py_buffer((bounds * 8 * d).astype(np.int32)), pa.py_buffer(X)]),
-        pa.Array.from_buffers(pa.binary(), m, [
-            None, pa.py_buffer((bounds * 8).astype(np.int32)), pa.py_buffer(w)]),
+        pa.Array.from_buffers(
+            pa.binary(), m, [None, pa.py_buffer((bounds * 8 * d).astype(np.int32)), pa.py_buffer(X)]
+        ),
+        pa.Array.from_buffers(
+            pa.binary(), m, [None, pa.py_buffer((bounds * 8).astype(np.int32)), pa.py_buffer(w)]
+        ),
         pa.array(np.diff(bounds).astype(np.int64), pa.int64()),
-        pa.Array.from_buffers(pa.binary(), m, [
-            None, pa.py_buffer(row_bounds), pa.py_buffer(bad_rows)]),
+        pa.Array.from_buffers(
+            pa.binary(), m, [None, pa.py_buffer(row_bounds), pa.py_buffer(bad_rows)]
+        ),
     ]
 
 
