@@ -56,19 +56,23 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
         super().__init__()
         self.progress: Callable[[IterationInfo], None] | None = None
         self.checkpoint_dir: str | None = None
+        self.checkpoint_discard = False
         self.setParams(**self._input_kwargs)
 
     @keyword_only
     def setParams(self, **kwargs: Any) -> GaussianMixture:
         return self._set(**kwargs)
 
-    def setCheckpointDir(self, path: str | None) -> GaussianMixture:
+    def setCheckpointDir(self, path: str | None, discard: bool = False) -> GaussianMixture:
         """Checkpoint every EM iteration into ``path``, a directory on the machine of the
         driver program (not a Param: it belongs to one run, like ``progress``).  A fit
         started again with the same data and settings resumes after the last finished
         iteration; one with other data or settings is refused
-        (:class:`~spark_em.engine.checkpoint.CheckpointMismatchError`)."""
+        (:class:`~spark_em.engine.checkpoint.CheckpointMismatchError`, saying what
+        differs) unless ``discard`` (start afresh, replacing what the directory holds).  A
+        fit that finishes removes its checkpoint."""
         self.checkpoint_dir = path
+        self.checkpoint_discard = bool(discard)
         return self
 
     # ------------------------------------------------------------------ fitting
@@ -117,6 +121,7 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
             skip_invalid=self.getHandleInvalid() == "skip",
             warm_start=warm,
             checkpoint_dir=getattr(self, "checkpoint_dir", None),
+            discard_checkpoint=getattr(self, "checkpoint_discard", False),
             fingerprint=tuple(fingerprint.items()),
         )
 
@@ -139,7 +144,8 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
         ``(best model by criterion, table)``.
 
         Every other setting is this estimator's.  The table (a DataFrame) has one row per
-        candidate: k, covarianceType, logLikelihood, bic, aic, iterations, converged,
+        candidate: k, covarianceType, logLikelihood (the total, as MLlib's summary),
+        meanLogLikelihood (per row, as sklearn's score), bic, aic, iterations, converged,
         seconds (its share of the passes' time); see :mod:`spark_em.engine.selection`.
         """
         selection.check_criterion(criterion)
@@ -171,6 +177,7 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
             predictionCol=self.getPredictionCol(),
             probabilityCol=self.getProbabilityCol(),
             numRowsSkipped={k: int(v) for k, v in result.bad_rows.items() if v},
+            logLikelihoodQuantiles=result.log_likelihood_quantiles,
         )
         model = self._copyValues(GaussianMixtureModel(result.params, summary))
         at_fit = model.copy()  # the summary's predictions keep the fit's column names
@@ -185,6 +192,7 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
         that = super().copy(extra)
         that.progress = getattr(self, "progress", None)
         that.checkpoint_dir = getattr(self, "checkpoint_dir", None)
+        that.checkpoint_discard = getattr(self, "checkpoint_discard", False)
         return that
 
     def write(self) -> MLWriter:

@@ -11,10 +11,12 @@ from pyspark.ml.stat import MultivariateGaussian
 from pyspark.ml.util import MLReadable, MLReader, MLWritable, MLWriter
 from pyspark.sql import DataFrame, SparkSession
 
+from .core.alignment import alignment, permuted
 from .core.estep import log_responsibilities
 from .core.mixture import GaussianParams, n_parameters
 from .core.mixture import aic as aic_of
 from .core.mixture import bic as bic_of
+from .core.quantiles import threshold
 from .engine import sampling, scoring
 from .io import mllib_import
 from .io.model_directory import check_values
@@ -160,6 +162,46 @@ class GaussianMixtureModel(Model, FitParams, MLReadable, MLWritable):
         that = cls(GaussianParams.from_covariances(weights, means, covs, "full"))
         that._set(**values)
         return that
+
+    def alignTo(self, other: GaussianMixtureModel) -> GaussianMixtureModel:
+        """This model with its components reordered to match ``other``'s, so that a
+        component keeps its index across refits (yesterday's cluster 3 stays cluster 3).
+
+        The order minimises the total Bhattacharyya distance between each component and
+        ``other``'s component of the same index (Hungarian assignment,
+        :mod:`spark_em.core.alignment`).  With more components than ``other``, the
+        unmatched ones come last in their own order; with fewer, the matched ones keep the
+        order of ``other``'s indices.  The mixture is the same (same densities, scores and
+        log-likelihoods); the summary's cluster sizes and predictions follow the new
+        order."""
+        if not isinstance(other, GaussianMixtureModel):
+            raise TypeError(f"alignTo needs a GaussianMixtureModel, got {type(other).__name__}")
+        if other.numFeatures != self.numFeatures:
+            raise ValueError(
+                f"cannot align a model of dimension {self.numFeatures} to one of dimension "
+                f"{other.numFeatures}"
+            )
+        order = alignment(self._mixture, other.mixture)
+        that = self.copy()
+        that._mixture = permuted(self._mixture, order)
+        if self._summary is not None:
+            that._summary = self._summary.reordered(order)
+        return that
+
+    def logLikelihoodThreshold(self, q: float) -> float:
+        """The log-likelihood below which a row is among the lowest ``q`` (e.g. 0.001) of
+        the training rows: from the quantiles the fit kept
+        (``summary.logLikelihoodQuantiles``, computed on the fit's sample; a level between
+        two kept ones is interpolated).  ValueError when the model keeps none (a model built
+        from parameters, converted, or saved before they existed) or ``q`` is outside
+        them."""
+        quantiles = self._summary.logLikelihoodQuantiles if self._summary is not None else {}
+        if not quantiles.get("levels"):
+            raise ValueError(
+                "this model keeps no quantiles of its training rows' log-likelihood (it was "
+                "not fitted by this version of spark-em): refit it"
+            )
+        return threshold(quantiles, q)
 
     def sample(self, n: int, seed: int | None = DEFAULT_SEED) -> DataFrame:
         """A DataFrame of ``n`` rows drawn from the mixture, generated on the executors:

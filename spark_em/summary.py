@@ -14,13 +14,23 @@ __all__ = ["GaussianMixtureSummary"]
 class GaussianMixtureSummary:
     """Training summary, with MLlib's members.
 
-    * ``logLikelihood``: total weighted log-likelihood of the training data at the last
-      iteration's E-step (MLlib's ``summary.logLikelihood``; sklearn's ``lower_bound_`` times
-      the weight sum), ``-inf`` when no iteration ran, NaN when the weight sum is unknown (a
-      model converted from scikit-learn).  The log-likelihood under the fitted parameters is
-      ``model.score(df)`` times the weight sum.
+    Two units of log-likelihood, as the two libraries it follows use them:
+
+    * ``logLikelihood``: the *total* weighted log-likelihood of the training data at the
+      last iteration's E-step -- MLlib's ``summary.logLikelihood``, kept with its meaning
+      (sklearn's ``lower_bound_`` times the weight sum); ``-inf`` when no iteration ran, NaN
+      when the weight sum is unknown (a model converted from scikit-learn).
+    * ``meanLogLikelihood``: the same as a *mean per row* (weighted), the unit of sklearn's
+      ``score`` and ``lower_bound_``, of ``logLikelihoodHistory``, of ``model.score(df)``,
+      of the jobs' progress lines, reports and tables.  The log-likelihood under the fitted
+      parameters is ``model.score(df)`` (one pass).
     * ``logLikelihoodHistory``: the mean weighted log-likelihood per row at each iteration
       (before that iteration's M-step, as sklearn's lower bound).
+    * ``logLikelihoodQuantiles``: ``{"levels", "values", "rows"}``, quantiles of the
+      training rows' log-likelihood under the fitted parameters, from the fit's
+      ``initSampleSize``-row sample (no extra pass; see :mod:`spark_em.core.quantiles`),
+      ``{}`` for a model that was not fitted by spark-em;
+      ``model.logLikelihoodThreshold(q)`` reads them.
     * ``clusterSizes``: training rows by most probable component under the fitted
       parameters.  As in MLlib, the fit does not compute them: the first access runs one
       pass over the training DataFrame, and the result is kept (and saved with the model).
@@ -48,6 +58,7 @@ class GaussianMixtureSummary:
         predictionCol: str | None = None,
         probabilityCol: str | None = None,
         numRowsSkipped: dict[str, int] | None = None,
+        logLikelihoodQuantiles: dict | None = None,
         # fields of older saved summaries (a logLikelihood under the final parameters)
         **_ignored: Any,
     ) -> None:
@@ -61,6 +72,7 @@ class GaussianMixtureSummary:
         self.predictionCol = predictionCol
         self.probabilityCol = probabilityCol
         self.numRowsSkipped = dict(numRowsSkipped or {})
+        self.logLikelihoodQuantiles = dict(logLikelihoodQuantiles or {})
         self._cluster_sizes = None if clusterSizes is None else [int(c) for c in clusterSizes]
         self._cluster_sizes_fn: Callable[[], list[int]] | None = None
         self._predictions_fn: Callable[[], DataFrame] | None = None
@@ -73,6 +85,29 @@ class GaussianMixtureSummary:
         (the summary of the model ``fit`` returns; the model exists only after its
         summary, hence not in the constructor)."""
         self._cluster_sizes_fn, self._predictions_fn = cluster_sizes, predictions
+
+    def reordered(self, order) -> GaussianMixtureSummary:
+        """This summary for the same model with component ``order[j]`` as component ``j``
+        (:meth:`GaussianMixtureModel.alignTo`): cluster sizes and the predictions'
+        prediction and probability columns follow the new order."""
+        order = [int(i) for i in order]
+        that = GaussianMixtureSummary(**self.to_json())
+        if self._cluster_sizes is not None:
+            that._cluster_sizes = [self._cluster_sizes[i] for i in order]
+        elif self._cluster_sizes_fn is not None:
+            sizes = self._cluster_sizes_fn
+            that._cluster_sizes_fn = lambda: [sizes()[i] for i in order]
+        if self._predictions_fn is not None or self._predictions is not None:
+            that._predictions_fn = lambda: _reordered_predictions(
+                self.predictions, order, self.predictionCol, self.probabilityCol
+            )
+        return that
+
+    @property
+    def meanLogLikelihood(self) -> float:
+        """The mean weighted log-likelihood per row at the last iteration's E-step (the
+        last entry of ``logLikelihoodHistory``; ``-inf`` when no iteration ran)."""
+        return self.logLikelihoodHistory[-1] if self.logLikelihoodHistory else float("-inf")
 
     @property
     def logLikelihood(self) -> float:
@@ -131,10 +166,34 @@ class GaussianMixtureSummary:
             "predictionCol": self.predictionCol,
             "probabilityCol": self.probabilityCol,
             "numRowsSkipped": self.numRowsSkipped,
+            "logLikelihoodQuantiles": self.logLikelihoodQuantiles,
         }
 
     def __repr__(self) -> str:
         return (
             f"GaussianMixtureSummary(k={self.k}, numIter={self.numIter}, "
-            f"converged={self.converged}, logLikelihood={self.logLikelihood:.6g})"
+            f"converged={self.converged}, meanLogLikelihood={self.meanLogLikelihood:.6f})"
         )
+
+
+def _reordered_predictions(df: DataFrame, order: list[int], prediction: str, probability: str):
+    """``df`` with its prediction column mapped to the new component indices and its
+    probability vector's entries in the new order."""
+    from pyspark.ml.functions import array_to_vector, vector_to_array
+    from pyspark.sql import functions as F
+
+    new_index = [0] * len(order)
+    for j, i in enumerate(order):
+        new_index[i] = j
+    cols = []
+    for name in df.columns:
+        c = F.col("`" + name.replace("`", "``") + "`")
+        if name == prediction:
+            c = F.element_at(F.array(*[F.lit(j) for j in new_index]), c + 1)
+        elif name == probability:
+            arr = vector_to_array(c, "float64")
+            c = F.when(c.isNull(), F.lit(None)).otherwise(
+                array_to_vector(F.array(*[arr[i] for i in order]))
+            )
+        cols.append(c.alias(name))
+    return df.select(*cols)

@@ -17,10 +17,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..core.estep import EStepKernel
+from ..core.component_distance import NEARLY_IDENTICAL, nearly_identical
+from ..core.estep import EStepKernel, log_responsibilities
 from ..core.init_summarizers import NearestCentreSummarizer, RandomResponsibilitySummarizer
 from ..core.initialisation import initial_centres
 from ..core.mixture import GaussianParams
+from ..core.quantiles import log_likelihood_quantiles
 from ..data.passes import run_pass
 from ..progress import IterationInfo
 
@@ -52,6 +54,8 @@ class FitResult:
     label: str = "run 0"
     seconds: float = 0.0
     bad_rows: dict = field(default_factory=dict)  # invalid rows left out, by kind
+    # quantiles of the training rows' log-likelihood (spark_em.core.quantiles)
+    log_likelihood_quantiles: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -85,7 +89,15 @@ def step(
 ) -> list[IterationInfo]:
     """One EM iteration of every run not yet converged, in one pass shared by all of them;
     the runs are updated in place and the iteration's events returned (one per run).
-    Convergence (sklearn's rule): |change in mean weighted log-likelihood per row| < tol."""
+
+    Convergence: |change in mean weighted log-likelihood per row| < tol (sklearn's rule),
+    *and* no two components of the run are still nearly identical
+    (:func:`~spark_em.core.component_distance.nearly_identical`).  A start from random
+    responsibilities puts every component near the data's mean; EM then leaves that saddle
+    point slowly, the log-likelihood barely moves for a few iterations, and sklearn's rule
+    alone stops there far below the optimum (-12.84 against -10.47 nats per row on 5
+    separated components in 6-D, in 4 of 6 seeds).  Such a run goes on until its
+    components separate, or ends at ``maxIter`` unconverged."""
     active = [r for r in runs if not r.converged]
     if not active:
         return []
@@ -113,7 +125,8 @@ def step(
         changes.append(ll - before if before is not None else float("nan"))
         r.history.append(ll)
         r.params = st.m_step(data.centre, reg_covar)
-        r.converged = abs(changes[-1]) < tol  # False for NaN: never on the first change
+        # False for NaN: never on the first change
+        r.converged = abs(changes[-1]) < tol and not _unseparated(r, iteration)
     seconds = time.perf_counter() - t0
     for r in active:
         r.seconds += seconds / len(active)
@@ -132,6 +145,21 @@ def step(
         )
         for r, change in zip(active, changes)
     ]
+
+
+def _unseparated(run: Run, iteration: int) -> bool:
+    """Whether two components of ``run`` are still one (logged): then it has not converged."""
+    pair = nearly_identical(run.params)
+    if pair is not None:
+        log.info(
+            "iteration %d (%s): change below tol, but components %d and %d are still nearly "
+            "identical (Bhattacharyya distance < %g): not converged",
+            iteration,
+            run.label,
+            *pair,
+            NEARLY_IDENTICAL,
+        )
+    return pair is not None
 
 
 def moments_to_redo(kernels: Sequence[EStepKernel], stats, reg_covar: float) -> dict:
@@ -159,9 +187,11 @@ def with_redone(stats, redo: dict, again) -> list:
 
 
 def result_of(run: Run, data) -> FitResult:
-    """The fit's result from its best run.  No E-step under the final parameters: the fit
-    ends with the M-step, and reports the last iteration's log-likelihood, as MLlib and
-    sklearn do."""
+    """The fit's result from its best run.  No E-step pass under the final parameters: the
+    fit ends with the M-step, and reports the last iteration's log-likelihood, as MLlib and
+    sklearn do; the quantiles of the rows' log-likelihood come from the driver's sample
+    scored under the final parameters (:mod:`spark_em.core.quantiles`)."""
+    sample = data.sample[np.isfinite(data.sample).all(axis=1)]
     return FitResult(
         params=run.params,
         log_likelihood_history=list(run.history),
@@ -172,6 +202,9 @@ def result_of(run: Run, data) -> FitResult:
         label=run.label,
         seconds=run.seconds,
         bad_rows=dict(data.bad_rows),
+        log_likelihood_quantiles=log_likelihood_quantiles(
+            log_responsibilities(run.params, sample)[0]
+        ),
     )
 
 

@@ -18,8 +18,8 @@ from .fit_session import FitSession, FitSettings
 
 CRITERIA = ("bic", "aic")
 TABLE_SCHEMA = (
-    "k int, covarianceType string, logLikelihood double, bic double, aic double, "
-    "iterations int, converged boolean, seconds double"
+    "k int, covarianceType string, logLikelihood double, meanLogLikelihood double, "
+    "bic double, aic double, iterations int, converged boolean, seconds double"
 )
 
 
@@ -30,6 +30,7 @@ class Candidate:
     k: int
     covariance_type: str
     log_likelihood: float  # total weighted log-likelihood under the final parameters
+    mean_log_likelihood: float  # the same per row (weighted mean), as sklearn's score
     bic: float
     aic: float
     iterations: int
@@ -41,6 +42,7 @@ class Candidate:
             int(self.k),
             str(self.covariance_type),
             float(self.log_likelihood),
+            float(self.mean_log_likelihood),
             float(self.bic),
             float(self.aic),
             int(self.iterations),
@@ -107,6 +109,7 @@ def fit_select(
                     k,
                     t,
                     ll,
+                    ll / data.weight_sum,
                     bic(ll, data.weight_sum, p),
                     aic(ll, p),
                     len(r.history),
