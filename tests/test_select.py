@@ -112,20 +112,48 @@ def test_resume_from_checkpoint_equals_an_uninterrupted_fit(spark, diag_data, tm
 
 
 def test_checkpoint_of_other_data_or_settings_is_refused(spark, diag_data, tmp_path):
-    X, df = diag_data
-    ckpt = str(tmp_path / "ckpt")
-    GaussianMixture(k=2, seed=1, maxIter=2).setCheckpointDir(ckpt).fit(df)
-    with pytest.raises(
-        CheckpointMismatchError, match=r"other settings \(k is 3 here, 2 in the checkpoint\)"
-    ):
-        GaussianMixture(k=3, seed=1, maxIter=2).setCheckpointDir(ckpt).fit(df)
-    other = to_df(spark, X[:1000])
-    with pytest.raises(
-        CheckpointMismatchError, match=r"other data \(rows is 1000 here, 1500 in the checkpoint\)"
-    ):
-        GaussianMixture(k=2, seed=1, maxIter=2).setCheckpointDir(ckpt).fit(other)
-    # no pickle anywhere: the arrays load with allow_pickle=False
+    """An interrupted fit's checkpoint is refused by a fit of other settings or rows, in
+    words; discard=True starts afresh; a fit that finishes removes its checkpoint, so the
+    next night's fit over new rows is not refused."""
     import os
 
+    X, df = diag_data
+    ckpt = str(tmp_path / "ckpt")
+    gm = GaussianMixture(k=2, seed=1, maxIter=5, tol=0.0).setCheckpointDir(ckpt)
+    gm.progress = _kill_at(3)
+    with pytest.raises(_Killed):
+        gm.fit(df)
+    # no pickle anywhere: the arrays load with allow_pickle=False
     names = sorted(os.listdir(ckpt))
     assert names[0].startswith("arrays-") and names[0].endswith(".npz") and names[1] == "state.json"
+    with pytest.raises(CheckpointMismatchError) as caught:
+        GaussianMixture(k=3, seed=1, maxIter=5, tol=0.0).setCheckpointDir(ckpt).fit(df)
+    assert "holds another fit: other settings (k is 3 here, 2 in the checkpoint)" in str(
+        caught.value
+    )
+    assert caught.value.what == "settings" and "discard=True" in str(caught.value)
+    other = to_df(spark, X[:1000])
+    with pytest.raises(CheckpointMismatchError) as caught:
+        GaussianMixture(k=2, seed=1, maxIter=5, tol=0.0).setCheckpointDir(ckpt).fit(other)
+    assert "other rows (rows is 1000 here, 1500 in the checkpoint)" in str(caught.value)
+    assert caught.value.what == "rows"
+    shifted = to_df(spark, X + 1.0)  # the same number of rows, other values
+    with pytest.raises(CheckpointMismatchError, match="the features' mean differs"):
+        GaussianMixture(k=2, seed=1, maxIter=5, tol=0.0).setCheckpointDir(ckpt).fit(shifted)
+    assert os.path.exists(os.path.join(ckpt, "state.json"))  # refusals change nothing
+
+    # discard: a fresh fit, equal to one without a checkpoint
+    fresh = (
+        GaussianMixture(k=2, seed=1, maxIter=4, tol=0.0)
+        .setCheckpointDir(ckpt, discard=True)
+        .fit(other)
+    )
+    plain = GaussianMixture(k=2, seed=1, maxIter=4, tol=0.0).fit(other)
+    np.testing.assert_allclose(fresh.means, plain.means, rtol=1e-12)
+    assert not os.path.exists(ckpt)  # finished: removed
+
+    # a finished fit leaves no checkpoint; the next fit over other rows runs
+    GaussianMixture(k=2, seed=1, maxIter=2).setCheckpointDir(ckpt).fit(df)
+    assert not os.path.exists(ckpt)
+    GaussianMixture(k=3, seed=1, maxIter=2).setCheckpointDir(ckpt).fit(other)
+    assert not os.path.exists(ckpt)

@@ -8,12 +8,14 @@ arrays of the new iteration go to a new file, then the JSON that names them repl
 old JSON by ``os.replace``; a crash at any point leaves the previous iteration readable.
 
 A checkpoint records a fingerprint of the data (rows, weight sum, centre, dimension) and of
-the settings; resuming with other data or other settings is refused with a message, never
-silently reused.
+the settings; resuming with other data or other settings is refused with a message that
+says in words what differs, never silently reused.  A fit that finished removes its
+checkpoint (:meth:`Checkpoint.remove`), so the next run over new data starts afresh.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -28,7 +30,14 @@ _FORMAT = 1
 
 
 class CheckpointMismatchError(ValueError):
-    """A checkpoint directory holds the state of another fit (other data or settings)."""
+    """A checkpoint directory holds the state of another fit (other data or settings).
+
+    ``directory``; ``what``: ``"rows"``, ``"features"`` or ``"settings"``; ``difference``:
+    which value differs and how, in words."""
+
+    def __init__(self, message: str, directory: str = "", what: str = "", difference: str = ""):
+        super().__init__(message)
+        self.directory, self.what, self.difference = directory, what, difference
 
 
 def data_fingerprint(data) -> dict:
@@ -39,6 +48,21 @@ def data_fingerprint(data) -> dict:
         "weight_sum": float(data.weight_sum),
         "centre": [float(c) for c in data.centre],
     }  # checked in this order
+
+
+def _in_words(what: str, diff: str) -> tuple[str, str]:
+    """``(kind, phrase)`` for the first difference ``diff`` of a fingerprint: the data's
+    rows, its features, or the settings."""
+    if what == "settings":
+        return "settings", f"other settings ({diff})"
+    if diff.startswith("d "):
+        return "features", f"features of another dimension ({diff})"
+    if diff.startswith("centre"):
+        return "rows", (
+            "other rows: the same number, but the features' mean differs "
+            f"({diff.replace('centre.', 'mean of feature ', 1)})"
+        )
+    return "rows", f"other rows ({diff.replace('weight_sum', 'weight sum', 1)})"
 
 
 def _same(a, b, path="") -> str | None:
@@ -80,6 +104,18 @@ class Checkpoint:
     def _state_path(self) -> str:
         return os.path.join(self.directory, _STATE)
 
+    def remove(self) -> None:
+        """Remove this checkpoint's files (its state, arrays and temporaries; nothing else)
+        and the directory when that leaves it empty."""
+        if not os.path.isdir(self.directory):
+            return
+        for name in os.listdir(self.directory):
+            if name == _STATE or name.startswith(("arrays-", ".tmp-")):
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(os.path.join(self.directory, name))
+        with contextlib.suppress(OSError):
+            os.rmdir(self.directory)
+
     def load(self, data) -> tuple[int, list[Run]] | None:
         """The saved state for this data and these settings: ``(last finished iteration,
         the runs as they were then)``, or None when there is none.  Raises
@@ -102,9 +138,14 @@ class Checkpoint:
         for what, mine in (("settings", self.settings), ("data", data_fingerprint(data))):
             diff = _same(mine, state.get(what), "")
             if diff:
+                kind, words = _in_words(what, diff)
                 raise CheckpointMismatchError(
-                    f"checkpoint {self.directory} was written for other {what} ({diff}); "
-                    "remove it or choose another checkpoint directory"
+                    f"checkpoint {self.directory} holds another fit: {words}; remove it, "
+                    "choose another checkpoint directory, or discard it "
+                    "(setCheckpointDir(path, discard=True))",
+                    self.directory,
+                    kind,
+                    words,
                 )
         with np.load(os.path.join(self.directory, state["arrays"]), allow_pickle=False) as z:
             runs = []

@@ -73,6 +73,7 @@ class FitSettings:
     skip_invalid: bool
     warm_start: WarmStart | None = None
     checkpoint_dir: str | None = None
+    discard_checkpoint: bool = False  # start afresh whatever the checkpoint directory holds
     fingerprint: tuple = field(default=())
 
 
@@ -89,7 +90,9 @@ class FitSession:
     """The prepared data of one fit in an opened block store, and the steps of the fit.
 
     A context manager: leaving it releases the store (after the fit, an error, or a
-    ``KeyboardInterrupt``).  ``progress`` receives the events of :mod:`spark_em.progress`.
+    ``KeyboardInterrupt``), and, when the fit finished without an error, removes its
+    checkpoint (a rerun starts afresh instead of meeting a finished fit's state).
+    ``progress`` receives the events of :mod:`spark_em.progress`.
     """
 
     def __init__(
@@ -152,8 +155,10 @@ class FitSession:
     def __enter__(self) -> FitSession:
         return self
 
-    def __exit__(self, *exc) -> bool:
+    def __exit__(self, exc_type, exc, tb) -> bool:
         self.store.release()
+        if exc_type is None and self._checkpoint is not None:
+            self._checkpoint.remove()
         return False
 
     def _emit(self, event) -> None:
@@ -171,6 +176,8 @@ class FitSession:
             self._checkpoint = Checkpoint(
                 s.checkpoint_dir, dict(s.fingerprint, **_candidate_settings(candidates))
             )
+            if s.discard_checkpoint:
+                self._checkpoint.remove()
             state = self._checkpoint.load(data)
             if state is not None:
                 done, runs = state
