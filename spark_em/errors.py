@@ -14,6 +14,17 @@ class InvalidInputError(ValueError):
     problem (and the number of offending rows)."""
 
 
+class InvalidRowsError(InvalidInputError):
+    """Rows of the input are invalid (null, NaN, infinite or huge features, wrong vector
+    lengths, bad weights) and ``handleInvalid`` is ``"error"``.  ``bad_rows``: their number
+    by kind; ``d``: the features' dimension."""
+
+    def __init__(self, message: str, bad_rows: dict | None = None, d: int | None = None):
+        super().__init__(message)
+        self.bad_rows = dict(bad_rows or {})
+        self.d = d
+
+
 class IllDefinedCovarianceError(ValueError):
     """A covariance matrix is singular or not positive definite even after ``regCovar``."""
 

@@ -203,3 +203,77 @@ def test_bad_select_flags_are_one_line_exit_2(args, message):
     assert res.returncode == 2, res.stderr
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], res.stderr
+
+
+def _tiny_parquet(path: Path) -> str:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"features": [[1.0, 2.0], [2.0, 1.0]]}), str(path))
+    return str(path)
+
+
+def test_what_this_machine_can_check_is_refused_before_spark(tmp_path):
+    """Existing outputs, missing paths and globs, a CSV given as --input, a missing model,
+    an output under a file, a config file that is not UTF-8: one line each, without Java
+    (the job never started Spark)."""
+    import shutil
+
+    data = _tiny_parquet(tmp_path / "d.parquet")
+    model = tmp_path / "model"
+    shutil.copytree(ROOT / "tests" / "fixtures" / "model-cd3f2cc-diag", model)
+    scored = tmp_path / "scored"
+    scored.mkdir()
+    _tiny_parquet(scored / "part-00000.parquet")
+    (tmp_path / "x.csv").write_text("a,b\n1,2\n")
+    (tmp_path / "blocker").write_text("a file")
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes(b"[model]\n# caf\xe9\nk = 3\n")
+    out = ["--model-out", str(tmp_path / "new")]
+    cases = [
+        (
+            ["fit", "--input", data, "--model-out", str(model)],
+            2,
+            "already exists; pass --overwrite",
+        ),
+        (["fit", "--input", str(tmp_path / "nowhere"), *out], 1, "input path not found"),
+        (["fit", "--input", f"{tmp_path}/day=*", *out], 1, "input path not found"),
+        (["fit", "--input", str(tmp_path / "x.csv"), *out], 1, "is not a Parquet file"),
+        (
+            ["fit", "--input", data, "--init-model", str(tmp_path / "none"), *out],
+            1,
+            "--init-model",
+        ),
+        (
+            ["fit", "--input", data, "--predictions-out", str(tmp_path / "blocker" / "p"), *out],
+            2,
+            "is a file, not a directory",
+        ),
+        (
+            ["score", "--input", data, "--model", str(model), "--output", str(scored)],
+            2,
+            "already exists; choose --mode overwrite, overwrite-partitions or append",
+        ),
+        (["fit", "--config", str(latin1), "--input", data, *out], 2, "not UTF-8 text"),
+        (
+            ["fit", "--input", data, "--init-model", str(model), "--k", "5", *out],
+            2,
+            f"--k is 5 but --init-model {model} has k 2",
+        ),
+    ]
+    for args, code, message in cases:
+        res = spark_em(*args)
+        lines = res.stderr.strip().splitlines()
+        assert res.returncode == code, (args, res.stderr)
+        assert len(lines) == 1 and message in lines[0], (args, res.stderr)
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        ["d.parquet", "model", "scored", "x.csv", "blocker", "latin1.toml"]
+    )
+
+
+def test_print_config_shows_what_the_init_model_sets(tmp_path):
+    model = ROOT / "tests" / "fixtures" / "model-cd3f2cc-diag"
+    res = spark_em("fit", "--input", "x", "--init-model", str(model), "--print-config")
+    assert res.returncode == 0, res.stderr  # no --model-out needed to print the settings
+    assert "k = 2  # init-model" in res.stdout
+    assert 'covariance-type = "diag"  # init-model' in res.stdout

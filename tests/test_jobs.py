@@ -89,7 +89,13 @@ def test_fit_writes_model_predictions_report_and_plots(spark, lake, tmp_path, ca
     assert report["spark"]["application_id"] == spark.sparkContext.applicationId
     assert set(report["seconds"]) >= {"validation", "initialisation", "iterations", "total"}
     assert all(v >= 0 for v in report["seconds"].values())
-    assert report["outputs"]["model-out"] == str(out / "model")
+    assert report["outputs"] == {
+        "model-out": str(out / "model"),
+        "predictions-out": str(out / "pred"),
+        "report-out": str(out / "report.json"),
+        "plot-dir": str(out / "plots"),
+    }
+    assert report["total_log_likelihood"] == pytest.approx(sk.score(X) * 600, rel=1e-9)
 
     # predictions: int prediction, array<double> probability, log-likelihood per row
     pred = spark.read.parquet(str(out / "pred"))
@@ -254,10 +260,22 @@ def test_not_converged_warns_and_require_convergence_exits_3(spark, lake, tmp_pa
     assert rc == 3
     assert err.strip().splitlines()[-1].startswith("spark-em fit: error: the fit did not converge")
     assert not (tmp_path / "m2").exists() and not (tmp_path / "p2").exists()
-    assert json.loads((tmp_path / "r2.json").read_text())["converged"] is False
+    r2 = json.loads((tmp_path / "r2.json").read_text())
+    assert r2["converged"] is False and r2["status"].startswith("refused")
+    assert r2["outputs"] == {"report-out": str(tmp_path / "r2.json")}  # only what was written
     assert not no_temporaries(tmp_path)
 
 
+# A directory where mkdir fails although os.access says it is writable (root, sysfs): the
+# only way on this machine to fail a write after the model was staged, once every local
+# check before Spark has passed.
+UNWRITABLE = "/sys/fs/spark-em-predictions"
+
+
+@pytest.mark.skipif(
+    not (os.path.isdir("/sys/fs") and os.access("/sys/fs", os.W_OK)),
+    reason="needs /sys/fs to look writable (running as root) so that the write fails in Spark",
+)
 def test_failed_run_leaves_older_outputs_untouched(spark, lake, tmp_path, capsys):
     model_out = tmp_path / "model"
     assert (
@@ -265,8 +283,6 @@ def test_failed_run_leaves_older_outputs_untouched(spark, lake, tmp_path, capsys
         == 0
     )
     before = {p.relative_to(model_out): p.read_bytes() for p in model_out.rglob("*") if p.is_file()}
-    blocker = tmp_path / "blocker"
-    blocker.write_text("a file where a directory is needed")
     rc = run(
         "fit",
         [
@@ -281,15 +297,23 @@ def test_failed_run_leaves_older_outputs_untouched(spark, lake, tmp_path, capsys
             "--report-out",
             str(tmp_path / "r.json"),
             "--predictions-out",
-            str(blocker / "predictions"),
+            UNWRITABLE,
         ],
     )
-    err = capsys.readouterr().err
+    err = capsys.readouterr().err.strip()
     assert rc == 1, err
+    # Spark's failure in one line of the job's words
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert err.startswith(f"spark-em fit: error: cannot write --predictions-out {UNWRITABLE}: ")
+    assert err.endswith("; nothing was written"), err
     after = {p.relative_to(model_out): p.read_bytes() for p in model_out.rglob("*") if p.is_file()}
     assert after == before  # the k=2 model, byte for byte
     assert GaussianMixtureModel.load(str(model_out)).getK() == 2
-    assert not (tmp_path / "r.json").exists()
+    report = json.loads((tmp_path / "r.json").read_text())  # the failure's report only
+    assert report["status"] == "failed" and report["outputs"] == {
+        "report-out": str(tmp_path / "r.json")
+    }
+    assert sorted(os.listdir(tmp_path)) == ["model", "r.json"]
     assert not no_temporaries(tmp_path)
 
 
@@ -413,8 +437,11 @@ def test_atomic_write_leaves_target_untouched_on_failure(spark, tmp_path):
 
 
 def test_mlflow_logs_params_metrics_report_and_model(spark, lake, tmp_path, monkeypatch, capsys):
-    """Against a local file tracking store (mlflow-skinny has no database backend)."""
+    """Against a local file tracking store and its model registry (mlflow-skinny has no
+    database backend): the README's metric names, the run id printed, the model in MLflow's
+    format (a pyfunc that scores pandas rows as sklearn does), registered."""
     mlflow = pytest.importorskip("mlflow")
+    import pandas as pd
     from mlflow.tracking import MlflowClient
 
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # undone after the test
@@ -428,6 +455,8 @@ def test_mlflow_logs_params_metrics_report_and_model(spark, lake, tmp_path, monk
             "3",
             "--seed",
             "2",
+            "--n-init",
+            "2",
             "--tol",
             "1e-5",
             "--quiet",
@@ -440,28 +469,56 @@ def test_mlflow_logs_params_metrics_report_and_model(spark, lake, tmp_path, monk
             uri,
             "--mlflow-experiment",
             "nightly",
+            "--mlflow-register",
+            "nightly-gmm",
         ],
     )
-    assert rc == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert rc == 0
     model = GaussianMixtureModel.load(str(tmp_path / "model"))
-    client = MlflowClient(tracking_uri=uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     exp = client.get_experiment_by_name("nightly")
     (run_info,) = client.search_runs([exp.experiment_id])
+    run_id = run_info.info.run_id
+    assert f"MLflow run {run_id} (experiment 'nightly'" in out
+    assert "MLflow: registered nightly-gmm version 1" in out
     assert run_info.info.status == "FINISHED"
     assert run_info.data.params["k"] == "3" and run_info.data.params["covarianceType"] == "full"
-    history = client.get_metric_history(run_info.info.run_id, "em_mean_log_likelihood")
+    # the README's names: the model's own history, and one per run with n-init > 1
+    history = client.get_metric_history(run_id, "em_mean_log_likelihood")
     assert [m.step for m in history] == list(range(1, model.summary.numIter + 1))
     assert [m.value for m in history] == pytest.approx(model.summary.logLikelihoodHistory)
-    assert run_info.data.metrics["bic"] == pytest.approx(
-        model.toSklearn().bic(lake["X1"]), rel=1e-9
+    assert {"em_mean_log_likelihood_run_0", "em_mean_log_likelihood_run_1"} <= set(
+        run_info.data.metrics
     )
-    artifacts = {f.path for f in client.list_artifacts(run_info.info.run_id)}
-    assert {"report.json", "model", "plots"} <= artifacts
-    model_files = {f.path for f in client.list_artifacts(run_info.info.run_id, "model")}
-    assert {"model/metadata", "model/data"} <= model_files
+    sk = model.toSklearn()
+    X = lake["X1"]
+    metrics = run_info.data.metrics
+    assert metrics["bic"] == pytest.approx(sk.bic(X), rel=1e-9)
+    assert metrics["mean_log_likelihood"] == pytest.approx(sk.score(X), rel=1e-9)
+    assert metrics["total_log_likelihood"] == pytest.approx(sk.score(X) * len(X), rel=1e-9)
+    artifacts = {f.path for f in client.list_artifacts(run_id)}
+    assert {"report.json", "spark-model", "plots"} <= artifacts
+    model_files = {f.path for f in client.list_artifacts(run_id, "spark-model")}
+    assert {"spark-model/metadata", "spark-model/data"} <= model_files
     report = mlflow.artifacts.load_dict(f"{run_info.info.artifact_uri}/report.json")
     assert report["iterations"] == model.summary.numIter
     assert mlflow.active_run() is None
+
+    # the registered version is an MLflow model: pandas rows in, sklearn's numbers out
+    mlflow.set_registry_uri(uri)
+    pyfunc = mlflow.pyfunc.load_model("models:/nightly-gmm/1")
+    features = [list(x) for x in X]
+    features[5] = [float("nan"), 1.0]
+    rows = pd.DataFrame({"id": range(len(X)), "features": features})
+    got = pyfunc.predict(rows)
+    keep = np.arange(len(X)) != 5
+    np.testing.assert_array_equal(got["prediction"][keep].astype(int), sk.predict(X[keep]))
+    np.testing.assert_allclose(
+        np.stack(got["probability"][keep]), sk.predict_proba(X[keep]), atol=1e-12
+    )
+    np.testing.assert_allclose(got["log_likelihood"][keep], sk.score_samples(X[keep]), rtol=1e-12)
+    assert got["probability"][5] is None and pd.isna(got["prediction"][5])
 
 
 def test_fit_a_table_with_where_sample_columns_and_weights(spark, tmp_path, capsys):

@@ -198,7 +198,7 @@ def test_score_errors(spark, days, tmp_path, capsys):
                 "id",
             ],
             1,
-            "dimension",
+            "featuresCol 'id' has vectors of a length other than 2 in 300 rows",
         ),
     ]
     for argv, code, message in cases:

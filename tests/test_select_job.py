@@ -142,3 +142,39 @@ def test_job_killed_with_sigkill_resumes_to_the_same_model(spark, tmp_path):
     assert a.summary.numIter == b.summary.numIter == 40
     for key in ("weights", "means", "covariances"):
         np.testing.assert_allclose(getattr(a, key), getattr(b, key), rtol=1e-9, atol=1e-9)
+
+
+def test_the_table_shows_means_per_row_and_flags_a_stuck_candidate():
+    """A candidate below a smaller k of its covariance type stopped in a local optimum (k+1
+    components can always do as well as k): flagged, the mean per row to 6 decimals."""
+    import io
+
+    from spark_em.cli.commands.select import mark_stuck, print_table
+
+    def row(k, t, mean):
+        return dict(
+            k=k,
+            covarianceType=t,
+            meanLogLikelihood=mean,
+            bic=1.0,
+            aic=1.0,
+            iterations=3,
+            converged=True,
+            seconds=0.1,
+        )
+
+    rows = mark_stuck(
+        [
+            row(2, "full", -9.8226011),
+            row(3, "full", -9.8226014),  # below k=2 by 3e-7: invisible at 6 significant digits
+            row(4, "full", -9.5338),
+            row(2, "diag", -10.5),
+            row(3, "diag", -10.4),
+        ]
+    )
+    assert [r["stuck"] for r in rows] == [False, True, False, False, False]
+    out = io.StringIO()
+    print_table(rows, {"k": 4, "covarianceType": "full"}, "bic", out)
+    lines = out.getvalue().splitlines()
+    assert "-9.822601" in lines[1] and "-9.822601" in lines[2] and "stuck" in lines[2]
+    assert sum("stuck" in line for line in lines) == 1 and "<- best" in lines[3]

@@ -59,6 +59,12 @@ class Settings:
             o.key: self._values[o.key] for o in self.options if self._values.get(o.key) is not None
         }
 
+    def derive(self, key: str, value: Any, source: str) -> None:
+        """Set ``key`` from something other than a flag or the file (``source`` says what,
+        e.g. ``init-model``), when neither set it."""
+        if self.source(key) == "default":
+            self._values[key], self._sources[key] = value, source
+
     def describe(self, key: str) -> str:
         """How messages name a setting: ``--k`` or ``[model] k in conf/fit.toml``."""
         if self.source(key) == "file":
@@ -218,6 +224,11 @@ def load_file(path: str, options: list[Option]) -> dict:
         raise UsageError(f"cannot read config file {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(
+            f"{path} is not valid TOML: not UTF-8 text (byte {exc.object[exc.start]:#04x} at "
+            f"offset {exc.start}); save it as UTF-8"
+        ) from None
     by_key = {o.key: o for o in options}
     sections = sorted({o.section for o in options})
     values: dict = {}

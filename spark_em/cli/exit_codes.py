@@ -92,6 +92,58 @@ def _python_worker_error(text: str) -> str | None:
     return None
 
 
+def _java_messages(exc: BaseException) -> list[str]:
+    """The first lines of the messages of a Py4J error's Java exception and its causes,
+    outermost first ([] when ``exc`` did not come from the JVM)."""
+    java = getattr(exc, "java_exception", None)
+    lines, seen = [], 0
+    while java is not None and seen < 20:
+        try:
+            text = java.getMessage() or java.toString()
+        except Exception:
+            break
+        if text:
+            lines.append(_first_line(str(text)))
+        try:
+            java = java.getCause()
+        except Exception:
+            break
+        seen += 1
+    return lines
+
+
+def _java_condition(exc: BaseException) -> str | None:
+    java = getattr(exc, "java_exception", None)
+    try:
+        return str(java.getCondition()) if java is not None else None
+    except Exception:
+        return None
+
+
+def _java_failure(exc: BaseException) -> tuple[int, str] | None:
+    """A failure inside the JVM (``Py4JJavaError: An error occurred while calling
+    o55.parquet.``) in words: what failed and, where known, which file and what to do."""
+    messages = _java_messages(exc)
+    if not messages:
+        return None
+    condition = _java_condition(exc) or ""
+    text = " ".join(messages)
+    if condition.startswith("FAILED_READ_FILE") or "is not a Parquet file" in text:
+        found = re.search(r"reading file (\S+?)\.?(?:\s|$)", text) or re.search(
+            r"(\S+) is not a Parquet file", text
+        )
+        where = found.group(1) if found else "an input file"
+        return EXIT_DATA, (
+            f"cannot read {where}: it is not a Parquet file (or a damaged one); the jobs "
+            "read Parquet files or directories of them: convert it, or leave it out of --input"
+        )
+    worker = _python_worker_error("\n".join(messages))
+    if worker is not None:
+        return EXIT_DATA, worker
+    # the innermost cause says what went wrong (Mkdirs failed, Permission denied, ...)
+    return EXIT_DATA, _strip_condition(messages[-1])
+
+
 def classify(exc: BaseException) -> tuple[int, str]:
     """``(exit code, one-line message)`` for any exception a job raises."""
     from ..errors import IllDefinedCovarianceError, InvalidInputError, ModelFormatError
@@ -102,6 +154,9 @@ def classify(exc: BaseException) -> tuple[int, str]:
         return EXIT_DATA, _first_line(str(exc))
     if isinstance(exc, FileExistsError):
         return EXIT_USAGE, _first_line(str(exc))
+    java = _java_failure(exc)
+    if java is not None:
+        return java
     condition = _spark_condition(exc)
     if condition is not None:
         message = _strip_condition(_first_line(str(exc)))

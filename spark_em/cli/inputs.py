@@ -38,8 +38,9 @@ def check_source(settings, allow_demo: bool = False) -> None:
 
 
 def read_input(spark, settings, default_features="features") -> Input:
-    """The input DataFrame after --where and --sample-fraction; DataError if it is missing."""
-    from pyspark.errors import AnalysisException
+    """The input DataFrame after --where and --sample-fraction; DataError if it is missing
+    or cannot be read (one line in our words: a file that is not Parquet, ...)."""
+    from .exit_codes import classify
 
     try:
         if settings.get("table"):
@@ -47,26 +48,54 @@ def read_input(spark, settings, default_features="features") -> Input:
             df, what = spark.table(name), f"table {name}"
         else:
             paths = settings["input"]
-            _check_paths(spark, paths)
-            df, what = spark.read.parquet(*paths), ", ".join(paths)
-    except AnalysisException as exc:
-        from .exit_codes import classify
-
+            base = settings.get("base-path") or hive_base_path(paths)
+            reader = spark.read if base is None else spark.read.option("basePath", base)
+            df, what = reader.parquet(*_expanded(spark, paths)), ", ".join(paths)
+            _ = df.schema
+    except DataError:
+        raise
+    except Exception as exc:  # AnalysisException, or a failed schema inference in the JVM
         raise DataError(classify(exc)[1]) from exc
     return _refine(df, what, settings, default_features)
 
 
-def _check_paths(spark, paths: list[str]) -> None:
-    """A missing input path fails here in one line (Spark's reader would first log a WARN
-    with a Java stack trace).  On Spark Connect the reader's own error says it."""
+def hive_base_path(paths: list[str]) -> str | None:
+    """The root of a Hive-style partitioned data set that ``paths`` lie in: each path up to
+    its first ``key=value`` segment (``/lake/features`` for ``/lake/features/day=*``), so
+    that Spark keeps ``day`` as a column when reading a leaf.  None when no path has such a
+    segment; UsageError when the paths have different roots."""
+    roots = set()
+    for path in paths:
+        parts = path.split("/")
+        for i, part in enumerate(parts):
+            key = part.split("=", 1)[0]
+            if "=" in part and key and not set("*?[{") & set(key):
+                roots.add("/".join(parts[:i]) or "/")
+                break
+    if len(roots) > 1:
+        raise UsageError(
+            f"--input paths lie under different partitioned roots ({', '.join(sorted(roots))}): "
+            "give --base-path"
+        )
+    return roots.pop() if roots else None
+
+
+def _expanded(spark, paths: list[str]) -> list[str]:
+    """The paths the globs name, each checked to exist: a missing path or a glob that
+    matches nothing fails here in one line (Spark's reader would log a warning with a
+    Java stack trace for each).  On Spark Connect the server expands them."""
     from ..io.filesystem import hadoop_paths
 
     ops = hadoop_paths(spark)
     if ops is None:
-        return
+        return list(paths)
+    out = []
     for path in paths:
-        if not ops.matches(path):
+        found = ops.expand(path)
+        if not found:
             raise DataError(f"input path not found: {path}")
+        out += found if set("*?[{") & set(path) else [path]
+    return out
 
 
 def _refine(df, what: str, settings, default_features) -> Input:

@@ -14,11 +14,13 @@ temporaries of outputs that were not committed, and stops a Spark session the jo
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .config import Settings
+from .exit_codes import DataError, JobError, classify
 from .progress_lines import FitProgress
 from .tracking import MlflowRun
 
@@ -75,19 +77,78 @@ class Job:
                         job.targets[flag] = outs.add(flag, settings[flag], kind)
                 try:
                     yield job
-                except BaseException:
+                except BaseException as exc:
                     tracker.end(False)
+                    if not isinstance(exc, KeyboardInterrupt):
+                        job._report_failure(exc)
                     raise
                 tracker.end(True)
 
     def stage(self, flag: str, write: Callable[[str], None]) -> None:
-        """Write the output of ``flag`` (if asked for) to its temporary sibling."""
+        """Write the output of ``flag`` (if asked for) to its temporary sibling; a failure
+        is one line naming the output (:class:`~spark_em.cli.exit_codes.DataError`)."""
         if flag in self.targets:
-            self.outputs.stage(self.targets[flag], write)
+            target = self.targets[flag]
+            try:
+                self.outputs.stage(target, write)
+            except JobError:
+                raise
+            except Exception as exc:
+                _, reason = classify(exc)
+                raise DataError(
+                    f"cannot write --{flag} {target.path}: {reason}; nothing was written"
+                ) from exc
+
+    def local_staged(self, flag: str) -> str | None:
+        """Where the output of ``flag`` was staged, when that is a path of this machine (a
+        local master and no URI scheme), else None."""
+        t = self.targets.get(flag)
+        if t is None or t.staged is None or not self.env.local_master or "://" in t.path:
+            return None
+        return t.staged[len("file:") :] if t.staged.startswith("file:") else t.staged
+
+    def written(self) -> dict:
+        """``{flag: path}`` of the outputs this run writes: those staged so far and the
+        report (staged last).  A report lists only these."""
+        return {
+            flag: t.path
+            for flag, t in self.targets.items()
+            if t.staged is not None or t.committed or flag == "report-out"
+        }
+
+    def _report_failure(self, exc: BaseException) -> None:
+        """With ``--report-out``: a report of the failure (its one line, exit code and the
+        details the error carries, such as the invalid rows), written instead of anything
+        else; the other outputs are left as they were."""
+        target = self.targets.get("report-out")
+        if target is None or target.committed:
+            return
+        from .reports import write_json
+
+        code, message = classify(exc)
+        document = {
+            "spark_em_report": {"version": 1, "job": self.name},
+            "status": "failed",
+            "exit_code": code,
+            "error": message,
+            **(getattr(exc, "report", None) or {}),
+            "outputs": {"report-out": target.path},
+            "seconds": {"total": round(self.seconds(), 3)},
+        }
+        with contextlib.suppress(Exception):
+            target.rollback()  # a report staged before the failure
+            target.staged = None
+            self.outputs.stage(target, lambda p: write_json(document, p))
+            target.commit()
+            target.finish()
 
     def commit(self) -> None:
         """Rename every staged output into place (all or none)."""
         self.outputs.commit()
+
+    def warn(self, text: str) -> None:
+        """A warning line on stderr (even with ``--quiet``)."""
+        print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} WARNING: {text}", file=sys.stderr, flush=True)
 
     def seconds(self) -> float:
         return time.perf_counter() - self.started
@@ -111,5 +172,25 @@ def estimator(settings: Settings, job: str, features, weight_col, **fixed):
     params.update(fixed)
     gm = GaussianMixture(featuresCol=features, weightCol=weight_col, **params)
     if settings.get("checkpoint-dir"):
-        gm.setCheckpointDir(settings["checkpoint-dir"])
+        gm.setCheckpointDir(settings["checkpoint-dir"], settings.get("discard-checkpoint", False))
     return gm
+
+
+@contextlib.contextmanager
+def checkpoint_words(settings):
+    """A checkpoint of another fit, refused in the job's words: what differs and the flag
+    that discards it (exit 2)."""
+    from ..engine.checkpoint import CheckpointMismatchError
+    from .exit_codes import UsageError
+
+    try:
+        yield
+    except CheckpointMismatchError as exc:
+        hint = {
+            "rows": ": another --input, --where or --sample-fraction, or new rows",
+            "features": ": other --features",
+        }.get(exc.what, "")
+        raise UsageError(
+            f"--checkpoint-dir {settings['checkpoint-dir']} holds another fit's state "
+            f"({exc.difference}{hint}); pass --discard-checkpoint to start afresh"
+        ) from exc

@@ -23,13 +23,22 @@ from .exit_codes import EXIT_USAGE, classify
 from .options import Option
 
 
+def _nothing_to_resolve(settings: Settings) -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class Command:
+    """``resolve``: settings that follow from others, before ``--print-config`` shows
+    them (the k of an ``--init-model``); ``check``: everything else that can be refused
+    before Spark starts."""
+
     name: str
     help: str
     options: list[Option]
     check: Callable[[Settings], None]
     execute: Callable[[Settings], int]
+    resolve: Callable[[Settings], None] = _nothing_to_resolve
 
 
 def commands() -> dict[str, Command]:
@@ -68,10 +77,11 @@ def run(name: str, argv: list[str] | None = None) -> int:
     try:
         settings = parse_settings(prog, command.help, command.options, argv)
         verbose = bool(settings.get("verbose"))
-        command.check(settings)
-        if settings.print_config:
+        command.resolve(settings)
+        if settings.print_config:  # what the job would run with, missing outputs or not
             sys.stdout.write(settings.to_toml())
             return 0
+        command.check(settings)
         with _quiet_pyspark_error_loggers(), warnings.catch_warnings():
             # a job says "did not converge" in its own one line (and in the report)
             warnings.simplefilter("ignore", ConvergenceWarning)

@@ -76,6 +76,16 @@ INPUT = [
         metavar="PATH",
     ),
     Option(
+        "base-path",
+        "input",
+        STR,
+        "root of a Hive-style partitioned data set (/lake/features for "
+        "/lake/features/day=2026-12-02): its key=value directories become columns; default: "
+        "the part of the --input path before its first key=value directory",
+        check=non_empty,
+        metavar="PATH",
+    ),
+    Option(
         "table",
         "input",
         STR,
@@ -87,7 +97,8 @@ INPUT = [
         "where",
         "input",
         STR,
-        "SQL filter applied to the input rows",
+        "SQL filter applied to the input rows (run with the job's permissions: never build "
+        "it from untrusted input)",
         check=non_empty,
         metavar="SQL",
     ),
@@ -137,9 +148,17 @@ CHECKPOINT = [
         "model",
         STR,
         "checkpoint every EM iteration in this local "
-        "directory; run the same job again to resume after the last finished iteration",
+        "directory; run the same job again to resume after the last finished iteration "
+        "(a finished fit removes it)",
         check=non_empty,
         metavar="DIR",
+    ),
+    Option(
+        "discard-checkpoint",
+        "model",
+        BOOL,
+        "start afresh, discarding what --checkpoint-dir holds (another fit's state)",
+        False,
     ),
 ]
 
@@ -212,4 +231,12 @@ MLFLOW = [
         metavar="URI",
     ),
     Option("mlflow-run-name", "mlflow", STR, "MLflow run name", check=non_empty, metavar="NAME"),
+    Option(
+        "mlflow-register",
+        "mlflow",
+        STR,
+        "register the logged model as a new version of this registered model",
+        check=non_empty,
+        metavar="NAME",
+    ),
 ]

@@ -13,29 +13,48 @@ from .outputs import PARQUET, Outputs
 MODES = ("error", "overwrite", "overwrite-partitions", "append")
 
 
-def with_predictions(model, df, probability_format: str, log_likelihood_col: str | None):
-    """``df`` plus the model's prediction, probability and log-likelihood columns."""
+def with_predictions(
+    model,
+    df,
+    probability_format: str,
+    log_likelihood_col: str | None,
+    anomaly: dict | None = None,
+):
+    """``df`` plus the model's prediction, probability and log-likelihood columns, and with
+    ``anomaly`` (``{"column", "threshold"}``) a boolean column: the row's log-likelihood is
+    below the threshold (null where the row was not scored)."""
     from pyspark.ml.functions import vector_to_array
     from pyspark.sql import functions as F
 
     m = model.copy()
-    if log_likelihood_col:
-        m.setLogLikelihoodCol(log_likelihood_col)
-    check_prediction_columns(df, m, log_likelihood_col)
+    ll = log_likelihood_col or ("__spark_em_loglik" if anomaly else None)
+    if ll:
+        m.setLogLikelihoodCol(ll)
+    extra = [anomaly["column"]] if anomaly else []
+    check_prediction_columns(df, m, log_likelihood_col, extra)
     out = m.transform(df)
     prob = m.getProbabilityCol()
-    if probability_format == "array":
-        out = out.withColumn(prob, vector_to_array(F.col(prob), "float64"))
+    if probability_format == "array":  # rows not scored keep a null (vector_to_array fails)
+        p = F.col(prob)
+        out = out.withColumn(
+            prob, F.when(p.isNull(), F.lit(None)).otherwise(vector_to_array(p, "float64"))
+        )
     elif probability_format == "none":
         out = out.drop(prob)
+    if anomaly:
+        out = out.withColumn(anomaly["column"], F.col(ll) < F.lit(float(anomaly["threshold"])))
+        if not log_likelihood_col:
+            out = out.drop(ll)
     return out
 
 
-def check_prediction_columns(df, stage, log_likelihood_col: str | None) -> None:
+def check_prediction_columns(df, stage, log_likelihood_col: str | None, extra=()) -> None:
     """DataError when ``df`` already has a column that scoring with ``stage`` (the model, or
     before a fit the estimator: the same column Params) would add."""
-    added = [stage.getPredictionCol(), stage.getProbabilityCol()] + (
-        [log_likelihood_col] if log_likelihood_col else []
+    added = (
+        [stage.getPredictionCol(), stage.getProbabilityCol()]
+        + ([log_likelihood_col] if log_likelihood_col else [])
+        + list(extra)
     )
     clash = [c for c in added if c in df.columns]
     if clash:
@@ -51,6 +70,30 @@ def check_partition_columns(df, columns: list[str]) -> None:
         raise DataError(
             f"--partition-by column {missing[0]!r} does not exist; columns: {df.columns}"
         )
+
+
+def _type(field) -> str:
+    return field.dataType.simpleString()
+
+
+def schema_difference(existing, new, partition_by: list[str]) -> str | None:
+    """The first difference between an existing data set's schema and the rows' (names
+    and types; nullability aside; partition columns by name, their types being inferred
+    from directory names), in words, or None."""
+    old = {f.name: f for f in existing.fields}
+    fresh = {f.name: f for f in new.fields}
+    for name, field in fresh.items():
+        if name not in old:
+            return f"has no column {name!r}, which the scored rows have ({_type(field)})"
+        if name not in partition_by and _type(old[name]) != _type(field):
+            return (
+                f"holds column {name!r} as {_type(old[name])}; the scored rows have it as "
+                f"{_type(field)}"
+            )
+    for name, field in old.items():
+        if name not in fresh:
+            return f"has column {name!r} ({_type(field)}), which the scored rows lack"
+    return None
 
 
 class PredictionWriter:
@@ -97,6 +140,38 @@ class PredictionWriter:
             return
         self.target = self.outputs.add(self.flag, self.path, PARQUET)
 
+    def check_schema(self, out) -> None:
+        """Before writing into an existing data set or table (``append``,
+        ``overwrite-partitions``): its columns must have the types of the rows about to be
+        written, or the data set would hold two schemas (a later read of the whole fails
+        with FAILED_READ_FILE or CANNOT_MERGE_SCHEMAS).  UsageError naming the first
+        column that differs; nothing is written."""
+        if not self.in_place:
+            return
+        existing = self._existing_schema()
+        if existing is None:
+            return
+        what = f"--output-table {self.table}" if self.table else f"--{self.flag} {self.path}"
+        problem = schema_difference(existing, out.schema, self.partition_by)
+        if problem:
+            raise UsageError(
+                f"{what} {problem}: writing these rows would leave it with two schemas "
+                "(unreadable as a whole); score with the settings that wrote it (e.g. "
+                "--probability-format, --log-likelihood-col), or write elsewhere"
+            )
+
+    def _existing_schema(self):
+        if self.table:
+            if not self.spark.catalog.tableExists(self.table):
+                return None
+            return self.spark.table(self.table).schema
+        if self.outputs.ops is not None and not self.outputs.ops.exists(self.path):
+            return None
+        try:
+            return self.spark.read.parquet(self.path).schema
+        except Exception:
+            return None  # nothing readable there yet (an empty directory)
+
     def _writer(self, out):
         w = out.write
         if self.partition_by:
@@ -119,12 +194,24 @@ class PredictionWriter:
             return
         if self.table:
             self._write_table(out)
-        elif self.mode == "append":
-            self._writer(out).mode("append").parquet(self.path)
-        else:  # overwrite-partitions: only the partitions present in `out` are replaced
-            self._writer(out).mode("overwrite").option("partitionOverwriteMode", "dynamic").parquet(
-                self.path
-            )
+            return
+        ops = self.outputs.ops
+        existed = ops is None or ops.exists(self.path)
+        try:
+            if self.mode == "append":
+                self._writer(out).mode("append").parquet(self.path)
+            else:  # overwrite-partitions: only the partitions present in `out` are replaced
+                self._writer(out).mode("overwrite").option(
+                    "partitionOverwriteMode", "dynamic"
+                ).parquet(self.path)
+        except BaseException:
+            # a failed write's job is aborted (its files removed), but the directory it
+            # created for a new data set stays: remove it when it holds nothing else
+            if not existed and ops.exists(self.path):
+                leftover = [n for n, _ in ops.list(self.path) if not n.startswith((".", "_"))]
+                if not leftover:
+                    ops.delete(self.path)
+            raise
 
     def _write_table(self, out) -> None:
         exists = self.spark.catalog.tableExists(self.table)

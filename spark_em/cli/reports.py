@@ -96,19 +96,23 @@ def fit_report(
     warnings: list[str],
 ) -> dict:
     """The ``--report-out`` document (JSON-ready); ``parameters`` are the settings the fit
-    ran with."""
+    ran with.  Log-likelihoods are means per row (the history, ``mean_log_likelihood``
+    under the fitted parameters), with ``total_log_likelihood`` (the sum over the rows,
+    the unit of MLlib's ``summary.logLikelihood``) beside it."""
     s = model.summary
     params = dict(parameters)
     return {
         "spark_em_report": {"version": 1, "job": "fit"},
+        "status": "succeeded",
         "parameters": params,
         "input": input_description,
         "converged": bool(s.converged),
         "iterations": int(s.numIter),
+        # log-likelihoods as the mean per row (sklearn's score), the total beside it
         "log_likelihood_history": [_finite(v) for v in s.logLikelihoodHistory],
         "runs": {label: [_finite(v) for v in h] for label, h in progress.histories.items()},
-        "log_likelihood": _finite(evaluation.log_likelihood),
         "mean_log_likelihood": _finite(evaluation.mean_log_likelihood),
+        "total_log_likelihood": _finite(evaluation.log_likelihood),
         "bic": _finite(evaluation.bic),
         "aic": _finite(evaluation.aic),
         "n_parameters": evaluation.n_parameters,
@@ -174,4 +178,26 @@ def select_report(
         "converged": bool(model.summary.converged),
         "seconds": seconds,
         "spark": {"application_id": job.env.app_id, "kind": job.env.kind, "master": job.env.master},
+        "outputs": job.written(),
+    }
+
+
+def score_report(settings, input_description: str, tally, anomaly: dict | None, job) -> dict:
+    """The ``--report-out`` document of ``score``: what was scored with what, the rows
+    scored and skipped (null outputs) in all and per partition, the anomaly threshold."""
+    return {
+        "spark_em_report": {"version": 1, "job": "score"},
+        "status": "succeeded",
+        "model": settings["model"],
+        "input": input_description,
+        "output": settings.get("output") or {"table": settings.get("output-table")},
+        "mode": settings["mode"],
+        "handle_invalid": settings["handle-invalid"],
+        "rows": tally.as_dict(),
+        "anomaly": anomaly,
+        "seconds": {"total": round(job.seconds(), 3)},
+        "spark": {"application_id": job.env.app_id, "kind": job.env.kind, "master": job.env.master},
+        "outputs": dict(
+            job.written(), **({"output": settings["output"]} if settings.get("output") else {})
+        ),
     }

@@ -37,14 +37,39 @@ logger.submit.name = org.apache.spark.deploy.SparkSubmit
 logger.submit.level = {level}
 logger.repl.name = org.apache.spark.repl.Main
 logger.repl.level = {level}
-"""
+{quiet}"""
+
+# Spark's loggers that print a Java stack trace for what the job reports in its own one
+# line: a missing or globbed input path (FileStreamSink), a failed task and the write or
+# read it aborts.  Off unless --verbose or a log level below WARN is asked for.
+QUIET_LOGGERS = (
+    "org.apache.spark.sql.execution.streaming.sinks.FileStreamSink",
+    "org.apache.spark.executor.Executor",
+    "org.apache.spark.scheduler.TaskSetManager",
+    "org.apache.spark.sql.execution.datasources.FileFormatWriter",
+    "org.apache.spark.util.Utils",
+    "org.apache.spark.internal.io.SparkHadoopWriter",
+    "org.apache.hadoop.mapreduce.lib.output.FileOutputCommitter",
+)
 
 
-def log4j2_file(level: str) -> str:
-    """A log4j2 properties file at ``level``, removed when this process exits."""
+def quiet_loggers(settings) -> tuple[str, ...]:
+    """The loggers this job turns off (none with ``--verbose`` or a level below WARN)."""
+    if settings.get("verbose") or settings["spark-log-level"] in ("ALL", "TRACE", "DEBUG", "INFO"):
+        return ()
+    return QUIET_LOGGERS
+
+
+def log4j2_file(level: str, quiet: tuple[str, ...] = ()) -> str:
+    """A log4j2 properties file at ``level`` with the ``quiet`` loggers off, removed when
+    this process exits."""
     fd, path = tempfile.mkstemp(prefix="spark-em-log4j2-", suffix=".properties")
+    lines = "".join(
+        f"logger.quiet{i}.name = {name}\nlogger.quiet{i}.level = OFF\n"
+        for i, name in enumerate(quiet)
+    )
     with os.fdopen(fd, "w") as fh:
-        fh.write(LOG4J2_TEMPLATE.format(level=level))
+        fh.write(LOG4J2_TEMPLATE.format(level=level, quiet=lines))
     atexit.register(lambda: os.path.exists(path) and os.remove(path))
     return path
 
@@ -53,10 +78,10 @@ def _under_spark_submit(master: str | None) -> bool:
     return master is None and "PYSPARK_GATEWAY_PORT" in os.environ
 
 
-def _quiet_gateway_jvm(level: str) -> None:
+def _quiet_gateway_jvm(level: str, quiet: tuple[str, ...] = ()) -> None:
     """Under spark-submit, before the SparkContext exists: initialise Spark's logging (which
     spark-submit left uninitialised) and set its root level, so that creating the context
-    does not reset it to Spark's INFO default."""
+    does not reset it to Spark's INFO default; turn the ``quiet`` loggers off."""
     from pyspark import SparkContext
 
     with contextlib.suppress(Exception):  # internal hooks: a quieter log is all they buy
@@ -67,6 +92,9 @@ def _quiet_gateway_jvm(level: str) -> None:
         jvm.org.apache.spark.util.Utils.setLogLevel(
             jvm.org.apache.logging.log4j.Level.toLevel(level)
         )
+        configurator = jvm.org.apache.logging.log4j.core.config.Configurator
+        for name in quiet:
+            configurator.setLevel(name, jvm.org.apache.logging.log4j.Level.OFF)
 
 
 @contextlib.contextmanager
@@ -82,13 +110,13 @@ def job_session(settings, app_name: str):
     elif SparkSession.getActiveSession() is not None:
         spark, created = SparkSession.getActiveSession(), False
     elif _under_spark_submit(master):
-        _quiet_gateway_jvm(level)
+        _quiet_gateway_jvm(level, quiet_loggers(settings))
         spark = SparkSession.builder.appName(app_name).getOrCreate()
         spark.sparkContext.setLogLevel(level)
     else:
         from ..data.local_session import local_session
 
-        uri = "file:" + log4j2_file(level)
+        uri = "file:" + log4j2_file(level, quiet_loggers(settings))
         spark = local_session(
             master or "local[*]",
             app_name,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core.rowkeys import row_hash, uniform
-from ..errors import InvalidInputError, describe_features
+from ..errors import InvalidInputError, InvalidRowsError, describe_features
 from .arrow_blocks import BAD_KINDS, MAX_ABS_VALUE, MAX_WEIGHT
 
 _HEAD = 5  # d, sample_size, m, n_rows, weight_sum
@@ -183,7 +183,11 @@ def check_validation(stats: ValidationStats, features, weight_col, skip_invalid:
     input or a weight sum that is zero or not finite."""
     problems = bad_row_problems(stats.bad_rows, features, weight_col, stats.d)
     if problems and not skip_invalid:
-        raise InvalidInputError("invalid input: " + "; ".join(problems))
+        raise InvalidRowsError(
+            "invalid input: " + "; ".join(problems),
+            {k: v for k, v in stats.bad_rows.items() if v},
+            stats.d,
+        )
     if stats.n_rows == 0:
         raise InvalidInputError(
             "the input DataFrame is empty"

@@ -18,7 +18,8 @@ from ..core.estep import EStepKernel
 from ..core.mixture import GaussianParams
 from ..data.arrow_blocks import MAX_WEIGHT, list_to_matrix
 from ..data.columns import feature_array, quoted
-from ..errors import InvalidInputError
+from ..data.validation import bad_row_problems
+from ..errors import InvalidInputError, InvalidRowsError
 
 __all__ = ["posterior_udf", "transform", "log_likelihood_sums", "cluster_sizes"]
 
@@ -68,9 +69,13 @@ def posterior_udf(
         X, valid, counts = list_to_matrix(arr, d)
         bad = {k: v for k, v in counts.items() if v and k != "null_vector"}
         if bad and not skip_invalid:
-            raise ValueError(
-                f"featuresCol {features_col!r}: rows that cannot be scored "
-                f"(dimension {d} expected): {bad}"
+            problems = bad_row_problems(bad, features_col, None, d)
+            raise InvalidRowsError(
+                "rows that cannot be scored, in one batch of the input: "
+                + "; ".join(problems)
+                + " (handleInvalid='skip' gives them null outputs)",
+                bad,
+                d,
             )
         return _posterior_arrow(*kernel.posteriors(X - centre), valid)
 

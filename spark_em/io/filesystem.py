@@ -65,6 +65,12 @@ class HadoopPaths:
         found = fs.globStatus(jpath)
         return found is not None and len(found) > 0
 
+    def expand(self, pattern: str) -> list[str]:
+        """The paths a path or glob names (``[]`` when none exists), sorted."""
+        fs, jpath = self._fs(pattern)
+        found = fs.globStatus(jpath)
+        return sorted(str(st.getPath().toString()) for st in (found or []))
+
     def is_dir(self, path: str) -> bool:
         fs, jpath = self._fs(path)
         return bool(fs.exists(jpath)) and bool(fs.getFileStatus(jpath).isDirectory())

@@ -17,7 +17,8 @@ import time
 
 from ..exit_codes import NotConvergedError, UsageError
 from ..inputs import check_source, demo_input, load_model, read_input
-from ..job import Job, estimator
+from ..job import Job, checkpoint_words, estimator
+from ..local_checks import check_before_spark, model_metadata
 from ..main import Command
 from ..options import (
     BOOL,
@@ -46,6 +47,14 @@ WARM_START = [
         "model",
         STR,
         "start EM from this saved model (warm start); k and covariance type default to its own",
+        metavar="PATH",
+    ),
+    Option(
+        "align-to",
+        "model",
+        STR,
+        "reorder the fitted components to match this saved model's (least total "
+        "Bhattacharyya distance), so that cluster numbers stay the same across nights",
         metavar="PATH",
     ),
     Option(
@@ -102,12 +111,30 @@ OUTPUTS = (
 )
 
 
+def resolve(s) -> None:
+    """k and the covariance type of a local ``--init-model``, read from its metadata (a
+    flag or key that disagrees is refused); a model elsewhere is read once Spark is up."""
+    meta = model_metadata(s, "init-model")
+    if meta is None:
+        return
+    for key, value in (("k", meta.get("k")), ("covariance-type", meta.get("covarianceType"))):
+        if value is None:
+            continue
+        if s.source(key) != "default" and s[key] != value:
+            raise UsageError(
+                f"{s.describe(key)} is {s[key]!r} but --init-model {s['init-model']} has "
+                f"{key} {value!r}"
+            )
+        s.derive(key, value, "init-model")
+
+
 def check(s) -> None:
     """Everything that can be checked before Spark starts."""
     check_source(s, allow_demo=True)
     if not s.get("model-out") and not s.get("demo"):
         raise UsageError("--model-out is required (where to save the fitted model)")
     check_local_outputs(s)
+    check_before_spark(s, OUTPUTS, ("init-model", "align-to"))
 
 
 def _estimator(s, features, weight_col, init_model):
@@ -182,7 +209,12 @@ def _fit_and_write(job: Job, gm, inp, params: dict) -> None:
     from ..reports import evaluate, fit_report, print_summary, write_json
 
     s = job.settings
-    model = gm.fit(inp.df)
+    model = _fit(gm, inp, s)
+    extra = {}
+    if model.summary.numRowsSkipped:
+        extra["skipped_rows"] = _skipped(job, inp, model.numFeatures)
+    if s.get("align-to"):
+        model, extra["aligned_to"] = _aligned(model, s["align-to"])
     fitted = time.perf_counter()
     evaluation = evaluate(model, inp.df, inp.weight_col)
     evaluated = time.perf_counter()
@@ -191,14 +223,11 @@ def _fit_and_write(job: Job, gm, inp, params: dict) -> None:
     converged = model.summary.converged
     if not converged:
         warnings.append(
-            f"the fit did not converge: it stopped at max-iter "
-            f"{gm.getMaxIter()} with change above tol {gm.getTol():g}"
+            f"the fit did not converge: it stopped at max-iter {gm.getMaxIter()} "
+            f"(with its last change above tol {gm.getTol():g}, or its components not yet "
+            "separated)"
         )
-        print(
-            f"{time.strftime('%Y-%m-%d %H:%M:%S')} WARNING: {warnings[-1]}",
-            file=sys.stderr,
-            flush=True,
-        )
+        job.warn(warnings[-1])
     everything = converged or not s["require-convergence"]
     if everything:
         # the target stages the output (a temporary sibling; in place on Connect, after its
@@ -229,19 +258,18 @@ def _fit_and_write(job: Job, gm, inp, params: dict) -> None:
         job.env,
         seconds,
         inp.description,
-        {flag: t.path for flag, t in job.targets.items()},
+        job.written(),
         warnings,
     )
+    report.update(extra)
+    if not everything:
+        report["status"] = "refused: not converged (--require-convergence)"
     job.stage("report-out", lambda p: write_json(report, p))
     if everything:
-        model_dir = job.targets.get("model-out")
-        local_model = (
-            model_dir.staged
-            if model_dir is not None and job.env.local_master and "://" not in model_dir.path
-            else None
-        )
         plot_dir = job.targets["plot-dir"].staged if "plot-dir" in job.targets else None
-        job.tracker.log_fit(report, job.progress.histories, local_model, plot_dir)
+        job.tracker.log_fit(
+            report, model, job.progress.histories, job.local_staged("model-out"), plot_dir
+        )
     job.commit()
     job.print_written()
     if not everything:
@@ -251,4 +279,38 @@ def _fit_and_write(job: Job, gm, inp, params: dict) -> None:
         )
 
 
-COMMAND = Command("fit", __doc__, OPTIONS, check, execute)
+def _fit(gm, inp, settings):
+    """The fitted model; invalid rows refused in one line naming their columns, counts over
+    all rows, an example and the fix."""
+    from ...errors import InvalidRowsError
+    from ..data_errors import refused
+
+    try:
+        with checkpoint_words(settings):
+            return gm.fit(inp.df)
+    except InvalidRowsError as exc:
+        raise refused(inp.df, inp.features, inp.weight_col, exc.d) from exc
+
+
+def _skipped(job: Job, inp, d: int) -> dict:
+    """The invalid rows a --handle-invalid skip fit left out, by kind and column (one more
+    pass over the input, only when rows were skipped): a warning line and the report's
+    record."""
+    from ..data_errors import skipped
+
+    line, record = skipped(inp.df, inp.features, inp.weight_col, d)
+    job.warn(line)
+    return record
+
+
+def _aligned(model, path: str):
+    """``model`` with its components in the order of the saved model at ``path``, and the
+    report's record of it."""
+    from ...core.alignment import alignment
+
+    reference = load_model(path, "align-to")
+    order = alignment(model.mixture, reference.mixture).tolist()
+    return model.alignTo(reference), {"model": path, "order": order}
+
+
+COMMAND = Command("fit", __doc__, OPTIONS, check, execute, resolve)

@@ -10,9 +10,12 @@ from __future__ import annotations
 import sys
 
 from ...core.covariance import COVARIANCE_TYPES
+from ...errors import InvalidRowsError
+from ..data_errors import refused, skipped
 from ..exit_codes import UsageError
 from ..inputs import check_source, read_input
-from ..job import Job, estimator
+from ..job import Job, checkpoint_words, estimator
+from ..local_checks import check_before_spark
 from ..main import Command
 from ..options import BOOL, CHECKPOINT, COLUMNS, INPUT, MLFLOW, RUN, STR, Option, param_options
 from ..outputs import MODEL as MODEL_DIR
@@ -71,6 +74,16 @@ SELECT = [
     ),
     Option("criterion", "select", STR, "what chooses the best candidate", "bic", ("bic", "aic")),
 ]
+ALIGN = [
+    Option(
+        "align-to",
+        "model",
+        STR,
+        "reorder the best model's components to match this saved model's (least total "
+        "Bhattacharyya distance), so that cluster numbers stay the same across runs",
+        metavar="PATH",
+    ),
+]
 OUTPUT = [
     Option("model-out", "output", STR, "save the best model here (required)", metavar="PATH"),
     Option(
@@ -95,7 +108,7 @@ OUTPUT = [
         False,
     ),
 ]
-OPTIONS = INPUT + SELECT + param_options("select") + CHECKPOINT + OUTPUT + RUN + MLFLOW
+OPTIONS = INPUT + SELECT + param_options("select") + ALIGN + CHECKPOINT + OUTPUT + RUN + MLFLOW
 OUTPUTS = (("model-out", MODEL_DIR), ("report-out", REPORT), ("plot-dir", PLOTS))
 
 
@@ -104,6 +117,7 @@ def check(s) -> None:
     if not s.get("model-out"):
         raise UsageError("--model-out is required (where to save the best model)")
     check_local_outputs(s)
+    check_before_spark(s, OUTPUTS, ("align-to",))
 
 
 def execute(s) -> int:
@@ -129,39 +143,71 @@ def execute(s) -> int:
             input=inp.description,
         )
         job.tracker.start(settings)
-        model, table = gm.fitSelect(inp.df, ks, types, s["criterion"])
-        rows = [r.asDict() for r in table.orderBy("covarianceType", "k").collect()]
+        try:
+            with checkpoint_words(s):
+                model, table = gm.fitSelect(inp.df, ks, types, s["criterion"])
+        except InvalidRowsError as exc:
+            raise refused(inp.df, inp.features, inp.weight_col, exc.d) from exc
+        rows = mark_stuck([r.asDict() for r in table.orderBy("covarianceType", "k").collect()])
         best = {"k": model.getK(), "covarianceType": model.covarianceType}
+        extra = {}
+        if model.summary.numRowsSkipped:
+            line, extra["skipped_rows"] = skipped(
+                inp.df, inp.features, inp.weight_col, model.numFeatures
+            )
+            job.warn(line)
+        if s.get("align-to"):
+            from .fit import _aligned
+
+            model, extra["aligned_to"] = _aligned(model, s["align-to"])
         print_table(rows, best, s["criterion"], sys.stdout)
-        report = select_report(settings, s["criterion"], best, rows, model, job)
         job.stage("model-out", lambda p: model.write().saveImpl(p))
-        job.stage("report-out", lambda p: write_json(report, p))
         if "plot-dir" in job.targets:
             from ..plots import write_criterion_plot
 
             job.stage("plot-dir", lambda p: write_criterion_plot(p, rows, s["criterion"], best))
-        job.tracker.log_select(report)
+        report = dict(select_report(settings, s["criterion"], best, rows, model, job), **extra)
+        job.stage("report-out", lambda p: write_json(report, p))
+        job.tracker.log_select(report, model, job.local_staged("model-out"))
         job.commit()
     job.print_written()
     return 0
 
 
+def mark_stuck(rows: list[dict]) -> list[dict]:
+    """``rows`` with ``stuck``: a candidate whose mean log-likelihood is below that of a
+    smaller k of the same covariance type.  A mixture of k+1 components can always do at
+    least as well as one of k (a component of weight 0), so such a fit stopped in a local
+    optimum: raise --n-init, or do not trust its BIC."""
+    for r in rows:
+        smaller = [
+            o["meanLogLikelihood"]
+            for o in rows
+            if o["covarianceType"] == r["covarianceType"] and o["k"] < r["k"]
+        ]
+        r["stuck"] = bool(smaller) and r["meanLogLikelihood"] < max(smaller)
+    return rows
+
+
 def print_table(rows: list[dict], best: dict, criterion: str, stream) -> None:
+    """The candidates: log-likelihood as the mean per row (6 decimals, the unit of the
+    progress lines and of sklearn's score), BIC and AIC as totals."""
     print(
-        f"{'k':>3} {'covariance':<10} {'log-likelihood':>16} {'BIC':>14} {'AIC':>14} "
+        f"{'k':>3} {'covariance':<10} {'mean log-lik':>13} {'BIC':>16} {'AIC':>16} "
         f"{'iter':>5} {'conv':>5} {'seconds':>8}",
         file=stream,
     )
     for r in rows:
-        mark = (
-            "  <- best"
-            if (r["k"], r["covarianceType"]) == (best["k"], best["covarianceType"])
-            else ""
-        )
+        notes = []
+        if (r["k"], r["covarianceType"]) == (best["k"], best["covarianceType"]):
+            notes.append("<- best")
+        if r.get("stuck"):
+            notes.append("stuck: below a smaller k (local optimum; raise --n-init)")
         print(
-            f"{r['k']:>3} {r['covarianceType']:<10} {r['logLikelihood']:>16.6g} "
-            f"{r['bic']:>14.6g} {r['aic']:>14.6g} {r['iterations']:>5} "
-            f"{str(r['converged']).lower():>5} {r['seconds']:>8.2f}{mark}",
+            f"{r['k']:>3} {r['covarianceType']:<10} {r['meanLogLikelihood']:>13.6f} "
+            f"{r['bic']:>16.2f} {r['aic']:>16.2f} {r['iterations']:>5} "
+            f"{str(r['converged']).lower():>5} {r['seconds']:>8.2f}"
+            + ("  " + "; ".join(notes) if notes else ""),
             file=stream,
         )
     print(f"best by {criterion.upper()}: k={best['k']} {best['covarianceType']}", file=stream)
