@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 import warnings
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,7 @@ from pyspark.ml import Estimator
 from pyspark.ml.util import MLReadable, MLReader, MLWritable, MLWriter
 from pyspark.sql import DataFrame
 
-from .engine import fit_session, scoring, selection
+from .engine import fit_session, scoring, selection, update
 from .engine.em import FitResult
 from .engine.fit_session import FitSettings, WarmStart
 from .errors import ConvergenceWarning
@@ -126,7 +127,15 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
         )
 
     def _fit(self, dataset: DataFrame) -> GaussianMixtureModel:
-        result, runs = fit_session.fit(dataset, self._settings(), getattr(self, "progress", None))
+        progress = getattr(self, "progress", None)
+        segmented = None
+        if self.getSegmentCol():
+            segmented = update.fit_segmented(
+                dataset, self._settings(), self.getSegmentCol(), progress
+            )
+            result, runs = segmented.result, segmented.runs
+        else:
+            result, runs = fit_session.fit(dataset, self._settings(), progress)
         if not result.converged and self.getMaxIter() > 0:
             warnings.warn(
                 ConvergenceWarning(
@@ -136,7 +145,27 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
                 ),
                 stacklevel=3,
             )
-        return self._model(result, dataset)
+        return self._model(result, dataset, segmented)
+
+    def _updated(
+        self, model: GaussianMixtureModel, dataset: DataFrame, window: int | None
+    ) -> GaussianMixtureModel:
+        """``model`` updated by incremental EM on the segments of ``dataset``
+        (:meth:`GaussianMixtureModel.update`; this estimator carries the model's Params)."""
+        settings = replace(self._settings(), warm_start=WarmStart(model.mixture))
+        stored = model._segments or ()
+        done = update.update(
+            dataset, settings, self.getSegmentCol(), stored, window, getattr(self, "progress", None)
+        )
+        if done is not None:
+            return self._model(done.result, dataset, done)
+        segments, dropped, params = update.unchanged(stored, window, self.getRegCovar())
+        that = model.copy()
+        that._mixture, that._segments = params, tuple(segments)
+        s = model.summary.to_json() if model.hasSummary else None
+        report = update.nothing_read(segments, dropped)
+        that._summary = GaussianMixtureSummary(**{**s, "update": report}) if s else None
+        return that
 
     def fitSelect(self, dataset: DataFrame, ks, covarianceTypes=None, criterion: str = "bic"):
         """Fit every candidate ``k`` in ``ks`` x covariance type in ``covarianceTypes``
@@ -151,6 +180,8 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
         selection.check_criterion(criterion)
         if self.getInitialModel() is not None:
             raise ValueError("fitSelect starts every candidate afresh: unset initialModel")
+        if self.getSegmentCol():
+            raise ValueError("fitSelect keeps no segments: unset segmentCol (fit the chosen k)")
         settings = self._settings()
         candidates = selection.candidates_of(ks, covarianceTypes or [self.getCovarianceType()])
         chosen = selection.fit_select(
@@ -163,9 +194,11 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
         )
         return model, frame
 
-    def _model(self, result: FitResult, dataset: DataFrame) -> GaussianMixtureModel:
+    def _model(self, result: FitResult, dataset: DataFrame, segmented=None) -> GaussianMixtureModel:
         """The fitted model, with this estimator's Params and a summary whose cluster sizes
-        (on first access) and predictions (lazily) come from ``dataset``."""
+        (on first access) and predictions (lazily) come from ``dataset``; with
+        ``segmented`` (an :class:`~spark_em.engine.update.SegmentedResult`), its segments
+        and what the fit or update did."""
         summary = GaussianMixtureSummary(
             k=self.getK(),
             logLikelihoodHistory=result.log_likelihood_history,
@@ -178,8 +211,10 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
             probabilityCol=self.getProbabilityCol(),
             numRowsSkipped={k: int(v) for k, v in result.bad_rows.items() if v},
             logLikelihoodQuantiles=result.log_likelihood_quantiles,
+            update=segmented.report if segmented is not None else None,
         )
-        model = self._copyValues(GaussianMixtureModel(result.params, summary))
+        segments = segmented.segments if segmented is not None else None
+        model = self._copyValues(GaussianMixtureModel(result.params, summary, segments))
         at_fit = model.copy()  # the summary's predictions keep the fit's column names
         features, skip = self.getFeaturesCol(), self.getHandleInvalid() == "skip"
         summary.bind(

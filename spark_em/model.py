@@ -17,6 +17,7 @@ from .core.mixture import GaussianParams, n_parameters
 from .core.mixture import aic as aic_of
 from .core.mixture import bic as bic_of
 from .core.quantiles import threshold
+from .core.segment_statistics import Segment, permuted_segment
 from .engine import sampling, scoring
 from .io import mllib_import
 from .io.model_directory import check_values
@@ -40,11 +41,16 @@ class GaussianMixtureModel(Model, FitParams, MLReadable, MLWritable):
     """
 
     def __init__(
-        self, params: GaussianParams | None = None, summary: GaussianMixtureSummary | None = None
+        self,
+        params: GaussianParams | None = None,
+        summary: GaussianMixtureSummary | None = None,
+        segments=None,
     ) -> None:
         super().__init__()
         self._mixture = params
         self._summary = summary
+        # SegmentStats per segment (spark_em.core.segment_statistics), sorted by key
+        self._segments = None if segments is None else tuple(segments)
         if params is not None:
             self._set(k=params.k)
 
@@ -98,6 +104,45 @@ class GaussianMixtureModel(Model, FitParams, MLReadable, MLWritable):
     @property
     def numFeatures(self) -> int:
         return self._mixture.d
+
+    @property
+    def segments(self) -> list[Segment]:
+        """The segments whose statistics the model keeps (a fit with ``segmentCol``), in
+        the key's order: ``Segment(key, rows, weightSum, iteration)``, ``iteration`` the
+        EM iteration of the parameters their statistics were computed under (0: the
+        initial parameters of the first fit).  Empty for a model without segments."""
+        return [Segment(s.key, s.rows, s.weight_sum, s.iteration) for s in (self._segments or ())]
+
+    def update(
+        self,
+        dataset: DataFrame,
+        window: int | None = None,
+        maxIter: int | None = None,
+        tol: float | None = None,
+    ) -> GaussianMixtureModel:
+        """A new model, by incremental EM (Neal & Hinton, 1998) from this one: the segments
+        present in ``dataset`` (by ``segmentCol``) are E-stepped every iteration and replace
+        any stored statistics of the same keys; every other stored segment stays frozen.
+        ``window=N`` keeps the N newest segment keys (the key's order) and drops the rest
+        first.  Iterates ``theta <- M(frozen + fresh(theta))`` from this model's parameters
+        until the fresh rows' mean log-likelihood changes by less than ``tol`` or
+        ``maxIter`` (defaults: the model's).  The new model carries its segments, this
+        model's Params and a summary of the update (``summary.update``).  With no row of a
+        window segment in ``dataset``: nothing is E-stepped; the parameters are those of
+        the window's segments.  ValueError for a model without segments."""
+        if not self._segments or not self.getSegmentCol():
+            raise ValueError(
+                "update needs a model fitted with segmentCol: this one keeps no segment statistics"
+            )
+        from .estimator import GaussianMixture
+
+        est = self._copyValues(GaussianMixture())
+        est._set(covarianceType=self.covarianceType, k=self.getK())
+        if maxIter is not None:
+            est._set(maxIter=maxIter)
+        if tol is not None:
+            est._set(tol=tol)
+        return est._updated(self, dataset, window)
 
     @property
     def hasSummary(self) -> bool:
@@ -184,6 +229,8 @@ class GaussianMixtureModel(Model, FitParams, MLReadable, MLWritable):
         order = alignment(self._mixture, other.mixture)
         that = self.copy()
         that._mixture = permuted(self._mixture, order)
+        if self._segments is not None:
+            that._segments = tuple(permuted_segment(s, order) for s in self._segments)
         if self._summary is not None:
             that._summary = self._summary.reordered(order)
         return that
@@ -281,6 +328,7 @@ class GaussianMixtureModel(Model, FitParams, MLReadable, MLWritable):
         that = super().copy(extra)
         that._mixture = self._mixture
         that._summary = self._summary
+        that._segments = getattr(self, "_segments", None)
         return that
 
     def write(self) -> MLWriter:

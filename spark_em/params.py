@@ -283,6 +283,17 @@ PARAMS: tuple[ParamSpec, ...] = (
         model_setter=True,
     ),
     ParamSpec(
+        "segmentCol",
+        None,
+        "optional column naming each row's segment (a date, a day number, a batch id: "
+        "string, integer or date): the model keeps each segment's statistics, and "
+        "model.update(df) E-steps only the segments in df (incremental EM)",
+        _to_optional_string,
+        flag="segment-col",
+        section="input",
+        jobs=("fit",),
+    ),
+    ParamSpec(
         "predictionCol", "prediction", shared=HasPredictionCol, model_setter=True, fingerprint=False
     ),
     ParamSpec(

@@ -43,6 +43,10 @@ class GaussianMixtureSummary:
       kind (``null_vector``, ``wrong_length``, ``null_element``, ``non_finite``,
       ``huge_value``, ``null_weight``, ``negative_weight``, ``huge_weight``; kinds with none
       are absent), ``{}`` when nothing was skipped.
+    * ``update``: for a model with segments (``segmentCol``), what its fit or update did:
+      ``rowsRead``, ``segmentsUpdated``, ``segmentsFrozen``, ``segmentsDropped`` (keys as
+      strings), ``iterations``, ``converged``; None otherwise.  For an update,
+      ``logLikelihoodHistory``, ``numRows`` and ``weightSum`` are those of the rows it read.
     """
 
     def __init__(
@@ -59,6 +63,7 @@ class GaussianMixtureSummary:
         probabilityCol: str | None = None,
         numRowsSkipped: dict[str, int] | None = None,
         logLikelihoodQuantiles: dict | None = None,
+        update: dict | None = None,
         # fields of older saved summaries (a logLikelihood under the final parameters)
         **_ignored: Any,
     ) -> None:
@@ -73,6 +78,7 @@ class GaussianMixtureSummary:
         self.probabilityCol = probabilityCol
         self.numRowsSkipped = dict(numRowsSkipped or {})
         self.logLikelihoodQuantiles = dict(logLikelihoodQuantiles or {})
+        self.update = None if update is None else dict(update)
         self._cluster_sizes = None if clusterSizes is None else [int(c) for c in clusterSizes]
         self._cluster_sizes_fn: Callable[[], list[int]] | None = None
         self._predictions_fn: Callable[[], DataFrame] | None = None
@@ -167,6 +173,7 @@ class GaussianMixtureSummary:
             "probabilityCol": self.probabilityCol,
             "numRowsSkipped": self.numRowsSkipped,
             "logLikelihoodQuantiles": self.logLikelihoodQuantiles,
+            "update": self.update,
         }
 
     def __repr__(self) -> str:

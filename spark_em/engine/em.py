@@ -23,6 +23,8 @@ from ..core.init_summarizers import NearestCentreSummarizer, RandomResponsibilit
 from ..core.initialisation import initial_centres
 from ..core.mixture import GaussianParams
 from ..core.quantiles import log_likelihood_quantiles
+from ..core.segment_statistics import reoriginated
+from ..core.sufficient_statistics import SuffStats
 from ..data.passes import run_pass
 from ..progress import IterationInfo
 
@@ -33,7 +35,11 @@ log = logging.getLogger("spark_em")
 class Run:
     """The state of one EM run: current parameters, the mean log-likelihood per row of each
     iteration's E-step, and the mean log-likelihood its start came with (a warm start's,
-    against which the first change is measured; None: the first change is infinite)."""
+    against which the first change is measured; None: the first change is infinite).
+
+    ``frozen``: statistics added to every E-step's before the M-step (an incremental update:
+    the frozen segments' sum, moments about the data's centre); ``estep_params``: the
+    parameters of the last E-step (the M-step of its statistics are ``params``)."""
 
     params: GaussianParams
     label: str = "run 0"
@@ -41,6 +47,8 @@ class Run:
     converged: bool = False
     previous: float | None = None
     seconds: float = 0.0
+    frozen: SuffStats | None = None
+    estep_params: GaussianParams | None = None
 
 
 @dataclass(frozen=True)
@@ -124,6 +132,9 @@ def step(
         before = r.history[-1] if r.history else r.previous
         changes.append(ll - before if before is not None else float("nan"))
         r.history.append(ll)
+        r.estep_params = r.params
+        if r.frozen is not None:  # incremental EM: theta <- M(frozen + fresh(theta))
+            st = st + reoriginated(r.frozen, data.centre, data.centre, st.origin)
         r.params = st.m_step(data.centre, reg_covar)
         # False for NaN: never on the first change
         r.converged = abs(changes[-1]) < tol and not _unseparated(r, iteration)

@@ -32,7 +32,7 @@ from pyspark.sql import SparkSession
 from ..core.covariance import covariance
 from ..core.mixture import COVARIANCE_TYPES, GaussianParams
 from ..errors import ModelFormatError
-from . import mllib_import
+from . import mllib_import, segment_files
 
 __all__ = ["FORMAT_VERSION", "CheckedModel", "load_checked", "check_values"]
 
@@ -64,6 +64,7 @@ class CheckedModel:
     format: str
     metadata: dict
     params: GaussianParams
+    segments: tuple = ()  # SegmentStats of a model fitted with segmentCol (segment_files)
 
 
 def _fail(path: str, problem: str) -> ModelFormatError:
@@ -137,11 +138,18 @@ def _metadata_name(path: str, names: dict[str, str]) -> str:
     return metadata[0]
 
 
-def _data_names(path: str, names: dict[str, str], metadata_name: str) -> list[str]:
-    data = [
-        n for n in names if n.startswith("data/") and n.count("/") == 1 and n.endswith(".parquet")
-    ]
-    stray = sorted(set(names) - set(data) - {metadata_name})
+def _parquet_names(names: dict[str, str], folder: str) -> list[str]:
+    return sorted(
+        n
+        for n in names
+        if n.startswith(folder + "/") and n.count("/") == 1 and n.endswith(".parquet")
+    )
+
+
+def _data_names(path: str, names: dict[str, str], metadata_name: str, meta: dict) -> list[str]:
+    data = _parquet_names(names, "data")
+    segments = _parquet_names(names, "segments") if meta.get("segments") else []
+    stray = sorted(set(names) - set(data) - set(segments) - {metadata_name})
     if not data:
         raise _fail(path, "no data file (data/*.parquet): the model's arrays are missing")
     if stray:
@@ -303,7 +311,7 @@ def load_checked(spark: SparkSession, path: str) -> CheckedModel:
     content = _read_bytes(spark, path, {metadata_name: names[metadata_name]})[metadata_name]
     meta = _parse_metadata(path, metadata_name, content)
     fmt = _format_of(path, meta)  # before the layout: another stage's files are not stray
-    data_names = _data_names(path, names, metadata_name)
+    data_names = _data_names(path, names, metadata_name, meta)
     contents = _read_bytes(spark, path, {n: names[n] for n in data_names})
     table = _read_table(path, contents, data_names)
     if fmt == "mllib":
@@ -317,4 +325,17 @@ def load_checked(spark: SparkSession, path: str) -> CheckedModel:
         weights, means, covariances = _spark_em_arrays(path, table, k, d, ct)
     check_values(f"cannot load a GaussianMixtureModel from {path}", weights, means, covariances, ct)
     params = GaussianParams.from_covariances(weights, means, covariances, ct)
-    return CheckedModel(fmt, meta, params)
+    entry = meta.get("segments") if fmt != "mllib" else None
+    if not entry:
+        return CheckedModel(fmt, meta, params)
+    seg_names = _parquet_names(names, "segments")
+    if not seg_names:
+        raise _fail(path, "the metadata lists segments but segments/*.parquet is missing")
+    seg_table = _read_table(
+        path, _read_bytes(spark, path, {n: names[n] for n in seg_names}), seg_names
+    )
+    fail = lambda problem: _fail(path, problem)  # noqa: E731
+    segments = segment_files.read_segments(seg_table, entry, params.k, params.d, ct, fail)
+    saved = {**(meta.get("defaultParamMap") or {}), **(meta.get("paramMap") or {})}
+    segment_files.check_parameters(segments, params, float(saved.get("regCovar", 1e-6)), fail)
+    return CheckedModel(fmt, meta, params, segments)

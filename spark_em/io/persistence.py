@@ -7,6 +7,8 @@ Layout of a saved model::
                      Params, as pyspark.ml's DefaultParamsWriter writes them), formatVersion,
                      k, d, covarianceType, summary (or null)
     path/data/       Parquet rows (name, shape, values) for weights, means, covariances
+    path/segments/   a model fitted with segmentCol: its segments' statistics
+                     (:mod:`spark_em.io.segment_files`)
 
 A saved estimator is its metadata (every Param but ``initialModel``) and, if it has one, the
 initial model saved as above under ``path/initialModel``.
@@ -31,6 +33,7 @@ from ..summary import GaussianMixtureSummary
 from . import mllib_import
 from .filesystem import atomic_write
 from .model_directory import FORMAT_VERSION, load_checked
+from .segment_files import write_segments
 
 if TYPE_CHECKING:
     from ..estimator import GaussianMixture
@@ -80,6 +83,9 @@ class ModelWriter(AtomicWriter):
                 "covariances": p.covariances,
             },
         )
+        segments = getattr(self.instance, "_segments", None)
+        if segments:
+            extra["segments"] = write_segments(self.sparkSession, f"{path}/segments", segments)
         # Metadata last: where the save is not atomic (Spark Connect), a save that failed
         # half-way has no metadata and cannot be loaded.
         DefaultParamsWriter.saveMetadata(
@@ -108,7 +114,9 @@ class ModelReader(MLReader):
                 if unknown:
                     raise ValueError(f"unknown Params {unknown}")
                 DefaultParamsReader.getAndSetParams(model, meta)
-            loaded = self.cls(checked.params, _summary(meta.get("summary"), model))
+            loaded = self.cls(
+                checked.params, _summary(meta.get("summary"), model), checked.segments or None
+            )
         except (TypeError, ValueError, KeyError, AttributeError, AssertionError) as exc:
             raise ModelFormatError(
                 f"cannot load a GaussianMixtureModel from {path}: its metadata's Params or "

@@ -1,0 +1,121 @@
+"""Segments of the input (a day, a batch: the values of ``segmentCol``) and the one pass
+that E-steps each segment separately.
+
+The block stores hold features and weights only; the pass here reads the input itself
+(features, weight and the segment column), groups each Arrow batch's rows by segment inside
+the task, and reduces ``{segment code: statistics}`` by key (segments are few: a small
+dict per task, merged in the tree reduce, :mod:`spark_em.core.segment_statistics`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark.sql import DataFrame
+from pyspark.sql import types as T
+
+from ..core.segment_statistics import merge_keyed, pack_keyed, unpack_keyed
+from ..core.sufficient_statistics import SuffStats
+from ..core.summarizers import Chunk
+from ..core.tuning import TASKS_PER_CORE
+from ..errors import InvalidInputError
+from .arrow_blocks import list_to_matrix, weights_to_numpy
+from .columns import feature_array, quoted, weight_column
+from .env import SparkEnv
+from .passes import PASS_SCHEMA
+from .reduce import packed_batch, tree_collect
+
+KEY_TYPES = {"string": T.StringType, "long": T.IntegralType, "date": T.DateType}
+
+
+def key_type(df: DataFrame, segment_col: str) -> str:
+    """``"string"``, ``"long"`` or ``"date"``: the kind of ``segment_col``'s values;
+    :class:`InvalidInputError` for a missing column or another type."""
+    if segment_col not in df.columns:
+        raise InvalidInputError(f"segmentCol {segment_col!r} does not exist; columns: {df.columns}")
+    dt = df.schema[segment_col].dataType
+    for name, cls in KEY_TYPES.items():
+        if isinstance(dt, cls):
+            return name
+    raise InvalidInputError(
+        f"segmentCol {segment_col!r} has type {dt.simpleString()}; segment keys must be "
+        "strings, integers or dates"
+    )
+
+
+def segment_keys(df: DataFrame, segment_col: str, skip_invalid: bool) -> tuple[DataFrame, list]:
+    """``(df without rows of a null key when skipping, its distinct segment keys sorted)``
+    -- one small Spark job.  A null key is an :class:`InvalidInputError` naming the column
+    and the number of rows, unless ``skip_invalid``."""
+    key_type(df, segment_col)
+    col = quoted(segment_col)
+    keys = [r[0] for r in df.select(col).distinct().collect()]
+    if None in keys:
+        if not skip_invalid:
+            nulls = df.where(col.isNull()).count()
+            raise InvalidInputError(
+                f"segmentCol {segment_col!r} is null in {nulls} rows: every row must name "
+                "its segment (or handleInvalid='skip' leaves them out)"
+            )
+        df = df.where(col.isNotNull())
+        keys = [k for k in keys if k is not None]
+    return df, sorted(keys)
+
+
+def keyed_pass(
+    df: DataFrame,
+    features,
+    weight_col: str | None,
+    segment_col: str,
+    keys: list,
+    kernel,
+    centre: np.ndarray,
+    aggregation_depth: int = 2,
+) -> dict:
+    """``{key: SuffStats}``: the E-step statistics of ``kernel`` (an
+    :class:`~spark_em.core.estep.EStepKernel` about ``centre``) over each segment of
+    ``keys`` present in ``df``, in one Spark job.  Rows with invalid features or weights
+    are left out (as the block stores leave them out), as are rows of other keys."""
+    env = SparkEnv.of(df.sparkSession)
+    tasks = max(1, TASKS_PER_CORE * env.default_parallelism)
+    frame = df.select(
+        feature_array(df, features).alias("x"),
+        weight_column(df, weight_col).alias("w"),
+        quoted(segment_col).alias("s"),
+    ).coalesce(tasks)
+    k, d, ct = kernel.k, kernel.d, kernel.covariance_type
+    task = _keyed_task(kernel, centre, keys, d)
+    merges = (merge_keyed(k, d, ct), np.add)
+    out = tree_collect(
+        frame.mapInArrow(task, PASS_SCHEMA), tasks, merges, aggregation_depth, PASS_SCHEMA
+    )
+    if out is None:
+        return {}
+    return {
+        keys[code]: SuffStats.unpack(v, k, d, ct, kernel.origin)
+        for code, v in unpack_keyed(out[0], k, d, ct).items()
+    }
+
+
+def _keyed_task(kernel, centre: np.ndarray, keys: list, d: int):
+    def task(batches):
+        stats: dict[int, SuffStats] = {}
+        value_set = None
+        for batch in batches:
+            X, valid, _ = list_to_matrix(batch.column(0), d)
+            w, wvalid, _ = weights_to_numpy(batch.column(1))
+            seg = batch.column(2)
+            if value_set is None:
+                value_set = pa.array(keys, type=seg.type)
+            codes = pc.fill_null(pc.index_in(seg, value_set=value_set), -1)
+            codes = codes.to_numpy(zero_copy_only=False)
+            keep = valid & wvalid & (codes >= 0)
+            for code in np.unique(codes[keep]):
+                rows = keep & (codes == code)
+                if int(code) not in stats:
+                    stats[int(code)] = kernel.new_stats(d)
+                kernel.accumulate(stats[int(code)], Chunk(X[rows], w[rows], centre))
+        yield packed_batch([pack_keyed(stats), np.zeros(4)], PASS_SCHEMA.fieldNames())
+
+    return task

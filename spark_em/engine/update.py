@@ -1,0 +1,167 @@
+"""Fits that keep their statistics per segment, and the incremental update of such a model
+(Neal & Hinton, 1998; :mod:`spark_em.core.segment_statistics`), as short sequences of the
+fit template's steps (:class:`~spark_em.engine.fit_session.FitSession`).
+
+* :func:`fit_segmented`: a fit as :func:`~spark_em.engine.fit_session.fit`, then one keyed
+  pass under the parameters of its last E-step: each segment's statistics of that E-step;
+  the model's parameters are the M-step of their sum.
+* :func:`update`: the segments present in the input are E-stepped every iteration, every
+  other stored segment of the window stays frozen: ``theta <- M(frozen + fresh(theta))``
+  from the model's parameters until the fresh rows' mean log-likelihood changes by less
+  than ``tol`` or ``maxIter``; then one keyed pass gives the fresh segments' statistics of
+  the last E-step, which replace any stored ones of the same keys.
+
+The block store holds the fresh rows without their keys, so every iteration is one
+ordinary pass; the per-segment split is needed once, at the end (one more read of the
+input).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+from pyspark.sql import DataFrame
+
+from ..core.estep import EStepKernel
+from ..core.segment_statistics import SegmentStats, m_step_of, reoriginated, summed, window
+from ..data.columns import quoted
+from ..data.segments import keyed_pass, segment_keys
+from .em import FitResult, Run, best_run
+from .fit_session import FitSession, FitSettings
+
+
+@dataclass(frozen=True)
+class SegmentedResult:
+    """A fit's or an update's result, its segments (sorted by key) and what it did
+    (``report``: rowsRead, segmentsUpdated, segmentsFrozen, segmentsDropped -- lists of
+    keys as strings -- iterations, converged)."""
+
+    result: FitResult
+    segments: tuple[SegmentStats, ...]
+    runs: int = 1
+    report: dict = field(default_factory=dict)
+
+
+def fit_segmented(
+    dataset: DataFrame, settings: FitSettings, segment_col: str, progress: Callable | None = None
+) -> SegmentedResult:
+    """A fit (``nInit`` runs, or one from the initial model) whose result keeps each
+    segment's statistics of the last E-step; its parameters are their sum's M-step."""
+    if settings.max_iter < 1:
+        raise ValueError("segmentCol needs maxIter >= 1: segments keep an E-step's statistics")
+    dataset, keys = segment_keys(dataset, segment_col, settings.skip_invalid)
+    with FitSession.open(dataset, settings, settings.k, progress) as session:
+        n = 1 if settings.warm_start is not None else settings.n_init
+        runs = session.start(
+            [(settings.k, settings.covariance_type)], [f"run {i}" for i in range(n)]
+        )
+        runs = session.iterate(runs)
+        best = best_run(runs)
+        segments = _keyed(session, dataset, segment_col, keys, best, first_iteration=0)
+        result = session.result(best)
+    params = m_step_of(segments, settings.reg_covar)
+    report = _report(result, segments, [], [], True)
+    return SegmentedResult(replace(result, params=params), tuple(segments), len(runs), report)
+
+
+def update(
+    dataset: DataFrame,
+    settings: FitSettings,
+    segment_col: str,
+    stored: Sequence[SegmentStats],
+    window_size: int | None = None,
+    progress: Callable | None = None,
+) -> SegmentedResult | None:
+    """Incremental EM from ``settings.warm_start`` (the model's parameters) over the
+    segments present in ``dataset``, the other ``stored`` segments of the window frozen.
+    None when no segment of the window is present in ``dataset`` (nothing to E-step)."""
+    if settings.max_iter < 1:
+        raise ValueError("update needs maxIter >= 1")
+    if window_size is not None and window_size < 1:
+        raise ValueError(f"window must be None or >= 1, got {window_size!r}")
+    dataset, present = segment_keys(dataset, segment_col, settings.skip_invalid)
+    _check_key_types(present, stored, segment_col)
+    kept, dropped = window(present + [s.key for s in stored], window_size)
+    kept_set = set(kept)
+    fresh = [k for k in present if k in kept_set]
+    frozen = [s for s in stored if s.key in kept_set and s.key not in set(present)]
+    chain = 1 + max((s.iteration for s in stored), default=-1)
+    if not fresh:
+        return None
+    if len(fresh) < len(present):
+        dataset = dataset.where(quoted(segment_col).isin(fresh))
+    with FitSession.open(dataset, settings, settings.k, progress) as session:
+        runs = session.start([(settings.k, settings.covariance_type)], ["update"])
+        centre = session.data.centre
+        runs[0].frozen = summed(frozen, centre) if frozen else None
+        runs = session.iterate(runs)
+        run = runs[0]
+        updated = _keyed(session, dataset, segment_col, fresh, run, first_iteration=chain)
+        result = session.result(run)
+    segments = sorted([*frozen, *updated], key=lambda s: s.key)
+    params = m_step_of(segments, settings.reg_covar)
+    report = _report(result, updated, frozen, dropped, run.converged)
+    return SegmentedResult(replace(result, params=params), tuple(segments), 1, report)
+
+
+def _keyed(
+    session: FitSession, dataset, segment_col: str, keys: list, run: Run, first_iteration: int
+) -> list[SegmentStats]:
+    """Each segment's statistics under the parameters of ``run``'s last E-step (its current
+    ones when no E-step ran, as after resuming a finished checkpoint), moments about the
+    session's centre; their iteration in the chain is ``first_iteration`` + the E-steps
+    before the last."""
+    s, centre = session.settings, session.data.centre
+    params = run.estep_params if run.estep_params is not None else run.params
+    iteration = first_iteration + max(len(run.history) - 1, 0)
+    kernel = EStepKernel(params, centre)
+    stats = keyed_pass(
+        dataset, s.features, s.weight_col, segment_col, keys, kernel, centre, s.aggregation_depth
+    )
+    return [
+        SegmentStats(key, iteration, centre, reoriginated(st, centre, centre, None))
+        for key, st in sorted(stats.items(), key=lambda kv: kv[0])
+    ]
+
+
+def _check_key_types(present: list, stored: Sequence[SegmentStats], segment_col: str) -> None:
+    if not present or not stored:
+        return
+    new, old = type(present[0]), type(stored[0].key)
+    if not (issubclass(new, old) or issubclass(old, new)):
+        raise ValueError(
+            f"segmentCol {segment_col!r} holds {new.__name__} keys but the model's segments "
+            f"have {old.__name__} keys"
+        )
+
+
+def _report(result: FitResult, updated, frozen, dropped, converged: bool) -> dict:
+    return {
+        "rowsRead": int(result.n_rows),
+        "segmentsUpdated": [str(s.key) for s in updated],
+        "segmentsFrozen": [str(s.key) for s in frozen],
+        "segmentsDropped": [str(k) for k in dropped],
+        "iterations": int(result.num_iter),
+        "converged": bool(converged),
+    }
+
+
+def unchanged(stored: Sequence[SegmentStats], window_size: int | None, reg_covar: float):
+    """``(segments kept, keys dropped, their parameters)`` of an update that read nothing
+    new: the window applied to the stored segments, nothing E-stepped."""
+    kept, dropped = window([s.key for s in stored], window_size)
+    segments = [s for s in stored if s.key in set(kept)]
+    return segments, dropped, m_step_of(segments, reg_covar)
+
+
+def nothing_read(segments: Sequence[SegmentStats], dropped: Sequence) -> dict:
+    """The report of an update that read nothing new (:func:`unchanged`)."""
+    return {
+        "rowsRead": 0,
+        "segmentsUpdated": [],
+        "segmentsFrozen": [str(s.key) for s in segments],
+        "segmentsDropped": [str(k) for k in dropped],
+        "iterations": 0,
+        "converged": True,
+    }

@@ -1,0 +1,241 @@
+"""Segments and incremental EM (Neal & Hinton, 1998): ``segmentCol``, ``model.segments``,
+``model.update``.  The truth is a row-by-row numpy reference of incremental EM written here
+from the paper's formulas (per-segment statistics of an E-step, frozen between steps, the
+M-step of their sum), and plain EM (``initialModel``) when every segment is refreshed."""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+
+import numpy as np
+import pytest
+from scipy.special import logsumexp
+from scipy.stats import multivariate_normal
+
+from spark_em import GaussianMixture, GaussianMixtureModel, ModelFormatError
+from spark_em.errors import ConvergenceWarning, InvalidInputError
+
+K, D, REG = 2, 2, 1e-6
+TYPES = ("full", "tied", "diag", "spherical")
+
+
+# ------------------------------------------------------------------ the numpy reference
+def full_covs(weights, covs, ct):
+    if ct == "full":
+        return covs
+    if ct == "tied":
+        return np.stack([covs] * len(weights))
+    if ct == "diag":
+        return np.stack([np.diag(c) for c in covs])
+    return np.stack([np.eye(D) * c for c in covs])
+
+
+def e_stats(X, w, theta, ct):
+    """The E-step of one segment under ``theta``: sum_i w r_ik, sum_i w r_ik x_i,
+    sum_i w r_ik x_i x_i^T (raw moments), sum_i w log p(x_i), sum_i w."""
+    weights, means, covs = theta
+    fc = full_covs(weights, covs, ct)
+    logp = np.stack(
+        [np.log(weights[j]) + multivariate_normal(means[j], fc[j]).logpdf(X) for j in range(K)],
+        axis=1,
+    )
+    ll = logsumexp(logp, axis=1)
+    r = np.exp(logp - ll[:, None]) * w[:, None]
+    return {
+        "N": r.sum(axis=0),
+        "S": r.T @ X,
+        "M": np.einsum("ik,ia,ib->kab", r, X, X),
+        "ll": float(w @ ll),
+        "W": float(w.sum()),
+    }
+
+
+def add(*stats):
+    return {key: sum(s[key] for s in stats) for key in stats[0]}
+
+
+def m_step(st, ct):
+    N = st["N"]
+    mu = st["S"] / N[:, None]
+    scatter = st["M"] - N[:, None, None] * np.einsum("ka,kb->kab", mu, mu)  # about mu_k
+    if ct == "full":
+        covs = scatter / N[:, None, None] + REG * np.eye(D)
+    elif ct == "tied":
+        covs = scatter.sum(axis=0) / N.sum() + REG * np.eye(D)
+    else:
+        var = np.stack([np.diag(s) for s in scatter]) / N[:, None] + REG
+        covs = var if ct == "diag" else var.mean(axis=1)
+    return N / N.sum(), mu, covs
+
+
+def incremental_em(frozen, fresh_rows, theta, ct, max_iter, tol):
+    """theta <- M(sum frozen + sum fresh(theta)) until the fresh rows' mean log-likelihood
+    changes by less than tol; returns (theta, history, statistics of the last E-step)."""
+    history, fresh = [], None
+    for _ in range(max_iter):
+        fresh = [e_stats(X, w, theta, ct) for X, w in fresh_rows]
+        total = add(*fresh)
+        history.append(total["ll"] / total["W"])
+        theta = m_step(add(*frozen, *fresh), ct)
+        if len(history) > 1 and abs(history[-1] - history[-2]) < tol:
+            break
+    return theta, history, fresh
+
+
+# ------------------------------------------------------------------ data
+@pytest.fixture(scope="module")
+def days():
+    """Four days of a drifting 2-component mixture in 2-D, with row weights."""
+    rng = np.random.default_rng(3)
+    out = {}
+    for day in range(1, 5):
+        n = 120
+        z = rng.random(n) < 0.4
+        shift = 0.3 * day
+        X = np.where(
+            z[:, None],
+            rng.normal([-2.0 + shift, 0.0], [0.7, 1.2], (n, D)),
+            rng.normal([2.0, 1.0 + shift], [1.0, 0.5], (n, D)),
+        )
+        out[day] = (X, rng.uniform(0.5, 2.0, n))
+    return out
+
+
+def frame(spark, days, which):
+    rows = [(x.tolist(), float(wi), int(day)) for day in which for x, wi in zip(*days[day])]
+    return spark.createDataFrame(rows, "features array<double>, w double, day long")
+
+
+def start(ct):
+    weights = np.array([0.4, 0.6])
+    means = np.array([[-1.0, -0.5], [1.5, 1.5]])
+    covs = {
+        "full": np.stack([np.eye(D), np.eye(D) * 2.0]),
+        "tied": np.eye(D) * 1.5,
+        "diag": np.array([[1.0, 1.5], [2.0, 0.5]]),
+        "spherical": np.array([1.0, 2.0]),
+    }[ct]
+    return weights, means, covs
+
+
+def close(model, theta, tol):
+    for a, b in zip((model.weights, model.means, model.covariances), theta):
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+
+
+def fitted(spark, days, ct, which=(1, 2, 3)):
+    """One EM iteration from ``start(ct)`` with segments: every segment's statistics are
+    under the known start."""
+    init = GaussianMixtureModel.fromParameters(*start(ct), covarianceType=ct)
+    gm = GaussianMixture(
+        k=K, covarianceType=ct, segmentCol="day", weightCol="w", initialModel=init, maxIter=1
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return gm.fit(frame(spark, days, which))
+
+
+# ------------------------------------------------------------------ tests
+@pytest.mark.parametrize("ct", TYPES)
+def test_fit_keeps_segments_and_update_is_incremental_em(spark, days, ct):
+    model = fitted(spark, days, ct)
+    stats0 = {day: e_stats(*days[day], start(ct), ct) for day in days}
+    theta1 = m_step(add(*(stats0[d] for d in (1, 2, 3))), ct)
+    close(model, theta1, 1e-6)
+    assert [(s.key, s.rows, s.iteration) for s in model.segments] == [
+        (1, 120, 0),
+        (2, 120, 0),
+        (3, 120, 0),
+    ]
+    assert [s.weightSum for s in model.segments] == pytest.approx(
+        [days[d][1].sum() for d in (1, 2, 3)], rel=1e-12
+    )
+    # day 3 again (its statistics replaced) and the new day 4; days 1 and 2 frozen
+    updated = model.update(frame(spark, days, (3, 4)), maxIter=30, tol=1e-8)
+    theta, history, _ = incremental_em(
+        [stats0[1], stats0[2]], [days[3], days[4]], theta1, ct, 30, 1e-8
+    )
+    close(updated, theta, 1e-6)
+    np.testing.assert_allclose(updated.summary.logLikelihoodHistory, history, rtol=1e-9)
+    n = len(history)
+    assert updated.summary.numIter == n
+    assert [(s.key, s.iteration) for s in updated.segments] == [(1, 0), (2, 0), (3, n), (4, n)]
+    report = updated.summary.update
+    assert report["rowsRead"] == 240 and report["segmentsUpdated"] == ["3", "4"]
+    assert report["segmentsFrozen"] == ["1", "2"] and report["segmentsDropped"] == []
+
+
+def test_window_drops_the_oldest_segments(spark, days):
+    ct = "full"
+    model = fitted(spark, days, ct)
+    stats0 = {day: e_stats(*days[day], start(ct), ct) for day in days}
+    theta1 = m_step(add(*(stats0[d] for d in (1, 2, 3))), ct)
+    updated = model.update(frame(spark, days, (4,)), window=2, maxIter=20, tol=1e-8)
+    theta, history, _ = incremental_em([stats0[3]], [days[4]], theta1, ct, 20, 1e-8)
+    close(updated, theta, 1e-6)
+    assert [s.key for s in updated.segments] == [3, 4]
+    assert updated.summary.update["segmentsDropped"] == ["1", "2"]
+    assert updated.summary.update["segmentsFrozen"] == ["3"]
+
+
+def test_rerunning_a_night_replaces_its_segment(spark, days):
+    model = fitted(spark, days, "diag")
+    day4 = frame(spark, days, (4,))
+    once = model.update(day4, maxIter=200, tol=1e-12)
+    twice = once.update(day4, maxIter=200, tol=1e-12)
+    close(twice, (once.weights, once.means, once.covariances), 1e-6)
+    assert [(s.key, s.rows) for s in twice.segments] == [(1, 120), (2, 120), (3, 120), (4, 120)]
+    # a doubled day 4 would weigh twice: its weight sum is that of its rows, once
+    assert twice.segments[-1].weightSum == pytest.approx(days[4][1].sum(), rel=1e-12)
+
+
+@pytest.mark.parametrize("ct", ["full", "spherical"])
+def test_refreshing_every_segment_is_em(spark, days, ct):
+    df = frame(spark, days, (1, 2, 3, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = GaussianMixture(
+            k=K, covarianceType=ct, segmentCol="day", weightCol="w", maxIter=3
+        ).fit(df)
+        for j in (1, 2, 3):
+            updated = model.update(df, maxIter=j, tol=0.0)
+            em = GaussianMixture(
+                k=K, covarianceType=ct, weightCol="w", initialModel=model, maxIter=j, tol=0.0
+            ).fit(df)
+            close(updated, (em.weights, em.means, em.covariances), 1e-9)
+            np.testing.assert_allclose(
+                updated.summary.logLikelihoodHistory, em.summary.logLikelihoodHistory, rtol=1e-9
+            )
+
+
+def test_segments_survive_save_and_load(spark, days, tmp_path):
+    model = fitted(spark, days, "tied")
+    path = str(tmp_path / "m")
+    model.write().save(path)
+    loaded = GaussianMixtureModel.load(path)
+    assert loaded.segments == model.segments
+    assert loaded.getSegmentCol() == "day"
+    day4 = frame(spark, days, (4,))
+    a, b = model.update(day4, maxIter=5), loaded.update(day4, maxIter=5)
+    close(b, (a.weights, a.means, a.covariances), 1e-12)
+    # another model's segment statistics are refused
+    other = fitted(spark, days, "tied", which=(1, 2, 4))
+    other_path = str(tmp_path / "other")
+    other.write().save(other_path)
+    seg = tmp_path / "m" / "segments"
+    shutil.rmtree(seg)
+    shutil.copytree(tmp_path / "other" / "segments", seg)
+    with pytest.raises(ModelFormatError, match="segment"):
+        GaussianMixtureModel.load(path)
+
+
+def test_segment_column_errors(spark, days):
+    df = frame(spark, days, (1,))
+    with pytest.raises(InvalidInputError, match="segmentCol 'nope' does not exist"):
+        GaussianMixture(k=K, segmentCol="nope").fit(df)
+    bad = df.withColumn("day", df["w"])
+    with pytest.raises(InvalidInputError, match="segmentCol 'day' has type double"):
+        GaussianMixture(k=K, segmentCol="day").fit(bad)
+    with pytest.raises(ValueError, match="fitted with segmentCol"):
+        GaussianMixtureModel.fromParameters(*start("full")).update(df)
