@@ -3,7 +3,9 @@
 * 2 — usage and configuration (a bad flag, a bad TOML file, an output that exists);
 * 1 — data (a missing input path, table or column, a non-numeric column, bad rows, a model
   directory that cannot be read);
-* 3 — ``--require-convergence`` and the fit stopped at ``max-iter`` without converging.
+* 3 — ``--require-convergence`` and the fit stopped at ``max-iter`` without converging;
+* 4 — ``spark-em update --max-drift X`` and the new rows score more than X nats/row below
+  the model's window: nothing is written but the report.
 
 :func:`classify` turns any exception into ``(exit code, one-line message)``: the library's
 own errors carry their message; Spark's ``AnalysisException`` is recognised by its error
@@ -17,6 +19,7 @@ import re
 EXIT_DATA = 1
 EXIT_USAGE = 2
 EXIT_NOT_CONVERGED = 3
+EXIT_DRIFT = 4
 
 
 class JobError(Exception):
@@ -41,6 +44,12 @@ class NotConvergedError(JobError):
     """``--require-convergence`` and the fit did not converge: exit 3."""
 
     exit_code = EXIT_NOT_CONVERGED
+
+
+class DriftError(JobError):
+    """``spark-em update --max-drift`` and the new rows drifted beyond it: exit 4."""
+
+    exit_code = EXIT_DRIFT
 
 
 # Spark error classes (AnalysisException.getCondition()) that mean "your data is not there"

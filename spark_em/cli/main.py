@@ -43,9 +43,9 @@ class Command:
 
 def commands() -> dict[str, Command]:
     """The registry of subcommands, in the order ``spark-em --help`` lists them."""
-    from .commands import fit, score, select
+    from .commands import fit, score, select, update
 
-    return {c.name: c for c in (fit.COMMAND, select.COMMAND, score.COMMAND)}
+    return {c.name: c for c in (fit.COMMAND, select.COMMAND, score.COMMAND, update.COMMAND)}
 
 
 @contextlib.contextmanager

@@ -1,0 +1,90 @@
+"""``spark-em fit --segment-col`` then ``spark-em update`` on a Hive-partitioned lake: only
+the new partitions are read, the report says what was done, a night with nothing new keeps
+the chain going, and a drifted night exits 4 writing only the report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from spark_em import GaussianMixtureModel
+from spark_em.cli.main import run
+
+N = 150
+
+
+def write_day(root: Path, day: int, shift: float = 0.0) -> np.ndarray:
+    rng = np.random.default_rng(day)
+    z = rng.random(N) < 0.5
+    X = np.where(z[:, None], rng.normal(-2.0, 0.6, (N, 2)), rng.normal(2.0, 0.8, (N, 2))) + shift
+    folder = root / f"day={day}"
+    folder.mkdir(parents=True)
+    pq.write_table(pa.table({"f1": X[:, 0], "f2": X[:, 1]}), str(folder / "part-00000.parquet"))
+    return X
+
+
+@pytest.fixture(scope="module")
+def chain(spark, tmp_path_factory):
+    root = tmp_path_factory.mktemp("lake") / "features"
+    for day in (1, 2, 3):
+        write_day(root, day)
+    models = tmp_path_factory.mktemp("models")
+    argv = ["--input", str(root), "--features", "f1,f2", "--k", "2", "--segment-col", "day"]
+    assert run("fit", argv + ["--quiet", "--model-out", str(models / "m0")]) == 0
+    return root, models
+
+
+def update(root, models, src, out, *extra):
+    report = models / f"{out}.json"
+    code = run(
+        "update",
+        ["--input", str(root), "--features", "f1,f2", "--model", str(models / src)]
+        + ["--model-out", str(models / out), "--report-out", str(report), "--quiet", *extra],
+    )
+    return code, json.loads(report.read_text())
+
+
+def test_update_reads_only_new_partitions_and_refreshes_the_stalest(spark, chain):
+    root, models = chain
+    m0 = GaussianMixtureModel.load(str(models / "m0"))
+    assert [s.key for s in m0.segments] == [1, 2, 3] and m0.getSegmentCol() == "day"
+    write_day(root, 4)
+    code, report = update(root, models, "m0", "m1", "--window", "3")
+    assert code == 0, report
+    assert report["keys_from"] == "partition paths"
+    assert report["rows_read"] == N and report["segments_updated"] == ["4"]
+    assert report["segments_dropped"] == ["1"] and report["segments_frozen"] == ["2", "3"]
+    m1 = GaussianMixtureModel.load(str(models / "m1"))
+    assert [s.key for s in m1.segments] == [2, 3, 4]
+    # --refresh 1: the stalest stored segment (2, of the fit's iteration) is read again
+    write_day(root, 5)
+    code, report = update(root, models, "m1", "m2", "--window", "3", "--refresh", "1")
+    assert code == 0, report
+    assert report["segments_new"] == ["5"] and report["segments_refreshed"] == ["3"]
+    assert report["rows_read"] == 2 * N
+
+
+def test_nothing_new_keeps_the_model(spark, chain):
+    """After the test above: m2 holds days 3, 4, 5, the newest three of the lake."""
+    root, models = chain
+    code, report = update(root, models, "m2", "m3", "--window", "3")
+    assert code == 0 and report["status"] == "nothing new" and report["rows_read"] == 0
+    a = GaussianMixtureModel.load(str(models / "m2"))
+    b = GaussianMixtureModel.load(str(models / "m3"))
+    np.testing.assert_array_equal(a.means, b.means)
+    assert a.segments == b.segments
+
+
+def test_drift_exits_4_and_writes_only_the_report(spark, chain):
+    root, models = chain
+    write_day(root, 9, shift=25.0)
+    code, report = update(root, models, "m0", "drifted", "--max-drift", "1.0")
+    assert code == 4
+    assert report["status"].startswith("refused: drift")
+    assert report["drift"]["nats_per_row_below_window"] > 1.0
+    assert not (models / "drifted").exists()
