@@ -9,6 +9,10 @@ naming the path and the problem, never a Java stack trace:
   spark-em model (``formatVersion`` known; models saved without one are version 1) or an
   MLlib ``GaussianMixtureModel`` (imported, see :mod:`spark_em.io.mllib_import`); other
   classes are named in the error;
+* sizes, from the listing (:mod:`spark_em.io.directory_files`) before a byte is read: the
+  metadata at most :data:`METADATA_MAX_BYTES`, the data files at most what ``k``, ``d``
+  and ``covarianceType`` allow (:func:`data_size_bound`), so that a huge file in a
+  damaged directory costs an error, not the driver;
 * layout: one or more Parquet files under ``data/`` and nothing else (hidden files such as
   ``_SUCCESS`` and ``.crc`` are Spark's own);
 * arrays: readable Parquet, shapes consistent with ``k``, ``d`` and ``covarianceType``;
@@ -19,10 +23,8 @@ naming the path and the problem, never a Java stack trace:
 from __future__ import annotations
 
 import json
-import posixpath
 import re
 from dataclasses import dataclass
-from urllib.parse import urlparse
 
 import numpy as np
 import pyarrow as pa
@@ -31,8 +33,10 @@ from pyspark.sql import SparkSession
 
 from ..core.covariance import covariance
 from ..core.mixture import COVARIANCE_TYPES, GaussianParams
+from ..core.sufficient_statistics import second_shape
 from ..errors import ModelFormatError
 from . import mllib_import, segment_files
+from .directory_files import ListedFile, list_files, read_files, relative_names
 
 __all__ = ["FORMAT_VERSION", "CheckedModel", "load_checked", "check_values"]
 
@@ -54,6 +58,12 @@ OTHER_STAGES = {
     ),
 }
 ARRAY_NAMES = ("weights", "means", "covariances")
+METADATA_MAX_BYTES = 16 << 20
+"""A model's metadata is one JSON line (its Params and summary: a few KiB, the
+log-likelihood history 20 bytes an iteration)."""
+MLLIB_DATA_MAX_BYTES = 256 << 20
+"""MLlib's metadata does not give d: its data files are read up to this size (full
+covariances of k=32, d=1000)."""
 
 
 @dataclass(frozen=True)
@@ -97,34 +107,14 @@ def _short(exc: Exception) -> str:
     return text[:400]
 
 
-def _list_files(spark: SparkSession, path: str) -> list[str]:
+def _listing(spark: SparkSession, path: str) -> dict[str, ListedFile]:
     try:
-        reader = spark.read.format("binaryFile").option("recursiveFileLookup", "true")
-        return sorted(reader.load(path).inputFiles())
+        return relative_names(path, list_files(spark, path))
     except Exception as exc:  # PATH_NOT_FOUND, unknown file system, no permission
         raise _fail(path, _short(exc)) from None
 
 
-def _relative_names(path: str, files: list[str]) -> dict[str, str]:
-    """``{name relative to the model directory: qualified path}``.  Spark lists qualified
-    paths (``file:/...``, ``hdfs://nn/...``); the model directory is their deepest common
-    directory that ends with ``path``'s own components."""
-    if not files:
-        return {}
-    own = posixpath.normpath(urlparse(path).path or path).strip("/").split("/")
-    parts = [urlparse(f).path.strip("/").split("/") for f in files]
-    common: list[str] = []
-    for level in zip(*(p[:-1] for p in parts)):
-        if len(set(level)) > 1:
-            break
-        common.append(level[0])
-    while common and common[-len(own) :] != own:
-        common.pop()
-    depth = len(common) if common else len(parts[0]) - 1
-    return {"/".join(p[depth:]): f for p, f in zip(parts, files)}
-
-
-def _metadata_name(path: str, names: dict[str, str]) -> str:
+def _metadata_name(path: str, names: dict[str, ListedFile]) -> str:
     if not names:
         raise _fail(path, "the directory has no files (not a saved model)")
     metadata = sorted(n for n in names if n.startswith("metadata/") and n.count("/") == 1)
@@ -138,7 +128,7 @@ def _metadata_name(path: str, names: dict[str, str]) -> str:
     return metadata[0]
 
 
-def _parquet_names(names: dict[str, str], folder: str) -> list[str]:
+def _parquet_names(names: dict[str, ListedFile], folder: str) -> list[str]:
     return sorted(
         n
         for n in names
@@ -146,7 +136,9 @@ def _parquet_names(names: dict[str, str], folder: str) -> list[str]:
     )
 
 
-def _data_names(path: str, names: dict[str, str], metadata_name: str, meta: dict) -> list[str]:
+def _data_names(
+    path: str, names: dict[str, ListedFile], metadata_name: str, meta: dict
+) -> list[str]:
     data = _parquet_names(names, "data")
     segments = _parquet_names(names, "segments") if meta.get("segments") else []
     stray = sorted(set(names) - set(data) - set(segments) - {metadata_name})
@@ -158,22 +150,40 @@ def _data_names(path: str, names: dict[str, str], metadata_name: str, meta: dict
     return sorted(data)
 
 
-def _read_bytes(spark: SparkSession, path: str, names: dict[str, str]) -> dict[str, bytes]:
+def _read_bytes(spark: SparkSession, path: str, names: dict[str, ListedFile]) -> dict[str, bytes]:
     try:
-        rows = (
-            spark.read.format("binaryFile")
-            .load(list(names.values()))
-            .select("path", "content")
-            .collect()
-        )
+        contents = read_files(spark, names)
     except Exception as exc:  # a checksum error, a file removed meanwhile
         raise _fail(path, f"cannot read its files: {_short(exc)}") from None
-    # listed as file:///x, read back as file:/x: compare the paths only
-    by_path = {urlparse(r["path"]).path: bytes(r["content"]) for r in rows}
-    missing = [n for n, f in names.items() if urlparse(f).path not in by_path]
+    missing = sorted(set(names) - set(contents))
     if missing:
         raise _fail(path, f"files disappeared while loading: {missing}")
-    return {n: by_path[urlparse(f).path] for n, f in names.items()}
+    return contents
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB" if n < 2**30 else f"{n / 2**30:.2f} GiB"
+
+
+def _check_size(path: str, what: str, names: dict[str, ListedFile], bound: int, why: str):
+    """Refuse, before reading a byte, files whose total size exceeds what they can be."""
+    size = sum(f.size for f in names.values())
+    if size > bound:
+        shown = ", ".join(sorted(names)[:3]) + (" ..." if len(names) > 3 else "")
+        raise _fail(
+            path,
+            f"{what} ({shown}) {'is' if len(names) == 1 else 'are'} {_mib(size)} ({size} bytes), "
+            f"more than {why} can be (at most {_mib(bound)}, {bound} bytes): not a saved "
+            "model, or a damaged one; nothing was read",
+        )
+
+
+def data_size_bound(k: int, d: int, covariance_type: str, files: int) -> int:
+    """The most bytes the data files of a spark-em model of ``k`` components of dimension
+    ``d`` can hold: each value 8 bytes, twice over (Parquet's levels, a dictionary page,
+    compression that did not pay), and 1 MiB of footers and headers per file."""
+    values = k + k * d + int(np.prod(covariance(covariance_type).cov_shape(k, d)))
+    return 16 * values + (1 << 20) * (1 + files)
 
 
 def _parse_metadata(path: str, name: str, content: bytes) -> dict:
@@ -303,16 +313,37 @@ def check_values(
             ) from None
 
 
+def segment_size_bound(count: int, k: int, d: int, covariance_type: str, files: int) -> int:
+    """The most bytes the ``segments/`` files of ``count`` segments can hold: as
+    :func:`data_size_bound`, and 4 KiB a segment for its key and scalars."""
+    per_segment = d + 3 * k + k * d + int(np.prod(second_shape(k, d, covariance_type)))
+    return count * (16 * per_segment + 4096) + (1 << 20) * (1 + files)
+
+
 def load_checked(spark: SparkSession, path: str) -> CheckedModel:
     """Everything :class:`~spark_em.io.persistence.ModelReader` needs from the directory at
-    ``path``, checked; raises :class:`ModelFormatError` on the first problem."""
-    names = _relative_names(path, _list_files(spark, path)) if path else {}
+    ``path``, checked; raises :class:`ModelFormatError` on the first problem.  No file is
+    read whose listed size exceeds what a model's can be (:data:`METADATA_MAX_BYTES`,
+    :func:`data_size_bound`, :data:`MLLIB_DATA_MAX_BYTES`)."""
+    names = _listing(spark, path) if path else {}
     metadata_name = _metadata_name(path, names)
-    content = _read_bytes(spark, path, {metadata_name: names[metadata_name]})[metadata_name]
+    metadata_file = {metadata_name: names[metadata_name]}
+    _check_size(path, metadata_name, metadata_file, METADATA_MAX_BYTES, "a model's metadata")
+    content = _read_bytes(spark, path, metadata_file)[metadata_name]
     meta = _parse_metadata(path, metadata_name, content)
     fmt = _format_of(path, meta)  # before the layout: another stage's files are not stray
     data_names = _data_names(path, names, metadata_name, meta)
-    contents = _read_bytes(spark, path, {n: names[n] for n in data_names})
+    data_files = {n: names[n] for n in data_names}
+    if fmt == "mllib":
+        bound, why = MLLIB_DATA_MAX_BYTES, "spark-em reads of an MLlib model's data"
+    else:
+        k, d, ct = _dimensions(path, meta)
+        bound = data_size_bound(k, d, ct, len(data_names))
+        why = f"the data of k={k}, d={d}, covarianceType={ct!r}"
+    _check_size(
+        path, "the data files" if len(data_names) > 1 else data_names[0], data_files, bound, why
+    )
+    contents = _read_bytes(spark, path, data_files)
     table = _read_table(path, contents, data_names)
     if fmt == "mllib":
         try:
@@ -321,7 +352,6 @@ def load_checked(spark: SparkSession, path: str) -> CheckedModel:
             raise _fail(path, f"an MLlib GaussianMixtureModel whose data {exc}") from None
         ct = "full"
     else:
-        k, d, ct = _dimensions(path, meta)
         weights, means, covariances = _spark_em_arrays(path, table, k, d, ct)
     check_values(f"cannot load a GaussianMixtureModel from {path}", weights, means, covariances, ct)
     params = GaussianParams.from_covariances(weights, means, covariances, ct)
@@ -331,9 +361,14 @@ def load_checked(spark: SparkSession, path: str) -> CheckedModel:
     seg_names = _parquet_names(names, "segments")
     if not seg_names:
         raise _fail(path, "the metadata lists segments but segments/*.parquet is missing")
-    seg_table = _read_table(
-        path, _read_bytes(spark, path, {n: names[n] for n in seg_names}), seg_names
-    )
+    seg_files = {n: names[n] for n in seg_names}
+    count = entry.get("count") if isinstance(entry, dict) else None
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        raise _fail(path, f"metadata field 'segments' has no positive count: {entry!r}")
+    bound = segment_size_bound(count, params.k, params.d, ct, len(seg_names))
+    why = f"the statistics of {count} segments of k={params.k}, d={params.d}"
+    _check_size(path, "the segment files", seg_files, bound, why)
+    seg_table = _read_table(path, _read_bytes(spark, path, seg_files), seg_names)
     fail = lambda problem: _fail(path, problem)  # noqa: E731
     segments = segment_files.read_segments(seg_table, entry, params.k, params.d, ct, fail)
     saved = {**(meta.get("defaultParamMap") or {}), **(meta.get("paramMap") or {})}
