@@ -140,6 +140,13 @@ def test_checkpoint_of_other_data_or_settings_is_refused(spark, diag_data, tmp_p
     shifted = to_df(spark, X + 1.0)  # the same number of rows, other values
     with pytest.raises(CheckpointMismatchError, match="the features' mean differs"):
         GaussianMixture(k=2, seed=1, maxIter=5, tol=0.0).setCheckpointDir(ckpt).fit(shifted)
+    # 2 iterations done: a resume with maxIter=1 is refused (a model cannot say numIter=2
+    # beside maxIter=1), with the value that resumes it
+    with pytest.raises(CheckpointMismatchError) as caught:
+        GaussianMixture(k=2, seed=1, maxIter=1, tol=0.0).setCheckpointDir(ckpt).fit(df)
+    assert "holds 2 finished iterations, more than maxIter=1" in str(caught.value)
+    assert "raise maxIter to at least 2" in str(caught.value)
+    assert caught.value.what == "settings"
     assert os.path.exists(os.path.join(ckpt, "state.json"))  # refusals change nothing
 
     # discard: a fresh fit, equal to one without a checkpoint

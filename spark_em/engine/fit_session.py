@@ -22,7 +22,7 @@ from ..data.passes import run_pass
 from ..data.prepare import PreparedData, prepare
 from ..errors import InvalidInputError
 from ..progress import InitialisationDone, ValidationDone
-from .checkpoint import Checkpoint
+from .checkpoint import Checkpoint, CheckpointMismatchError
 from .em import FitResult, InitSpec, Run, initial_params, result_of, step
 
 log = logging.getLogger("spark_em")
@@ -181,6 +181,16 @@ class FitSession:
             state = self._checkpoint.load(data)
             if state is not None:
                 done, runs = state
+                if done > s.max_iter:  # its iterations cannot be undone: refuse, not lie
+                    raise CheckpointMismatchError(
+                        f"checkpoint {self._checkpoint.directory} holds {done} finished "
+                        f"iterations, more than maxIter={s.max_iter}; raise maxIter to at least "
+                        f"{done} to resume it, or discard it (setCheckpointDir(path, "
+                        "discard=True), --discard-checkpoint)",
+                        self._checkpoint.directory,
+                        "settings",
+                        f"maxIter is {s.max_iter} here, {done} iterations in the checkpoint",
+                    )
                 self._first_iteration = done + 1
                 log.info(
                     "resuming %d runs from checkpoint %s after iteration %d",
