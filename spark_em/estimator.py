@@ -120,6 +120,7 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
             aggregation_depth=self.getAggregationDepth(),
             block_cache=self.getBlockCache(),
             skip_invalid=self.getHandleInvalid() == "skip",
+            dtype=self.getDtype(),
             warm_start=warm,
             checkpoint_dir=getattr(self, "checkpoint_dir", None),
             discard_checkpoint=getattr(self, "checkpoint_discard", False),

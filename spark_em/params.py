@@ -34,6 +34,7 @@ from pyspark.ml.param.shared import (
 
 from .core.covariance import COVARIANCE_TYPES
 from .core.initialisation import INIT_MODES
+from .core.precision import DTYPES
 from .data.stores import BLOCK_CACHES
 
 __all__ = [
@@ -247,6 +248,18 @@ PARAMS: tuple[ParamSpec, ...] = (
         flag="block-cache",
         jobs=FIT_JOBS,
         fingerprint=False,
+    ),
+    ParamSpec(
+        "dtype",
+        "float64",
+        f"floating-point type of the stored feature blocks and the E-step, one of {DTYPES}: "
+        "'float32' halves the blocks' memory and runs the E-step's GEMMs in single "
+        "precision (rows centred in float64 first; statistics, M-step and parameters stay "
+        "float64)",
+        TypeConverters.toString,
+        allowed=DTYPES,
+        flag="dtype",
+        jobs=FIT_JOBS,
     ),
     ParamSpec(
         "handleInvalid",

@@ -52,6 +52,7 @@ PARAMS = {
     "aggregationDepth": (2, 3),
     "initSampleSize": (10_000, 50),
     "blockCache": ("auto", "spark"),
+    "dtype": ("float64", "float32"),
     "handleInvalid": ("error", "skip"),
     "featuresCol": ("features", ["x", "y"]),
     "weightCol": (None, "w"),
@@ -237,6 +238,7 @@ PARAMS_BY_NAME = {
         "initSampleSize",
         "aggregationDepth",
         "blockCache",
+        "dtype",
         "handleInvalid",
         "initialModel",
         "featuresCol",
@@ -259,5 +261,6 @@ BAD_VALUES = {
     "initSampleSize": (0,),
     "aggregationDepth": (0,),
     "blockCache": ("memory",),
+    "dtype": ("float16", "double"),
     "handleInvalid": ("keep",),
 }

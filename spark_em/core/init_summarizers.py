@@ -107,6 +107,6 @@ class RandomResponsibilitySummarizer(MixtureSummarizer):
         self.k, self.seed, self.covariance_type = k, int(seed), covariance_type
 
     def accumulate(self, stats: SuffStats, chunk: Chunk) -> None:
-        resp = uniforms(row_hash(chunk.X, self.seed), self.k)
+        resp = uniforms(row_hash(chunk.raw, self.seed), self.k)
         resp /= resp.sum(axis=1, keepdims=True)
         accumulate_resp(stats, chunk.Xc, chunk.w, resp)

@@ -44,21 +44,38 @@ class Summarizer(Protocol):
 
 
 class Chunk:
-    """Rows of one piece of the data inside a task: ``X (n, d)`` raw, ``w (n,)``, ``bad``
-    (invalid rows dropped from it, by kind, or None) and ``Xc`` (``X - centre``, computed on
-    first use and shared by every summarizer of the pass)."""
+    """Rows of one piece of the data inside a task: ``X (n, d)``, ``w (n,)``, ``bad``
+    (invalid rows dropped from it, by kind, or None) and ``Xc`` (``X - centre`` in float64,
+    computed on first use and shared by every summarizer of the pass).
 
-    __slots__ = ("X", "w", "bad", "centre", "_xc")
+    ``ref (d,)``: the float64 reference a store of float32 blocks subtracted before the
+    cast (``X`` holds ``x - ref``); ``centre`` is then the pass's centre about that
+    reference, ``centre - ref``, so ``Xc`` and the kernels' blocks are unchanged.  None:
+    ``X`` holds the rows themselves."""
 
-    def __init__(self, X: np.ndarray, w: np.ndarray, centre=None, bad=None):
-        self.X, self.w, self.centre, self.bad = X, w, centre, bad
+    __slots__ = ("X", "w", "bad", "centre", "ref", "_xc")
+
+    def __init__(self, X: np.ndarray, w: np.ndarray, centre=None, bad=None, ref=None):
+        if ref is not None and centre is not None:
+            centre = centre - ref
+        self.X, self.w, self.centre, self.bad, self.ref = X, w, centre, bad, ref
         self._xc: np.ndarray | None = None
 
     @property
     def Xc(self) -> np.ndarray:
         if self._xc is None:
-            self._xc = self.X if self.centre is None else self.X - self.centre
+            if self.centre is None:
+                self._xc = self.X if self.ref is None else self.raw
+            else:
+                self._xc = np.subtract(self.X, self.centre, dtype=np.float64)
         return self._xc
+
+    @property
+    def raw(self) -> np.ndarray:
+        """The rows in data coordinates, float64 (``X + ref`` for float32 blocks)."""
+        if self.ref is None:
+            return self.X
+        return np.add(self.X, self.ref, dtype=np.float64)
 
 
 class MixtureSummarizer:

@@ -80,10 +80,12 @@ def list_to_matrix(arr: pa.Array, d: int) -> tuple[np.ndarray, np.ndarray, dict[
     return X, valid, counts
 
 
-def _not_huge(X: np.ndarray, valid: np.ndarray, counts: dict) -> np.ndarray:
-    """``valid`` without the rows holding a value beyond +-MAX_ABS_VALUE (counted)."""
+def _not_huge(
+    X: np.ndarray, valid: np.ndarray, counts: dict, max_value: float = MAX_ABS_VALUE
+) -> np.ndarray:
+    """``valid`` without the rows holding a value beyond +-``max_value`` (counted)."""
     with np.errstate(invalid="ignore"):
-        huge = valid & (np.abs(X) > MAX_ABS_VALUE).any(axis=1) if X.shape[1] else valid & False
+        huge = valid & (np.abs(X) > max_value).any(axis=1) if X.shape[1] else valid & False
     counts["huge_value"] = int(huge.sum())
     return valid & ~huge
 
@@ -108,18 +110,29 @@ def weights_to_numpy(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, dict[str, i
     return np.where(valid, w, 0.0), valid, counts
 
 
-def decode_rows(features: pa.Array, weights: pa.Array, d: int):
+def decode_rows(features: pa.Array, weights: pa.Array, d: int, max_value: float = MAX_ABS_VALUE):
     """The valid rows of one Arrow batch of an ``array<double>`` features column and a
     weights column: see :func:`combine_rows`."""
-    return combine_rows(*list_to_matrix(features, d), weights)
+    return combine_rows(*list_to_matrix(features, d), weights, max_value)
 
 
-def combine_rows(X: np.ndarray, valid: np.ndarray, counts: dict, weights: pa.Array | None):
+def combine_rows(
+    X: np.ndarray,
+    valid: np.ndarray,
+    counts: dict,
+    weights: pa.Array | None,
+    max_value: float = MAX_ABS_VALUE,
+):
     """Valid rows of decoded features (``X``, ``valid``, ``counts`` as
     :func:`list_to_matrix` returns them) and their weights (all 1 for ``None``):
     ``(X (m, d) float64, w (m,), bad)`` where ``bad`` counts the dropped rows by kind (int64,
     in :data:`BAD_KINDS` order; a row with bad features is not counted again for a bad
-    weight)."""
+    weight).  ``max_value`` below MAX_ABS_VALUE (float32 blocks,
+    :mod:`spark_em.core.precision`): rows beyond it are ``huge_value`` too."""
+    if max_value < MAX_ABS_VALUE and X.shape[0]:
+        already = counts["huge_value"]
+        valid = _not_huge(X, valid, counts, max_value)
+        counts["huge_value"] += already
     if weights is None:
         w, wvalid, wcounts = np.ones(X.shape[0]), valid | True, {}
     else:

@@ -26,7 +26,8 @@ PASS_SCHEMA = T.StructType(
 )
 _PASS_COLUMNS = ("stats", "profile")
 
-# A chunk reader runs inside a task: Arrow batches of the store's frame -> (X, w, bad).
+# A chunk reader runs inside a task: Arrow batches of the store's frame -> (X, w, bad) or,
+# for float32 blocks, (X, w, bad, ref) (see spark_em.core.summarizers.Chunk).
 ChunkReader = Callable[[Iterable], Iterable[tuple]]
 
 
@@ -66,9 +67,11 @@ class TaskStatistics:
         self.stats = [s.new_stats(d) for s in self.summarizers]
         self.t_kernel = 0.0
 
-    def add(self, X, w, bad) -> None:
+    def add(self, X, w, bad, ref=None) -> None:
+        """Add one chunk of rows (``ref``: the reference of float32 blocks, see
+        :class:`~spark_em.core.summarizers.Chunk`)."""
         t0 = perf_counter()
-        chunk = Chunk(X, w, self.centre, bad)
+        chunk = Chunk(X, w, self.centre, bad, ref)
         for s, st in zip(self.summarizers, self.stats):
             s.accumulate(st, chunk)
         self.t_kernel += perf_counter() - t0
@@ -95,8 +98,8 @@ def make_task(get_payload: Callable, read_chunks: ChunkReader, d: int, arrow: bo
 
     def task(batches):
         acc = TaskStatistics(get_payload(), d)
-        for X, w, bad in read_chunks(batches):
-            acc.add(X, w, bad)
+        for chunk in read_chunks(batches):
+            acc.add(*chunk)
         packed = acc.packed()
         yield packed_batch(packed, _PASS_COLUMNS) if arrow else tuple(map(packed_bytes, packed))
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from pyspark.sql import DataFrame
 
+from ..core.precision import precision
 from ..errors import InvalidInputError
 from .columns import describe_features, feature_array, feature_dimension, weight_column
 from .env import SparkEnv
@@ -48,16 +49,20 @@ def prepare(
     aggregation_depth: int = 2,
     block_cache: str = "auto",
     skip_invalid: bool = False,
+    dtype: str = "float64",
 ) -> tuple[BlockStore, PreparedData]:
     """Validate ``df`` and put its features in a block store, in one pass over the data.
 
     Raises :class:`InvalidInputError` for: a missing or non-numeric feature column, an empty
     DataFrame, invalid rows (null/NaN/inf/huge features, wrong vector lengths, null,
     negative or huge weights) unless ``skip_invalid`` -- each with the number of rows.
+    ``dtype``: the type of the stored blocks (:mod:`spark_em.core.precision`; with
+    ``float32``, features beyond its ``max_value`` are invalid rows too).
     """
     t0 = time.perf_counter()
     if block_cache not in BLOCK_CACHES:
         raise ValueError(f"blockCache must be one of {BLOCK_CACHES}, got {block_cache!r}")
+    chosen = precision(dtype)
     env = SparkEnv.of(df.sparkSession)
     arr = feature_array(df, features)
     wcol = weight_column(df, weight_col)
@@ -65,11 +70,12 @@ def prepare(
     d = _dimension(df, features, arr, layout)
     selected = df.select(arr.alias("x"), wcol.alias("w"))
     store = choose_store(
-        block_cache, StoreInput(df.sparkSession, env, d, selected, aggregation_depth, layout)
+        block_cache,
+        StoreInput(df.sparkSession, env, d, selected, aggregation_depth, layout, chosen),
     )
     try:
         stats = store.open(ValidationSummarizer(sample_size, seed))
-        check_validation(stats, features, weight_col, skip_invalid)
+        check_validation(stats, features, weight_col, skip_invalid, chosen.max_value)
     except BaseException:
         store.release()
         raise

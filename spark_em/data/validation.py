@@ -148,7 +148,7 @@ class ValidationSummarizer:
         return ValidationStats.empty(d, self.sample_size)
 
     def accumulate(self, stats: ValidationStats, chunk) -> None:
-        stats.add_rows(chunk.X, chunk.w, chunk.bad, self.seed)
+        stats.add_rows(chunk.raw, chunk.w, chunk.bad, self.seed)
 
     def unpack(self, flat: np.ndarray, d: int) -> ValidationStats:
         return ValidationStats.unpack(flat)
@@ -158,8 +158,11 @@ class ValidationSummarizer:
         return (ValidationStats.unpack(a) + ValidationStats.unpack(b)).pack()
 
 
-def bad_row_problems(bad: dict, features, weight_col, d: int) -> list[str]:
-    """One phrase per kind of invalid row present, naming the column and the count."""
+def bad_row_problems(
+    bad: dict, features, weight_col, d: int, max_value: float = MAX_ABS_VALUE
+) -> list[str]:
+    """One phrase per kind of invalid row present, naming the column and the count
+    (``max_value``: the largest magnitude a feature may have, :mod:`spark_em.core.precision`)."""
     what = describe_features(features)
     wname = f"weightCol {weight_col!r}"
     phrases = {
@@ -168,8 +171,12 @@ def bad_row_problems(bad: dict, features, weight_col, d: int) -> list[str]:
         "(ragged or wrong-length vectors)",
         "null_element": f"{what}: {{}} rows have null values",
         "non_finite": f"{what}: {{}} rows have NaN or infinite values",
-        "huge_value": f"{what}: {{}} rows have values beyond +-{MAX_ABS_VALUE:g} (their squares "
-        "would overflow the statistics; rescale the features)",
+        "huge_value": f"{what}: {{}} rows have values beyond +-{max_value:g} "
+        + (
+            "(their squares would overflow the statistics; rescale the features)"
+            if max_value >= MAX_ABS_VALUE
+            else "(float32 blocks cannot hold them: rescale the features or use dtype='float64')"
+        ),
         "null_weight": f"{wname}: {{}} rows have null weights",
         "negative_weight": f"{wname}: {{}} rows have negative or non-finite weights",
         "huge_weight": f"{wname}: {{}} rows have weights above {MAX_WEIGHT:g} (rescale the "
@@ -178,10 +185,16 @@ def bad_row_problems(bad: dict, features, weight_col, d: int) -> list[str]:
     return [phrases[kind].format(count) for kind, count in bad.items() if count]
 
 
-def check_validation(stats: ValidationStats, features, weight_col, skip_invalid: bool) -> None:
+def check_validation(
+    stats: ValidationStats,
+    features,
+    weight_col,
+    skip_invalid: bool,
+    max_value: float = MAX_ABS_VALUE,
+) -> None:
     """Raise :class:`InvalidInputError` for invalid rows (unless they are skipped), an empty
     input or a weight sum that is zero or not finite."""
-    problems = bad_row_problems(stats.bad_rows, features, weight_col, stats.d)
+    problems = bad_row_problems(stats.bad_rows, features, weight_col, stats.d, max_value)
     if problems and not skip_invalid:
         raise InvalidRowsError(
             "invalid input: " + "; ".join(problems),

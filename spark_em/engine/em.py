@@ -111,7 +111,8 @@ def step(
         return []
     t0 = time.perf_counter()
     label = f"EM iteration {iteration}"
-    kernels = [EStepKernel(r.params, data.centre) for r in active]
+    # the E-step in the type of the store's blocks (the dtype Param)
+    kernels = [EStepKernel(r.params, data.centre, dtype=store.precision) for r in active]
     stats, profile = run_pass(store, kernels, data.centre, label)
     redo = moments_to_redo(kernels, stats, reg_covar)
     if redo:

@@ -71,6 +71,7 @@ class FitSettings:
     aggregation_depth: int
     block_cache: str
     skip_invalid: bool
+    dtype: str = "float64"
     warm_start: WarmStart | None = None
     checkpoint_dir: str | None = None
     discard_checkpoint: bool = False  # start afresh whatever the checkpoint directory holds
@@ -127,6 +128,7 @@ class FitSession:
             aggregation_depth=settings.aggregation_depth,
             block_cache=settings.block_cache,
             skip_invalid=settings.skip_invalid,
+            dtype=settings.dtype,
         )
         if data.rows_skipped:
             log.warning(
@@ -245,7 +247,10 @@ class FitSession:
         one pass (no moments)."""
         from ..core.estep import EStepKernel
 
-        kernels = [EStepKernel(p, self.data.centre, moments=False) for p in params]
+        kernels = [
+            EStepKernel(p, self.data.centre, moments=False, dtype=self.store.precision)
+            for p in params
+        ]
         stats, _ = run_pass(self.store, kernels, self.data.centre, label)
         return stats
 

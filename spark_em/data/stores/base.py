@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession
 
+from ...core.precision import FLOAT64, Precision
 from ...core.tuning import TASKS_PER_CORE
 from ..env import SparkEnv
 from ..passes import PASS_SCHEMA, make_task, run_pass
@@ -25,9 +26,10 @@ from ..validation import ValidationStats
 @dataclass(frozen=True)
 class StoreInput:
     """What every store is made from: the session and its kind, the feature dimension, the
-    input as ``(x array<double>, w double)`` rows, the reduce's depth, and -- for the
-    Parquet store -- the files' row groups
-    (:class:`~spark_em.data.stores.parquet.ParquetLayout`)."""
+    input as ``(x array<double>, w double)`` rows, the reduce's depth, the files' row
+    groups for the Parquet store (:class:`~spark_em.data.stores.parquet.ParquetLayout`),
+    and the type of the stored blocks (the ``dtype`` Param,
+    :mod:`spark_em.core.precision`)."""
 
     spark: SparkSession
     env: SparkEnv
@@ -35,6 +37,7 @@ class StoreInput:
     selected: DataFrame
     aggregation_depth: int = 2
     parquet: object = None
+    precision: Precision = FLOAT64
 
 
 class BlockStore:
@@ -46,6 +49,7 @@ class BlockStore:
     def __init__(self, source: StoreInput):
         self.spark, self.env, self.d = source.spark, source.env, source.d
         self.aggregation_depth = source.aggregation_depth
+        self.precision = source.precision
         self.fit_id = uuid.uuid4().hex[:12]  # this fit's own identity (files, caches, tags)
         self.num_tasks = max(self.env.default_parallelism, 1)
         self._opened = False

@@ -2,8 +2,11 @@
 ``local-cluster[...]``).
 
 The first pass reads the input, validates it and writes each task's valid rows to one file
-of float64 rows ``[w, x_1 .. x_d]`` (input partitions merged into at most TASKS_PER_CORE
-tasks per core).  Every later pass is one job over ``P`` (the
+of rows ``[w, x_1 .. x_d]`` (input partitions merged into at most TASKS_PER_CORE tasks per
+core): all float64, or -- ``dtype="float32"`` -- a float64 weight and float32 features
+``x - ref`` after a header holding the file's float64 reference ``ref`` (the mean of its
+first batch of rows), so that the cast loses no digits to an offset of the features
+(:class:`BlockLayout`).  Every later pass is one job over ``P`` (the
 default parallelism) tiny partitions whose tasks read their share of the files directly
 (from the OS page cache, or from disk when the data exceed memory): no transfer from
 Spark's block manager into the Python workers, which costs more than the E-step itself.
@@ -29,6 +32,7 @@ import tempfile
 
 import numpy as np
 
+from ...core.precision import Precision
 from ...core.tuning import MIN_UNIT_ROWS, UNITS_PER_TASK, unit_rows
 from ..arrow_blocks import decode_rows
 from ..passes import PASS_SCHEMA, make_task, task_partition
@@ -57,16 +61,18 @@ class LocalFileStore(BlockStore):
         # One job reads the (merged) input, validates it and writes the block files.
         frame = self._merged_input(self.selected)
         self.num_tasks = frame.rdd.getNumPartitions()  # classic: the exact count is cheap
-        fn = make_task(lambda: payload, _input_writer(self.block_dir, self.d), self.d)
+        layout = BlockLayout(self.d, self.precision)
+        fn = make_task(lambda: payload, _input_writer(self.block_dir, layout), self.d)
         yield frame.mapInArrow(fn, PASS_SCHEMA)
 
     def _after_open(self, stats) -> None:
-        units = local_units(self.block_dir, self.d, self.env.default_parallelism)
+        layout = BlockLayout(self.d, self.precision)
+        units = local_units(self.block_dir, layout, self.env.default_parallelism)
         tasks = max(1, min(self.env.default_parallelism, len(units)))
         self.num_tasks = tasks
         # one job object for every later pass: the parameters change in the file only
         self._frame = self._index_job(
-            _file_getter(self._params), _unit_reader(units, self.d, tasks)
+            _file_getter(self._params), _unit_reader(units, layout, tasks)
         )
 
     @contextlib.contextmanager
@@ -84,22 +90,63 @@ class LocalFileStore(BlockStore):
 # ---------------------------------------------------------------------------------------
 # Inside tasks
 # ---------------------------------------------------------------------------------------
+class BlockLayout:
+    """The rows of a block file: a float64 weight, then the d features in the store's type
+    (``precision``); float32 files start with a header of d float64 values, the reference
+    ``ref`` their features are stored about (``x - ref``, computed in float64)."""
+
+    def __init__(self, d: int, precision: Precision):
+        self.d = d
+        self.single = precision.dtype != np.float64
+        self.row = np.dtype(
+            [("w", "<f8"), ("x", np.dtype(precision.dtype).newbyteorder("<"), (d,))]
+        )
+        self.header = 8 * d if self.single else 0
+        self.max_value = precision.max_value
+
+    def rows_in(self, size: int) -> int:
+        """The rows of a file of ``size`` bytes."""
+        return max(0, size - self.header) // self.row.itemsize
+
+    def encode(self, X: np.ndarray, w: np.ndarray, ref: np.ndarray | None) -> np.ndarray:
+        rows = np.empty(X.shape[0], dtype=self.row)
+        rows["w"] = w
+        if ref is None:
+            rows["x"] = X
+        else:
+            rows["x"] = X - ref  # in float64, rounded once
+        return rows
+
+    def read(self, path: str, start: int, n: int):
+        """``(X (n, d), w (n,), None)``, with the file's ``ref`` for float32 rows."""
+        rows = np.fromfile(path, self.row, count=n, offset=self.header + start * self.row.itemsize)
+        w = np.ascontiguousarray(rows["w"])
+        if not self.single:
+            return rows["x"], w, None
+        ref = np.fromfile(path, "<f8", count=self.d)
+        return rows["x"], w, None, ref
+
+
 class _BlockFileWriter:
     """Appends one task's rows to ``part-<partition>.bin``; renamed into place on close, so
-    that a failed or retried task never leaves a partial file behind."""
+    that a failed or retried task never leaves a partial file behind.  A float32 file's
+    reference is the mean of the first rows written (its header)."""
 
-    def __init__(self, root: str, d: int):
+    def __init__(self, root: str, layout: BlockLayout):
         pid, attempt = task_partition()
         self.final = os.path.join(root, f"part-{pid:06d}.bin")
         self.tmp = os.path.join(root, f".part-{pid:06d}-{attempt}.tmp")
         self.file = open(self.tmp, "wb")
-        self.d = d
+        self.layout = layout
+        self.ref: np.ndarray | None = None
 
     def write(self, X: np.ndarray, w: np.ndarray) -> None:
-        rows = np.empty((X.shape[0], self.d + 1))
-        rows[:, 0] = w
-        rows[:, 1:] = X
-        rows.tofile(self.file)
+        if self.layout.single and self.ref is None:
+            if X.shape[0] == 0:
+                return
+            self.ref = X.mean(axis=0)
+            self.ref.astype("<f8").tofile(self.file)
+        self.layout.encode(X, w, self.ref).tofile(self.file)
 
     def close(self) -> None:
         self.file.close()
@@ -111,12 +158,14 @@ class _BlockFileWriter:
             os.remove(self.tmp)
 
 
-def _input_writer(block_dir: str, d: int):
+def _input_writer(block_dir: str, layout: BlockLayout):
     def read(batches):
-        writer = _BlockFileWriter(block_dir, d)
+        writer = _BlockFileWriter(block_dir, layout)
         try:
             for batch in batches:
-                X, w, bad = decode_rows(batch.column(0), batch.column(1), d)
+                X, w, bad = decode_rows(
+                    batch.column(0), batch.column(1), layout.d, layout.max_value
+                )
                 writer.write(X, w)
                 yield X, w, bad
         except BaseException:
@@ -135,14 +184,12 @@ def _file_getter(path: str):
     return get
 
 
-def _unit_reader(units, d: int, num_tasks: int):
+def _unit_reader(units, layout: BlockLayout, num_tasks: int):
     def read(batches):
         for _ in batches:  # the task's input is its index only
             pass
         for path, start, n in units[task_partition()[0] :: num_tasks]:
-            rows = np.fromfile(path, np.float64, count=n * (d + 1), offset=start * 8 * (d + 1))
-            rows = rows.reshape(n, d + 1)
-            yield rows[:, 1:], np.ascontiguousarray(rows[:, 0]), None
+            yield layout.read(path, start, n)
 
     return read
 
@@ -150,18 +197,17 @@ def _unit_reader(units, d: int, num_tasks: int):
 # ---------------------------------------------------------------------------------------
 # On the driver
 # ---------------------------------------------------------------------------------------
-def local_units(root: str, d: int, parallelism: int) -> list[tuple[str, int, int]]:
+def local_units(root: str, layout: BlockLayout, parallelism: int) -> list[tuple[str, int, int]]:
     """``(file, first row, rows)`` work units covering every block file under ``root``:
     at most about UNIT_BYTES each, and at least UNITS_PER_TASK per task (balance)."""
-    row_bytes = 8 * (d + 1)
     files = []
     for name in sorted(os.listdir(root)):
         if name.endswith(".bin"):
             path = os.path.join(root, name)
-            files.append((path, os.path.getsize(path) // row_bytes))
+            files.append((path, layout.rows_in(os.path.getsize(path))))
     total = sum(n for _, n in files)
     per_task = -(-total // (UNITS_PER_TASK * max(parallelism, 1)))
-    step = max(MIN_UNIT_ROWS, min(unit_rows(d + 1), per_task))
+    step = max(MIN_UNIT_ROWS, min(unit_rows(layout.d + 1), per_task))
     units = []
     for path, n in files:
         units.extend((path, start, min(step, n - start)) for start in range(0, n, step))

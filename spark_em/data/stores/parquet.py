@@ -23,7 +23,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ...core.tuning import unit_rows
-from ..arrow_blocks import columns_to_matrix, combine_rows, list_to_matrix, vectors_to_matrix
+from ..arrow_blocks import (
+    MAX_ABS_VALUE,
+    columns_to_matrix,
+    combine_rows,
+    list_to_matrix,
+    vectors_to_matrix,
+)
 from ..passes import task_partition
 from .base import BlockStore
 from .parquet_scan import ParquetScan
@@ -78,7 +84,9 @@ class ParquetStore(BlockStore):
     @contextlib.contextmanager
     def _pass_rows(self, payload):
         with self._shipped(payload) as get_payload:
-            reader = read_row_groups(self.assignment, self.spec, self.d, self._trusted)
+            reader = read_row_groups(
+                self.assignment, self.spec, self.d, self._trusted, self.precision.max_value
+            )
             yield self._index_job(get_payload, reader)
 
     _first_pass_rows = _pass_rows  # every pass reads the files; the first also validates
@@ -163,9 +171,13 @@ def _trusted_rows(batch: pa.RecordBatch, spec: ColumnSpec, d: int):
     return X, w, None
 
 
-def read_row_groups(assignment, spec: ColumnSpec, d: int, trusted: bool = False):
+def read_row_groups(
+    assignment, spec: ColumnSpec, d: int, trusted: bool = False, max_value: float = MAX_ABS_VALUE
+):
     """The chunk reader of a pass: this task's row groups, decoded in record batches of
-    about UNIT_BYTES (``trusted``: without checking values the first pass checked)."""
+    about UNIT_BYTES (``trusted``: without checking values the first pass checked;
+    ``max_value``: features beyond it are invalid, :mod:`spark_em.core.precision`).  The
+    rows stay float64: a float32 kernel centres them in float64 before the cast."""
 
     def read(batches):
         for _ in batches:  # the task's input is its index only
@@ -186,7 +198,7 @@ def read_row_groups(assignment, spec: ColumnSpec, d: int, trusted: bool = False)
                     continue
                 X, valid, counts = _features(batch, spec, d)
                 weights = batch.column(len(spec.names)) if spec.weight else None
-                yield combine_rows(X, valid, counts, weights)
+                yield combine_rows(X, valid, counts, weights, max_value)
 
     return read
 

@@ -1,13 +1,15 @@
 """Spark's cache: the store of clusters and Spark Connect when the input is not a plain
 Parquet scan.
 
-The first pass turns the input into block rows (raw float64 bytes of at most
-STORED_BLOCK_BYTES of features each, weights likewise, and the counts of the invalid rows
-dropped from them) and, in the same task, into the first pass's statistics (one more row
-per task, which only the first pass reads: the blocks are not read back through Python to
-validate them).  Spark keeps the rows MEMORY_AND_DISK, deserialized, one block row per
-stored object, under this fit's own identity -- no setting of the user's session changes,
-and no other fit (of the same DataFrame, in another thread) shares or drops the blocks:
+The first pass turns the input into block rows (raw bytes of at most STORED_BLOCK_BYTES of
+features each, float64 weights, and the counts of the invalid rows dropped from them; with
+``dtype="float32"`` the features are float32 ``x - ref`` about a float64 reference ``ref``
+of their task -- the mean of its first batch -- stored in each block row) and, in the
+same task, into the first pass's statistics (one more row per task, which only the first
+pass reads: the blocks are not read back through Python to validate them).  Spark keeps
+the rows MEMORY_AND_DISK, deserialized, one block row per stored object, under this fit's
+own identity -- no setting of the user's session changes, and no other fit (of the same
+DataFrame, in another thread) shares or drops the blocks:
 
 * classic Spark: a local checkpoint of the blocks (rows, not columnar batches), released by
   unpersisting its RDD;
@@ -36,6 +38,7 @@ from pyspark import StorageLevel
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from ...core.precision import FLOAT64, Precision
 from ...core.tuning import BLOCK_ROWS_PER_ARROW_BATCH, STORED_BLOCK_BYTES, unit_rows
 from ..arrow_blocks import BAD_KINDS, decode_rows
 from ..passes import PASS_SCHEMA, TaskStatistics, make_task
@@ -43,13 +46,14 @@ from .base import BlockStore
 
 log = logging.getLogger("spark_em")
 
-BLOCK_COLUMNS = ("X", "w", "n", "bad")
+BLOCK_COLUMNS = ("X", "w", "n", "bad", "ref")
 BLOCK_SCHEMA = T.StructType(
     [
         T.StructField("X", T.BinaryType(), False),
         T.StructField("w", T.BinaryType(), False),
         T.StructField("n", T.LongType(), False),
         T.StructField("bad", T.BinaryType(), False),
+        T.StructField("ref", T.BinaryType(), True),  # float32 blocks: their reference
         # the first pass's statistics row of each task (null in block rows)
         T.StructField("stats", T.BinaryType(), True),
         T.StructField("profile", T.BinaryType(), True),
@@ -61,6 +65,7 @@ _BLOCK_ARROW_SCHEMA = pa.schema(
         ("w", pa.binary(), False),
         ("n", pa.int64(), False),
         ("bad", pa.binary(), False),
+        ("ref", pa.binary(), True),
         ("stats", pa.binary(), True),
         ("profile", pa.binary(), True),
     ]
@@ -150,7 +155,10 @@ class SparkCacheStore(BlockStore):
         # The blocks and the first pass's statistics come out of one task; this pass reads
         # only the statistics rows, which computes (and keeps) every block on the way.
         with self._shipped(payload) as get_payload:
-            encode = encode_blocks(self.d, max(1, STORED_BLOCK_BYTES // (8 * self.d)), get_payload)
+            size = self.precision.itemsize * self.d
+            encode = encode_blocks(
+                self.d, max(1, STORED_BLOCK_BYTES // size), get_payload, self.precision
+            )
             self.blocks = self._keep(self._tagged.mapInArrow(encode, BLOCK_SCHEMA))
             yield self.blocks.where(F.col("stats").isNotNull()).select("stats", "profile")
 
@@ -162,7 +170,8 @@ class SparkCacheStore(BlockStore):
     @contextlib.contextmanager
     def _rows_of(self, blocks, payload):
         with self._shipped(payload) as get_payload:
-            fn = make_task(get_payload, read_blocks(self.d, unit_rows(self.d)), self.d)
+            reader = read_blocks(self.d, unit_rows(self.d), self.precision)
+            fn = make_task(get_payload, reader, self.d)
             yield blocks.mapInArrow(fn, PASS_SCHEMA)
 
     def _release(self) -> None:
@@ -193,24 +202,32 @@ def _checkpoint_rdd(df):
 # ---------------------------------------------------------------------------------------
 # Inside tasks
 # ---------------------------------------------------------------------------------------
-def encode_blocks(d: int, max_rows: int, get_payload=None):
+def encode_blocks(d: int, max_rows: int, get_payload=None, precision: Precision = FLOAT64):
     """Each Arrow batch of ``(x array<double>, w double)`` rows -> block rows of at most
-    ``max_rows`` valid rows (sharing the batch's decoded buffers: no copy); the batch's
+    ``max_rows`` valid rows (float64: sharing the batch's decoded buffers, no copy; float32:
+    ``x - ref`` rounded once, ``ref`` the mean of the task's first rows); the batch's
     invalid-row counts go to its first block row.  With ``get_payload`` (the first pass's
     payload), the task also accumulates the pass's statistics over the valid rows and ends
     with one row of them (``n`` 0, no features) in the ``stats``/``profile`` columns."""
+    single = precision.dtype != np.float64
 
     def to_blocks(batches):
         acc = TaskStatistics(get_payload(), d) if get_payload is not None else None
+        ref = None
         for batch in batches:
-            X, w, bad = decode_rows(batch.column(0), batch.column(1), d)
+            X, w, bad = decode_rows(batch.column(0), batch.column(1), d, precision.max_value)
             if acc is not None:
                 acc.add(X, w, bad)
-            yield _block_batch(X, w, bad, d, max_rows)
+            stored = X
+            if single:
+                if ref is None and X.shape[0]:
+                    ref = X.mean(axis=0)
+                stored = (X - ref if X.shape[0] else X).astype(precision.dtype)
+            yield _block_batch(stored, w, bad, d, max_rows, ref)
         if acc is not None:
             stats, profile = acc.packed()
             empty = np.zeros(0)
-            cols = _block_columns(empty, empty, np.zeros(len(BAD_KINDS)), d, 1)
+            cols = _block_columns(empty, empty, np.zeros(len(BAD_KINDS)), d, 1, None)
             cols += [
                 pa.array([stats.tobytes()], pa.binary()),
                 pa.array([profile.tobytes()], pa.binary()),
@@ -220,16 +237,18 @@ def encode_blocks(d: int, max_rows: int, get_payload=None):
     return to_blocks
 
 
-def _block_columns(X, w, bad, d: int, max_rows: int) -> list:
-    n = X.shape[0]
+def _block_columns(X, w, bad, d: int, max_rows: int, ref) -> list:
+    n = w.shape[0]
     bounds = np.append(np.arange(0, n, max_rows), n) if n else np.zeros(2, int)
     m = len(bounds) - 1
     bad_rows = np.zeros((m, len(BAD_KINDS)), dtype=np.float64)
     bad_rows[0] = bad
     row_bounds = np.arange(m + 1, dtype=np.int32) * (8 * len(BAD_KINDS))
+    size = X.dtype.itemsize * d
+    refs = pa.nulls(m, pa.binary()) if ref is None else pa.array([ref.tobytes()] * m, pa.binary())
     return [
         pa.Array.from_buffers(
-            pa.binary(), m, [None, pa.py_buffer((bounds * 8 * d).astype(np.int32)), pa.py_buffer(X)]
+            pa.binary(), m, [None, pa.py_buffer((bounds * size).astype(np.int32)), pa.py_buffer(X)]
         ),
         pa.Array.from_buffers(
             pa.binary(), m, [None, pa.py_buffer((bounds * 8).astype(np.int32)), pa.py_buffer(w)]
@@ -238,11 +257,12 @@ def _block_columns(X, w, bad, d: int, max_rows: int) -> list:
         pa.Array.from_buffers(
             pa.binary(), m, [None, pa.py_buffer(row_bounds), pa.py_buffer(bad_rows)]
         ),
+        refs,
     ]
 
 
-def _block_batch(X, w, bad, d: int, max_rows: int) -> pa.RecordBatch:
-    cols = _block_columns(X, w, bad, d, max_rows)
+def _block_batch(X, w, bad, d: int, max_rows: int, ref=None) -> pa.RecordBatch:
+    cols = _block_columns(X, w, bad, d, max_rows, ref)
     m = len(cols[2])
     cols += [pa.nulls(m, pa.binary()), pa.nulls(m, pa.binary())]
     return pa.RecordBatch.from_arrays(cols, schema=_BLOCK_ARROW_SCHEMA)
@@ -254,17 +274,27 @@ def _binary_parts(col: pa.Array):
     return offsets[col.offset : col.offset + len(col) + 1].astype(np.int64), col.buffers()[2]
 
 
-def read_blocks(d: int, chunk_rows: int):
-    """Block rows -> ``(X (n, d), w (n,), bad)`` chunks of at least ``chunk_rows`` rows.
+def read_blocks(d: int, chunk_rows: int, precision: Precision = FLOAT64):
+    """Block rows -> ``(X (n, d), w (n,), bad)`` chunks of at least ``chunk_rows`` rows
+    (float32 blocks: ``(X, w, bad, ref)``, a chunk never mixing two references).
 
     A block's ``X`` bytes follow the previous block's in the Arrow column, so a chunk inside
     one Arrow batch is a view, not a copy.  The chunks depend only on the sequence of block
     rows, not on how Spark cut them into Arrow batches."""
+    dtype = precision.dtype
+    size = np.dtype(dtype).itemsize
 
     def read(batches):
         xs, ws, rows, bad = [], [], 0, np.zeros(len(BAD_KINDS), dtype=np.int64)
+        ref = None  # the reference of the blocks in xs (float32), as bytes
+
+        def chunk():
+            out = (_joined(xs, d, dtype), _joined(ws), bad)
+            return out if ref is None else (*out, np.frombuffer(ref, np.float64))
+
         for batch in batches:
             ns = batch.column(2).to_numpy()
+            refs = batch.column(4).to_pylist() if batch.column(4).null_count < len(ns) else None
             xoff, xdata = _binary_parts(batch.column(0))
             woff, wdata = _binary_parts(batch.column(1))
             boff, bdata = _binary_parts(batch.column(3))
@@ -272,26 +302,32 @@ def read_blocks(d: int, chunk_rows: int):
             bad += counts.reshape(-1, len(BAD_KINDS)).sum(axis=0).astype(np.int64)
             i, nb = 0, len(ns)
             while i < nb:
+                if refs is not None and refs[i] is not None and refs[i] != ref:
+                    if xs:  # a block of another reference starts a new chunk
+                        yield chunk()
+                        xs, ws, rows = [], [], 0
+                        bad = np.zeros(len(BAD_KINDS), dtype=np.int64)
+                    ref = refs[i]
                 j = i
-                while j < nb and rows < chunk_rows:
+                while j < nb and rows < chunk_rows and (refs is None or refs[j] in (None, ref)):
                     rows += int(ns[j])
                     j += 1
                 if woff[j] > woff[i]:
-                    count = (xoff[j] - xoff[i]) // 8
-                    xs.append(np.frombuffer(xdata, np.float64, count, xoff[i]).reshape(-1, d))
+                    count = (xoff[j] - xoff[i]) // size
+                    xs.append(np.frombuffer(xdata, dtype, count, xoff[i]).reshape(-1, d))
                     ws.append(np.frombuffer(wdata, np.float64, (woff[j] - woff[i]) // 8, woff[i]))
                 i = j
                 if rows >= chunk_rows and xs:
-                    yield _joined(xs), _joined(ws), bad
+                    yield chunk()
                     xs, ws, rows = [], [], 0
                     bad = np.zeros(len(BAD_KINDS), dtype=np.int64)
         if xs or bad.any():
-            yield _joined(xs, d), _joined(ws), bad
+            yield chunk()
 
     return read
 
 
-def _joined(parts: list, d: int | None = None) -> np.ndarray:
+def _joined(parts: list, d: int | None = None, dtype=np.float64) -> np.ndarray:
     if not parts:
-        return np.zeros((0, d)) if d is not None else np.zeros(0)
+        return np.zeros((0, d), dtype) if d is not None else np.zeros(0)
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
