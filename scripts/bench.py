@@ -119,6 +119,11 @@ def parse_args(argv=None):
         "(tasks read the Parquet files: spark-em is given the plain scan)",
     )
     p.add_argument(
+        "--dtype",
+        default="float64",
+        help="spark-em's dtype, comma-separated to compare float64 and float32 in one run",
+    )
+    p.add_argument(
         "--cluster",
         type=int,
         default=0,
@@ -202,8 +207,9 @@ def bench_spark(spark, ds: DataSet, path: str, args) -> dict:
 
     plain = spark.read.parquet(path)  # the plain scan the Parquet store reads itself
     stores = [s.strip() for s in args.block_cache.split(",")]
+    dtypes = [t.strip() for t in args.dtype.split(",")]
 
-    def ours(cov, store, max_iter, per_iter=None, data=None):
+    def ours(cov, store, max_iter, per_iter=None, data=None, dtype="float64"):
         if data is None:
             data = plain if store == "parquet" else df
         gm = GaussianMixture(
@@ -214,6 +220,7 @@ def bench_spark(spark, ds: DataSet, path: str, args) -> dict:
             seed=args.seed,
             featuresCol="features",
             blockCache=store,
+            dtype=dtype,
         )
         if per_iter is not None:
             gm.progress = lambda e: per_iter.append(e) if isinstance(e, IterationInfo) else None
@@ -249,13 +256,15 @@ def bench_spark(spark, ds: DataSet, path: str, args) -> dict:
                     data=None if store == "parquet" else slice_,
                 )
             )
+    variants = [(store, dtype) for store in stores for dtype in dtypes]
     for cov in ds.covs:
-        for store in stores:
-            key = f"spark_em_{cov}" if len(stores) == 1 else f"spark_em_{cov}@{store}"
-            out[key] = bench_ours(lambda *a: ours(cov, store, *a), iters, args.repeat)
+        for store, dtype in variants:
+            where = store if len(dtypes) == 1 else f"{store}, {dtype}"
+            key = f"spark_em_{cov}" if len(variants) == 1 else f"spark_em_{cov}@{where}"
+            out[key] = bench_ours(lambda *a: ours(cov, store, *a, dtype=dtype), iters, args.repeat)
             res, prof = out[key], out[key]["profile_per_iteration"]
             print(
-                f"[{ds.name}] spark-em {cov} ({store}): fit(1) {res['fit1_s']:.2f}s "
+                f"[{ds.name}] spark-em {cov} ({where}): fit(1) {res['fit1_s']:.2f}s "
                 f"fit({iters}) {res['fit_s']:.2f}s -> {res['per_iter_s']:.3f}s/iter (median "
                 f"iteration {res['median_iteration_s']:.3f}s; per iteration: pass "
                 f"{prof['pass_s']:.3f}s, tasks {prof['task_s']:.3f}s = read {prof['read_s']:.3f}s"
