@@ -22,11 +22,22 @@ import tempfile
 
 import numpy as np
 
-from ..core.mixture import GaussianParams
+from ..core.mixture import COVARIANCE_TYPES, GaussianParams
+from ..core.parameter_checks import shape_problem, value_problem
 from .em import Run
 
 _STATE = "state.json"
 _FORMAT = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint's arrays are damaged or not a mixture's (missing, pickled, NaN, weights
+    not summing to 1, a covariance not positive definite): ``path`` (the file), ``problem``
+    (what is wrong); the message also says the fix (discard the checkpoint)."""
+
+    def __init__(self, message: str, path: str = "", problem: str = ""):
+        super().__init__(message)
+        self.path, self.problem = path, problem
 
 
 class CheckpointMismatchError(ValueError):
@@ -147,26 +158,69 @@ class Checkpoint:
                     kind,
                     words,
                 )
-        with np.load(os.path.join(self.directory, state["arrays"]), allow_pickle=False) as z:
-            runs = []
-            for i, run in enumerate(state["runs"]):
-                params = GaussianParams.from_covariances(
-                    z[f"{i}_weights"],
-                    z[f"{i}_means"],
-                    z[f"{i}_covariances"],
-                    run["covariance_type"],
-                )
-                runs.append(
-                    Run(
-                        params,
-                        run["label"],
-                        list(run["history"]),
-                        bool(run["converged"]),
-                        run["previous"],
-                        float(run["seconds"]),
-                    )
-                )
+        runs = self._runs(state)
         return int(state["iteration"]), runs
+
+    def _runs(self, state: dict) -> list[Run]:
+        """The runs of ``state``, their arrays read from its ``.npz`` and checked as a
+        loaded model's; any problem is one :class:`CheckpointError`."""
+        name = state.get("arrays")
+        where = os.path.join(self.directory, str(name))
+
+        def fail(problem: str) -> CheckpointError:
+            return CheckpointError(
+                f"checkpoint {where}: {problem}; discard the checkpoint to start afresh "
+                "(setCheckpointDir(path, discard=True), --discard-checkpoint)",
+                where,
+                problem,
+            )
+
+        if not isinstance(name, str) or not isinstance(state.get("runs"), list):
+            raise fail("its state.json names no arrays file or no runs")
+        runs = []
+        try:
+            with np.load(where, allow_pickle=False) as z:
+                for i, run in enumerate(state["runs"]):
+                    arrays = []
+                    for part in ("weights", "means", "covariances"):
+                        key = f"{i}_{part}"
+                        if key not in z.files:
+                            raise fail(f"run {i} has no {part} array ({key})")
+                        a = z[key]
+                        if a.dtype.kind != "f":
+                            raise fail(f"{key} holds {a.dtype} values, not floating point")
+                        arrays.append(np.asarray(a, dtype=np.float64))
+                    ct = run.get("covariance_type")
+                    if ct not in COVARIANCE_TYPES:
+                        raise fail(f"run {i} has covariance type {ct!r}")
+                    problem = shape_problem(*arrays, ct) or value_problem(*arrays, ct)
+                    if problem:
+                        raise fail(f"run {i}: {problem}")
+                    params = GaussianParams.from_covariances(*arrays, ct)
+                    history = [float(h) for h in run["history"]]
+                    if not all(np.isfinite(history)):
+                        raise fail(f"run {i}: its log-likelihood history is not finite")
+                    runs.append(
+                        Run(
+                            params,
+                            run["label"],
+                            history,
+                            bool(run["converged"]),
+                            run["previous"],
+                            float(run["seconds"]),
+                        )
+                    )
+        except CheckpointError:
+            raise
+        except ValueError as exc:
+            if "pickle" in str(exc):
+                raise fail("it holds pickled (object) arrays, which are never loaded") from None
+            raise fail(f"its arrays cannot be read ({str(exc).splitlines()[0]})") from None
+        except (OSError, KeyError, TypeError, EOFError) as exc:
+            raise fail(f"its arrays cannot be read ({type(exc).__name__}: {exc})") from None
+        except np.linalg.LinAlgError as exc:
+            raise fail(f"its covariances cannot be factorised ({exc})") from None
+        return runs
 
     def save(self, iteration: int, runs, data) -> None:
         """Write the state after ``iteration`` atomically (see the module docstring)."""

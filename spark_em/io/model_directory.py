@@ -33,6 +33,7 @@ from pyspark.sql import SparkSession
 
 from ..core.covariance import covariance
 from ..core.mixture import COVARIANCE_TYPES, GaussianParams
+from ..core.parameter_checks import value_problem
 from ..core.sufficient_statistics import second_shape
 from ..errors import ModelFormatError
 from . import mllib_import, segment_files
@@ -287,30 +288,10 @@ def check_values(
     covariance_type: str,
 ) -> None:
     """Raise :class:`ModelFormatError` (message starting with ``where``) unless every value
-    is finite, the weights are positive and sum to 1 (1e-9) and the covariances are
-    symmetric positive definite."""
-    for name, a in (("weights", weights), ("means", means), ("covariances", covariances)):
-        if not np.all(np.isfinite(a)):
-            raise ModelFormatError(f"{where}: {name} contain NaN or infinite values")
-    if np.any(weights <= 0):
-        raise ModelFormatError(f"{where}: weights must be positive, got {weights.tolist()}")
-    if abs(weights.sum() - 1.0) > 1e-9:
-        raise ModelFormatError(f"{where}: weights sum to {float(weights.sum())!r}, not 1 (1e-9)")
-    if covariance_type in ("diag", "spherical"):
-        if np.any(covariances <= 0):
-            raise ModelFormatError(f"{where}: {covariance_type} variances must be positive")
-        return
-    mats = covariances[None] if covariance_type == "tied" else covariances
-    for j, c in enumerate(mats):
-        label = "the tied covariance" if covariance_type == "tied" else f"covariance {j}"
-        if np.max(np.abs(c - c.T)) > 1e-9 * max(np.max(np.abs(c)), np.finfo(float).tiny):
-            raise ModelFormatError(f"{where}: {label} is not symmetric")
-        try:
-            np.linalg.cholesky(c)
-        except np.linalg.LinAlgError:
-            raise ModelFormatError(
-                f"{where}: {label} is not positive definite (its Cholesky factorisation fails)"
-            ) from None
+    passes :func:`~spark_em.core.parameter_checks.value_problem`."""
+    problem = value_problem(weights, means, covariances, covariance_type)
+    if problem:
+        raise ModelFormatError(f"{where}: {problem}")
 
 
 def segment_size_bound(count: int, k: int, d: int, covariance_type: str, files: int) -> int:
