@@ -16,6 +16,7 @@ from .core.estep import log_responsibilities
 from .core.mixture import GaussianParams, n_parameters
 from .core.mixture import aic as aic_of
 from .core.mixture import bic as bic_of
+from .core.parameter_checks import given_values_problem
 from .core.quantiles import threshold
 from .core.segment_statistics import Segment, permuted_segment
 from .engine import sampling, scoring
@@ -178,7 +179,12 @@ class GaussianMixtureModel(Model, FitParams, MLReadable, MLWritable):
         covarianceType: str = "full",
         regCovar: float | None = None,
     ) -> GaussianMixtureModel:
-        """A model from explicit parameters (sklearn shapes); e.g. to warm-start a fit."""
+        """A model from explicit parameters (sklearn shapes); e.g. to warm-start a fit.
+        ValueError unless they pass a loaded model's checks (finite, positive weights
+        summing to 1 (1e-9), symmetric positive definite covariances)."""
+        problem = given_values_problem(weights, means, covariances, covarianceType)
+        if problem:
+            raise ValueError(f"fromParameters: {problem}")
         return cls(
             GaussianParams.from_covariances(weights, means, covariances, covarianceType, regCovar)
         )

@@ -120,3 +120,35 @@ def test_the_untouched_checkpoint_resumes(spark, interrupted, tmp_path):
     resumed = GaussianMixture(**settings()).setCheckpointDir(str(mine)).fit(df)
     whole = GaussianMixture(**settings()).fit(df)
     np.testing.assert_allclose(resumed.means, whole.means, rtol=1e-9, atol=1e-12)
+
+
+BAD_PARAMETERS = {
+    "NaN means": (
+        [0.5, 0.5],
+        [[np.nan, 0.0], [1.0, 1.0]],
+        [np.eye(2)] * 2,
+        "means contain NaN",
+    ),
+    "weights sum to 3": ([1.5, 1.5], [[0.0, 0.0], [1.0, 1.0]], [np.eye(2)] * 2, "weights sum to"),
+    "not positive definite": (
+        [0.5, 0.5],
+        [[0.0, 0.0], [1.0, 1.0]],
+        [np.eye(2), [[1.0, 2.0], [2.0, 1.0]]],
+        "covariance 1 is not positive definite",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_PARAMETERS))
+def test_from_parameters_and_from_sklearn_get_the_same_checks(case):
+    from sklearn.mixture import GaussianMixture as SkGM
+
+    from spark_em import GaussianMixtureModel
+
+    w, m, c, problem = BAD_PARAMETERS[case]
+    with pytest.raises(ValueError, match=f"fromParameters: {problem}"):
+        GaussianMixtureModel.fromParameters(w, m, c, "full")
+    sk = SkGM(2)
+    sk.weights_, sk.means_, sk.covariances_ = np.array(w), np.array(m), np.array(c, dtype=float)
+    with pytest.raises(ValueError, match=f"fromSklearn: {problem}"):
+        GaussianMixtureModel.fromSklearn(sk)

@@ -13,7 +13,7 @@ import numpy as np
 
 from .covariance import covariance
 
-__all__ = ["shape_problem", "value_problem"]
+__all__ = ["shape_problem", "value_problem", "given_values_problem"]
 
 
 def shape_problem(
@@ -58,3 +58,19 @@ def value_problem(
         except np.linalg.LinAlgError:
             return f"{label} is not positive definite (its Cholesky factorisation fails)"
     return None
+
+
+def given_values_problem(weights, means, covariances, covariance_type: str) -> str | None:
+    """:func:`value_problem` of parameters given from outside (lists, arrays), or None also
+    when their shapes do not fit (whoever builds the parameters says how)."""
+    try:
+        w = np.asarray(weights, dtype=np.float64).reshape(-1)
+        m = np.asarray(means, dtype=np.float64)
+        c = np.asarray(covariances, dtype=np.float64)
+        if covariance_type not in ("full", "tied", "diag", "spherical") or shape_problem(
+            w, m, c, covariance_type
+        ):
+            return None
+    except (TypeError, ValueError):
+        return None
+    return value_problem(w, m, c, covariance_type)

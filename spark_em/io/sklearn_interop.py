@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.mixture import GaussianParams
+from ..core.parameter_checks import given_values_problem
 from ..summary import GaussianMixtureSummary
 
 __all__ = ["to_sklearn", "from_sklearn"]
@@ -42,6 +43,9 @@ def from_sklearn(est) -> tuple[GaussianParams, GaussianMixtureSummary | None]:
     ``n_iter_`` and ``lower_bounds_`` (``[lower_bound_]`` where sklearn has no
     ``lower_bounds_``, before 1.7); sklearn keeps no row count, so the summary's
     ``logLikelihood`` is NaN and it has no ``clusterSizes``."""
+    problem = given_values_problem(est.weights_, est.means_, est.covariances_, est.covariance_type)
+    if problem:
+        raise ValueError(f"fromSklearn: {problem}")
     params = GaussianParams.from_covariances(
         est.weights_, est.means_, est.covariances_, est.covariance_type
     )
