@@ -121,6 +121,7 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
             block_cache=self.getBlockCache(),
             skip_invalid=self.getHandleInvalid() == "skip",
             dtype=self.getDtype(),
+            marginalize=self.getMissingValues() == "marginalize",
             warm_start=warm,
             checkpoint_dir=getattr(self, "checkpoint_dir", None),
             discard_checkpoint=getattr(self, "checkpoint_discard", False),
@@ -218,8 +219,9 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
         model = self._copyValues(GaussianMixtureModel(result.params, summary, segments))
         at_fit = model.copy()  # the summary's predictions keep the fit's column names
         features, skip = self.getFeaturesCol(), self.getHandleInvalid() == "skip"
+        missing = self.getMissingValues() == "marginalize"
         summary.bind(
-            lambda: scoring.cluster_sizes(result.params, dataset, features, skip),
+            lambda: scoring.cluster_sizes(result.params, dataset, features, skip, missing),
             lambda: at_fit.transform(dataset),
         )
         return model

@@ -12,7 +12,7 @@ from pyspark.ml.util import MLReadable, MLReader, MLWritable, MLWriter
 from pyspark.sql import DataFrame, SparkSession
 
 from .core.alignment import alignment, permuted
-from .core.estep import log_responsibilities
+from .core.missing import log_responsibilities
 from .core.mixture import GaussianParams, n_parameters
 from .core.mixture import aic as aic_of
 from .core.mixture import bic as bic_of
@@ -274,13 +274,19 @@ class GaussianMixtureModel(Model, FitParams, MLReadable, MLWritable):
         return X.reshape(1, -1) if X.ndim == 1 else X
 
     def predict(self, value) -> int:
-        """Most probable component of one vector (MLlib's ``predict``)."""
-        _, log_resp = log_responsibilities(self._mixture, self._as_matrix(value))
+        """Most probable component of one vector (MLlib's ``predict``); with
+        ``missingValues="marginalize"`` its NaN are missing values (marginal posterior)."""
+        _, log_resp = log_responsibilities(
+            self._mixture, self._as_matrix(value), self._marginalize()
+        )
         return int(np.argmax(log_resp[0]))
 
     def predictProbability(self, value) -> DenseVector:
-        """Posterior probabilities of one vector (MLlib's ``predictProbability``)."""
-        _, log_resp = log_responsibilities(self._mixture, self._as_matrix(value))
+        """Posterior probabilities of one vector (MLlib's ``predictProbability``); with
+        ``missingValues="marginalize"`` its NaN are missing values."""
+        _, log_resp = log_responsibilities(
+            self._mixture, self._as_matrix(value), self._marginalize()
+        )
         return DenseVector(np.exp(log_resp[0]))
 
     # ------------------------------------------------------------------ distributed scoring
@@ -289,6 +295,12 @@ class GaussianMixtureModel(Model, FitParams, MLReadable, MLWritable):
         if problem:
             raise ValueError(f"handleInvalid {problem}")
         return self.getHandleInvalid() == "skip"
+
+    def _marginalize(self) -> bool:
+        problem = spec("missingValues").problem(self.getMissingValues())
+        if problem:
+            raise ValueError(f"missingValues {problem}")
+        return self.getMissingValues() == "marginalize"
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
         return scoring.transform(
@@ -299,6 +311,7 @@ class GaussianMixtureModel(Model, FitParams, MLReadable, MLWritable):
             self.getProbabilityCol(),
             self.getLogLikelihoodCol(),
             self._skip_invalid(),
+            self._marginalize(),
         )
 
     def _log_likelihood_sums(self, dataset: DataFrame) -> tuple[float, float]:
@@ -308,6 +321,7 @@ class GaussianMixtureModel(Model, FitParams, MLReadable, MLWritable):
             self.getFeaturesCol(),
             self.getWeightCol(),
             self._skip_invalid(),
+            self._marginalize(),
         )
 
     def score(self, dataset: DataFrame) -> float:

@@ -34,6 +34,7 @@ from pyspark.ml.param.shared import (
 
 from .core.covariance import COVARIANCE_TYPES
 from .core.initialisation import INIT_MODES
+from .core.missing import MISSING_VALUES
 from .core.precision import DTYPES
 from .data.stores import BLOCK_CACHES
 
@@ -267,6 +268,19 @@ PARAMS: tuple[ParamSpec, ...] = (
         shared=HasHandleInvalid,
         allowed=HANDLE_INVALID,
         flag="handle-invalid",
+        section="input",
+        jobs=FIT_JOBS + ("score",),
+        model_setter=True,
+    ),
+    ParamSpec(
+        "missingValues",
+        "invalid",
+        "NaN and null features: 'invalid' (the row is invalid, see handleInvalid) or "
+        "'marginalize' (missing values, integrated out: EM and scoring use each row's "
+        "observed features; rows with none are left out)",
+        TypeConverters.toString,
+        allowed=MISSING_VALUES,
+        flag="missing-values",
         section="input",
         jobs=FIT_JOBS + ("score",),
         model_setter=True,

@@ -54,6 +54,7 @@ PARAMS = {
     "blockCache": ("auto", "spark"),
     "dtype": ("float64", "float32"),
     "handleInvalid": ("error", "skip"),
+    "missingValues": ("invalid", "marginalize"),
     "featuresCol": ("features", ["x", "y"]),
     "weightCol": (None, "w"),
     "segmentCol": (None, "day"),
@@ -240,6 +241,7 @@ PARAMS_BY_NAME = {
         "blockCache",
         "dtype",
         "handleInvalid",
+        "missingValues",
         "initialModel",
         "featuresCol",
         "weightCol",
@@ -263,4 +265,5 @@ BAD_VALUES = {
     "blockCache": ("memory",),
     "dtype": ("float16", "double"),
     "handleInvalid": ("keep",),
+    "missingValues": ("impute",),
 }

@@ -3,6 +3,11 @@
 Used inside Spark tasks: the preparation pass turns each Arrow batch of the feature column
 (``array<double>``) into one numpy block, and ``transform`` reads its input the same way.
 Nothing here loops over rows in Python.
+
+With ``missing=True`` (``missingValues="marginalize"``) a NaN or null element is a missing
+value, kept as NaN in ``X`` (the canonical quiet NaN, whatever its source, so that a row's
+key does not depend on the store); +-inf, huge values, null vectors and wrong lengths stay
+invalid, and a row whose every feature is missing is dropped as ``all_missing``.
 """
 
 from __future__ import annotations
@@ -21,7 +26,12 @@ BAD_KINDS = (
     "null_weight",
     "negative_weight",  # negative or non-finite weight
     "huge_weight",  # weight > MAX_WEIGHT
+    "all_missing",  # missingValues="marginalize": every feature of the row is missing
 )
+
+# Kinds that are left out of a fit whatever handleInvalid says (with one warning): a row
+# without an observed feature carries no information, but nothing is wrong with it.
+UNINFORMATIVE_KINDS = ("all_missing",)
 
 # Larger magnitudes are refused: the statistics hold sums of w * x^2 over all rows, which
 # stay far from float64's overflow (1.8e308) for any realistic row count only below these.
@@ -29,11 +39,14 @@ MAX_ABS_VALUE = 1e75
 MAX_WEIGHT = 1e75
 
 
-def list_to_matrix(arr: pa.Array, d: int) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+def list_to_matrix(
+    arr: pa.Array, d: int, missing: bool = False
+) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
     """Turn a list array of length n into ``X (n, d) float64`` plus a row-validity mask.
 
     Invalid rows (null, wrong length, null or non-finite elements) are zero in ``X`` and
-    False in the mask.  Returns ``(X, valid, counts)``.
+    False in the mask; with ``missing``, NaN and null elements are missing values (NaN in
+    ``X``), see the module's docstring.  Returns ``(X, valid, counts)``.
     """
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
@@ -47,6 +60,8 @@ def list_to_matrix(arr: pa.Array, d: int) -> tuple[np.ndarray, np.ndarray, dict[
     vals = values.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
     if not null_rows.any() and values.null_count == 0 and np.all(lengths == d):
         X = vals.reshape(n, d)
+        if missing:
+            return _with_missing(X, np.ones(n, dtype=bool), counts)
         finite = np.isfinite(X).all(axis=1) if d else np.ones(n, dtype=bool)
         counts["non_finite"] = int(n - finite.sum())
         valid = _not_huge(X, finite, counts)
@@ -63,8 +78,13 @@ def list_to_matrix(arr: pa.Array, d: int) -> tuple[np.ndarray, np.ndarray, dict[
     null_elem = np.zeros(n, dtype=bool)
     if values.null_count:
         nulls = values.is_null().to_numpy(zero_copy_only=False)
-        null_elem[np.unique(row_of_value[nulls])] = True
+        if missing:
+            vals = np.where(nulls, np.nan, vals)
+        else:
+            null_elem[np.unique(row_of_value[nulls])] = True
         bad_value &= ~nulls
+    if missing:
+        bad_value &= ~np.isnan(vals)
     null_elem &= ~wrong
     counts["null_element"] = int(null_elem.sum())
     non_finite = np.zeros(n, dtype=bool)
@@ -75,8 +95,30 @@ def list_to_matrix(arr: pa.Array, d: int) -> tuple[np.ndarray, np.ndarray, dict[
     X = np.zeros((n, d))
     keep_values = valid[row_of_value]
     X[valid] = vals[keep_values].reshape(-1, d)
+    if missing:
+        return _with_missing(X, valid, counts)
     valid = _not_huge(X, valid, counts)
     X[~valid] = 0.0
+    return X, valid, counts
+
+
+def _with_missing(X: np.ndarray, valid: np.ndarray, counts: dict):
+    """``(X, valid, counts)`` of rows whose NaN are missing values: rows with +-inf are
+    ``non_finite``, rows with a huge value ``huge_value``, rows with no observed value
+    ``all_missing`` (those three invalid); the other rows' NaN are made the canonical NaN
+    and every invalid row is zero."""
+    nan = np.isnan(X)
+    with np.errstate(invalid="ignore"):
+        inf = valid & ~(np.isfinite(X) | nan).all(axis=1)
+    counts["non_finite"] += int(inf.sum())
+    valid = _not_huge(X, valid & ~inf, counts)
+    empty = valid & nan.all(axis=1)
+    counts["all_missing"] = int(empty.sum())
+    valid &= ~empty
+    if nan.any():
+        X = np.where(nan, np.nan, X)  # a copy: X may be a view of the Arrow buffer
+    if not valid.all():
+        X = np.where(valid[:, None], X, 0.0)
     return X, valid, counts
 
 
@@ -110,10 +152,17 @@ def weights_to_numpy(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, dict[str, i
     return np.where(valid, w, 0.0), valid, counts
 
 
-def decode_rows(features: pa.Array, weights: pa.Array, d: int, max_value: float = MAX_ABS_VALUE):
+def decode_rows(
+    features: pa.Array,
+    weights: pa.Array,
+    d: int,
+    max_value: float = MAX_ABS_VALUE,
+    missing: bool = False,
+):
     """The valid rows of one Arrow batch of an ``array<double>`` features column and a
-    weights column: see :func:`combine_rows`."""
-    return combine_rows(*list_to_matrix(features, d), weights, max_value)
+    weights column: see :func:`combine_rows` (``missing``: NaN and nulls are missing
+    values, :func:`list_to_matrix`)."""
+    return combine_rows(*list_to_matrix(features, d, missing), weights, max_value)
 
 
 def combine_rows(
@@ -149,10 +198,12 @@ def combine_rows(
     return np.ascontiguousarray(X, dtype=np.float64), np.ascontiguousarray(w, np.float64), bad
 
 
-def vectors_to_matrix(arr: pa.Array, d: int) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+def vectors_to_matrix(
+    arr: pa.Array, d: int, missing: bool = False
+) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
     """Spark ML vectors as stored in Parquet (struct of ``type`` 0 sparse / 1 dense,
     ``size``, ``indices``, ``values``) -> ``(X (n, d), valid, counts)`` as
-    :func:`list_to_matrix`."""
+    :func:`list_to_matrix` (a sparse vector's implicit entries are zeros, never missing)."""
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     n = len(arr)
@@ -160,7 +211,9 @@ def vectors_to_matrix(arr: pa.Array, d: int) -> tuple[np.ndarray, np.ndarray, di
     kind = pc.fill_null(arr.field("type"), 1).to_numpy(zero_copy_only=False)
     values = arr.field("values")
     if not (kind == 0).any():  # all dense (or null): the values lists are the rows
-        return list_to_matrix(pc.if_else(pa.array(null), pa.scalar(None, values.type), values), d)
+        return list_to_matrix(
+            pc.if_else(pa.array(null), pa.scalar(None, values.type), values), d, missing
+        )
     counts = dict.fromkeys(BAD_KINDS, 0)
     X = np.zeros((n, d))
     size = pc.fill_null(arr.field("size"), -1).to_numpy(zero_copy_only=False)
@@ -170,7 +223,7 @@ def vectors_to_matrix(arr: pa.Array, d: int) -> tuple[np.ndarray, np.ndarray, di
     wrong = (dense & (lengths != d)) | (sparse & (size != d))
     vals = values.flatten().to_numpy(zero_copy_only=False).astype(np.float64)
     row_of_value = np.repeat(np.arange(n), np.where(null, 0, lengths))
-    bad_value = ~np.isfinite(vals)
+    bad_value = ~np.isfinite(vals) & ~(np.isnan(vals) if missing else False)
     idx = arr.field("indices").flatten().to_numpy(zero_copy_only=False).astype(np.int64)
     # indices follow the values of sparse rows only; place each value
     in_sparse = sparse[row_of_value]
@@ -195,14 +248,19 @@ def vectors_to_matrix(arr: pa.Array, d: int) -> tuple[np.ndarray, np.ndarray, di
     counts["non_finite"] = int(non_finite.sum())
     valid = ~(null | wrong | non_finite)
     X[~valid] = 0.0
+    if missing:
+        return _with_missing(X, valid, counts)
     valid = _not_huge(X, valid, counts)
     X[~valid] = 0.0
     return X, valid, counts
 
 
-def columns_to_matrix(cols: list, d: int) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+def columns_to_matrix(
+    cols: list, d: int, missing: bool = False
+) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
     """Numeric columns (one per feature) -> ``(X (n, d), valid, counts)`` as
-    :func:`list_to_matrix`: a null is a null element, NaN/inf non-finite."""
+    :func:`list_to_matrix`: a null is a null element, NaN/inf non-finite (with
+    ``missing``, a null or NaN is a missing value)."""
     counts = dict.fromkeys(BAD_KINDS, 0)
     arrays = [c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c for c in cols]
     n = len(arrays[0]) if arrays else 0
@@ -212,8 +270,10 @@ def columns_to_matrix(cols: list, d: int) -> tuple[np.ndarray, np.ndarray, dict[
         a = pc.cast(a, pa.float64())
         if a.null_count:
             null |= a.is_null().to_numpy(zero_copy_only=False)
-            a = pc.fill_null(a, 0.0)
+            a = pc.fill_null(a, np.nan if missing else 0.0)
         X[:, j] = a.to_numpy(zero_copy_only=False)
+    if missing:
+        return _with_missing(X, np.ones(n, dtype=bool), counts)
     finite = np.isfinite(X).all(axis=1)
     counts["null_element"] = int(null.sum())
     counts["non_finite"] = int((~null & ~finite).sum())

@@ -33,6 +33,10 @@ class PreparedData:
     bad_rows: dict  # invalid rows by kind (skipped with skip_invalid, else an error)
     store_name: str  # where the blocks live: the name of the block store
     seconds: float  # the preparation's wall time
+    # missingValues="marginalize": NaN in the blocks are missing values, and the rows
+    # with feature j missing, per feature (zeros otherwise)
+    marginalize: bool = False
+    missing_per_feature: tuple = ()
 
     @property
     def rows_skipped(self) -> int:
@@ -50,6 +54,7 @@ def prepare(
     block_cache: str = "auto",
     skip_invalid: bool = False,
     dtype: str = "float64",
+    missing: bool = False,
 ) -> tuple[BlockStore, PreparedData]:
     """Validate ``df`` and put its features in a block store, in one pass over the data.
 
@@ -58,6 +63,8 @@ def prepare(
     negative or huge weights) unless ``skip_invalid`` -- each with the number of rows.
     ``dtype``: the type of the stored blocks (:mod:`spark_em.core.precision`; with
     ``float32``, features beyond its ``max_value`` are invalid rows too).
+    With ``missing`` (missingValues="marginalize") NaN and null elements are missing
+    values, kept as NaN in the blocks; a feature missing in every row is an error.
     """
     t0 = time.perf_counter()
     if block_cache not in BLOCK_CACHES:
@@ -71,10 +78,10 @@ def prepare(
     selected = df.select(arr.alias("x"), wcol.alias("w"))
     store = choose_store(
         block_cache,
-        StoreInput(df.sparkSession, env, d, selected, aggregation_depth, layout, chosen),
+        StoreInput(df.sparkSession, env, d, selected, aggregation_depth, layout, chosen, missing),
     )
     try:
-        stats = store.open(ValidationSummarizer(sample_size, seed))
+        stats = store.open(ValidationSummarizer(sample_size, seed, missing))
         check_validation(stats, features, weight_col, skip_invalid, chosen.max_value)
     except BaseException:
         store.release()
@@ -88,6 +95,8 @@ def prepare(
         bad_rows=stats.bad_rows,
         store_name=store.name,
         seconds=time.perf_counter() - t0,
+        marginalize=missing,
+        missing_per_feature=tuple(stats.missing_per_feature),
     )
 
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..core.rowkeys import row_hash, uniform
 from ..errors import InvalidInputError, InvalidRowsError, describe_features
-from .arrow_blocks import BAD_KINDS, MAX_ABS_VALUE, MAX_WEIGHT
+from .arrow_blocks import BAD_KINDS, MAX_ABS_VALUE, MAX_WEIGHT, UNINFORMATIVE_KINDS
 
 _HEAD = 5  # d, sample_size, m, n_rows, weight_sum
 
@@ -31,10 +31,12 @@ class ValidationStats:
     sample_size: int
     n_rows: float
     weight_sum: float
-    weighted_sum: np.ndarray  # (d,) sum_i w_i x_i
+    weighted_sum: np.ndarray  # (d,) sum_i w_i x_i over the rows where x_i is observed
     bad: np.ndarray  # (len(BAD_KINDS),) invalid rows by kind
     keys: np.ndarray  # (m,) sample keys, larger is better
-    sample_rows: np.ndarray  # (m, d)
+    sample_rows: np.ndarray  # (m, d), NaN where a value is missing
+    observed_weight: np.ndarray  # (d,) sum of w over the rows where feature j is observed
+    missing_count: np.ndarray  # (d,) rows where feature j is missing (missingValues)
 
     @classmethod
     def empty(cls, d: int, sample_size: int) -> ValidationStats:
@@ -47,12 +49,20 @@ class ValidationStats:
             np.zeros(len(BAD_KINDS)),
             np.zeros(0),
             np.zeros((0, d)),
+            np.zeros(d),
+            np.zeros(d),
         )
 
     # ------------------------------------------------------------------ values
     @property
     def centre(self) -> np.ndarray:
-        return self.weighted_sum / self.weight_sum
+        """The weighted mean of each feature over the rows where it is observed."""
+        return self.weighted_sum / self.observed_weight
+
+    @property
+    def missing_per_feature(self) -> list[int]:
+        """Rows with feature j missing, per feature (zeros unless missingValues)."""
+        return [int(c) for c in self.missing_count]
 
     @property
     def bad_rows(self) -> dict[str, int]:
@@ -82,19 +92,30 @@ class ValidationStats:
             self.bad + other.bad,
             np.concatenate([self.keys, other.keys]),
             np.concatenate([self.sample_rows, other.sample_rows]),
+            self.observed_weight + other.observed_weight,
+            self.missing_count + other.missing_count,
         )
         out._keep_top()
         return out
 
-    def add_rows(self, X: np.ndarray, w: np.ndarray, bad, seed: int) -> None:
-        """Add valid rows ``X (n, d)`` with weights ``w`` (and ``bad`` dropped rows)."""
+    def add_rows(self, X: np.ndarray, w: np.ndarray, bad, seed: int, missing=False) -> None:
+        """Add valid rows ``X (n, d)`` with weights ``w`` (and ``bad`` dropped rows);
+        ``missing``: NaN in ``X`` are missing values (missingValues="marginalize")."""
         if bad is not None:
             self.bad += bad
         if X.shape[0] == 0:
             return
         self.n_rows += X.shape[0]
-        self.weight_sum += float(w.sum())
-        self.weighted_sum += w @ X
+        total = float(w.sum())
+        self.weight_sum += total
+        nan = np.isnan(X) if missing else None
+        if nan is not None and nan.any():
+            self.weighted_sum += w @ np.where(nan, 0.0, X)
+            self.observed_weight += w @ ~nan
+            self.missing_count += nan.sum(axis=0)
+        else:
+            self.weighted_sum += w @ X
+            self.observed_weight += total
         positive = w > 0  # a row of weight 0 is never drawn
         if not positive.all():
             X, w = X[positive], w[positive]
@@ -115,7 +136,15 @@ class ValidationStats:
         m = self.keys.shape[0]
         head = [self.d, self.sample_size, m, self.n_rows, self.weight_sum]
         return np.concatenate(
-            [head, self.weighted_sum, self.bad, self.keys, self.sample_rows.ravel()]
+            [
+                head,
+                self.weighted_sum,
+                self.observed_weight,
+                self.missing_count,
+                self.bad,
+                self.keys,
+                self.sample_rows.ravel(),
+            ]
         )
 
     @classmethod
@@ -123,7 +152,7 @@ class ValidationStats:
         d, size, m = (int(v) for v in flat[:3])
         o = _HEAD
         parts = []
-        for n in (d, len(BAD_KINDS), m, m * d):
+        for n in (d, d, d, len(BAD_KINDS), m, m * d):
             parts.append(np.array(flat[o : o + n]))
             o += n
         return cls(
@@ -132,23 +161,27 @@ class ValidationStats:
             float(flat[3]),
             float(flat[4]),
             parts[0],
+            parts[3],
+            parts[4],
+            parts[5].reshape(m, d),
             parts[1],
             parts[2],
-            parts[3].reshape(m, d),
         )
 
 
 class ValidationSummarizer:
-    """The summarizer of the first pass (rows are not centred yet: ``centre=None``)."""
+    """The summarizer of the first pass (rows are not centred yet: ``centre=None``);
+    ``missing``: NaN are missing values (missingValues="marginalize")."""
 
-    def __init__(self, sample_size: int, seed: int):
+    def __init__(self, sample_size: int, seed: int, missing: bool = False):
         self.sample_size, self.seed = max(int(sample_size), 1), int(seed)
+        self.missing = bool(missing)
 
     def new_stats(self, d: int) -> ValidationStats:
         return ValidationStats.empty(d, self.sample_size)
 
     def accumulate(self, stats: ValidationStats, chunk) -> None:
-        stats.add_rows(chunk.raw, chunk.w, chunk.bad, self.seed)
+        stats.add_rows(chunk.raw, chunk.w, chunk.bad, self.seed, self.missing)
 
     def unpack(self, flat: np.ndarray, d: int) -> ValidationStats:
         return ValidationStats.unpack(flat)
@@ -181,6 +214,7 @@ def bad_row_problems(
         "negative_weight": f"{wname}: {{}} rows have negative or non-finite weights",
         "huge_weight": f"{wname}: {{}} rows have weights above {MAX_WEIGHT:g} (rescale the "
         "weights; only their ratios matter)",
+        "all_missing": f"{what}: {{}} rows have every feature missing (no information)",
     }
     return [phrases[kind].format(count) for kind, count in bad.items() if count]
 
@@ -194,11 +228,12 @@ def check_validation(
 ) -> None:
     """Raise :class:`InvalidInputError` for invalid rows (unless they are skipped), an empty
     input or a weight sum that is zero or not finite."""
-    problems = bad_row_problems(stats.bad_rows, features, weight_col, stats.d, max_value)
+    invalid = {k: v for k, v in stats.bad_rows.items() if k not in UNINFORMATIVE_KINDS}
+    problems = bad_row_problems(invalid, features, weight_col, stats.d, max_value)
     if problems and not skip_invalid:
         raise InvalidRowsError(
             "invalid input: " + "; ".join(problems),
-            {k: v for k, v in stats.bad_rows.items() if v},
+            {k: v for k, v in invalid.items() if v},
             stats.d,
         )
     if stats.n_rows == 0:
@@ -211,3 +246,16 @@ def check_validation(
         raise InvalidInputError(f"weightCol {weight_col!r}: the weights' total is not finite")
     if not stats.weight_sum > 0:
         raise InvalidInputError(f"weightCol {weight_col!r}: the weights sum to zero")
+    unobserved = np.flatnonzero(~(stats.observed_weight > 0))
+    if unobserved.shape[0]:
+        raise InvalidInputError(
+            f"{describe_features(features)}: feature {_feature_name(features, unobserved[0])} "
+            "is missing in every row (or every row of positive weight): nothing to fit it with"
+        )
+
+
+def _feature_name(features, j: int) -> str:
+    """Feature ``j`` by its column name (a list of columns), else by its index."""
+    if isinstance(features, (list, tuple)):
+        return repr(features[j])
+    return f"{j} (0-based)"

@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..core.component_distance import NEARLY_IDENTICAL, nearly_identical
-from ..core.estep import EStepKernel, log_responsibilities
+from ..core.estep import EStepKernel
 from ..core.init_summarizers import NearestCentreSummarizer, RandomResponsibilitySummarizer
 from ..core.initialisation import initial_centres
+from ..core.missing import InitRows, e_step, init_sample, log_responsibilities
 from ..core.mixture import GaussianParams
 from ..core.quantiles import log_likelihood_quantiles
 from ..core.segment_statistics import reoriginated
@@ -80,14 +81,20 @@ def initial_params(
     store, data, specs: Sequence[InitSpec], reg_covar: float
 ) -> list[GaussianParams]:
     """Initial parameters of every spec, all from one pass over the data: centres from the
-    sample (k-means, k-means++, random rows) or random responsibilities, then one M-step."""
+    sample (k-means, k-means++, random rows) or random responsibilities, then one M-step.
+    With missing values, on the complete rows, or on rows filled with the feature means
+    when the sample has too few complete rows (:func:`~spark_em.core.missing.init_sample`)."""
     summarizers = []
     for s in specs:
+        sample, complete = (
+            init_sample(data.sample, s.k, data.centre) if data.marginalize else (data.sample, True)
+        )
         if s.init_mode == "random":
-            summarizers.append(RandomResponsibilitySummarizer(s.k, s.seed, s.covariance_type))
+            init = RandomResponsibilitySummarizer(s.k, s.seed, s.covariance_type)
         else:
-            centres = initial_centres(data.sample, s.k, s.init_mode, np.random.default_rng(s.seed))
-            summarizers.append(NearestCentreSummarizer(centres, data.centre, s.covariance_type))
+            centres = initial_centres(sample, s.k, s.init_mode, np.random.default_rng(s.seed))
+            init = NearestCentreSummarizer(centres, data.centre, s.covariance_type)
+        summarizers.append(InitRows(init, complete) if data.marginalize else init)
     stats, _ = run_pass(store, summarizers, data.centre, "initialise")
     return [st.m_step(data.centre, reg_covar) for st in stats]
 
@@ -112,7 +119,9 @@ def step(
     t0 = time.perf_counter()
     label = f"EM iteration {iteration}"
     # the E-step in the type of the store's blocks (the dtype Param)
-    kernels = [EStepKernel(r.params, data.centre, dtype=store.precision) for r in active]
+    kernels = [
+        e_step(r.params, data.centre, data.marginalize, dtype=store.precision) for r in active
+    ]
     stats, profile = run_pass(store, kernels, data.centre, label)
     redo = moments_to_redo(kernels, stats, reg_covar)
     if redo:
@@ -203,7 +212,7 @@ def result_of(run: Run, data) -> FitResult:
     fit ends with the M-step, and reports the last iteration's log-likelihood, as MLlib and
     sklearn do; the quantiles of the rows' log-likelihood come from the driver's sample
     scored under the final parameters (:mod:`spark_em.core.quantiles`)."""
-    sample = data.sample[np.isfinite(data.sample).all(axis=1)]
+    sample = data.sample if data.marginalize else data.sample[np.isfinite(data.sample).all(axis=1)]
     return FitResult(
         params=run.params,
         log_likelihood_history=list(run.history),
@@ -215,7 +224,7 @@ def result_of(run: Run, data) -> FitResult:
         seconds=run.seconds,
         bad_rows=dict(data.bad_rows),
         log_likelihood_quantiles=log_likelihood_quantiles(
-            log_responsibilities(run.params, sample)[0]
+            log_responsibilities(run.params, sample, data.marginalize)[0]
         ),
     )
 

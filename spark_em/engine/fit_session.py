@@ -75,6 +75,7 @@ class FitSettings:
     warm_start: WarmStart | None = None
     checkpoint_dir: str | None = None
     discard_checkpoint: bool = False  # start afresh whatever the checkpoint directory holds
+    marginalize: bool = False  # missingValues="marginalize": NaN and nulls are missing values
     fingerprint: tuple = field(default=())
 
 
@@ -129,13 +130,9 @@ class FitSession:
             block_cache=settings.block_cache,
             skip_invalid=settings.skip_invalid,
             dtype=settings.dtype,
+            missing=settings.marginalize,
         )
-        if data.rows_skipped:
-            log.warning(
-                "handleInvalid='skip': %d invalid rows left out of the fit: %s",
-                data.rows_skipped,
-                {k: v for k, v in data.bad_rows.items() if v},
-            )
+        _warn_skipped(data.bad_rows)
         if k_max > data.n_rows:
             store.release()
             raise InvalidInputError(
@@ -245,10 +242,11 @@ class FitSession:
     def score(self, params: Sequence[GaussianParams], label: str) -> list:
         """The statistics (log-likelihood, N_k) of the data under each of ``params``, in
         one pass (no moments)."""
-        from ..core.estep import EStepKernel
+        from ..core.missing import e_step
 
+        c = self.data.centre
         kernels = [
-            EStepKernel(p, self.data.centre, moments=False, dtype=self.store.precision)
+            e_step(p, c, self.data.marginalize, moments=False, dtype=self.store.precision)
             for p in params
         ]
         stats, _ = run_pass(self.store, kernels, self.data.centre, label)
@@ -256,6 +254,27 @@ class FitSession:
 
     def result(self, run: Run) -> FitResult:
         return result_of(run, self.data)
+
+
+def _warn_skipped(bad_rows: dict) -> None:
+    """One warning for the invalid rows skipped, one for the rows without an observed
+    feature (missingValues="marginalize"), which are left out whatever handleInvalid."""
+    from ..data.arrow_blocks import UNINFORMATIVE_KINDS
+
+    invalid = {k: v for k, v in bad_rows.items() if v and k not in UNINFORMATIVE_KINDS}
+    if invalid:
+        log.warning(
+            "handleInvalid='skip': %d invalid rows left out of the fit: %s",
+            sum(invalid.values()),
+            invalid,
+        )
+    empty = sum(bad_rows.get(k, 0) for k in UNINFORMATIVE_KINDS)
+    if empty:
+        log.warning(
+            "missingValues='marginalize': %d rows with every feature missing left out of the "
+            "fit (they carry no information; counted in summary.numRowsSkipped['all_missing'])",
+            empty,
+        )
 
 
 def _candidate_settings(candidates: Sequence[tuple[int, str]]) -> dict:

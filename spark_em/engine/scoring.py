@@ -5,6 +5,12 @@ Each function takes the :class:`~spark_em.core.mixture.GaussianParams`, the colu
 DataFrame, and runs one Arrow UDF (:func:`posterior_udf`) whose per-row math is the fit's own
 E-step kernel, :meth:`spark_em.core.estep.EStepKernel.posteriors` (one log-density, one
 normalisation for fit and scoring alike).
+
+``missing`` (the model's ``missingValues="marginalize"``): NaN and null features are
+missing values; an incomplete row gets its marginal posteriors and log-density log p(x_o)
+(:class:`~spark_em.core.missing.MarginalEStep`), a row with every feature missing null
+outputs, and it is left out of ``score``/``bic``/``aic`` and the cluster sizes, as the fit
+leaves it out.
 """
 
 from __future__ import annotations
@@ -14,9 +20,9 @@ import pyarrow as pa
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from ..core.estep import EStepKernel
+from ..core.missing import e_step
 from ..core.mixture import GaussianParams
-from ..data.arrow_blocks import MAX_WEIGHT, list_to_matrix
+from ..data.arrow_blocks import MAX_WEIGHT, UNINFORMATIVE_KINDS, list_to_matrix
 from ..data.columns import feature_array, quoted
 from ..data.validation import bad_row_problems
 from ..errors import InvalidInputError, InvalidRowsError
@@ -51,7 +57,10 @@ def _posterior_arrow(log_likelihood, prob, hard, valid: np.ndarray):
 
 
 def posterior_udf(
-    params: GaussianParams, features_col: str | list[str], skip_invalid: bool = False
+    params: GaussianParams,
+    features_col: str | list[str],
+    skip_invalid: bool = False,
+    missing: bool = False,
 ):
     """An Arrow UDF from the feature array column to a struct of ``prediction`` (int),
     ``probability`` (array<double>, k) and ``logLikelihood`` (double, log p(x)).
@@ -63,11 +72,12 @@ def posterior_udf(
 
     d = params.d
     centre = params.centre  # rows are scored about the mixture's mean (precision far from 0)
-    kernel = EStepKernel(params, centre, moments=False)
+    kernel = e_step(params, centre, missing, moments=False)
+    no_features = ("null_vector",) + UNINFORMATIVE_KINDS
 
     def posterior(arr: pa.Array) -> pa.Array:
-        X, valid, counts = list_to_matrix(arr, d)
-        bad = {k: v for k, v in counts.items() if v and k != "null_vector"}
+        X, valid, counts = list_to_matrix(arr, d, missing)
+        bad = {k: v for k, v in counts.items() if v and k not in no_features}
         if bad and not skip_invalid:
             problems = bad_row_problems(bad, features_col, None, d)
             raise InvalidRowsError(
@@ -87,8 +97,10 @@ def _posterior(
     dataset: DataFrame,
     features_col: str | list[str],
     skip_invalid: bool = False,
+    missing: bool = False,
 ) -> Column:
-    return posterior_udf(params, features_col, skip_invalid)(feature_array(dataset, features_col))
+    udf = posterior_udf(params, features_col, skip_invalid, missing)
+    return udf(feature_array(dataset, features_col))
 
 
 def transform(
@@ -99,6 +111,7 @@ def transform(
     probability_col: str,
     log_likelihood_col: str | None = None,
     skip_invalid: bool = False,
+    missing: bool = False,
 ) -> DataFrame:
     """``dataset`` with the probability (Vector), prediction (int) — MLlib's order — and, if
     named, the log-likelihood (double) columns appended; rows with null features (and, with
@@ -106,7 +119,7 @@ def transform(
     from pyspark.ml.functions import array_to_vector
 
     tmp = "__spark_em_posterior"
-    out = dataset.withColumn(tmp, _posterior(params, dataset, features_col, skip_invalid))
+    out = dataset.withColumn(tmp, _posterior(params, dataset, features_col, skip_invalid, missing))
     cols = [F.col("*")]
     prob = F.col(f"{tmp}.probability")
     # array_to_vector fails on null arrays: rows with null features stay null
@@ -125,6 +138,7 @@ def log_likelihood_sums(
     features_col: str | list[str],
     weight_col: str | None = None,
     skip_invalid: bool = False,
+    missing: bool = False,
 ) -> tuple[float, float]:
     """``(sum of w * log p(x), sum of w)`` over ``dataset`` in one pass; ``w`` is 1 when
     ``weight_col`` is None or not a column of ``dataset``.  Raises
@@ -136,14 +150,20 @@ def log_likelihood_sums(
         if weight_col and weight_col in dataset.columns
         else F.lit(1.0)
     )
-    ll = _posterior(params, dataset, features_col, skip_invalid).getField("logLikelihood")
+    ll = _posterior(params, dataset, features_col, skip_invalid, missing).getField("logLikelihood")
+    unscored = ll.isNull()
     if skip_invalid:
         good = ll.isNotNull() & w.isNotNull() & (w >= 0) & (w <= MAX_WEIGHT)  # NaN fails both
         w, ll = F.when(good, w), F.when(good, ll)
+    elif missing:
+        # rows with every feature missing are left out, as the fit leaves them out; null
+        # features are refused below
+        unscored = feature_array(dataset, features_col).isNull()
+        w = F.when(ll.isNotNull(), w)
     row = dataset.select(
         F.sum(w * ll).alias("s"),
         F.sum(w).alias("n"),
-        F.sum(F.when(ll.isNull(), 1).otherwise(0)).alias("nulls"),
+        F.sum(F.when(unscored, 1).otherwise(0)).alias("nulls"),
     ).first()
     if row["nulls"] and not skip_invalid:
         # rows that cannot be scored would silently shrink the mean otherwise
@@ -161,10 +181,11 @@ def cluster_sizes(
     dataset: DataFrame,
     features_col: str | list[str],
     skip_invalid: bool = False,
+    missing: bool = False,
 ) -> list[int]:
     """Rows of ``dataset`` by most probable component, a list of k ints (one pass; rows
     with null features, and with ``skip_invalid`` invalid ones, are not counted)."""
-    pred = _posterior(params, dataset, features_col, skip_invalid).getField("prediction")
+    pred = _posterior(params, dataset, features_col, skip_invalid, missing).getField("prediction")
     rows = (
         dataset.select(pred.alias("p")).where(F.col("p").isNotNull()).groupBy("p").count().collect()
     )

@@ -28,8 +28,9 @@ class StoreInput:
     """What every store is made from: the session and its kind, the feature dimension, the
     input as ``(x array<double>, w double)`` rows, the reduce's depth, the files' row
     groups for the Parquet store (:class:`~spark_em.data.stores.parquet.ParquetLayout`),
-    and the type of the stored blocks (the ``dtype`` Param,
-    :mod:`spark_em.core.precision`)."""
+    the type of the stored blocks (the ``dtype`` Param, :mod:`spark_em.core.precision`),
+    and whether NaN and null elements are missing values (kept as NaN in the blocks)
+    rather than invalid."""
 
     spark: SparkSession
     env: SparkEnv
@@ -38,6 +39,7 @@ class StoreInput:
     aggregation_depth: int = 2
     parquet: object = None
     precision: Precision = FLOAT64
+    missing: bool = False  # missingValues="marginalize": NaN and nulls are missing values
 
 
 class BlockStore:
@@ -50,6 +52,7 @@ class BlockStore:
         self.spark, self.env, self.d = source.spark, source.env, source.d
         self.aggregation_depth = source.aggregation_depth
         self.precision = source.precision
+        self.missing = source.missing
         self.fit_id = uuid.uuid4().hex[:12]  # this fit's own identity (files, caches, tags)
         self.num_tasks = max(self.env.default_parallelism, 1)
         self._opened = False

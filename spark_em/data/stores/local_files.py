@@ -62,7 +62,7 @@ class LocalFileStore(BlockStore):
         frame = self._merged_input(self.selected)
         self.num_tasks = frame.rdd.getNumPartitions()  # classic: the exact count is cheap
         layout = BlockLayout(self.d, self.precision)
-        fn = make_task(lambda: payload, _input_writer(self.block_dir, layout), self.d)
+        fn = make_task(lambda: payload, _input_writer(self.block_dir, layout, self.missing), self.d)
         yield frame.mapInArrow(fn, PASS_SCHEMA)
 
     def _after_open(self, stats) -> None:
@@ -158,13 +158,13 @@ class _BlockFileWriter:
             os.remove(self.tmp)
 
 
-def _input_writer(block_dir: str, layout: BlockLayout):
+def _input_writer(block_dir: str, layout: BlockLayout, missing: bool = False):
     def read(batches):
         writer = _BlockFileWriter(block_dir, layout)
         try:
             for batch in batches:
                 X, w, bad = decode_rows(
-                    batch.column(0), batch.column(1), layout.d, layout.max_value
+                    batch.column(0), batch.column(1), layout.d, layout.max_value, missing
                 )
                 writer.write(X, w)
                 yield X, w, bad

@@ -79,13 +79,18 @@ class ParquetStore(BlockStore):
     def _after_open(self, stats) -> None:
         # The files do not change during the fit: when the first pass found no invalid
         # row, later passes decode without checking each value again.
-        self._trusted = not stats.bad.any()
+        self._trusted = not stats.bad.any() and not self.missing
 
     @contextlib.contextmanager
     def _pass_rows(self, payload):
         with self._shipped(payload) as get_payload:
             reader = read_row_groups(
-                self.assignment, self.spec, self.d, self._trusted, self.precision.max_value
+                self.assignment,
+                self.spec,
+                self.d,
+                self._trusted,
+                self.precision.max_value,
+                self.missing,
             )
             yield self._index_job(get_payload, reader)
 
@@ -137,16 +142,16 @@ def _physical_names(schema: pa.Schema, wanted: list[str]) -> list[str]:
     return out
 
 
-def _features(batch: pa.RecordBatch, spec: ColumnSpec, d: int):
+def _features(batch: pa.RecordBatch, spec: ColumnSpec, d: int, missing: bool = False):
     cols = [batch.column(j) for j in range(len(spec.names))]
     if spec.kind == "vector":
-        return vectors_to_matrix(cols[0], d)
+        return vectors_to_matrix(cols[0], d, missing)
     if spec.kind == "array":
         arr = cols[0]
         if not pa.types.is_float64(arr.type.value_type):
             arr = arr.cast(pa.list_(pa.float64()))
-        return list_to_matrix(arr, d)
-    return columns_to_matrix(cols, d)
+        return list_to_matrix(arr, d, missing)
+    return columns_to_matrix(cols, d, missing)
 
 
 def _trusted_rows(batch: pa.RecordBatch, spec: ColumnSpec, d: int):
@@ -172,12 +177,18 @@ def _trusted_rows(batch: pa.RecordBatch, spec: ColumnSpec, d: int):
 
 
 def read_row_groups(
-    assignment, spec: ColumnSpec, d: int, trusted: bool = False, max_value: float = MAX_ABS_VALUE
+    assignment,
+    spec: ColumnSpec,
+    d: int,
+    trusted: bool = False,
+    max_value: float = MAX_ABS_VALUE,
+    missing: bool = False,
 ):
     """The chunk reader of a pass: this task's row groups, decoded in record batches of
     about UNIT_BYTES (``trusted``: without checking values the first pass checked;
-    ``max_value``: features beyond it are invalid, :mod:`spark_em.core.precision`).  The
-    rows stay float64: a float32 kernel centres them in float64 before the cast."""
+    ``max_value``: features beyond it are invalid, :mod:`spark_em.core.precision`;
+    ``missing``: NaN and nulls are missing values).  The rows stay float64: a float32
+    kernel centres them in float64 before the cast."""
 
     def read(batches):
         for _ in batches:  # the task's input is its index only
@@ -196,7 +207,7 @@ def read_row_groups(
                 if trusted:
                     yield _trusted_rows(batch, spec, d)
                     continue
-                X, valid, counts = _features(batch, spec, d)
+                X, valid, counts = _features(batch, spec, d, missing)
                 weights = batch.column(len(spec.names)) if spec.weight else None
                 yield combine_rows(X, valid, counts, weights, max_value)
 

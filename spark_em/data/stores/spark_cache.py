@@ -157,7 +157,11 @@ class SparkCacheStore(BlockStore):
         with self._shipped(payload) as get_payload:
             size = self.precision.itemsize * self.d
             encode = encode_blocks(
-                self.d, max(1, STORED_BLOCK_BYTES // size), get_payload, self.precision
+                self.d,
+                max(1, STORED_BLOCK_BYTES // size),
+                get_payload,
+                self.precision,
+                self.missing,
             )
             self.blocks = self._keep(self._tagged.mapInArrow(encode, BLOCK_SCHEMA))
             yield self.blocks.where(F.col("stats").isNotNull()).select("stats", "profile")
@@ -202,7 +206,13 @@ def _checkpoint_rdd(df):
 # ---------------------------------------------------------------------------------------
 # Inside tasks
 # ---------------------------------------------------------------------------------------
-def encode_blocks(d: int, max_rows: int, get_payload=None, precision: Precision = FLOAT64):
+def encode_blocks(
+    d: int,
+    max_rows: int,
+    get_payload=None,
+    precision: Precision = FLOAT64,
+    missing: bool = False,
+):
     """Each Arrow batch of ``(x array<double>, w double)`` rows -> block rows of at most
     ``max_rows`` valid rows (float64: sharing the batch's decoded buffers, no copy; float32:
     ``x - ref`` rounded once, ``ref`` the mean of the task's first rows); the batch's
@@ -215,7 +225,9 @@ def encode_blocks(d: int, max_rows: int, get_payload=None, precision: Precision 
         acc = TaskStatistics(get_payload(), d) if get_payload is not None else None
         ref = None
         for batch in batches:
-            X, w, bad = decode_rows(batch.column(0), batch.column(1), d, precision.max_value)
+            X, w, bad = decode_rows(
+                batch.column(0), batch.column(1), d, precision.max_value, missing
+            )
             if acc is not None:
                 acc.add(X, w, bad)
             stored = X
