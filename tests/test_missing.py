@@ -289,3 +289,27 @@ def test_the_param_is_saved_with_the_model_and_settable(spark, holes, tmp_path):
     loaded = GaussianMixtureModel.load(path)
     assert loaded.getMissingValues() == "marginalize"
     assert loaded.setMissingValues("invalid").getMissingValues() == "invalid"
+
+
+# ------------------------------------------------------------------ 4: scoring
+def test_scoring_gives_the_marginal_posteriors_of_incomplete_rows(spark, holes):
+    _, Xm, means = holes
+    weights, mu, cov = start_of("full", means)
+    cov = cov + np.array([[0.0, 0.5, 0.2], [0.5, 0.0, 0.3], [0.2, 0.3, 0.0]])
+    model = GaussianMixtureModel.fromParameters(weights, mu, cov, "full")
+    model.setMissingValues("marginalize").setLogLikelihoodCol("ll")
+    df, _ = frame(spark, Xm, "array", 2)
+    rows = model.transform(df).collect()
+    got = {tuple(np.nan_to_num(r["features"], nan=1e300)): r for r in rows}
+    _, _, _, _, lls, resp = reference_e_step(Xm, np.ones(N), weights, mu, cov)
+    for x, ll, r in zip(Xm, lls, resp):
+        row = got[tuple(np.nan_to_num(x, nan=1e300))]
+        assert row["ll"] == pytest.approx(ll, abs=1e-9)
+        np.testing.assert_allclose(row["probability"].toArray(), r, atol=1e-9)
+        assert row["prediction"] == int(np.argmax(r))
+    assert model.score(df) == pytest.approx(lls.mean(), abs=1e-9)
+    i = int(np.flatnonzero(np.isnan(Xm).any(axis=1))[0])
+    np.testing.assert_allclose(model.predictProbability(Xm[i]).toArray(), resp[i], atol=1e-9)
+    assert model.predict(Xm[i]) == int(np.argmax(resp[i]))
+    with pytest.raises(Exception, match="NaN or infinite"):
+        model.setMissingValues("invalid").score(df)
