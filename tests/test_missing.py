@@ -313,3 +313,26 @@ def test_scoring_gives_the_marginal_posteriors_of_incomplete_rows(spark, holes):
     assert model.predict(Xm[i]) == int(np.argmax(resp[i]))
     with pytest.raises(Exception, match="NaN or infinite"):
         model.setMissingValues("invalid").score(df)
+
+
+# ------------------------------------------------------------------ 8: the jobs
+def test_fit_and_score_jobs_take_missing_values(spark, holes, tmp_path):
+    from spark_em.cli.main import run
+
+    _, Xm, _ = holes
+    df, _ = frame(spark, Xm, "array", 1)
+    data = str(tmp_path / "in")
+    df.write.parquet(data)
+    model_dir, out = str(tmp_path / "model"), str(tmp_path / "scored")
+    fit = ["--input", data, "--k", "2", "--max-iter", "5", "--model-out", model_dir]
+    assert run("fit", fit + ["--quiet"]) == 1  # NaN are invalid by default
+    assert run("fit", fit + ["--quiet", "--missing-values", "marginalize"]) == 0
+    model = GaussianMixtureModel.load(model_dir)
+    assert model.getMissingValues() == "marginalize"
+    args = ["--model", model_dir, "--input", data, "--output", out, "--log-likelihood-col", "ll"]
+    assert run("score", args) == 0  # the model's own missingValues
+    scored = spark.read.parquet(out).collect()
+    _, _, _, _, lls, _ = reference_e_step(
+        Xm, np.ones(N), model.weights, model.means, model.covariances
+    )
+    assert sorted(r["ll"] for r in scored) == pytest.approx(sorted(lls), abs=1e-9)

@@ -125,6 +125,8 @@ def execute(s) -> int:
         if s.get("features"):
             model.setFeaturesCol(inp.features)
         model.setHandleInvalid(s["handle-invalid"])
+        if s.source("missing-values") != "default":  # else the model's own (saved with it)
+            model.setMissingValues(s["missing-values"])
         anomaly = _anomaly(model, s)
         partition_by = _columns(s.get("partition-by"))
         check_partition_columns(inp.df, partition_by)
