@@ -129,7 +129,7 @@ def step(
             "%s: covariances of components %s lost digits to cancellation; their moments "
             "are taken again about their new means",
             label,
-            [c.tolist() for _, c in redo],
+            [c.tolist() for _, c in redo.values()],
         )
         again, extra = run_pass(
             store, [k for k, _ in redo.values()], data.centre, f"{label}: exact moments"
