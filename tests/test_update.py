@@ -239,3 +239,24 @@ def test_segment_column_errors(spark, days):
         GaussianMixture(k=K, segmentCol="day").fit(bad)
     with pytest.raises(ValueError, match="fitted with segmentCol"):
         GaussianMixtureModel.fromParameters(*start("full")).update(df)
+
+
+def test_segments_with_missing_values(spark, days):
+    """missingValues='marginalize': rows with a NaN count in their segment, and refreshing
+    every segment is still EM from the model (marginal E-step)."""
+    rows = [
+        ([np.nan if (i % 7 == 0) else v for v in x.tolist()[:1]] + x.tolist()[1:], int(day))
+        for day in (1, 2)
+        for i, x in enumerate(days[day][0])
+    ]
+    df = spark.createDataFrame(rows, "features array<double>, day long")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gm = GaussianMixture(k=K, segmentCol="day", missingValues="marginalize", maxIter=3)
+        model = gm.fit(df)
+        assert sum(s.rows for s in model.segments) == 240 == model.summary.numRows
+        updated = model.update(df, maxIter=1, tol=0.0)
+        em = GaussianMixture(
+            k=K, missingValues="marginalize", initialModel=model, maxIter=1, tol=0.0
+        ).fit(df)
+    close(updated, (em.weights, em.means, em.covariances), 1e-9)

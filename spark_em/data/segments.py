@@ -72,11 +72,14 @@ def keyed_pass(
     kernel,
     centre: np.ndarray,
     aggregation_depth: int = 2,
+    missing: bool = False,
 ) -> dict:
     """``{key: SuffStats}``: the E-step statistics of ``kernel`` (an
     :class:`~spark_em.core.estep.EStepKernel` about ``centre``) over each segment of
     ``keys`` present in ``df``, in one Spark job.  Rows with invalid features or weights
-    are left out (as the block stores leave them out), as are rows of other keys."""
+    are left out (as the block stores leave them out), as are rows of other keys;
+    ``missing`` (missingValues="marginalize"): NaN and nulls are missing values, as the
+    stores read them."""
     env = SparkEnv.of(df.sparkSession)
     tasks = max(1, TASKS_PER_CORE * env.default_parallelism)
     frame = df.select(
@@ -85,7 +88,7 @@ def keyed_pass(
         quoted(segment_col).alias("s"),
     ).coalesce(tasks)
     k, d, ct = kernel.k, kernel.d, kernel.covariance_type
-    task = _keyed_task(kernel, centre, keys, d)
+    task = _keyed_task(kernel, centre, keys, d, missing)
     merges = (merge_keyed(k, d, ct), np.add)
     out = tree_collect(
         frame.mapInArrow(task, PASS_SCHEMA), tasks, merges, aggregation_depth, PASS_SCHEMA
@@ -98,12 +101,12 @@ def keyed_pass(
     }
 
 
-def _keyed_task(kernel, centre: np.ndarray, keys: list, d: int):
+def _keyed_task(kernel, centre: np.ndarray, keys: list, d: int, missing: bool):
     def task(batches):
         stats: dict[int, SuffStats] = {}
         value_set = None
         for batch in batches:
-            X, valid, _ = list_to_matrix(batch.column(0), d)
+            X, valid, _ = list_to_matrix(batch.column(0), d, missing)
             w, wvalid, _ = weights_to_numpy(batch.column(1))
             seg = batch.column(2)
             if value_set is None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 
 from pyspark.sql import DataFrame
 
-from ..core.estep import EStepKernel
+from ..core.missing import e_step
 from ..core.segment_statistics import SegmentStats, m_step_of, reoriginated, summed, window
 from ..data.columns import quoted
 from ..data.segments import keyed_pass, segment_keys
@@ -115,9 +115,18 @@ def _keyed(
     s, centre = session.settings, session.data.centre
     params = run.estep_params if run.estep_params is not None else run.params
     iteration = first_iteration + max(len(run.history) - 1, 0)
-    kernel = EStepKernel(params, centre)
+    marginalize = session.data.marginalize
+    kernel = e_step(params, centre, marginalize)
     stats = keyed_pass(
-        dataset, s.features, s.weight_col, segment_col, keys, kernel, centre, s.aggregation_depth
+        dataset,
+        s.features,
+        s.weight_col,
+        segment_col,
+        keys,
+        kernel,
+        centre,
+        s.aggregation_depth,
+        missing=marginalize,
     )
     return [
         SegmentStats(key, iteration, centre, reoriginated(st, centre, centre, None))
