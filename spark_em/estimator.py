@@ -212,6 +212,7 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
             predictionCol=self.getPredictionCol(),
             probabilityCol=self.getProbabilityCol(),
             numRowsSkipped={k: int(v) for k, v in result.bad_rows.items() if v},
+            numMissingPerFeature=list(result.missing_per_feature),
             logLikelihoodQuantiles=result.log_likelihood_quantiles,
             update=segmented.report if segmented is not None else None,
         )

@@ -64,6 +64,7 @@ class GaussianMixtureSummary:
         numRowsSkipped: dict[str, int] | None = None,
         logLikelihoodQuantiles: dict | None = None,
         update: dict | None = None,
+        numMissingPerFeature: list[int] | None = None,
         # fields of older saved summaries (a logLikelihood under the final parameters)
         **_ignored: Any,
     ) -> None:
@@ -79,6 +80,8 @@ class GaussianMixtureSummary:
         self.numRowsSkipped = dict(numRowsSkipped or {})
         self.logLikelihoodQuantiles = dict(logLikelihoodQuantiles or {})
         self.update = None if update is None else dict(update)
+        # missingValues="marginalize": rows of the fit with feature j missing, per feature
+        self.numMissingPerFeature = [int(c) for c in numMissingPerFeature or []]
         self._cluster_sizes = None if clusterSizes is None else [int(c) for c in clusterSizes]
         self._cluster_sizes_fn: Callable[[], list[int]] | None = None
         self._predictions_fn: Callable[[], DataFrame] | None = None
@@ -174,6 +177,7 @@ class GaussianMixtureSummary:
             "numRowsSkipped": self.numRowsSkipped,
             "logLikelihoodQuantiles": self.logLikelihoodQuantiles,
             "update": self.update,
+            "numMissingPerFeature": self.numMissingPerFeature,
         }
 
     def __repr__(self) -> str:

@@ -9,6 +9,7 @@ moment -- with scipy's multivariate normal density; never the project's own kern
 
 from __future__ import annotations
 
+import json
 import logging
 
 import numpy as np
@@ -326,9 +327,15 @@ def test_fit_and_score_jobs_take_missing_values(spark, holes, tmp_path):
     model_dir, out = str(tmp_path / "model"), str(tmp_path / "scored")
     fit = ["--input", data, "--k", "2", "--max-iter", "5", "--model-out", model_dir]
     assert run("fit", fit + ["--quiet"]) == 1  # NaN are invalid by default
-    assert run("fit", fit + ["--quiet", "--missing-values", "marginalize"]) == 0
+    report = str(tmp_path / "fit.json")
+    marginalize = ["--quiet", "--missing-values", "marginalize", "--report-out", report]
+    assert run("fit", fit + marginalize) == 0
     model = GaussianMixtureModel.load(model_dir)
     assert model.getMissingValues() == "marginalize"
+    with open(report) as fh:
+        counts = json.load(fh)["rows_missing_per_feature"]
+    assert counts == {str(j): int(np.isnan(Xm[:, j]).sum()) for j in range(D)}
+    assert model.summary.numMissingPerFeature == list(counts.values())
     args = ["--model", model_dir, "--input", data, "--output", out, "--log-likelihood-col", "ll"]
     assert run("score", args) == 0  # the model's own missingValues
     scored = spark.read.parquet(out).collect()

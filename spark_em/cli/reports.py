@@ -119,6 +119,8 @@ def fit_report(
         "cluster_sizes": evaluation.cluster_sizes,
         "rows": evaluation.rows,
         "unscored_rows": evaluation.unscored_rows,
+        # --missing-values marginalize: rows with each feature missing
+        "rows_missing_per_feature": _per_feature(model, s.numMissingPerFeature),
         "weight_sum": evaluation.weight_sum,
         "model": {
             "k": model.getK(),
@@ -132,6 +134,14 @@ def fit_report(
         "outputs": outputs,
         "warnings": warnings,
     }
+
+
+def _per_feature(model, counts: list[int]) -> dict:
+    """``{feature: rows with it missing}``, by column name (a list of feature columns) or
+    by index; empty when missing values were not marginalised."""
+    features = model.getFeaturesCol()
+    names = features if isinstance(features, list) else [str(j) for j in range(len(counts))]
+    return {str(n): int(c) for n, c in zip(names, counts)}
 
 
 def write_json(document: dict, path: str) -> None:

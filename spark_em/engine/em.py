@@ -65,6 +65,8 @@ class FitResult:
     bad_rows: dict = field(default_factory=dict)  # invalid rows left out, by kind
     # quantiles of the training rows' log-likelihood (spark_em.core.quantiles)
     log_likelihood_quantiles: dict = field(default_factory=dict)
+    # rows with feature j missing, per feature (missingValues="marginalize"; else empty)
+    missing_per_feature: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -223,6 +225,7 @@ def result_of(run: Run, data) -> FitResult:
         label=run.label,
         seconds=run.seconds,
         bad_rows=dict(data.bad_rows),
+        missing_per_feature=tuple(data.missing_per_feature) if data.marginalize else (),
         log_likelihood_quantiles=log_likelihood_quantiles(
             log_responsibilities(run.params, sample, data.marginalize)[0]
         ),
