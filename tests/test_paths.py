@@ -58,3 +58,20 @@ def test_unreachable_object_store_uri_is_not_a_local_path(spark, model, tmp_path
     with pytest.raises(Exception, match="(?i)scheme|filesystem"):
         model.write().save("s3a://no-such-bucket-spark-em/models/gmm")
     assert os.listdir(tmp_path) == []  # nothing was written locally instead
+
+
+def test_a_killed_saves_stale_temporaries_are_removed_by_the_next_save(spark, model, tmp_path):
+    import time
+
+    path = tmp_path / "model"
+    stale = tmp_path / "model._tmp-0123456789ab"
+    old = tmp_path / "model._old-ba9876543210"
+    fresh = tmp_path / "model._tmp-aaaaaaaaaaaa"  # a save running right now
+    other = tmp_path / "other._tmp-0123456789ab"  # another path's
+    for d in (stale, old, fresh, other):
+        (d / "data").mkdir(parents=True)
+    week_ago = time.time() - 7 * 86400
+    for d in (stale, old, other):
+        os.utime(d, (week_ago, week_ago))
+    model.write().save(str(path))
+    assert sorted(os.listdir(tmp_path)) == ["model", fresh.name, other.name]

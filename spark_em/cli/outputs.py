@@ -184,8 +184,10 @@ class _ClusterTarget(_Target):
             raise self.refuse(entries or [(self.path.rstrip("/").rsplit("/", 1)[-1], False)])
 
     def stage(self, write) -> None:
-        from ..io.filesystem import temporary_sibling
+        from ..io.filesystem import remove_stale_siblings, temporary_sibling
 
+        if hasattr(self.ops, "stale_siblings"):
+            remove_stale_siblings(self.ops, self.path)
         self.staged = temporary_sibling(self.path)
         write(self.staged)
 

@@ -5,7 +5,8 @@ Nothing here touches the client's local disk: a path is always resolved where Sp
 resolves it, which on Spark Connect is the server, not the machine running this code.
 
 * Classic Spark: Hadoop's ``FileSystem`` through the driver JVM.  Saves are atomic: written
-  to a temporary sibling, then renamed over the target.
+  to a temporary sibling, then renamed over the target; temporaries a killed job left
+  beside the same path (unmodified for :data:`STALE_AFTER`) are removed by the next save.
 * Spark Connect: there is no JVM on the client.  The existence check and the removal before
   an overwrite run on the server through the ML helper of Spark Connect (the call pyspark.ml
   itself uses for ``write().overwrite()``); there is no remote rename, so the output is
@@ -16,6 +17,7 @@ resolves it, which on Spark Connect is the server, not the machine running this 
 from __future__ import annotations
 
 import contextlib
+import re
 import uuid
 
 from pyspark.sql import SparkSession
@@ -71,6 +73,23 @@ class HadoopPaths:
         found = fs.globStatus(jpath)
         return sorted(str(st.getPath().toString()) for st in (found or []))
 
+    def stale_siblings(self, path: str, older_than: float) -> list[str]:
+        """Temporaries of ``path`` (``path._tmp-<hex>``, ``path._old-<hex>``: see
+        :func:`temporary_sibling`) not modified for ``older_than`` seconds."""
+        fs, jpath = self._fs(path)
+        parent = jpath.getParent()
+        if parent is None or not fs.exists(parent):
+            return []
+        name = jpath.getName()
+        now_ms = self.spark._jvm.java.lang.System.currentTimeMillis()
+        out = []
+        for st in fs.listStatus(parent):
+            child = st.getPath().getName()
+            if _TEMPORARY.fullmatch(child) and child.rsplit("._", 1)[0] == name:
+                if now_ms - st.getModificationTime() > older_than * 1000:
+                    out.append(str(st.getPath().toString()))
+        return out
+
     def is_dir(self, path: str) -> bool:
         fs, jpath = self._fs(path)
         return bool(fs.exists(jpath)) and bool(fs.getFileStatus(jpath).isDirectory())
@@ -104,6 +123,22 @@ def _exists_message(path: str) -> str:
     return f"Path {path} already exists. To overwrite it, use write().overwrite().save(path)."
 
 
+_TEMPORARY = re.compile(r".+\._(?:tmp|old)-[0-9a-f]{12}")
+STALE_AFTER = 6 * 3600.0
+"""A temporary sibling not modified for this long is a killed job's, removed by the next
+write of the same path (a live save renames its temporary within minutes)."""
+
+
+def remove_stale_siblings(ops: HadoopPaths, path: str) -> list[str]:
+    """Remove the temporaries a killed job left beside ``path``; returns them."""
+    removed = []
+    for stale in ops.stale_siblings(path, STALE_AFTER):
+        with contextlib.suppress(Exception):
+            ops.delete(stale)
+            removed.append(stale)
+    return removed
+
+
 def temporary_sibling(path: str, tag: str = "tmp") -> str:
     """``path._<tag>-<random>``: next to ``path``, so a rename never crosses file systems."""
     return path.rstrip("/") + f"._{tag}-{uuid.uuid4().hex[:12]}"
@@ -124,6 +159,7 @@ def atomic_write(spark: SparkSession, path: str, overwrite: bool, write_to) -> N
     ops = HadoopPaths(spark)
     if ops.exists(path) and not overwrite:
         raise FileExistsError(_exists_message(path))
+    remove_stale_siblings(ops, path)
     tmp = temporary_sibling(path)
     try:
         write_to(tmp)
