@@ -94,7 +94,8 @@ def test_fit_refuses_invalid_rows_naming_columns_counts_example_and_fix(
     assert line == (
         "spark-em fit: error: 12 rows of 1,200 cannot be fitted: f3 holds NaN or infinity "
         "in 7 rows; f4 holds null in 5 rows; first: id=1201; "
-        "pass --handle-invalid skip to leave them out"
+        "pass --handle-invalid skip to leave them out, "
+        "or --missing-values marginalize to keep their observed values"
     )
     assert not (tmp_path / "m").exists()
     doc = json.loads(report.read_text())
@@ -224,7 +225,8 @@ def test_score_refuses_invalid_rows_in_one_line_and_leaves_nothing(
         assert line == (
             "spark-em score: error: 12 rows of 1,200 cannot be scored: f3 holds NaN or "
             "infinity in 7 rows; f4 holds null in 5 rows; first: id=1201; "
-            "pass --handle-invalid skip to leave them out"
+            "pass --handle-invalid skip to leave them out, "
+            "or --missing-values marginalize to keep their observed values"
         )
         assert not out.exists()
     assert sorted(os.listdir(tmp_path)) == []  # no temporaries either
@@ -404,7 +406,8 @@ def test_spark_failures_are_one_line_without_java_traces(lake, day1_model, tmp_p
     assert res.stderr.strip().splitlines()[-1] == (
         "spark-em score: error: 12 rows of 2,400 cannot be scored: f3 holds NaN or infinity "
         "in 7 rows; f4 holds null in 5 rows; first: id=1201; "
-        "pass --handle-invalid skip to leave them out"
+        "pass --handle-invalid skip to leave them out, "
+        "or --missing-values marginalize to keep their observed values"
     )
     assert not (tmp_path / "scored").exists()
 

@@ -6,6 +6,8 @@ hence the order of the sums, differ)."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -22,9 +24,10 @@ def test_foreach_batch_recipe(spark, tmp_path):
     rng = np.random.default_rng(5)
     for b in range(BATCHES):
         X = np.concatenate([rng.normal(-2, 0.5, (60, 2)), rng.normal(2 + 0.2 * b, 0.7, (60, 2))])
-        pq.write_table(
-            pa.table({"f1": X[:, 0], "f2": X[:, 1]}), str(incoming / f"part-{b}.parquet")
-        )
+        path = str(incoming / f"part-{b}.parquet")
+        pq.write_table(pa.table({"f1": X[:, 0], "f2": X[:, 1]}), path)
+        # the file source takes files by modification time: distinct ones make file b batch b
+        os.utime(path, (1_700_000_000 + 60 * b, 1_700_000_000 + 60 * b))
     models = tmp_path / "models"
 
     # ---- the recipe (README, "Streaming")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from ..data.arrow_blocks import MAX_ABS_VALUE, MAX_WEIGHT
 from ..data.bad_rows import BadRows, find_bad_rows
-from ..params import PARAMS
 from .exit_codes import DataError
 
 # what a column holds, per kind of value (the per-column counts)
@@ -61,10 +60,9 @@ def describe(bad: BadRows, features, weight_col: str | None, d: int) -> list[str
 
 
 def _fix(bad: BadRows) -> str:
-    """What to do: skip them, or (for missing values, when that Param exists) marginalise."""
+    """What to do: skip them, or (when only NaN/null elements are at fault) marginalise."""
     fix = "pass --handle-invalid skip to leave them out"
-    missing = {"null_element", "non_finite"}
-    if any(p.name == "missingValues" for p in PARAMS) and set(bad.by_kind) <= missing:
+    if set(bad.by_kind) <= {"null_element", "non_finite"}:
         fix += ", or --missing-values marginalize to keep their observed values"
     return fix
 

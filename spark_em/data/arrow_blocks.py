@@ -223,7 +223,9 @@ def vectors_to_matrix(
     wrong = (dense & (lengths != d)) | (sparse & (size != d))
     vals = values.flatten().to_numpy(zero_copy_only=False).astype(np.float64)
     row_of_value = np.repeat(np.arange(n), np.where(null, 0, lengths))
-    bad_value = ~np.isfinite(vals) & ~(np.isnan(vals) if missing else False)
+    bad_value = ~np.isfinite(vals)
+    if missing:
+        bad_value &= ~np.isnan(vals)
     idx = arr.field("indices").flatten().to_numpy(zero_copy_only=False).astype(np.int64)
     # indices follow the values of sparse rows only; place each value
     in_sparse = sparse[row_of_value]
