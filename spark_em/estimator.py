@@ -117,6 +117,8 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
             n_init=self.getNInit(),
             seed=self.getSeed(),
             init_sample_size=self.getInitSampleSize(),
+            init_trials=self.getInitTrials(),
+            init_max_iter=self.getInitMaxIter(),
             aggregation_depth=self.getAggregationDepth(),
             block_cache=self.getBlockCache(),
             skip_invalid=self.getHandleInvalid() == "skip",
@@ -215,6 +217,7 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
             numMissingPerFeature=list(result.missing_per_feature),
             logLikelihoodQuantiles=result.log_likelihood_quantiles,
             update=segmented.report if segmented is not None else None,
+            initialisation=result.start,
         )
         segments = segmented.segments if segmented is not None else None
         model = self._copyValues(GaussianMixtureModel(result.params, summary, segments))

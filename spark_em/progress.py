@@ -60,6 +60,9 @@ class InitialisationDone:
     runs: int
     mode: str
     seconds: float
+    # how each run's start was found (``{"mode": ...}``; the sample search adds its trials,
+    # best sample log-likelihood, ...: spark_em.core.sample_search.SearchResult.as_dict)
+    starts: tuple = ()
 
 
 @dataclass

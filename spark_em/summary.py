@@ -39,6 +39,13 @@ class GaussianMixtureSummary:
       prediction columns): lazy DataFrames, as MLlib's; only on the model the fit returned
       (a saved model keeps the rest of its summary, not its training data).
     * ``featuresCol``, ``predictionCol``, ``probabilityCol``: the model's columns at fit time.
+    * ``initialisation``: how the start of the kept run was found: ``{"mode": ...}`` with
+      ``initMode``'s value (``"initialModel"`` for a warm start); for ``"sample-em"`` also
+      ``trials``, ``best`` (the winning start's index) and ``bestKind`` (``kmeans`` or
+      ``random``), ``sampleRows``, ``sampleLogLikelihood`` (the winner's mean
+      log-likelihood per sample row), ``sampleIterations`` (EM iterations on the sample in
+      all), ``degenerate`` (every start had an empty or collapsed component) and
+      ``perTrial``; ``{}`` for models saved before it existed.
     * ``numRowsSkipped``: invalid rows left out of the fit with ``handleInvalid="skip"``, by
       kind (``null_vector``, ``wrong_length``, ``null_element``, ``non_finite``,
       ``huge_value``, ``null_weight``, ``negative_weight``, ``huge_weight``; kinds with none
@@ -65,6 +72,7 @@ class GaussianMixtureSummary:
         logLikelihoodQuantiles: dict | None = None,
         update: dict | None = None,
         numMissingPerFeature: list[int] | None = None,
+        initialisation: dict | None = None,
         # fields of older saved summaries (a logLikelihood under the final parameters)
         **_ignored: Any,
     ) -> None:
@@ -82,6 +90,7 @@ class GaussianMixtureSummary:
         self.update = None if update is None else dict(update)
         # missingValues="marginalize": rows of the fit with feature j missing, per feature
         self.numMissingPerFeature = [int(c) for c in numMissingPerFeature or []]
+        self.initialisation = dict(initialisation or {})
         self._cluster_sizes = None if clusterSizes is None else [int(c) for c in clusterSizes]
         self._cluster_sizes_fn: Callable[[], list[int]] | None = None
         self._predictions_fn: Callable[[], DataFrame] | None = None
@@ -178,6 +187,7 @@ class GaussianMixtureSummary:
             "logLikelihoodQuantiles": self.logLikelihoodQuantiles,
             "update": self.update,
             "numMissingPerFeature": self.numMissingPerFeature,
+            "initialisation": self.initialisation,
         }
 
     def __repr__(self) -> str:

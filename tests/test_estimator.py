@@ -671,7 +671,7 @@ def test_setters_getters_copy_explain_params():
         100,
         1e-3,
         1e-6,
-        "kmeans",
+        "sample-em",
         1,
         42,
         None,

@@ -113,7 +113,12 @@ def test_fit_writes_model_predictions_report_and_plots(spark, lake, tmp_path, ca
     # progress on stderr: validation, initialisation, then one line per iteration with label
     err = cap.err
     assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d validation: 600 rows, 0 bad rows", err, re.M)
-    assert re.search(r"^\S+ \S+ initialisation: kmeans, 1 run, \d+\.\d+s", err, re.M)
+    assert re.search(
+        r"^\S+ \S+ initialisation: sample-em, 1 run \(best of 10 starts on 600 sample rows: "
+        r"-\d+\.\d+ per row\), \d+\.\d+s",
+        err,
+        re.M,
+    )
     its = re.findall(
         r"^\S+ \S+ \[run 0\] iteration +(\d+)  log-likelihood (-\d+\.\d+).*rows/s", err, re.M
     )
@@ -143,7 +148,8 @@ def test_n_init_runs_are_labelled(spark, lake, tmp_path, capsys):
     assert rc == 0, err
     for label in ("run 0", "run 1"):
         assert len(re.findall(rf"\[{label}\] iteration", err)) >= 1
-    assert "initialisation: kmeans, 2 runs" in err
+    assert "initialisation: sample-em, 2 runs" in err
+    assert "(10 starts each on 600 sample rows)" in err
 
 
 def test_warm_start_converges_in_fewer_iterations(spark, tmp_path, capsys):

@@ -45,7 +45,9 @@ PARAMS = {
     "maxIter": (100, 7),
     "tol": (1e-3, 0.5),
     "regCovar": (1e-6, 1e-3),
-    "initMode": ("kmeans", "random"),
+    "initMode": ("sample-em", "random"),
+    "initTrials": (10, 3),
+    "initMaxIter": (20, 5),
     "nInit": (1, 3),
     "seed": (42, None),  # a fixed default: reproducible unless seed=None is set
     "initialModel": (None, "model"),  # "model": a GaussianMixtureModel, built in the test
@@ -113,15 +115,17 @@ def test_defaults_are_sklearn_and_mllib_ones():
         gm.getRegCovar(),
         gm.getNInit(),
         gm.getCovarianceType(),
-        gm.getInitMode(),
     ) == (
         sk["max_iter"],
         sk["tol"],
         sk["reg_covar"],
         sk["n_init"],
         sk["covariance_type"],
-        sk["init_params"],
     )
+    # the start is the one default that differs: searched on the sample (issue 17), while
+    # sklearn's k-means start stays available under its name
+    assert gm.getInitMode() == "sample-em" and sk["init_params"] == "kmeans"
+    assert (gm.getInitTrials(), gm.getInitMaxIter()) == (10, 20)
 
     class Shared(HasAggregationDepth, HasFeaturesCol, HasPredictionCol, HasProbabilityCol):
         pass
@@ -234,6 +238,8 @@ PARAMS_BY_NAME = {
         "tol",
         "regCovar",
         "initMode",
+        "initTrials",
+        "initMaxIter",
         "nInit",
         "seed",
         "initSampleSize",
@@ -258,6 +264,8 @@ BAD_VALUES = {
     "tol": (-1.0,),
     "regCovar": (float("inf"),),
     "initMode": ("x",),
+    "initTrials": (0,),
+    "initMaxIter": (0,),
     "nInit": (0,),
     "seed": (2**63,),
     "initSampleSize": (0,),

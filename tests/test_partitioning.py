@@ -13,12 +13,12 @@ import pytest
 from spark_em import GaussianMixture
 from spark_em.core.initialisation import INIT_MODES
 from spark_em.data.prepare import prepare
-from spark_em.engine.em import InitSpec, Run, initial_params, step
+from spark_em.engine.em import InitSpec, Run, initial_starts, step
 
 SEEDS = (11, 12)  # nInit=2: two starts per init mode
 SPECS = [
     InitSpec(3, cov, mode, seed)
-    for mode, cov in zip(INIT_MODES, ("full", "tied", "diag", "spherical"))
+    for mode, cov in zip(INIT_MODES, ("full", "tied", "diag", "spherical", "full"))
     for seed in SEEDS
 ]
 
@@ -56,11 +56,11 @@ def layouts(spark, X, w):
 
 def fit_all(df, store):
     """What every init mode (nInit=2 each) starts from and ends at after 30 iterations, in
-    lock-step (one pass per iteration for all eight runs, as nInit runs in a fit)."""
+    lock-step (one pass per iteration for all ten runs, as nInit runs in a fit)."""
     pstore, data = prepare(df, "features", "w", sample_size=200, seed=5, block_cache=store)
     with pstore:
         assert pstore.name == store
-        starts = initial_params(pstore, data, SPECS, 1e-6)
+        starts = [p for p, _ in initial_starts(pstore, data, SPECS, 1e-6, 1e-3)]
         runs = [Run(p, f"run {i}") for i, p in enumerate(starts)]
         for iteration in range(1, 31):
             step(pstore, data, runs, iteration, tol=0.0, reg_covar=1e-6)

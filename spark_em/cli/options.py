@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..params import COLUMNS, FLOAT, INT, PARAMS, STR
+from ..param_spec import COLUMNS, FLOAT, INT, STR
+from ..params import PARAMS
 
 # the value kinds, re-exported for the commands and the config parser
 __all__ = ["BOOL", "COLUMNS", "FLOAT", "INT", "PATHS", "STR"]

@@ -50,7 +50,10 @@ class FitProgress:
         elif isinstance(event, InitialisationDone):
             self.initialisation = event
             runs = f"{event.runs} run{'s' if event.runs != 1 else ''}"
-            self._print(f"initialisation: {event.mode}, {runs}, {event.seconds:.2f}s")
+            self._print(
+                f"initialisation: {event.mode}, {runs}{_search_note(event.starts)}, "
+                f"{event.seconds:.2f}s"
+            )
         elif isinstance(event, IterationInfo):
             label = event.label or f"run {event.run}"
             self.histories.setdefault(label, []).append(event.mean_log_likelihood)
@@ -75,3 +78,21 @@ class FitProgress:
             "initialisation": self.initialisation.seconds if self.initialisation else None,
             "iterations": sum(self.iteration_seconds.values()),
         }
+
+
+def _search_note(starts) -> str:
+    """What the sample search found (``initMode="sample-em"``): the trials and the best
+    sample log-likelihood of one run, or the runs whose every start degenerated."""
+    searched = [s for s in starts if "sampleLogLikelihood" in s]
+    if not searched:
+        return ""
+    degenerate = sum(1 for s in searched if s["degenerate"])
+    warn = f"; {degenerate} with only degenerate starts (k too large?)" if degenerate else ""
+    if len(searched) == 1:
+        s = searched[0]
+        return (
+            f" (best of {s['trials']} starts on {s['sampleRows']:,} sample rows: "
+            f"{s['sampleLogLikelihood']:.6f} per row{warn})"
+        )
+    first = searched[0]
+    return f" ({first['trials']} starts each on {first['sampleRows']:,} sample rows{warn})"

@@ -108,6 +108,8 @@ def fit_report(
         "input": input_description,
         "converged": bool(s.converged),
         "iterations": int(s.numIter),
+        # how the start was found (summary.initialisation: mode, trials, best sample LL)
+        "initialisation": _finite_values(s.initialisation),
         # log-likelihoods as the mean per row (sklearn's score), the total beside it
         "log_likelihood_history": [_finite(v) for v in s.logLikelihoodHistory],
         "runs": {label: [_finite(v) for v in h] for label, h in progress.histories.items()},
@@ -142,6 +144,18 @@ def _per_feature(model, counts: list[int]) -> dict:
     features = model.getFeaturesCol()
     names = features if isinstance(features, list) else [str(j) for j in range(len(counts))]
     return {str(n): int(c) for n, c in zip(names, counts)}
+
+
+def _finite_values(document: dict) -> dict:
+    """``document`` with its floats (and lists of floats) JSON-safe (None for inf/NaN)."""
+    out = {}
+    for key, value in document.items():
+        if isinstance(value, float):
+            value = _finite(value)
+        elif isinstance(value, list):
+            value = [_finite(v) if isinstance(v, float) else v for v in value]
+        out[key] = value
+    return out
 
 
 def write_json(document: dict, path: str) -> None:

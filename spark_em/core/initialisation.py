@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-INIT_MODES = ("kmeans", "k-means++", "random", "random_from_data")
+# "sample-em" (the default) searches the start on the sample: spark_em.core.sample_search
+INIT_MODES = ("sample-em", "kmeans", "k-means++", "random", "random_from_data")
 
 
 def _sq_dist(X: np.ndarray, C: np.ndarray) -> np.ndarray:
@@ -63,7 +64,8 @@ def lloyd(X: np.ndarray, centres: np.ndarray, max_iter: int = 100, tol: float = 
 
 
 def initial_centres(sample: np.ndarray, k: int, mode: str, rng: np.random.Generator) -> np.ndarray:
-    """k centres from the sample (m, d) for ``mode`` in kmeans / k-means++ / random_from_data."""
+    """k centres from the sample (m, d) for ``mode`` in kmeans / k-means++ / random_from_data
+    (``sample-em`` is :func:`spark_em.core.sample_search.search_start`'s)."""
     if mode == "random_from_data":
         return sample[rng.choice(sample.shape[0], size=k, replace=sample.shape[0] < k)].copy()
     seeds = kmeans_plusplus(sample, k, rng)

@@ -208,6 +208,7 @@ class Checkpoint:
                             bool(run["converged"]),
                             run["previous"],
                             float(run["seconds"]),
+                            start=dict(run.get("start") or {"mode": "checkpoint"}),
                         )
                     )
         except CheckpointError:
@@ -244,6 +245,7 @@ class Checkpoint:
                     "converged": bool(r.converged),
                     "previous": r.previous,
                     "seconds": float(r.seconds),
+                    "start": r.start,
                 }
             )
         name = f"arrays-{iteration:06d}.npz"

@@ -24,6 +24,8 @@ from ..core.initialisation import initial_centres
 from ..core.missing import InitRows, e_step, init_sample, log_responsibilities
 from ..core.mixture import GaussianParams
 from ..core.quantiles import log_likelihood_quantiles
+from ..core.sample_search import MODE as SEARCH_MODE
+from ..core.sample_search import search_start
 from ..core.segment_statistics import reoriginated
 from ..core.sufficient_statistics import SuffStats
 from ..data.passes import run_pass
@@ -50,6 +52,7 @@ class Run:
     seconds: float = 0.0
     frozen: SuffStats | None = None
     estep_params: GaussianParams | None = None
+    start: dict = field(default_factory=dict)  # how its start was found (StartInfo.as_dict)
 
 
 @dataclass(frozen=True)
@@ -67,16 +70,60 @@ class FitResult:
     log_likelihood_quantiles: dict = field(default_factory=dict)
     # rows with feature j missing, per feature (missingValues="marginalize"; else empty)
     missing_per_feature: tuple = ()
+    start: dict = field(default_factory=dict)  # how the run's start was found
 
 
 @dataclass(frozen=True)
 class InitSpec:
-    """How to start one run: ``k`` components of ``covariance_type`` by ``init_mode``."""
+    """How to start one run: ``k`` components of ``covariance_type`` by ``init_mode``;
+    ``trials`` and ``max_iter`` are the sample search's (``init_mode="sample-em"``)."""
 
     k: int
     covariance_type: str
     init_mode: str
     seed: int
+    trials: int = 10
+    max_iter: int = 20
+
+
+def initial_starts(
+    store, data, specs: Sequence[InitSpec], reg_covar: float, tol: float
+) -> list[tuple[GaussianParams, dict]]:
+    """The initial parameters of every spec, and how they were found (a JSON-ready dict,
+    ``{"mode": ...}`` and, for the sample search, its trials and best sample
+    log-likelihood).  ``sample-em`` searches the driver's sample
+    (:func:`~spark_em.core.sample_search.search_start`: no pass over the data; with missing
+    values, its complete rows as :func:`initial_params` takes them); the other
+    modes share one pass (:func:`initial_params`)."""
+    starts: dict[int, tuple[GaussianParams, dict]] = {}
+    for i, s in enumerate(specs):
+        if s.init_mode == SEARCH_MODE:
+            # with missing values: the sample's complete rows (or mean-filled rows)
+            sample = init_sample(data.sample, s.k, data.centre)[0] if data.marginalize else None
+            found = search_start(
+                data.sample if sample is None else sample,
+                s.k,
+                s.covariance_type,
+                reg_covar,
+                np.random.default_rng(s.seed),
+                trials=s.trials,
+                max_iter=s.max_iter,
+                tol=tol,
+            )
+            if found.degenerate:
+                log.warning(
+                    "k=%d %s: every start searched on the sample had an empty or collapsed "
+                    "component (fewer rows than the covariance needs): k may be too large",
+                    s.k,
+                    s.covariance_type,
+                )
+            starts[i] = (found.params, found.as_dict())
+    rest = [i for i in range(len(specs)) if i not in starts]
+    if rest:
+        params = initial_params(store, data, [specs[i] for i in rest], reg_covar)
+        for i, p in zip(rest, params):
+            starts[i] = (p, {"mode": specs[i].init_mode})
+    return [starts[i] for i in range(len(specs))]
 
 
 def initial_params(
@@ -229,9 +276,19 @@ def result_of(run: Run, data) -> FitResult:
         log_likelihood_quantiles=log_likelihood_quantiles(
             log_responsibilities(run.params, sample, data.marginalize)[0]
         ),
+        start=dict(run.start),
     )
 
 
+# Runs whose last mean log-likelihoods differ by less than this (relative) are tied: two runs
+# at the same optimum differ only by rounding, which depends on the partitioning, and the
+# first of them must win on every partitioning.
+TIE_TOLERANCE = 1e-10
+
+
 def best_run(runs: Sequence[Run]) -> Run:
-    """The run with the best last mean log-likelihood (the first on ties)."""
-    return max(runs, key=lambda r: r.history[-1] if r.history else -np.inf)
+    """The run with the best last mean log-likelihood (the first of those tied with it)."""
+    last = [r.history[-1] if r.history else -np.inf for r in runs]
+    top = max(last)
+    margin = TIE_TOLERANCE * abs(top) if np.isfinite(top) else 0.0
+    return next(r for r, v in zip(runs, last) if v >= top - margin)

@@ -23,7 +23,7 @@ from ..data.prepare import PreparedData, prepare
 from ..errors import InvalidInputError
 from ..progress import InitialisationDone, ValidationDone
 from .checkpoint import Checkpoint, CheckpointMismatchError
-from .em import FitResult, InitSpec, Run, initial_params, result_of, step
+from .em import FitResult, InitSpec, Run, initial_starts, result_of, step
 
 log = logging.getLogger("spark_em")
 
@@ -72,6 +72,8 @@ class FitSettings:
     block_cache: str
     skip_invalid: bool
     dtype: str = "float64"
+    init_trials: int = 10
+    init_max_iter: int = 20
     warm_start: WarmStart | None = None
     checkpoint_dir: str | None = None
     discard_checkpoint: bool = False  # start afresh whatever the checkpoint directory holds
@@ -197,21 +199,39 @@ class FitSession:
                     self._checkpoint.directory,
                     done,
                 )
-                self._emit(InitialisationDone(runs=len(runs), mode="checkpoint", seconds=0.0))
+                self._emit(
+                    InitialisationDone(
+                        runs=len(runs),
+                        mode="checkpoint",
+                        seconds=0.0,
+                        starts=tuple(r.start for r in runs),
+                    )
+                )
                 return runs
         t0 = time.perf_counter()
         if s.warm_start is not None:
             params = _checked_warm_start(s, data.d)
-            runs = [Run(params, labels[0], previous=s.warm_start.previous(data))]
             mode = "initialModel"
+            runs = [
+                Run(params, labels[0], previous=s.warm_start.previous(data), start={"mode": mode})
+            ]
         else:
             specs = [
-                InitSpec(k, t, s.init_mode, seed) for k, t in candidates for seed in self.run_seeds
+                InitSpec(k, t, s.init_mode, seed, s.init_trials, s.init_max_iter)
+                for k, t in candidates
+                for seed in self.run_seeds
             ]
-            starts = initial_params(self.store, data, specs, s.reg_covar)
-            runs = [Run(p, label) for p, label in zip(starts, labels)]
+            starts = initial_starts(self.store, data, specs, s.reg_covar, s.tol)
+            runs = [Run(p, label, start=how) for (p, how), label in zip(starts, labels)]
             mode = s.init_mode
-        self._emit(InitialisationDone(runs=len(runs), mode=mode, seconds=time.perf_counter() - t0))
+        self._emit(
+            InitialisationDone(
+                runs=len(runs),
+                mode=mode,
+                seconds=time.perf_counter() - t0,
+                starts=tuple(r.start for r in runs),
+            )
+        )
         return runs
 
     # ------------------------------------------------------------------ iterate

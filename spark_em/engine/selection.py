@@ -19,7 +19,8 @@ from .fit_session import FitSession, FitSettings
 CRITERIA = ("bic", "aic")
 TABLE_SCHEMA = (
     "k int, covarianceType string, logLikelihood double, meanLogLikelihood double, "
-    "bic double, aic double, iterations int, converged boolean, seconds double"
+    "bic double, aic double, iterations int, converged boolean, seconds double, "
+    "degenerateStart boolean"
 )
 
 
@@ -36,6 +37,8 @@ class Candidate:
     iterations: int
     converged: bool
     seconds: float
+    # the sample search found only starts with an empty or collapsed component (k too large)
+    degenerate_start: bool = False
 
     def as_row(self) -> tuple:
         return (
@@ -48,6 +51,7 @@ class Candidate:
             int(self.iterations),
             bool(self.converged),
             float(self.seconds),
+            bool(self.degenerate_start),
         )
 
 
@@ -115,6 +119,7 @@ def fit_select(
                     len(r.history),
                     r.converged,
                     sum(x.seconds for x in rs),
+                    bool(r.start.get("degenerate", False)),
                 )
             )
         i_best = min(range(len(table)), key=lambda i: getattr(table[i], criterion))

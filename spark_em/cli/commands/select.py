@@ -202,7 +202,9 @@ def print_table(rows: list[dict], best: dict, criterion: str, stream) -> None:
         if (r["k"], r["covarianceType"]) == (best["k"], best["covarianceType"]):
             notes.append("<- best")
         if r.get("stuck"):
-            notes.append("stuck: below a smaller k (local optimum; raise --n-init)")
+            notes.append("stuck: below a smaller k (local optimum; raise --init-trials)")
+        if r.get("degenerateStart"):
+            notes.append("degenerate start: every start had an empty or collapsed component")
         print(
             f"{r['k']:>3} {r['covarianceType']:<10} {r['meanLogLikelihood']:>13.6f} "
             f"{r['bic']:>16.2f} {r['aic']:>16.2f} {r['iterations']:>5} "
