@@ -1,0 +1,110 @@
+"""The cost of ``initMode="sample-em"`` (``scripts/init_benchmark.py --cost``): seconds of the
+sample search (:func:`spark_em.core.sample_search.search_start` on a 10,000-row sample, with
+the fit's default trials, iterations and tol, as the fit runs it) against one EM iteration of
+spark-em on all the data, at 1M x 16 and 200k x 100 (k=8, full covariance).
+
+The data are written as Parquet by ``scripts/bench.py``'s helpers (reused when present) and
+cached as bench.py does.  One EM iteration is the median iteration of a 3-iteration fit
+(tol=0, ``initMode="kmeans"``); the search is also seen inside a fit as the difference
+between 1-iteration fits with ``initMode="sample-em"`` and ``"kmeans"``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from bench import DataSet, ensure_data, loadavg, timed
+
+# (rows, d, k)
+WORKLOADS = [(1_000_000, 16, 8), (200_000, 100, 8)]
+
+
+def measure_cost(spark, args) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    from spark_em import GaussianMixture
+    from spark_em.core.sample_search import search_start
+    from spark_em.progress import IterationInfo
+
+    defaults = GaussianMixture()
+    trials, max_iter = defaults.getInitTrials(), defaults.getInitMaxIter()
+    tol, reg = defaults.getTol(), defaults.getRegCovar()
+    sample_rows = defaults.getInitSampleSize()
+    out = []
+    for n, d, k in WORKLOADS:
+        ds = DataSet(n, d, k, ["full"])
+        path = ensure_data(ds, args.data_dir, 1)
+        load = loadavg()
+        col = pq.read_table(path, columns=["features"]).column("features").combine_chunks()
+        X = np.asarray(col.flatten().to_numpy()).reshape(-1, d)
+        sample = X[np.random.default_rng(0).choice(n, sample_rows, replace=False)]
+        del X, col
+        searches = []
+        for seed in range(3):
+            secs, found = timed(
+                lambda: search_start(
+                    sample,
+                    k,
+                    "full",
+                    reg,
+                    np.random.default_rng(seed),
+                    trials=trials,
+                    max_iter=max_iter,
+                    tol=tol,
+                )
+            )
+            searches.append({"seconds": secs, "sample_iterations": found.iterations})
+        df = spark.read.parquet(path).cache()
+        df.count()
+
+        def fit(mode, iters, infos=None):
+            gm = GaussianMixture(k=k, maxIter=iters, tol=0.0, seed=1, initMode=mode)
+            if infos is not None:
+                gm.progress = lambda e: infos.append(e) if isinstance(e, IterationInfo) else None
+            return gm.fit(df)
+
+        fit("kmeans", 1)  # warm-up: builds the block store's code paths
+        infos: list = []
+        fit("kmeans", 3, infos)
+        iteration = float(np.median([i.seconds for i in infos[1:]]))
+        fit1 = {mode: timed(lambda m=mode: fit(m, 1))[0] for mode in ("kmeans", "sample-em")}
+        df.unpersist()
+        search_s = float(np.median([s["seconds"] for s in searches]))
+        r = {
+            "n": n,
+            "d": d,
+            "k": k,
+            "sample_rows": sample_rows,
+            "trials": trials,
+            "init_max_iter": max_iter,
+            "searches": searches,
+            "search_s": search_s,
+            "em_iteration_s": iteration,
+            "search_over_iteration": search_s / iteration,
+            "fit1_kmeans_s": fit1["kmeans"],
+            "fit1_sample_em_s": fit1["sample-em"],
+            "load_before": load,
+            "load_after": loadavg(),
+        }
+        print(
+            f"[cost {n}x{d} k={k}] search {search_s:.2f}s (median of 3), one EM iteration "
+            f"{iteration:.2f}s -> {search_s / iteration:.2f} iterations; fit(1) kmeans "
+            f"{fit1['kmeans']:.2f}s, sample-em {fit1['sample-em']:.2f}s (load {load})",
+            flush=True,
+        )
+        out.append(r)
+    return out
+
+
+def cost_table(rows: list[dict]) -> str:
+    lines = [
+        "| data | sample search (s) | one EM iteration (s) | search / iteration "
+        "| fit(1) kmeans → sample-em (s) |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['n']:,} × {r['d']}, k={r['k']} | {r['search_s']:.2f} | "
+            f"{r['em_iteration_s']:.2f} | {r['search_over_iteration']:.2f} | "
+            f"{r['fit1_kmeans_s']:.2f} → {r['fit1_sample_em_s']:.2f} |"
+        )
+    return "\n".join(lines)
