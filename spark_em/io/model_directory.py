@@ -256,27 +256,39 @@ def _read_table(path: str, contents: dict[str, bytes], names: list[str]) -> pa.T
 def _spark_em_arrays(path: str, table: pa.Table, k: int, d: int, ct: str) -> list[np.ndarray]:
     if set(table.column_names) != {"name", "shape", "values"}:
         raise _fail(path, f"data has columns {table.column_names}, expected name, shape, values")
-    rows = table.to_pylist()
-    names = [r["name"] for r in rows]
+    names = table.column("name").to_pylist()
     if sorted(map(str, names)) != sorted(ARRAY_NAMES):
         raise _fail(path, f"data holds the arrays {names}, expected {list(ARRAY_NAMES)} once each")
     expected = {"weights": (k,), "means": (k, d), "covariances": covariance(ct).cov_shape(k, d)}
+    shapes = table.column("shape").to_pylist()
+    column = table.column("values")
+    values_type = column.type
+    if not (pa.types.is_list(values_type) or pa.types.is_large_list(values_type)):
+        raise _fail(path, f"data's values are {values_type}, expected a list of doubles")
     arrays = {}
-    for r in rows:
-        name, shape, values = r["name"], tuple(r["shape"] or ()), r["values"]
+    for i, name in enumerate(names):
+        shape = tuple(shapes[i] or ())
         if shape != expected[name]:
             raise _fail(
                 path,
                 f"{name} has shape {shape}, expected {expected[name]} for k={k}, "
                 f"d={d}, covarianceType={ct!r}",
             )
-        if values is None or len(values) != int(np.prod(shape)) or None in values:
+        # the row's values as one Arrow array (no Python float per value)
+        values = column[i].values
+        n = int(np.prod(shape))
+        if values is None or len(values) != n or values.null_count:
             raise _fail(
                 path,
                 f"{name} has {0 if values is None else len(values)} values "
-                f"(nulls included), expected {int(np.prod(shape))}",
+                f"(nulls included), expected {n}",
             )
-        arrays[name] = np.asarray(values, dtype=np.float64).reshape(shape)
+        try:
+            arrays[name] = (
+                values.cast(pa.float64()).to_numpy(zero_copy_only=False).reshape(shape).copy()
+            )
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise _fail(path, f"{name} has values that are not numbers ({_short(exc)})") from None
     return [arrays[n] for n in ARRAY_NAMES]
 
 

@@ -25,8 +25,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pyarrow as pa
 from pyspark.ml.util import DefaultParamsReader, DefaultParamsWriter, MLReader, MLWriter
 from pyspark.sql import SparkSession
+from pyspark.sql import types as T
 
 from ..errors import ModelFormatError
 from ..summary import GaussianMixtureSummary
@@ -137,12 +139,32 @@ def _summary(saved: dict | None, model: GaussianMixtureModel) -> GaussianMixture
     return GaussianMixtureSummary(**saved)
 
 
+ARRAYS_SCHEMA = T.StructType(
+    [
+        T.StructField("name", T.StringType()),
+        T.StructField("shape", T.ArrayType(T.IntegerType())),
+        T.StructField("values", T.ArrayType(T.DoubleType())),
+    ]
+)
+
+
 def write_arrays(spark: SparkSession, path: str, arrays: dict[str, np.ndarray]) -> None:
-    """One Parquet file of rows ``(name, shape, values)``, values flattened in C order."""
-    rows = [(name, list(a.shape), np.ravel(a).astype(float).tolist()) for name, a in arrays.items()]
-    spark.createDataFrame(rows, "name string, shape array<int>, values array<double>").coalesce(
-        1
-    ).write.parquet(path)
+    """One Parquet file of rows ``(name, shape, values)``, values flattened in C order.
+
+    The rows reach Spark as one Arrow table, the values as one float64 buffer per array:
+    as Python lists of floats (Spark verifying and converting each) a K=32, d=384 full
+    model took 470 s to save against 5.6 s to load."""
+    table = pa.table(
+        {
+            "name": pa.array(list(arrays), pa.string()),
+            "shape": pa.array([list(a.shape) for a in arrays.values()], pa.list_(pa.int32())),
+            "values": pa.array(
+                [np.ravel(np.asarray(a, dtype=np.float64)) for a in arrays.values()],
+                pa.list_(pa.float64()),
+            ),
+        }
+    )
+    spark.createDataFrame(table, ARRAYS_SCHEMA).coalesce(1).write.parquet(path)
 
 
 class EstimatorWriter(AtomicWriter):

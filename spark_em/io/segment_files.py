@@ -25,6 +25,7 @@ from ..core.segment_statistics import SegmentStats, m_step_of
 from ..core.sufficient_statistics import SuffStats, second_shape
 
 KEY_SPARK_TYPES = {"string": T.StringType(), "long": T.LongType(), "date": T.DateType()}
+_KEY_ARROW_TYPES = {"string": pa.string(), "long": pa.int64(), "date": pa.date32()}
 ARRAY_COLUMNS = ("centre", "nk", "sk", "second", "hardCounts")
 COLUMNS = ("key", "iteration", "rows", "weightSum", "logLikelihood", *ARRAY_COLUMNS)
 # the saved parameters and the M-step of the saved segments' sum agree to this (relative)
@@ -55,21 +56,27 @@ def write_segments(spark: SparkSession, path: str, segments: Sequence[SegmentSta
             *(T.StructField(c, T.ArrayType(T.DoubleType(), False), False) for c in ARRAY_COLUMNS),
         ]
     )
-    rows = [
-        (
-            s.key,
-            int(s.iteration),
-            s.rows,
-            s.weight_sum,
-            float(s.stats.log_likelihood),
-            *(
-                np.ravel(a).astype(float).tolist()
-                for a in (s.centre, s.stats.nk, s.stats.sk, s.stats.second, s.stats.hard_counts)
-            ),
+    # one Arrow table, each array column one float64 buffer (not Python lists of floats)
+    columns = {
+        "key": pa.array([s.key for s in segments], _KEY_ARROW_TYPES[key_type]),
+        "iteration": pa.array([int(s.iteration) for s in segments], pa.int64()),
+        "rows": pa.array([int(s.rows) for s in segments], pa.int64()),
+        "weightSum": pa.array([float(s.weight_sum) for s in segments], pa.float64()),
+        "logLikelihood": pa.array([float(s.stats.log_likelihood) for s in segments], pa.float64()),
+    }
+    arrays = {
+        "centre": lambda s: s.centre,
+        "nk": lambda s: s.stats.nk,
+        "sk": lambda s: s.stats.sk,
+        "second": lambda s: s.stats.second,
+        "hardCounts": lambda s: s.stats.hard_counts,
+    }
+    for name in ARRAY_COLUMNS:
+        columns[name] = pa.array(
+            [np.ravel(np.asarray(arrays[name](s), dtype=np.float64)) for s in segments],
+            pa.list_(pa.float64()),
         )
-        for s in segments
-    ]
-    spark.createDataFrame(rows, schema).coalesce(1).write.parquet(path)
+    spark.createDataFrame(pa.table(columns), schema).coalesce(1).write.parquet(path)
     return {"count": len(segments), "keyType": key_type}
 
 
