@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import IllDefinedCovarianceError
+from .collapsed import as_sklearn
 from .covariance import covariance
 from .mixture import GaussianParams
 
@@ -150,14 +152,30 @@ class SuffStats:
         Like sklearn, ``10 * eps`` is added to N_k so that an empty component gives a
         finite mean instead of NaN; ``reg_covar`` is added to the covariance diagonal.
         Raises :class:`~spark_em.errors.IllDefinedCovarianceError` for a covariance that
-        stays singular.
+        stays singular -- where scikit-learn raises: a variance that is 0 in exact
+        arithmetic gets scikit-learn's value where scikit-learn accepts it
+        (:mod:`spark_em.core.collapsed`).
         """
         table = covariance(self.covariance_type)
         nk, shift, cov = self._update(reg_covar)
         weights = nk / nk.sum()
-        pc = table.precisions_cholesky(cov, reg_covar)
+        try:
+            pc = table.precisions_cholesky(cov, reg_covar)
+        except IllDefinedCovarianceError:
+            accepted = as_sklearn(self.covariance_type, cov, self.nk, self._mean_of_rows(centre))
+            if accepted is None:
+                raise
+            cov = accepted
+            pc = table.precisions_cholesky(cov, reg_covar)
         means = shift + centre if self.origin is None else (shift + self.origin) + centre
         return GaussianParams(weights, means, cov, pc, self.covariance_type)
+
+    def _mean_of_rows(self, centre: np.ndarray) -> np.ndarray:
+        """Each component's weighted mean of its rows ``(k, d)`` in data coordinates
+        (without the 10 eps; NaN or inf for an empty component)."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean = self.sk / self.nk[:, None]
+        return (mean if self.origin is None else mean + self.origin) + centre
 
     def _shift(self):
         """``(N_k + 10 eps, the new means about the moments' origin)``."""
