@@ -7,6 +7,7 @@ changes afterwards.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
@@ -16,9 +17,13 @@ from pyspark.sql import DataFrame
 from ..core.precision import precision
 from ..errors import InvalidInputError
 from .columns import describe_features, feature_array, feature_dimension, weight_column
+from .dimension import describe_lengths, length_counts, most_frequent, schema_dimension
+from .dimension import warning as dimension_warning
 from .env import SparkEnv
 from .stores import BLOCK_CACHES, BlockStore, StoreInput, choose_store, parquet_layout
 from .validation import ValidationSummarizer, check_validation
+
+log = logging.getLogger("spark_em")
 
 
 @dataclass(frozen=True)
@@ -74,15 +79,42 @@ def prepare(
     arr = feature_array(df, features)
     wcol = weight_column(df, weight_col)
     layout = parquet_layout(env, block_cache, df, features, weight_col)
-    d = _dimension(df, features, arr, layout)
+    known = schema_dimension(df, features)
+    d = known if known is not None else _first_dimension(df, features, arr, layout)
     selected = df.select(arr.alias("x"), wcol.alias("w"))
-    store = choose_store(
-        block_cache,
-        StoreInput(df.sparkSession, env, d, selected, aggregation_depth, layout, chosen, missing),
-    )
+
+    def validated(d: int):
+        store = choose_store(
+            block_cache,
+            StoreInput(
+                df.sparkSession, env, d, selected, aggregation_depth, layout, chosen, missing
+            ),
+        )
+        try:
+            return store, store.open(ValidationSummarizer(sample_size, seed, missing))
+        except BaseException:
+            store.release()
+            raise
+
+    store, stats = validated(d)
     try:
-        stats = store.open(ValidationSummarizer(sample_size, seed, missing))
-        check_validation(stats, features, weight_col, skip_invalid, chosen.max_value)
+        lengths = None
+        if stats.bad_rows.get("wrong_length"):
+            # the first guess may be the malformed row's: d is the most frequent length
+            lengths = length_counts(df, arr)
+            best = most_frequent(lengths) if known is None else d
+            if best == 0:
+                raise InvalidInputError(
+                    f"{describe_features(features)}: most vectors have length 0 "
+                    f"({describe_lengths(lengths)})"
+                )
+            if best is not None and best != d:
+                store.release()
+                d = best
+                store, stats = validated(d)
+            if skip_invalid:
+                log.warning(dimension_warning(features, lengths, d))
+        check_validation(stats, features, weight_col, skip_invalid, chosen.max_value, lengths)
     except BaseException:
         store.release()
         raise
@@ -100,12 +132,10 @@ def prepare(
     )
 
 
-def _dimension(df: DataFrame, features, arr, layout) -> int:
-    """d: the number of feature columns, the length the Parquet listing saw, or the length
-    of the first non-null row (a Spark job)."""
-    if isinstance(features, (list, tuple)):
-        d = len(features)
-    elif layout is not None and layout.d is not None:
+def _first_dimension(df: DataFrame, features, arr, layout) -> int:
+    """The first guess of d (:mod:`spark_em.data.dimension`): the length the Parquet listing
+    saw, or the length of the first non-null row (a Spark job)."""
+    if layout is not None and layout.d is not None:
         d = layout.d
     else:
         d = feature_dimension(df, features, arr)

@@ -19,6 +19,7 @@ import numpy as np
 from ..core.rowkeys import row_hash, uniform
 from ..errors import InvalidInputError, InvalidRowsError, describe_features
 from .arrow_blocks import BAD_KINDS, MAX_ABS_VALUE, MAX_WEIGHT, UNINFORMATIVE_KINDS
+from .dimension import describe_lengths
 
 _HEAD = 5  # d, sample_size, m, n_rows, weight_sum
 
@@ -192,16 +193,22 @@ class ValidationSummarizer:
 
 
 def bad_row_problems(
-    bad: dict, features, weight_col, d: int, max_value: float = MAX_ABS_VALUE
+    bad: dict,
+    features,
+    weight_col,
+    d: int,
+    max_value: float = MAX_ABS_VALUE,
+    lengths: dict | None = None,
 ) -> list[str]:
     """One phrase per kind of invalid row present, naming the column and the count
-    (``max_value``: the largest magnitude a feature may have, :mod:`spark_em.core.precision`)."""
+    (``max_value``: the largest magnitude a feature may have, :mod:`spark_em.core.precision`;
+    ``lengths``: rows by vector length, named in the wrong-length phrase)."""
     what = describe_features(features)
     wname = f"weightCol {weight_col!r}"
     phrases = {
         "null_vector": f"{what}: {{}} rows have null features",
         "wrong_length": f"{what}: {{}} rows have a vector length other than d={d} "
-        "(ragged or wrong-length vectors)",
+        + (f"({describe_lengths(lengths)})" if lengths else "(ragged or wrong-length vectors)"),
         "null_element": f"{what}: {{}} rows have null values",
         "non_finite": f"{what}: {{}} rows have NaN or infinite values",
         "huge_value": f"{what}: {{}} rows have values beyond +-{max_value:g} "
@@ -225,11 +232,13 @@ def check_validation(
     weight_col,
     skip_invalid: bool,
     max_value: float = MAX_ABS_VALUE,
+    lengths: dict | None = None,
 ) -> None:
     """Raise :class:`InvalidInputError` for invalid rows (unless they are skipped), an empty
-    input or a weight sum that is zero or not finite."""
+    input or a weight sum that is zero or not finite (``lengths``: rows by vector length,
+    named when some have the wrong one)."""
     invalid = {k: v for k, v in stats.bad_rows.items() if k not in UNINFORMATIVE_KINDS}
-    problems = bad_row_problems(invalid, features, weight_col, stats.d, max_value)
+    problems = bad_row_problems(invalid, features, weight_col, stats.d, max_value, lengths)
     if problems and not skip_invalid:
         raise InvalidRowsError(
             "invalid input: " + "; ".join(problems),
