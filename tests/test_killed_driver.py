@@ -9,7 +9,8 @@ iteration:
   close and exits through ``System.exit``, whose shutdown hooks delete the application's
   local directories -- the block files with them;
 * SIGKILL to the whole process group (Python and JVM): nothing runs, the directory stays; the
-  next fit under the same local root removes it, since the pid in its ``owner.json`` is gone.
+  next fit under the same local root removes it, since the lock on its ``owner.json`` died
+  with its owner (tests/test_owner_lock.py).
 """
 
 from __future__ import annotations

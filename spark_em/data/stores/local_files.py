@@ -17,12 +17,18 @@ The files live in Spark's own per-application local directory (under ``spark.loc
 ``SPARK_LOCAL_DIRS``), which Spark deletes when the application ends, also on SIGTERM (the
 Python driver dies, pyspark's JVM sees its stdin close and exits through its shutdown hooks;
 tested); a directory left by a driver killed outright (SIGKILL) is removed by the next fit
-under any of the same local roots, once its owner process is gone.
+under any of the same local roots, once its owner is gone.  Whether it is gone is decided by
+an advisory lock (``flock``) the store holds on the directory's ``owner.json`` for the fit's
+whole life: the kernel drops it when the owner dies however it dies, and a live owner holds
+it in any PID namespace (containers sharing one local directory), where its pid means
+nothing (:class:`OwnerLock`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import glob
 import json
 import os
@@ -52,7 +58,7 @@ class LocalFileStore(BlockStore):
         for local_root in _local_roots(self.spark, root):
             remove_stale_block_dirs(local_root)
         self.block_dir = tempfile.mkdtemp(prefix=f"{PREFIX}{self.fit_id}-", dir=root)
-        _write_owner(self.block_dir)
+        self._owner = OwnerLock.take(self.block_dir)
         self._params = os.path.join(self.block_dir, "params.pkl")
         self._frame = None
 
@@ -85,6 +91,7 @@ class LocalFileStore(BlockStore):
 
     def _release(self) -> None:
         shutil.rmtree(self.block_dir, ignore_errors=True)
+        self._owner.close()
 
 
 # ---------------------------------------------------------------------------------------
@@ -237,15 +244,59 @@ def _start_time(pid: int) -> str | None:
         return None
 
 
-def _write_owner(block_dir: str) -> None:
-    pid = os.getpid()
-    with open(os.path.join(block_dir, _OWNER), "w") as fh:
-        json.dump({"pid": pid, "start": _start_time(pid)}, fh)
+class OwnerLock:
+    """An exclusive ``flock`` on a block directory's ``owner.json``, held (by an open file
+    descriptor) from the directory's creation to its removal.  The record says who holds it
+    (pid, its start time, host) for people; the lock alone says whether the owner lives.
+
+    The file is written and locked under a temporary name, then renamed into place: a sweep
+    never finds an ``owner.json`` that is not locked yet."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+
+    @classmethod
+    def take(cls, block_dir: str) -> OwnerLock:
+        pid = os.getpid()
+        tmp = os.path.join(block_dir, f".{_OWNER}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            record = {"pid": pid, "start": _start_time(pid), "host": os.uname().nodename}
+            os.write(fd, json.dumps({**record, "lock": "flock"}).encode())
+            os.replace(tmp, os.path.join(block_dir, _OWNER))
+        except BaseException:
+            os.close(fd)
+            raise
+        return cls(fd)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)  # releases the lock
+            self.fd = -1
+
+
+def _lock_held(path: str) -> bool | None:
+    """Whether someone holds the ``flock`` of ``path`` (None: it cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return True
+        return None
+    finally:
+        os.close(fd)
+    return False
 
 
 def _owner_alive(block_dir: str) -> bool:
+    path = os.path.join(block_dir, _OWNER)
     try:
-        with open(os.path.join(block_dir, _OWNER)) as fh:
+        with open(path) as fh:
             owner = json.load(fh)
         pid = int(owner["pid"])
     except (OSError, ValueError, KeyError, TypeError):
@@ -257,6 +308,10 @@ def _owner_alive(block_dir: str) -> bool:
             return time.time() - os.path.getmtime(block_dir) < 3600
         except OSError:
             return False
+    if owner.get("lock") == "flock":
+        # the lock decides: the kernel dropped it if the owner died, in any PID namespace
+        return _lock_held(path) is not False
+    # an owner record of an older version (no lock): its pid, in this PID namespace
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
