@@ -80,6 +80,32 @@ def test_nothing_new_keeps_the_model(spark, chain):
     assert a.segments == b.segments
 
 
+def test_align_to_reorders_the_components_and_their_segments(spark, chain):
+    """--align-to a model whose components are m2's in reverse order: the written model is
+    m2's mixture reversed, its segments' statistics reordered with it (it loads: the
+    parameters are the M-step of their sum), and the report gives the order."""
+    root, models = chain
+    m2 = GaussianMixtureModel.load(str(models / "m2"))
+    reference = GaussianMixtureModel.fromParameters(
+        m2.weights[::-1], m2.means[::-1], m2.covariances[::-1]
+    )
+    reference.write().save(str(models / "reversed"))
+    code, report = update(
+        root, models, "m2", "aligned", "--window", "3", "--align-to", str(models / "reversed")
+    )
+    assert code == 0, report
+    assert report["aligned_to"] == {"model": str(models / "reversed"), "order": [1, 0]}
+    aligned = GaussianMixtureModel.load(str(models / "aligned"))
+    np.testing.assert_allclose(aligned.means, m2.means[::-1], rtol=1e-12)
+    np.testing.assert_allclose(aligned.weights, m2.weights[::-1], rtol=1e-12)
+    assert [(a.key, a.rows) for a in aligned.segments] == [(b.key, b.rows) for b in m2.segments]
+    # the next night (nothing new) is the M-step of the stored statistics: the same order
+    code, report = update(root, models, "aligned", "aligned-next", "--window", "3")
+    assert code == 0 and report["status"] == "nothing new"
+    nxt = GaussianMixtureModel.load(str(models / "aligned-next"))
+    np.testing.assert_allclose(nxt.means, aligned.means, rtol=1e-9)
+
+
 def test_drift_exits_4_and_writes_only_the_report(spark, chain):
     root, models = chain
     write_day(root, 9, shift=25.0)

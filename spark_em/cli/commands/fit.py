@@ -15,6 +15,7 @@ import contextlib
 import sys
 import time
 
+from ..align import ALIGN_TO, aligned
 from ..exit_codes import NotConvergedError, UsageError
 from ..inputs import check_source, demo_input, load_model, read_input
 from ..job import Job, checkpoint_words, estimator
@@ -49,14 +50,7 @@ WARM_START = [
         "start EM from this saved model (warm start); k and covariance type default to its own",
         metavar="PATH",
     ),
-    Option(
-        "align-to",
-        "model",
-        STR,
-        "reorder the fitted components to match this saved model's (least total "
-        "Bhattacharyya distance), so that cluster numbers stay the same across nights",
-        metavar="PATH",
-    ),
+    ALIGN_TO,
     Option(
         "require-convergence",
         "model",
@@ -214,7 +208,7 @@ def _fit_and_write(job: Job, gm, inp, params: dict) -> None:
     if model.summary.numRowsSkipped:
         extra["skipped_rows"] = _skipped(job, inp, model.numFeatures)
     if s.get("align-to"):
-        model, extra["aligned_to"] = _aligned(model, s["align-to"])
+        model, extra["aligned_to"] = aligned(model, s["align-to"])
     fitted = time.perf_counter()
     evaluation = evaluate(model, inp.df, inp.weight_col)
     evaluated = time.perf_counter()
@@ -301,16 +295,6 @@ def _skipped(job: Job, inp, d: int) -> dict:
     line, record = skipped(inp.df, inp.features, inp.weight_col, d)
     job.warn(line)
     return record
-
-
-def _aligned(model, path: str):
-    """``model`` with its components in the order of the saved model at ``path``, and the
-    report's record of it."""
-    from ...core.alignment import alignment
-
-    reference = load_model(path, "align-to")
-    order = alignment(model.mixture, reference.mixture).tolist()
-    return model.alignTo(reference), {"model": path, "order": order}
 
 
 COMMAND = Command("fit", __doc__, OPTIONS, check, execute, resolve)

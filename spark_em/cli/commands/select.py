@@ -11,6 +11,7 @@ import sys
 
 from ...core.covariance import COVARIANCE_TYPES
 from ...errors import InvalidRowsError
+from ..align import ALIGN_TO, aligned
 from ..data_errors import refused, skipped
 from ..exit_codes import UsageError
 from ..inputs import check_source, read_input
@@ -74,16 +75,7 @@ SELECT = [
     ),
     Option("criterion", "select", STR, "what chooses the best candidate", "bic", ("bic", "aic")),
 ]
-ALIGN = [
-    Option(
-        "align-to",
-        "model",
-        STR,
-        "reorder the best model's components to match this saved model's (least total "
-        "Bhattacharyya distance), so that cluster numbers stay the same across runs",
-        metavar="PATH",
-    ),
-]
+ALIGN = [ALIGN_TO]
 OUTPUT = [
     Option("model-out", "output", STR, "save the best model here (required)", metavar="PATH"),
     Option(
@@ -157,9 +149,7 @@ def execute(s) -> int:
             )
             job.warn(line)
         if s.get("align-to"):
-            from .fit import _aligned
-
-            model, extra["aligned_to"] = _aligned(model, s["align-to"])
+            model, extra["aligned_to"] = aligned(model, s["align-to"])
         print_table(rows, best, s["criterion"], sys.stdout)
         job.stage("model-out", lambda p: model.write().saveImpl(p))
         if "plot-dir" in job.targets:

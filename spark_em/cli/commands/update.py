@@ -15,7 +15,8 @@ A night with nothing new reads nothing and writes the model with only the window
 (the same parameters when no segment is dropped), exit 0, so that the chain goes on.
 ``--max-drift X``: when the new rows' mean log-likelihood under the old model is more than
 X nats/row below the window's (its segments' statistics), nothing is written but the
-report, exit 4.
+report, exit 4.  ``--align-to MODEL`` reorders the updated model's components (and its
+segments' statistics) to match another saved model's.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import time
 from urllib.parse import unquote
 
+from ..align import ALIGN_TO, aligned
 from ..exit_codes import DriftError, UsageError
 from ..inputs import check_source, load_model, read_input
 from ..job import Job
@@ -67,6 +69,7 @@ UPDATE = [
         check=at_least(0),
         metavar="X",
     ),
+    ALIGN_TO,
     Option("model-out", "output", STR, "save the updated model here (required)", metavar="PATH"),
     Option(
         "report-out", "output", STR, "write a JSON report (a file on this machine)", metavar="FILE"
@@ -83,7 +86,7 @@ def check(s) -> None:
         if not s.get(flag):
             raise UsageError(f"--{flag} is required")
     check_local_outputs(s)
-    check_before_spark(s, OUTPUTS, ("model",))
+    check_before_spark(s, OUTPUTS, ("model", "align-to"))
 
 
 def partition_keys(df, column: str, key_type: str) -> list | None:
@@ -193,6 +196,8 @@ def execute(s) -> int:
             mean_log_likelihood=updated.summary.meanLogLikelihood,
             seconds={"update": round(time.perf_counter() - t0, 3)},
         )
+        if s.get("align-to"):  # the segments' statistics are reordered with the components
+            updated, report["aligned_to"] = aligned(updated, s["align-to"])
         job.stage("model-out", lambda p: updated.write().saveImpl(p))
         report["seconds"]["total"] = round(job.seconds(), 3)
         report["outputs"] = job.written()
