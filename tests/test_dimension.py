@@ -102,3 +102,27 @@ def test_vector_assembler_output_has_its_size_in_the_schema(spark):
     out = VectorAssembler(inputCols=["a", "b", "c"], outputCol="features").transform(df)
     assert schema_dimension(out, "features") == 3
     assert schema_dimension(df, ["a", "b"]) == 2
+
+
+def test_update_with_a_malformed_first_row(spark):
+    """The update path (incremental EM by segment): a night whose first row is malformed
+    updates the model as the night's good rows alone do -- d is the model's, not the
+    first row's (before: 'initialModel has dimension 2 but featuresCol has dimension 5')."""
+    rng = np.random.default_rng(8)
+    nights = {n: rng.normal(size=(30, 2)) + [n, 0.0] for n in (1, 2, 3)}
+    schema = "features array<double>, night long"
+
+    def frame_of(which, first=None):
+        rows = ([(first, 3)] if first else []) + [(x.tolist(), n) for n in which for x in nights[n]]
+        return spark.createDataFrame(rows, schema).coalesce(1)
+
+    model = GaussianMixture(
+        k=2, maxIter=3, segmentCol="night", handleInvalid="skip", initMode="random", seed=2
+    ).fit(frame_of((1, 2)))
+    clean = model.update(frame_of((3,)), maxIter=3)
+    malformed = frame_of((3,), first=rng.normal(size=5).tolist())
+    assert len(malformed.head()["features"]) == 5
+    got = model.update(malformed, maxIter=3)
+    np.testing.assert_allclose(got.means, clean.means, rtol=1e-12)
+    np.testing.assert_allclose(got.covariances, clean.covariances, rtol=1e-12)
+    np.testing.assert_allclose(got.weights, clean.weights, rtol=1e-12)
