@@ -17,12 +17,20 @@ class InvalidInputError(ValueError):
 class InvalidRowsError(InvalidInputError):
     """Rows of the input are invalid (null, NaN, infinite or huge features, wrong vector
     lengths, bad weights) and ``handleInvalid`` is ``"error"``.  ``bad_rows``: their number
-    by kind; ``d``: the features' dimension."""
+    by kind; ``d``: the features' dimension; ``lengths``: rows by vector length, when some
+    have another length than ``d``."""
 
-    def __init__(self, message: str, bad_rows: dict | None = None, d: int | None = None):
+    def __init__(
+        self,
+        message: str,
+        bad_rows: dict | None = None,
+        d: int | None = None,
+        lengths: dict | None = None,
+    ):
         super().__init__(message)
         self.bad_rows = dict(bad_rows or {})
         self.d = d
+        self.lengths = dict(lengths or {})
 
 
 class IllDefinedCovarianceError(ValueError):

@@ -126,3 +126,23 @@ def test_update_with_a_malformed_first_row(spark):
     np.testing.assert_allclose(got.means, clean.means, rtol=1e-12)
     np.testing.assert_allclose(got.covariances, clean.covariances, rtol=1e-12)
     np.testing.assert_allclose(got.weights, clean.weights, rtol=1e-12)
+
+
+def test_fit_job_names_the_lengths_and_skips_to_d2(spark, tmp_path, capsys):
+    """The fit job (spark-em fit): its one-line refusal names the rows of each length; with
+    --handle-invalid skip its model has d=2."""
+    from spark_em import GaussianMixtureModel
+    from spark_em.cli.main import run
+
+    df, good = frame(spark, "array", 1)
+    path = str(tmp_path / "rows.parquet")
+    df.write.parquet(path)
+    argv = ["--input", path, "--features", "features", "--k", "1", "--quiet"]
+    assert run("fit", argv + ["--model-out", str(tmp_path / "refused")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "has vectors of a length other than 2 in 1 row (rows by length: 2: 39, 5: 1)" in err[0]
+    out = str(tmp_path / "m")
+    assert run("fit", argv + ["--handle-invalid", "skip", "--model-out", out]) == 0
+    model = GaussianMixtureModel.load(out)
+    np.testing.assert_allclose(model.means[0], good.mean(axis=0), rtol=1e-12)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ..data.arrow_blocks import MAX_ABS_VALUE, MAX_WEIGHT
 from ..data.bad_rows import BadRows, find_bad_rows
+from ..data.dimension import describe_lengths
 from .exit_codes import DataError
 
 # what a column holds, per kind of value (the per-column counts)
@@ -30,8 +31,11 @@ def _n(count: int) -> str:
     return f"{count:,} row{'s' if count != 1 else ''}"
 
 
-def describe(bad: BadRows, features, weight_col: str | None, d: int) -> list[str]:
-    """One phrase per problem, naming the columns that hold it and the row counts."""
+def describe(
+    bad: BadRows, features, weight_col: str | None, d: int, lengths: dict | None = None
+) -> list[str]:
+    """One phrase per problem, naming the columns that hold it and the row counts
+    (``lengths``: rows by vector length, named in the wrong-length phrase)."""
     by_count = [
         (count, f"{column} holds {what} in {_n(count)}")
         for kind, what in _VALUES.items()
@@ -44,7 +48,7 @@ def describe(bad: BadRows, features, weight_col: str | None, d: int) -> list[str
     if kinds.get("wrong_length"):
         phrases.append(
             f"featuresCol {features!r} has vectors of a length other than {d} in "
-            f"{_n(kinds['wrong_length'])}"
+            f"{_n(kinds['wrong_length'])}" + (f" ({describe_lengths(lengths)})" if lengths else "")
         )
     if kinds.get("null_weight"):
         phrases.append(f"weightCol {weight_col!r} is null in {_n(kinds['null_weight'])}")
@@ -78,8 +82,16 @@ def details(bad: BadRows) -> dict:
     }
 
 
-def refused(df, features, weight_col: str | None, d: int, scoring: bool = False) -> BadRowsError:
-    """The error for invalid rows of ``df`` that a job refuses (one line, exit 1)."""
+def refused(
+    df,
+    features,
+    weight_col: str | None,
+    d: int,
+    scoring: bool = False,
+    lengths: dict | None = None,
+) -> BadRowsError:
+    """The error for invalid rows of ``df`` that a job refuses (one line, exit 1);
+    ``lengths``: rows by vector length (from the fit's :class:`InvalidRowsError`)."""
     bad = find_bad_rows(df, features, weight_col, d, null_vectors=not scoring)
     if not bad.total:  # cannot happen: the rows were refused by the same decoding
         return BadRowsError(f"invalid rows in featuresCol {features!r}", details(bad))
@@ -87,7 +99,7 @@ def refused(df, features, weight_col: str | None, d: int, scoring: bool = False)
     example = f"; first: {bad.example}" if bad.example else ""
     message = (
         f"{_n(bad.total)} of {bad.rows:,} cannot be {what}: "
-        + "; ".join(describe(bad, features, weight_col, d))
+        + "; ".join(describe(bad, features, weight_col, d, lengths))
         + f"{example}; {_fix(bad)}"
     )
     return BadRowsError(message, details(bad))

@@ -244,6 +244,7 @@ def check_validation(
             "invalid input: " + "; ".join(problems),
             {k: v for k, v in invalid.items() if v},
             stats.d,
+            lengths,
         )
     if stats.n_rows == 0:
         raise InvalidInputError(

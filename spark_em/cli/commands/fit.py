@@ -283,7 +283,7 @@ def _fit(gm, inp, settings):
         with checkpoint_words(settings):
             return gm.fit(inp.df)
     except InvalidRowsError as exc:
-        raise refused(inp.df, inp.features, inp.weight_col, exc.d) from exc
+        raise refused(inp.df, inp.features, inp.weight_col, exc.d, lengths=exc.lengths) from exc
 
 
 def _skipped(job: Job, inp, d: int) -> dict:

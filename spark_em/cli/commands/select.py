@@ -139,7 +139,7 @@ def execute(s) -> int:
             with checkpoint_words(s):
                 model, table = gm.fitSelect(inp.df, ks, types, s["criterion"])
         except InvalidRowsError as exc:
-            raise refused(inp.df, inp.features, inp.weight_col, exc.d) from exc
+            raise refused(inp.df, inp.features, inp.weight_col, exc.d, lengths=exc.lengths) from exc
         rows = mark_stuck([r.asDict() for r in table.orderBy("covarianceType", "k").collect()])
         best = {"k": model.getK(), "covarianceType": model.covarianceType}
         extra = {}
