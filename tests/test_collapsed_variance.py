@@ -1,7 +1,8 @@
 """A component on one point with ``regCovar=0``: spark-em accepts its variance where
 scikit-learn accepts it, with scikit-learn's value (``10 eps n m^2 / (n + 10 eps)^2``, the
 exact value of its ``E[x^2] - mean^2`` with ``N_k + 10 eps``), and raises where it raises.
-Each case runs scikit-learn's own M-step on the same hard responsibilities."""
+Each case runs scikit-learn's own M-step on the same hard responsibilities; the last one runs
+the update path's step (fresh rows plus a frozen segment's statistics) against scikit-learn."""
 
 from __future__ import annotations
 
@@ -92,3 +93,60 @@ def test_heavier_component_on_a_point_raises():
     point = np.array([30.0, -20.0])
     with pytest.raises(IllDefinedCovarianceError, match="increase regCovar"):
         spark_em_m_step(data(point, 20), point, "diag")
+
+
+def test_incremental_step_with_frozen_segment_as_sklearn():
+    """The update path (incremental EM, :mod:`spark_em.engine.update`): fresh rows E-stepped
+    as :func:`spark_em.engine.em.step` does (with its exact-moments pass), a frozen
+    segment's statistics (its E-step under the same start, summed about the centre) added,
+    then the M-step with regCovar=0.  From one start this is one EM step over both
+    segments' rows: scikit-learn's, whose two components on one row each keep a variance
+    of about 1e-15 -- so does the update, where it used to raise."""
+    from sklearn.mixture import GaussianMixture as SkGM
+
+    from spark_em import GaussianMixtureModel
+    from spark_em.core.estep import EStepKernel
+    from spark_em.core.segment_statistics import SegmentStats, reoriginated, summed
+    from spark_em.engine.em import moments_to_redo, with_redone
+
+    from .test_collapse_one_step import MEANS, PRECISIONS, WEIGHTS
+
+    fresh = np.random.RandomState(0).uniform(size=(30, 3))  # scikit-learn's test's rows
+    frozen_rows = np.random.default_rng(1).uniform(size=(30, 3))
+    start = GaussianMixtureModel.fromParameters(
+        WEIGHTS / WEIGHTS.sum(), MEANS, 1 / PRECISIONS, "spherical"
+    )._mixture
+    c = np.vstack([fresh, frozen_rows]).mean(axis=0)
+
+    def e_step(X, kernels):
+        stats = [k.new_stats(3) for k in kernels]
+        for k, st in zip(kernels, stats):
+            k.accumulate(st, Chunk(X, np.ones(len(X)), c))
+        return stats
+
+    # the frozen segment's statistics as stored: about a centre, no per-component origin
+    (st_frozen,) = e_step(frozen_rows, [EStepKernel(start, c)])
+    frozen = SegmentStats("night-1", 0, c, reoriginated(st_frozen, c, c))
+    kernels = [EStepKernel(start, c)]
+    stats = e_step(fresh, kernels)
+    redo = moments_to_redo(kernels, stats, 0.0)
+    assert redo  # the two collapsed components' moments are taken again
+    (st,) = with_redone(stats, redo, e_step(fresh, [k for k, _ in redo.values()]))
+    st = st + reoriginated(summed([frozen], c), c, c, st.origin)
+    got = st.m_step(c, 0.0)
+
+    sk = SkGM(
+        6,
+        covariance_type="spherical",
+        reg_covar=0.0,
+        means_init=MEANS,
+        weights_init=WEIGHTS,
+        precisions_init=PRECISIONS,
+        max_iter=1,
+    ).fit(np.vstack([fresh, frozen_rows]))
+    tiny = got.covariances < 1e-12
+    assert tiny.sum() == 2 and np.all(got.covariances > 0)
+    np.testing.assert_allclose(got.covariances[tiny], sk.covariances_[tiny], rtol=0.6)
+    np.testing.assert_allclose(got.covariances[~tiny], sk.covariances_[~tiny], rtol=1e-8)
+    np.testing.assert_allclose(got.means, sk.means_, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(got.weights, sk.weights_, rtol=1e-9)
