@@ -275,3 +275,19 @@ def test_concurrent_fits_leave_the_session_settings_alone(client, data):
     for together, alone in zip(out["together"], out["alone"]):
         for key in ("weights", "means", "covariances", "history"):
             np.testing.assert_array_equal(together[key], alone[key], err_msg=key)
+
+
+def test_missing_values_over_connect(client, spark, data, tmp_path):
+    """missingValues='marginalize' over Connect: NaN features are integrated out as on
+    classic Spark (whose EM equals the row-by-row reference of tests/test_missing.py), with
+    nInit restarts and the default start searched on the sample's complete rows."""
+    _, X, _ = data
+    rng = np.random.default_rng(4)
+    Xm = X.copy()
+    rows = rng.choice(len(X), 150, replace=False)
+    Xm[rows, rng.integers(0, X.shape[1], size=150)] = np.nan
+    path = write_id_features_parquet(tmp_path / "holes.parquet", Xm)
+    params = dict(k=3, seed=5, nInit=2, maxIter=4, tol=0.0, missingValues="marginalize")
+    remote, local = both(client, spark, "fit", path, params)
+    assert_same_model(remote, local)
+    assert remote["numIter"] == 4

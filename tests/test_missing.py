@@ -113,12 +113,17 @@ def with_holes(X, seed):
     return X
 
 
-@pytest.fixture(scope="module")
-def holes():
+def make_holes():
+    """``(complete rows, the rows with holes, a start's means)``."""
     X, labels, _ = sample_mixture(N, k=K, d=D, covariance_type="full", seed=11, separation=5.0)
     Xm = with_holes(X, 3)
     means = np.stack([X[np.flatnonzero(labels == j)[0]] for j in range(K)])
     return X, Xm, means
+
+
+@pytest.fixture(scope="module")
+def holes():
+    return make_holes()
 
 
 def start_of(covariance_type, means):
