@@ -5,8 +5,10 @@ spark-em on all the data, at 1M x 16 and 200k x 100 (k=8, full covariance).
 
 The data are written as Parquet by ``scripts/bench.py``'s helpers (reused when present) and
 cached as bench.py does.  One EM iteration is the median iteration of a 3-iteration fit
-(tol=0, ``initMode="kmeans"``); the search is also seen inside a fit as the difference
-between 1-iteration fits with ``initMode="sample-em"`` and ``"kmeans"``.
+(tol=0, ``initMode="kmeans"``).  The search is timed with the driver's BLAS as it is (the
+fit's case) and limited to one thread (on a busy machine a multi-threaded BLAS on the driver
+can be many times slower); it is also seen inside a fit as the difference between
+1-iteration fits (default tol) with ``initMode="sample-em"`` and ``"kmeans"``.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ from __future__ import annotations
 import numpy as np
 from bench import DataSet, ensure_data, loadavg, timed
 
-# (rows, d, k)
+# (rows, d, k); --quick: a small sanity run of the same code
 WORKLOADS = [(1_000_000, 16, 8), (200_000, 100, 8)]
+QUICK = [(50_000, 16, 8), (20_000, 100, 8)]
 
 
 def measure_cost(spark, args) -> list[dict]:
     import pyarrow.parquet as pq
+    from threadpoolctl import threadpool_limits
 
     from spark_em import GaussianMixture
     from spark_em.core.sample_search import search_start
@@ -30,7 +34,7 @@ def measure_cost(spark, args) -> list[dict]:
     tol, reg = defaults.getTol(), defaults.getRegCovar()
     sample_rows = defaults.getInitSampleSize()
     out = []
-    for n, d, k in WORKLOADS:
+    for n, d, k in QUICK if args.quick else WORKLOADS:
         ds = DataSet(n, d, k, ["full"])
         path = ensure_data(ds, args.data_dir, 1)
         load = loadavg()
@@ -39,25 +43,36 @@ def measure_cost(spark, args) -> list[dict]:
         sample = X[np.random.default_rng(0).choice(n, sample_rows, replace=False)]
         del X, col
         searches = []
-        for seed in range(3):
-            secs, found = timed(
-                lambda: search_start(
-                    sample,
-                    k,
-                    "full",
-                    reg,
-                    np.random.default_rng(seed),
-                    trials=trials,
-                    max_iter=max_iter,
-                    tol=tol,
+        for seed in range(1):
+            for threads in (None, 1):  # the driver's BLAS as it is, and single-threaded
+                with threadpool_limits(threads):
+                    secs, found = timed(
+                        lambda: search_start(
+                            sample,
+                            k,
+                            "full",
+                            reg,
+                            np.random.default_rng(seed),
+                            trials=trials,
+                            max_iter=max_iter,
+                            tol=tol,
+                        )
+                    )
+                searches.append(
+                    {
+                        "seed": seed,
+                        "blas_threads": threads or "default",
+                        "seconds": secs,
+                        "sample_iterations": found.iterations,
+                    }
                 )
-            )
-            searches.append({"seconds": secs, "sample_iterations": found.iterations})
         df = spark.read.parquet(path).cache()
         df.count()
 
         def fit(mode, iters, infos=None):
-            gm = GaussianMixture(k=k, maxIter=iters, tol=0.0, seed=1, initMode=mode)
+            # tol=0 only for the timed iterations: the search stops its trials at the fit's tol
+            gm = GaussianMixture(k=k, maxIter=iters, tol=0.0 if infos is not None else tol)
+            gm.setInitMode(mode).setSeed(1)
             if infos is not None:
                 gm.progress = lambda e: infos.append(e) if isinstance(e, IterationInfo) else None
             return gm.fit(df)
@@ -68,7 +83,8 @@ def measure_cost(spark, args) -> list[dict]:
         iteration = float(np.median([i.seconds for i in infos[1:]]))
         fit1 = {mode: timed(lambda m=mode: fit(m, 1))[0] for mode in ("kmeans", "sample-em")}
         df.unpersist()
-        search_s = float(np.median([s["seconds"] for s in searches]))
+        search_s = float(np.median([s["seconds"] for s in searches if s["blas_threads"] != 1]))
+        search1_s = float(np.median([s["seconds"] for s in searches if s["blas_threads"] == 1]))
         r = {
             "n": n,
             "d": d,
@@ -80,13 +96,16 @@ def measure_cost(spark, args) -> list[dict]:
             "search_s": search_s,
             "em_iteration_s": iteration,
             "search_over_iteration": search_s / iteration,
+            "search_1thread_s": search1_s,
+            "search_1thread_over_iteration": search1_s / iteration,
             "fit1_kmeans_s": fit1["kmeans"],
             "fit1_sample_em_s": fit1["sample-em"],
             "load_before": load,
             "load_after": loadavg(),
         }
         print(
-            f"[cost {n}x{d} k={k}] search {search_s:.2f}s (median of 3), one EM iteration "
+            f"[cost {n}x{d} k={k}] search {search_s:.2f}s ({search1_s:.2f}s with 1 BLAS "
+            f"thread), one EM iteration "
             f"{iteration:.2f}s -> {search_s / iteration:.2f} iterations; fit(1) kmeans "
             f"{fit1['kmeans']:.2f}s, sample-em {fit1['sample-em']:.2f}s (load {load})",
             flush=True,
@@ -97,14 +116,15 @@ def measure_cost(spark, args) -> list[dict]:
 
 def cost_table(rows: list[dict]) -> str:
     lines = [
-        "| data | sample search (s) | one EM iteration (s) | search / iteration "
-        "| fit(1) kmeans → sample-em (s) |",
-        "|---|---|---|---|---|",
+        "| data | sample search (s) | search, 1 BLAS thread (s) | one EM iteration (s) "
+        "| search / iteration | fit(1) kmeans → sample-em (s) |",
+        "|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['n']:,} × {r['d']}, k={r['k']} | {r['search_s']:.2f} | "
-            f"{r['em_iteration_s']:.2f} | {r['search_over_iteration']:.2f} | "
+            f"{r['search_1thread_s']:.2f} | {r['em_iteration_s']:.2f} | "
+            f"{r['search_over_iteration']:.2f} ({r['search_1thread_over_iteration']:.2f}) | "
             f"{r['fit1_kmeans_s']:.2f} → {r['fit1_sample_em_s']:.2f} |"
         )
     return "\n".join(lines)

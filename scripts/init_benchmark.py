@@ -37,7 +37,6 @@ import argparse
 import os
 import sys
 import time
-import warnings
 
 import numpy as np
 
@@ -45,10 +44,19 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 from bench import loadavg  # noqa: E402  (scripts/ is on sys.path when run)
+from init_bench_fits import (  # noqa: E402
+    continued,
+    degenerate,
+    fit_mllib,
+    fit_sklearn,
+    fit_spark_em,
+    mean_loglik,
+    reference_optimum,
+    run_select,
+)
 from results import write_results  # noqa: E402
 
 TOL_NATS = 1e-3  # "at the optimum": within this many nats per row of the best known
-DEGENERATE_EIGEN = 1e-5  # a covariance eigenvalue below this (10 x regCovar): spurious optimum
 
 # name: (k, d, separation, weights or None for geometric 0.7**j, seed)
 GENERATED = {
@@ -68,6 +76,13 @@ def parse_args(argv=None):
     p.add_argument("--quick", action="store_true", help="3 seeds, 4000 rows, 3 data sets")
     p.add_argument("--seeds", type=int, default=10, help="seeds per data set (default 10)")
     p.add_argument("--select-seeds", type=int, default=10, help="fitSelect runs per set")
+    p.add_argument("--mllib-seeds", type=int, help="MLlib fits per set (default --seeds)")
+    p.add_argument(
+        "--reference-starts",
+        type=int,
+        default=10,
+        help="long scikit-learn runs per kind of start for the best known optimum",
+    )
     p.add_argument("--rows", type=int, default=20_000, help="rows of each generated set")
     p.add_argument("--sets", help="comma-separated data set names (default: all)")
     p.add_argument("--no-mllib", action="store_true")
@@ -110,160 +125,43 @@ def real(name: str):
     return np.asarray(X, dtype=np.float64), REAL[name], None
 
 
-# ------------------------------------------------------------------------------ scoring
-def mean_loglik(X, weights, means, covariances) -> float:
-    """Mean log-likelihood per row of X under a full-covariance mixture (plain numpy)."""
-    from scipy.special import logsumexp
-
-    cols = []
-    for w, m, c in zip(weights, means, covariances):
-        L = np.linalg.cholesky((c + c.T) / 2)
-        z = np.linalg.solve(L, (X - m).T)
-        logdet = 2 * np.log(np.diag(L)).sum()
-        cols.append(
-            np.log(w) - 0.5 * (np.sum(z * z, axis=0) + logdet + X.shape[1] * np.log(2 * np.pi))
-        )
-    return float(logsumexp(np.stack(cols, axis=1), axis=1).mean())
-
-
-def sk_em(X, k, **kw):
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.mixture import GaussianMixture as SkGM
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return SkGM(k, **kw).fit(X)
-
-
-def degenerate(covariances) -> bool:
-    """A component with a direction of (almost) no variance: its likelihood is set by
-    regCovar (1e-6), not by the data -- a spurious optimum (iris has some), never counted
-    as the best known nor as reaching it."""
-    return bool(min(np.linalg.eigvalsh(c).min() for c in covariances) < DEGENERATE_EIGEN)
-
-
-def continued(X, params) -> tuple[float, bool]:
-    """scikit-learn EM from ``(weights, means, covariances)`` to tol 1e-6: the mean
-    log-likelihood per row of the optimum the fit was heading for, and whether it is
-    :func:`degenerate`."""
-    w, m, c = params
-    c = (c + c.transpose(0, 2, 1)) / 2
-    gm = sk_em(
-        X,
-        len(w),
-        tol=1e-6,
-        max_iter=1000,
-        weights_init=np.asarray(w) / np.sum(w),
-        means_init=m,
-        precisions_init=np.linalg.inv(c),
-    )
-    return float(gm.score(X)), degenerate(gm.covariances_)
-
-
-def reference_optimum(X, k, truth, starts: int = 10) -> dict:
-    """Long scikit-learn runs from ``starts`` k-means and ``starts`` random-row starts (and
-    from the true parameters): the best non-degenerate mean log-likelihood of each kind, and
-    how many runs ended degenerate."""
-    runs: dict[str, list] = {"kmeans": [], "random_from_data": []}
-    for init in runs:
-        for s in range(starts):
-            gm = sk_em(X, k, tol=1e-6, max_iter=1000, init_params=init, random_state=s)
-            runs[init].append((float(gm.score(X)), degenerate(gm.covariances_)))
-    if truth is not None:
-        runs["from_truth"] = [
-            continued(X, (truth["weights"], truth["means"], truth["covariances"]))
-        ]
-    out = {
-        name: max((v for v, bad in values if not bad), default=float("-inf"))
-        for name, values in runs.items()
-    }
-    out["degenerate_runs"] = sum(bad for values in runs.values() for _, bad in values)
-    return out
-
-
-# ------------------------------------------------------------------------------ fits
-def fit_sklearn(X, k, seed):
-    gm = sk_em(X, k, random_state=seed)
-    return (gm.weights_, gm.means_, gm.covariances_), int(gm.n_iter_), {}
-
-
-def fit_spark_em(df, k, seed):
-    from spark_em import GaussianMixture
-
-    model = GaussianMixture(k=k, seed=seed).fit(df)
-    s = model.summary
-    start = dict(s.initialisation)
-    start.pop("perTrial", None)
-    return (
-        (model.weights, model.means, model.full_covariances()),
-        int(s.numIter),
-        {"own_mean_log_likelihood": s.meanLogLikelihood, "start": start},
-    )
-
-
-def fit_mllib(df, k, seed, n):
-    from pyspark.ml.clustering import GaussianMixture as MLlibGM
-
-    model = MLlibGM(k=k, seed=seed, featuresCol="vector").fit(df)
-    rows = model.gaussiansDF.collect()
-    means = np.array([r["mean"].toArray() for r in rows])
-    covs = np.array([r["cov"].toArray() for r in rows])
-    s = model.summary
-    extra = {"own_total_log_likelihood": s.logLikelihood, "own_per_row": s.logLikelihood / n}
-    return (np.array(model.weights), means, covs), int(s.numIter), extra
-
-
-def run_select(df, k, seeds) -> list[dict]:
-    from spark_em import GaussianMixture
-
-    out = []
-    ks = list(range(max(2, k - 3), k + 4))
-    for s in seeds:
-        t = time.perf_counter()
-        model, table = GaussianMixture(seed=s).fitSelect(df, ks, ["full"])
-        rows = table.collect()
-        out.append(
-            {
-                "seed": s,
-                "chosen_k": int(model.getK()),
-                "seconds": time.perf_counter() - t,
-                "table": [
-                    {f: r[f] for f in ("k", "bic", "meanLogLikelihood", "degenerateStart")}
-                    for r in rows
-                ],
-            }
-        )
-        print(f"    select seed {s}: k={model.getK()} ({out[-1]['seconds']:.1f}s)", flush=True)
-    return out
-
-
 # ------------------------------------------------------------------------------ one data set
-def bench_set(spark, name, X, k, truth, args) -> dict:
-    from pyspark.ml.functions import array_to_vector
-    from pyspark.sql import functions as F
+class DataSetRun:
+    """One data set's measurements, added library by library (the JSON is rewritten after
+    each step, so a run cut short keeps what it measured)."""
 
-    from spark_em.data.datasets import to_dataframe
+    def __init__(self, spark, name: str, args):
+        from pyspark.ml.functions import array_to_vector
+        from pyspark.sql import functions as F
 
-    n, d = X.shape
-    print(f"[{name}] n={n} d={d} k={k}", flush=True)
-    t = time.perf_counter()
-    ref = reference_optimum(X, k, truth)
-    print(f"  reference runs {ref} ({time.perf_counter() - t:.1f}s)", flush=True)
-    df = to_dataframe(spark, X, num_partitions=2)
-    df = df.select("features", array_to_vector(F.col("features")).alias("vector")).cache()
-    df.count()
-    libs = {"spark-em": lambda s: fit_spark_em(df, k, s), "sklearn": lambda s: fit_sklearn(X, k, s)}
-    if not args.no_mllib:
-        libs["MLlib"] = lambda s: fit_mllib(df, k, s, n)
-    fits: dict = {lib: [] for lib in libs}
-    for lib, fit in libs.items():
-        for s in range(args.seeds):
+        from spark_em.data.datasets import to_dataframe
+
+        X, k, truth = generated(name, args.rows) if name in GENERATED else real(name)
+        self.X, self.k, self.truth, self.spark = X, k, truth, spark
+        n, d = X.shape
+        print(f"[{name}] n={n} d={d} k={k}", flush=True)
+        t = time.perf_counter()
+        ref = reference_optimum(X, k, truth, args.reference_starts)
+        print(f"  reference runs {ref} ({time.perf_counter() - t:.1f}s)", flush=True)
+        self.out: dict = {"name": name, "n": n, "d": d, "k": k, "reference": ref, "fits": {}}
+        df = to_dataframe(spark, X, num_partitions=2)
+        self.df = df.select("features", array_to_vector(F.col("features")).alias("vector"))
+
+    def add(self, lib: str, seeds: int) -> None:
+        X, k, df = self.X, self.k, self.df.cache()
+        fit = {
+            "spark-em": lambda s: fit_spark_em(df, k, s),
+            "sklearn": lambda s: fit_sklearn(X, k, s),
+            "MLlib": lambda s: fit_mllib(df, k, s, X.shape[0]),
+        }[lib]
+        fits = self.out["fits"][lib] = []
+        for s in range(seeds):
             t = time.perf_counter()
             params, iters, extra = fit(s)
             secs = time.perf_counter() - t
             stopped = mean_loglik(X, *params)
             optimum, bad = continued(X, params)
-            fits[lib].append(
+            fits.append(
                 dict(
                     seed=s,
                     iterations=iters,
@@ -274,39 +172,38 @@ def bench_set(spark, name, X, k, truth, args) -> dict:
                     **extra,
                 )
             )
-        print(
-            f"  {lib}: stopped at {[round(f['stopped'], 4) for f in fits[lib]]} "
-            f"-> optima {[round(f['optimum'], 4) for f in fits[lib]]}",
-            flush=True,
-        )
-    ends = [f["optimum"] for fl in fits.values() for f in fl if not f["degenerate"]]
-    best = max([v for name, v in ref.items() if name != "degenerate_runs"] + ends)
-    summary = {}
-    for lib, fl in fits.items():
-        for f in fl:
-            f["gap_optimum"] = best - f["optimum"]
-            f["gap_stopped"] = best - f["stopped"]
-        good = [f for f in fl if not f["degenerate"]]
-        summary[lib] = {
-            "at_optimum": sum(f["gap_optimum"] <= TOL_NATS for f in good),
-            "stopped_near": sum(f["gap_stopped"] <= TOL_NATS for f in good),
-            "degenerate": len(fl) - len(good),
-            "fits": len(fl),
-            "worst_gap": max((f["gap_optimum"] for f in good), default=float("nan")),
-            "median_seconds": float(np.median([f["seconds"] for f in fl])),
-        }
-        print(f"  {lib}: {summary[lib]}", flush=True)
-    out = {"name": name, "n": n, "d": d, "k": k, "reference": ref, "best": best}
-    out.update(fits=fits, summary=summary)
-    if truth is not None and not args.no_select and args.select_seeds > 0:
-        runs = run_select(df, k, range(args.select_seeds))
-        out["select"] = {
+        df.unpersist()
+        self.summarise()
+        print(f"  [{self.out['name']}] {lib}: {self.out['summary'][lib]}", flush=True)
+
+    def summarise(self) -> None:
+        fits, ref = self.out["fits"], self.out["reference"]
+        ends = [f["optimum"] for fl in fits.values() for f in fl if not f["degenerate"]]
+        best = self.out["best"] = max([v for n, v in ref.items() if n != "degenerate_runs"] + ends)
+        summary = self.out["summary"] = {}
+        for lib, fl in fits.items():
+            for f in fl:
+                f["gap_optimum"] = best - f["optimum"]
+                f["gap_stopped"] = best - f["stopped"]
+            good = [f for f in fl if not f["degenerate"]]
+            summary[lib] = {
+                "at_optimum": sum(f["gap_optimum"] <= TOL_NATS for f in good),
+                "stopped_near": sum(f["gap_stopped"] <= TOL_NATS for f in good),
+                "degenerate": len(fl) - len(good),
+                "fits": len(fl),
+                "worst_gap": max((f["gap_optimum"] for f in good), default=float("nan")),
+                "median_seconds": float(np.median([f["seconds"] for f in fl])),
+            }
+
+    def select(self, seeds: int) -> None:
+        df = self.df.cache()
+        runs = run_select(df, self.k, range(seeds))
+        df.unpersist()
+        self.out["select"] = {
             "runs": runs,
-            "true_k": sum(r["chosen_k"] == k for r in runs),
+            "true_k": sum(r["chosen_k"] == self.k for r in runs),
             "of": len(runs),
         }
-    df.unpersist()
-    return out
 
 
 def table(results: list[dict]) -> str:
@@ -322,7 +219,7 @@ def table(results: list[dict]) -> str:
     for r in results:
         cells = [r["name"], f"{r['n']:,} × {r['d']}, {r['k']}"]
         for lib in libs:
-            s = r["summary"].get(lib)
+            s = r.get("summary", {}).get(lib)
             if s is None:
                 cells.append("—")
                 continue
@@ -363,16 +260,23 @@ def main(argv=None) -> int:
     spark.sparkContext.setLogLevel("ERROR")
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
     report: dict = {"started": started, "args": vars(args), "load_before": loadavg()}
-    results = []
+    results: list[dict] = []
+    args.out = args.out or os.path.join("bench-results", f"init-{started}.json")
     try:
         if not args.cost_only:
             # driver numpy/sklearn single-threaded: the machine is shared (timing is not measured)
             with threadpool_limits(1):
-                for name in names:
-                    X, k, truth = generated(name, args.rows) if name in GENERATED else real(name)
-                    r = bench_set(spark, name, X, k, truth, args)
-                    r["load_after"] = loadavg()
-                    results.append(r)
+                runs = [DataSetRun(spark, name, args) for name in names]
+                # cheap first, so that a run cut short has every set's spark-em and sklearn
+                steps = [(r, lib, args.seeds) for lib in ("spark-em", "sklearn") for r in runs]
+                if not args.no_select:
+                    steps += [(r, "select", args.select_seeds) for r in runs if r.truth is not None]
+                if not args.no_mllib:
+                    steps += [(r, "MLlib", args.mllib_seeds or args.seeds) for r in runs]
+                for r, what, seeds in steps:
+                    r.select(seeds) if what == "select" else r.add(what, seeds)
+                    results = [r.out for r in runs]
+                    save(report, results, args.out)
         if args.cost or args.cost_only:
             from init_bench_cost import cost_table, measure_cost
 
@@ -380,18 +284,20 @@ def main(argv=None) -> int:
             report["cost_table"] = cost_table(report["cost"])
     finally:
         spark.stop()
-    report["results"] = results
-    report["load_after"] = loadavg()
-    if results:
-        report["table"] = table(results)
-        print()
-        print(report["table"])
-    if "cost_table" in report:
-        print()
-        print(report["cost_table"])
-    out = write_results(report, "init", args.out)
+    out = save(report, results, args.out)
+    print()
+    print(report.get("table", ""))
+    print()
+    print(report.get("cost_table", ""))
     print(f"\nwritten {out}")
     return 0
+
+
+def save(report: dict, results: list[dict], out: str) -> str:
+    report.update(results=results, load_after=loadavg())
+    if results:
+        report["table"] = table(results)
+    return write_results(report, "init", out)
 
 
 if __name__ == "__main__":
