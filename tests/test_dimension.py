@@ -6,6 +6,8 @@ good rows (closed form, + regCovar), written here."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from pyspark.ml.feature import VectorAssembler
@@ -142,7 +144,12 @@ def test_fit_job_names_the_lengths_and_skips_to_d2(spark, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1, err
     assert "has vectors of a length other than 2 in 1 row (rows by length: 2: 39, 5: 1)" in err[0]
-    out = str(tmp_path / "m")
-    assert run("fit", argv + ["--handle-invalid", "skip", "--model-out", out]) == 0
+    out, report = str(tmp_path / "m"), tmp_path / "report.json"
+    skip = ["--handle-invalid", "skip", "--model-out", out, "--report-out", str(report)]
+    assert run("fit", argv + skip) == 0
+    # the job's report and its warning name the lengths too
+    record = json.loads(report.read_text())["skipped_rows"]
+    assert record["by_kind"] == {"wrong_length": 1}
+    assert record["rows_by_length"] == {"2": 39, "5": 1}
     model = GaussianMixtureModel.load(out)
     np.testing.assert_allclose(model.means[0], good.mean(axis=0), rtol=1e-12)

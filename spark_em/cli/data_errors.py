@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from ..data.arrow_blocks import MAX_ABS_VALUE, MAX_WEIGHT
 from ..data.bad_rows import BadRows, find_bad_rows
-from ..data.dimension import describe_lengths
+from ..data.columns import feature_array
+from ..data.dimension import describe_lengths, length_counts
 from .exit_codes import DataError
 
 # what a column holds, per kind of value (the per-column counts)
@@ -106,9 +107,16 @@ def refused(
 
 
 def skipped(df, features, weight_col: str | None, d: int) -> tuple[str, dict]:
-    """``(one line, report record)`` of the invalid rows a fit left out."""
+    """``(one line, report record)`` of the invalid rows a fit left out; rows of another
+    vector length are named by length (one more Spark job, only when there are some)."""
     bad = find_bad_rows(df, features, weight_col, d)
+    lengths = None
+    if bad.by_kind.get("wrong_length"):
+        lengths = length_counts(df, feature_array(df, features))
     line = f"skipped {_n(bad.total)} of {bad.rows:,}: " + "; ".join(
-        describe(bad, features, weight_col, d)
+        describe(bad, features, weight_col, d, lengths)
     )
-    return line, details(bad)
+    record = details(bad)
+    if lengths:
+        record["rows_by_length"] = {str(n): c for n, c in sorted(lengths.items())}
+    return line, record
