@@ -140,6 +140,14 @@ def parse_args(argv=None):
         help="also time a model-selection sweep, e.g. '2..7:full,diag' (fitSelect "
         "vs the sum of the separate fits), per --block-cache store",
     )
+    p.add_argument(
+        "--missing-fraction",
+        default="",
+        metavar="F[,F...]",
+        help="also time missingValues='marginalize' with this fraction of rows missing 1-3 "
+        "features at random (0 = the complete data), against 'invalid' on the complete "
+        "data, first covariance type and store (scripts/bench_missing.py)",
+    )
     return p.parse_args(argv)
 
 
@@ -289,6 +297,11 @@ def bench_spark(spark, ds: DataSet, path: str, args) -> dict:
         )
     slice_.unpersist()
     df.unpersist()
+    if args.missing_fraction:
+        from bench_missing import bench_missing
+
+        fractions = [float(f) for f in args.missing_fraction.split(",")]
+        out["missing"] = bench_missing(spark, ds, path, args, fractions, bench_ours)
     return out
 
 
@@ -514,6 +527,10 @@ def main(argv=None) -> int:
         if cluster is not None:
             cluster.stop()
     text = table(results, args.iters)
+    if args.missing_fraction:
+        from bench_missing import missing_table
+
+        text += "\n\n" + missing_table(results)
     print()
     print(text)
     import numpy
