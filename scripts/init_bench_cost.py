@@ -117,7 +117,7 @@ def measure_cost(spark, args) -> list[dict]:
 def cost_table(rows: list[dict]) -> str:
     lines = [
         "| data | sample search (s) | search, 1 BLAS thread (s) | one EM iteration (s) "
-        "| search / iteration | fit(1) kmeans → sample-em (s) |",
+        "| search / iteration (1 thread) | fit(1) kmeans → sample-em (s) |",
         "|---|---|---|---|---|---|",
     ]
     for r in rows:
