@@ -46,6 +46,8 @@ PRESETS = {
     "200k-d100-full": (200_000, 100, 20, "full", 6.0),
     "1m-diag": (1_000_000, 16, 8, "diag", 6.0),
     "1m-spherical": (1_000_000, 16, 8, "spherical", 6.0),
+    # the GPU library's published CPU benchmark case (issue 23, point 5)
+    "1m-d64-k64-diag": (1_000_000, 64, 64, "diag", 6.0),
 }
 DEFAULT = ["1m-full", "1m-diag", "1m-spherical", "200k-d100-full"]
 QUICK = (100_000, 8, 4)
@@ -101,6 +103,11 @@ def parse_args(argv=None):
         type=float,
         default=4.0,
         help="run sklearn only when the data take less memory than this",
+    )
+    p.add_argument(
+        "--sklearn-dtype",
+        default="float64",
+        help="scikit-learn's input dtype, comma-separated (float64,float32: both in one run)",
     )
     p.add_argument("--no-sklearn", action="store_true")
     p.add_argument("--no-mllib", action="store_true")
@@ -341,23 +348,26 @@ def bench_sklearn(ds: DataSet, path: str, args) -> dict:
     X = np.asarray(col.flatten().to_numpy()).reshape(-1, ds.d)
     out = {}
     m = args.sklearn_iters
-    for cov in ds.covs:
+    for dtype in [t.strip() for t in args.sklearn_dtype.split(",")]:
+        Xt = X.astype(dtype, copy=False)  # scikit-learn >= 1.7 keeps float32 end to end
+        for cov in ds.covs:
 
-        def fit(it):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                return SkGM(
-                    ds.k, covariance_type=cov, max_iter=it, tol=0.0, random_state=args.seed
-                ).fit(X)
+            def fit(it):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", ConvergenceWarning)
+                    return SkGM(
+                        ds.k, covariance_type=cov, max_iter=it, tol=0.0, random_state=args.seed
+                    ).fit(Xt)
 
-        t1 = min(timed(lambda: fit(1))[0] for _ in range(args.repeat))
-        tm = min(timed(lambda: fit(1 + m))[0] for _ in range(args.repeat))
-        out[f"sklearn_{cov}"] = {"fit1_s": t1, f"fit{1 + m}_s": tm, "per_iter_s": (tm - t1) / m}
-        print(
-            f"[{ds.name}] sklearn {cov}: fit(1) {t1:.2f}s fit({1 + m}) {tm:.2f}s -> "
-            f"{(tm - t1) / m:.3f}s/iter",
-            flush=True,
-        )
+            t1 = min(timed(lambda: fit(1))[0] for _ in range(args.repeat))
+            tm = min(timed(lambda: fit(1 + m))[0] for _ in range(args.repeat))
+            key = f"sklearn_{cov}" + ("" if dtype == "float64" else f"_{dtype}")
+            out[key] = {"fit1_s": t1, f"fit{1 + m}_s": tm, "per_iter_s": (tm - t1) / m}
+            print(
+                f"[{ds.name}] sklearn {cov} {dtype}: fit(1) {t1:.2f}s fit({1 + m}) {tm:.2f}s -> "
+                f"{(tm - t1) / m:.3f}s/iter",
+                flush=True,
+            )
     return out
 
 
@@ -453,7 +463,10 @@ def table(results: list[dict], iters: int) -> str:
         for key in keys:
             cov, _, store = key[len("spark_em_") :].partition("@")
             ours = r[key]
+            # against scikit-learn in the same dtype where it ran in it
             sk = r.get(f"sklearn_{cov}", {})
+            if "float32" in store:
+                sk = r.get(f"sklearn_{cov}_float32", sk)
             name = f"N={r['n']:,} d={r['d']} K={r['k']} {cov}" + (f" ({store})" if store else "")
             if r.get("separation", 6.0) != 6.0:
                 name += f" (sep {r['separation']:g})"

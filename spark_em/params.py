@@ -138,9 +138,10 @@ PARAMS: tuple[ParamSpec, ...] = (
     ),
     ParamSpec(
         "initMaxIter",
-        20,
+        50,
         "EM iterations on the sample for the best starts of initMode='sample-em' (a race "
-        "halves the starts after a quarter and after half of them)",
+        "halves the starts after a quarter and after half of them; a start stops earlier "
+        "when its change is below tol / 10)",
         TypeConverters.toInt,
         check=at_least(1),
         flag="init-max-iter",

@@ -47,7 +47,7 @@ PARAMS = {
     "regCovar": (1e-6, 1e-3),
     "initMode": ("sample-em", "random"),
     "initTrials": (10, 3),
-    "initMaxIter": (20, 5),
+    "initMaxIter": (50, 5),
     "nInit": (1, 3),
     "seed": (42, None),  # a fixed default: reproducible unless seed=None is set
     "initialModel": (None, "model"),  # "model": a GaussianMixtureModel, built in the test
@@ -125,7 +125,7 @@ def test_defaults_are_sklearn_and_mllib_ones():
     # the start is the one default that differs: searched on the sample (issue 17), while
     # sklearn's k-means start stays available under its name
     assert gm.getInitMode() == "sample-em" and sk["init_params"] == "kmeans"
-    assert (gm.getInitTrials(), gm.getInitMaxIter()) == (10, 20)
+    assert (gm.getInitTrials(), gm.getInitMaxIter()) == (10, 50)
 
     class Shared(HasAggregationDepth, HasFeaturesCol, HasPredictionCol, HasProbabilityCol):
         pass

@@ -23,9 +23,11 @@ drawn, so the search costs driver time only.
 3. the start with the best sample mean log-likelihood among those without an empty or
    collapsed component is kept (``degenerate`` says when every start had one).
 
-Its cost is about ``trials * max_iter * 0.4`` E-steps on the sample's rows (40 with the
-defaults of 10 trials and 20 iterations) -- for a 10,000-row sample, about 0.4 E-step passes
-over 1M rows, paid once on the driver.
+Its cost is at most about ``trials * max_iter * 0.4`` E-steps on the sample's rows (200 with
+the defaults of 10 trials and 50 iterations; starts that converge stop earlier) -- for a
+10,000-row sample, at most about 2 E-step passes over 1M rows, paid once on the driver.
+The fit runs it with one BLAS thread and a tenth of its own ``tol``
+(:func:`spark_em.engine.em.initial_starts`).
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from ..core.component_distance import NEARLY_IDENTICAL, nearly_identical
 from ..core.estep import EStepKernel
@@ -32,6 +33,8 @@ from ..data.passes import run_pass
 from ..progress import IterationInfo
 
 log = logging.getLogger("spark_em")
+
+SEARCH_TOL_FACTOR = 0.1  # the sample search's tol, relative to the fit's
 
 
 @dataclass(eq=False)  # compared by identity: parameters hold numpy arrays
@@ -83,7 +86,7 @@ class InitSpec:
     init_mode: str
     seed: int
     trials: int = 10
-    max_iter: int = 20
+    max_iter: int = 50
 
 
 def initial_starts(
@@ -100,16 +103,23 @@ def initial_starts(
         if s.init_mode == SEARCH_MODE:
             # with missing values: the sample's complete rows (or mean-filled rows)
             sample = init_sample(data.sample, s.k, data.centre)[0] if data.marginalize else None
-            found = search_start(
-                data.sample if sample is None else sample,
-                s.k,
-                s.covariance_type,
-                reg_covar,
-                np.random.default_rng(s.seed),
-                trials=s.trials,
-                max_iter=s.max_iter,
-                tol=tol,
-            )
+            # one BLAS thread: the sample's GEMMs are small, and a threaded BLAS on a busy
+            # driver made the search up to 10x slower (scripts/init_benchmark.py --cost).
+            # The race stops a start at tol / 10: with the fit's own tol the starts stopped
+            # on the plateau the fit then stopped on too (init_benchmark's k=4 d=4 set:
+            # 0.055 nats/row below the optimum; with tol / 10 and 50 iterations on the
+            # sample, 0.0005 below it)
+            with threadpool_limits(1):
+                found = search_start(
+                    data.sample if sample is None else sample,
+                    s.k,
+                    s.covariance_type,
+                    reg_covar,
+                    np.random.default_rng(s.seed),
+                    trials=s.trials,
+                    max_iter=s.max_iter,
+                    tol=tol * SEARCH_TOL_FACTOR,
+                )
             if found.degenerate:
                 log.warning(
                     "k=%d %s: every start searched on the sample had an empty or collapsed "

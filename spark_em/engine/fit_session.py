@@ -73,7 +73,7 @@ class FitSettings:
     skip_invalid: bool
     dtype: str = "float64"
     init_trials: int = 10
-    init_max_iter: int = 20
+    init_max_iter: int = 50
     warm_start: WarmStart | None = None
     checkpoint_dir: str | None = None
     discard_checkpoint: bool = False  # start afresh whatever the checkpoint directory holds
