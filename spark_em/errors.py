@@ -4,6 +4,12 @@ path and the problem."""
 from __future__ import annotations
 
 
+def describe_lengths(counts: dict[int, int]) -> str:
+    """``rows by length: 2: 39, 5: 1`` (most frequent first), for messages."""
+    order = sorted(counts, key=lambda n: (-counts[n], n))
+    return "rows by length: " + ", ".join(f"{n}: {counts[n]:,}" for n in order)
+
+
 def describe_features(features) -> str:
     """How messages name the features: ``featuresCol 'x'`` or ``featuresCol ['a', 'b']``."""
     return f"featuresCol {features!r}"

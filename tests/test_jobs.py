@@ -154,8 +154,9 @@ def test_n_init_runs_are_labelled(spark, lake, tmp_path, capsys):
 
 def test_warm_start_converges_in_fewer_iterations(spark, tmp_path, capsys):
     """Yesterday's model started on today's rows (same mixture, overlapping components):
-    fewer iterations than a cold start (sklearn: 42 cold, 8 warm on these rows); k and
-    covariance type come from the saved model."""
+    fewer iterations than a cold k-means start (sklearn: 42 cold, 8 warm on these rows; the
+    default sample-em start does its iterations on the sample instead); k and covariance
+    type come from the saved model."""
     X, _, truth = sample_mixture(3000, k=3, d=2, seed=11, separation=3.0)
     X2, _ = draw_mixture(3000, truth, "full", np.random.default_rng(12))
     from sklearn.mixture import GaussianMixture as SkGM
@@ -174,6 +175,8 @@ def test_warm_start_converges_in_fewer_iterations(spark, tmp_path, capsys):
                 day2,
                 "--k",
                 "3",
+                "--init-mode",
+                "kmeans",
                 "--model-out",
                 str(tmp_path / "cold"),
                 "--report-out",

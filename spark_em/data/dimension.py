@@ -15,7 +15,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from ..errors import describe_features
+from ..errors import describe_features, describe_lengths
 
 __all__ = ["schema_dimension", "length_counts", "most_frequent", "describe_lengths", "warning"]
 
@@ -44,12 +44,6 @@ def most_frequent(counts: dict[int, int]) -> int | None:
     if not counts:
         return None
     return min(counts, key=lambda n: (-counts[n], n))
-
-
-def describe_lengths(counts: dict[int, int]) -> str:
-    """``rows by length: 2: 39, 5: 1`` (most frequent first), for messages."""
-    order = sorted(counts, key=lambda n: (-counts[n], n))
-    return "rows by length: " + ", ".join(f"{n}: {counts[n]:,}" for n in order)
 
 
 def warning(features, counts: dict[int, int], d: int) -> str:

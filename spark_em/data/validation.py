@@ -17,9 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core.rowkeys import row_hash, uniform
-from ..errors import InvalidInputError, InvalidRowsError, describe_features
+from ..errors import InvalidInputError, InvalidRowsError, describe_features, describe_lengths
 from .arrow_blocks import BAD_KINDS, MAX_ABS_VALUE, MAX_WEIGHT, UNINFORMATIVE_KINDS
-from .dimension import describe_lengths
 
 _HEAD = 5  # d, sample_size, m, n_rows, weight_sum
 
