@@ -19,9 +19,13 @@ complete rows', with the same shapes, origin and meaning, so they add (across ta
 segments, rows of both kinds) and the M-step is unchanged.
 
 Inside a chunk, complete rows go through :class:`~spark_em.core.estep.EStepKernel`
-unchanged; the others are grouped by their pattern of missing coordinates, and each
-pattern's factors (the Cholesky factor of every component's ``Sigma_oo``, the gains
-``Sigma_mo L^-T`` and the conditional covariances) are computed once per task.
+unchanged.  Rows with at most ``MAX_MISSING`` missing coordinates go, grouped by their
+number, through each component's precision matrix
+(:mod:`spark_em.core.missing_precision`: one GEMM per component for all of them, whatever
+their patterns); the others, and the few rows whose quadratic form that route cannot give
+to 1e-9, are grouped by their pattern of missing coordinates, and each pattern's factors
+(the Cholesky factor of every component's ``Sigma_oo``, the gains ``Sigma_mo L^-T`` and
+the conditional covariances) are computed once per task.
 """
 
 from __future__ import annotations
@@ -33,9 +37,11 @@ import numpy as np
 
 from .estep import EStepKernel, _normalise_t
 from .init_summarizers import NearestCentreSummarizer, RandomResponsibilitySummarizer
+from .missing_precision import MAX_MISSING, PrecisionRoute, add_second_rows
 from .mixture import LOG_2PI, GaussianParams
 from .sufficient_statistics import SuffStats
-from .summarizers import Chunk, MixtureSummarizer
+from .summarizers import Chunk, MixtureSummarizer, slices
+from .tuning import chunk_rows
 
 MISSING_VALUES = ("invalid", "marginalize")
 
@@ -142,6 +148,7 @@ class MarginalEStep(MixtureSummarizer):
         with np.errstate(divide="ignore"):
             self.log_weights = np.log(p.weights)
         self._factors: dict[bytes, PatternFactors] = {}
+        self.route = PrecisionRoute(self.log_weights, self.means, self.covariances)
 
     @property
     def origin(self):  # type: ignore[override]
@@ -182,6 +189,54 @@ class MarginalEStep(MixtureSummarizer):
             y -= self.origin[:, None, :]
         return y
 
+    def _add_rows(self, stats: SuffStats, lp: np.ndarray, wg: np.ndarray):
+        """Add rows' log-likelihood, weights, counts and ``N_k`` from their log joint
+        densities ``lp (k, g)`` (made responsibilities in place); returns the weighted
+        responsibilities ``(k, g)`` when the moments are wanted, else None."""
+        ll, hard = _normalise_t(lp, None)
+        stats.log_likelihood += float(ll @ wg)
+        stats.weight_sum += float(wg.sum())
+        stats.n_rows += wg.shape[0]
+        stats.hard_counts += np.bincount(hard, minlength=self.k)
+        rw = lp * wg
+        stats.nk += rw.sum(axis=1)
+        return rw if self.moments else None
+
+    def _few_missing(self, missing: np.ndarray):
+        """Index arrays of the rows of ``missing (n, d)`` with 1..``MAX_MISSING`` missing
+        coordinates, grouped by their number and cut in slices of the kernel's size."""
+        count = missing.sum(axis=1)
+        step = chunk_rows(self.k * self.d)
+        for q in range(1, MAX_MISSING + 1):
+            rows = np.flatnonzero(count == q)
+            for sl in slices(rows.shape[0], step):
+                yield rows[sl]
+
+    def _by_precision(self, stats: SuffStats, Xc: np.ndarray, missing: np.ndarray, w):
+        """Add the rows with few missing coordinates through the precision route; returns
+        the index array of the rows left to the pattern route (more missing coordinates,
+        or a quadratic form the route cannot give to 1e-9)."""
+        routed = np.zeros(Xc.shape[0], dtype=bool)
+        for rows in self._few_missing(missing):
+            res = self.route.evaluate(Xc[rows], missing[rows], self.moments)
+            ok = res.ok
+            if not ok.any():
+                continue
+            rows, lp, mis = rows[ok], res.lp[:, ok], res.missing[ok]
+            routed[rows] = True
+            rw = self._add_rows(stats, np.ascontiguousarray(lp), w[rows])
+            if rw is None:
+                continue
+            assert res.fill is not None and res.cond is not None
+            fill, cond = res.fill[:, ok], res.cond[:, ok]
+            y = np.repeat(np.where(missing[rows], 0.0, Xc[rows])[None], self.k, axis=0)
+            np.put_along_axis(y, np.broadcast_to(mis[None], fill.shape), fill, axis=2)
+            if self.origin is not None:
+                y -= self.origin[:, None, :]
+            stats.sk += np.einsum("kg,kgd->kd", rw, y)
+            add_second_rows(self.covariance_type, stats.second, y, rw, mis, cond)
+        return np.flatnonzero(~routed)
+
     def accumulate(self, stats: SuffStats, chunk: Chunk) -> None:
         X = chunk.X
         incomplete = incomplete_rows(X)
@@ -194,24 +249,21 @@ class MarginalEStep(MixtureSummarizer):
         Xi = X[incomplete]
         Xc = Xi if chunk.centre is None else Xi - chunk.centre
         w = chunk.w[incomplete]
+        missing = np.isnan(Xc)
+        rest = self._by_precision(stats, Xc, missing, w)
+        if rest.shape[0] == 0:
+            return
+        Xc, w, missing = Xc[rest], w[rest], missing[rest]
         add_second = _ADD_SECOND[self.covariance_type]
-        for rows, pattern in patterns(np.isnan(Xc)):
+        for rows, pattern in patterns(missing):
             f = self.factors(pattern)
             lp, z, xo = self._pattern(Xc, rows, f)
-            ll, hard = _normalise_t(lp, None)  # lp: responsibilities now
-            wg = w[rows]
-            stats.log_likelihood += float(ll @ wg)
-            stats.weight_sum += float(wg.sum())
-            stats.n_rows += rows.shape[0]
-            stats.hard_counts += np.bincount(hard, minlength=self.k)
-            rw = lp * wg
-            rw_sum = rw.sum(axis=1)
-            stats.nk += rw_sum
-            if not self.moments:
+            rw = self._add_rows(stats, lp, w[rows])
+            if rw is None:
                 continue
             y = self._filled(xo, z, f)
             stats.sk += np.einsum("kg,kgd->kd", rw, y)
-            add_second(stats.second, y, rw, f, rw_sum)
+            add_second(stats.second, y, rw, f, rw.sum(axis=1))
 
     def posteriors(self, Xc: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per row of the centred ``Xc (n, d)`` (NaN: missing): ``(log p(x_o) (n,),
@@ -227,9 +279,19 @@ class MarginalEStep(MixtureSummarizer):
             ll[done], resp[done], hard[done] = self.complete.posteriors(Xc[done])
         where = np.flatnonzero(incomplete)
         Xi = Xc[where]
-        for rows, pattern in patterns(np.isnan(Xi)):
-            lp, _, _ = self._pattern(Xi, rows, self.factors(pattern))
+        missing = np.isnan(Xi)
+        routed = np.zeros(where.shape[0], dtype=bool)
+        for rows in self._few_missing(missing):
+            res = self.route.evaluate(Xi[rows], missing[rows], moments=False)
+            rows, lp = rows[res.ok], np.ascontiguousarray(res.lp[:, res.ok])
+            routed[rows] = True
             at = where[rows]
+            ll[at], hard[at] = _normalise_t(lp, None)
+            resp[at] = lp.T
+        rest = np.flatnonzero(~routed)
+        for rows, pattern in patterns(missing[rest]):
+            lp, _, _ = self._pattern(Xi[rest], rows, self.factors(pattern))
+            at = where[rest[rows]]
             ll[at], hard[at] = _normalise_t(lp, None)
             resp[at] = lp.T
         return ll, resp, hard

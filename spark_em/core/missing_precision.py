@@ -1,0 +1,166 @@
+"""Rows with few missing coordinates, all at once instead of pattern by pattern: through
+each component's precision matrix ``P = Sigma^-1``.  Numpy only.
+
+For a row with ``q`` missing coordinates ``m``, write ``delta = x - mu`` with
+``delta_m = 0`` and ``u = P delta``.  ``Sigma_oo^-1`` is the Schur complement
+``P_oo - P_om P_mm^-1 P_mo``, so
+
+* the marginal quadratic form ``(x_o - mu_o)^T Sigma_oo^-1 (x_o - mu_o)`` is
+  ``delta . u - u_m^T P_mm^-1 u_m``;
+* ``log |Sigma_oo| = log |Sigma| + log |P_mm|``;
+* the conditional mean is ``x_hat_m = mu_m - P_mm^-1 u_m`` and the conditional covariance
+  ``P_mm^-1`` (the same as :mod:`spark_em.core.missing`'s gains, by the partitioned inverse).
+
+A row then needs one product with ``P`` (one GEMM per component over all the slice's rows)
+and a ``q x q`` Cholesky factorisation, done for every row and component at once by
+numpy expressions that loop over ``q`` only: the number of numpy calls no longer grows with
+the number of distinct patterns (696 at d=16 with 1-3 holes), which made the pattern loop
+cost 30 complete rows per incomplete one.
+
+The difference ``delta . u - u_m^T P_mm^-1 u_m`` cancels when the missing coordinates are
+nearly determined by the observed ones; a row whose rounding bound ``4 eps delta . u``
+exceeds ``1e-9 max(quadratic form, 1)`` for any component is left to the pattern route,
+which factors ``Sigma_oo`` itself (``ok`` False).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .mixture import LOG_2PI
+
+# Rows with at most this many missing coordinates take this route; the others (and the
+# rows the cancellation bound sends back) are grouped by pattern.  The factorisation's
+# numpy calls grow as q^3 / 3: at q = 4 about 20 per slice.
+MAX_MISSING = 4
+
+# A row goes back to the pattern route when the rounding bound of its quadratic form
+# exceeds this fraction of the form (or of 1 nat, for forms below 1).
+CANCELLATION_LIMIT = 1e-9
+_EPS = float(np.finfo(np.float64).eps)
+
+
+def small_cholesky(A: np.ndarray) -> np.ndarray:
+    """The lower Cholesky factors of the SPD matrices ``A (..., q, q)``, for small ``q``:
+    the textbook column loop, each step one expression over every matrix.  A pivot that is
+    not positive gives NaN (checked by the caller)."""
+    q = A.shape[-1]
+    L = np.zeros_like(A)
+    for j in range(q):
+        piv = A[..., j, j] - np.einsum("...i,...i->...", L[..., j, :j], L[..., j, :j])
+        with np.errstate(invalid="ignore"):
+            L[..., j, j] = np.sqrt(np.where(piv > 0, piv, np.nan))
+        for i in range(j + 1, q):
+            s = A[..., i, j] - np.einsum("...i,...i->...", L[..., i, :j], L[..., j, :j])
+            L[..., i, j] = s / L[..., j, j]
+    return L
+
+
+def forward(L: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``v`` with ``L v = b`` for lower-triangular ``L (..., q, q)`` and ``b (..., q)``."""
+    v = np.empty_like(b)
+    for i in range(L.shape[-1]):
+        v[..., i] = (b[..., i] - np.einsum("...j,...j->...", L[..., i, :i], v[..., :i])) / L[
+            ..., i, i
+        ]
+    return v
+
+
+def backward(L: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """``t`` with ``L^T t = v`` for lower-triangular ``L (..., q, q)`` and ``v (..., q)``."""
+    q = L.shape[-1]
+    t = np.empty_like(v)
+    for i in range(q - 1, -1, -1):
+        t[..., i] = (
+            v[..., i] - np.einsum("...j,...j->...", L[..., i + 1 :, i], t[..., i + 1 :])
+        ) / L[..., i, i]
+    return t
+
+
+def inverse_from_cholesky(L: np.ndarray) -> np.ndarray:
+    """``(L L^T)^-1`` for lower-triangular ``L (..., q, q)``."""
+    q = L.shape[-1]
+    eye = np.broadcast_to(np.eye(q), L.shape)
+    # L^-1, column by column: forward solves of the unit vectors
+    linv = np.stack([forward(L, eye[..., :, c]) for c in range(q)], axis=-1)
+    return np.einsum("...ci,...cj->...ij", linv, linv)
+
+
+@dataclass(frozen=True)
+class RouteResult:
+    """The route's answer for ``g`` rows with ``q`` missing coordinates each: ``lp (k, g)``
+    log joint densities ``log pi_j + log N(x_o | mu_jo, Sigma_j,oo)``; ``ok (g,)`` False
+    for the rows left to the pattern route (their other entries are meaningless);
+    ``missing (g, q)`` each row's missing coordinates; ``fill (k, g, q)`` the conditional
+    means of the missing coordinates and ``cond (k, g, q, q)`` the conditional covariances
+    (None without moments)."""
+
+    lp: np.ndarray
+    ok: np.ndarray
+    missing: np.ndarray
+    fill: np.ndarray | None
+    cond: np.ndarray | None
+
+
+class PrecisionRoute:
+    """The precision route of one mixture, in the E-step's centred coordinates:
+    ``log_weights (k,)``, ``means (k, d)``, ``covariances (k, d, d)`` (expanded)."""
+
+    def __init__(self, log_weights: np.ndarray, means: np.ndarray, covariances: np.ndarray):
+        chol = np.linalg.cholesky(covariances)
+        eye = np.broadcast_to(np.eye(covariances.shape[-1]), covariances.shape)
+        linv = np.linalg.solve(chol, eye)
+        self.precisions = linv.transpose(0, 2, 1) @ linv
+        log_det = 2.0 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
+        self.const = log_weights - 0.5 * log_det
+        self.means = means
+
+    def evaluate(self, X: np.ndarray, missing: np.ndarray, moments: bool) -> RouteResult:
+        """Rows ``X (g, d)`` (centred; NaN where ``missing``), each with the same number
+        ``q >= 1`` of missing coordinates."""
+        g, d = X.shape
+        mis = np.nonzero(missing)[1].reshape(g, -1)  # row-major: each row's, ascending
+        q = mis.shape[1]
+        delta = np.where(missing[None], 0.0, X[None] - self.means[:, None, :])  # (k, g, d)
+        u = delta @ self.precisions  # (k, g, d): P symmetric
+        a = np.einsum("kgd,kgd->kg", delta, u)
+        u_m = np.take_along_axis(u, mis[None], axis=2)  # (k, g, q)
+        p_mm = self.precisions[:, mis[:, :, None], mis[:, None, :]]  # (k, g, q, q)
+        L = small_cholesky(p_mm)
+        v = forward(L, u_m)
+        quad = a - np.einsum("kgq,kgq->kg", v, v)
+        log_det_mm = 2.0 * np.log(np.diagonal(L, axis1=2, axis2=3)).sum(axis=2)
+        lp = (self.const[:, None] - 0.5 * (d - q) * LOG_2PI) - 0.5 * (log_det_mm + quad)
+        with np.errstate(invalid="ignore"):
+            good = 4.0 * _EPS * a <= CANCELLATION_LIMIT * np.maximum(quad, 1.0)
+        ok = (good & np.isfinite(quad) & np.isfinite(log_det_mm)).all(axis=0)
+        if not moments:
+            return RouteResult(lp, ok, mis, None, None)
+        fill = np.take_along_axis(self.means[:, None, :], mis[None], axis=2) - backward(L, v)
+        return RouteResult(lp, ok, mis, fill, inverse_from_cholesky(L))
+
+
+def add_second_rows(covariance_type: str, second, y, rw, mis, cond) -> None:
+    """Add the filled rows' second moments to ``second`` (the shapes of
+    ``SuffStats.second``): ``sum_i r_ij (y_ij y_ij^T + C_ij)`` with ``y (k, g, d)`` the
+    rows filled by each component, ``rw (k, g)`` the weighted responsibilities, ``mis (g,
+    q)`` each row's missing coordinates and ``cond (k, g, q, q)`` their conditional
+    covariances, placed at ``(mis, mis)``."""
+    k, g, d = y.shape
+    wc = rw[:, :, None, None] * cond  # (k, g, q, q)
+    if covariance_type in ("full", "tied"):
+        full = (y * rw[:, :, None]).transpose(0, 2, 1) @ y
+        at = mis[:, :, None] * d + mis[:, None, :]  # (g, q, q) into (d, d)
+        at = at[None] + (np.arange(k) * d * d)[:, None, None, None]
+        full += np.bincount(at.ravel(), wc.ravel(), minlength=k * d * d).reshape(k, d, d)
+        if covariance_type == "full":
+            second += full
+        else:
+            second += full.sum(axis=0)
+        return
+    second += np.einsum("kg,kgd->kd", rw, y * y)
+    diag = np.diagonal(wc, axis1=2, axis2=3)  # (k, g, q)
+    at = mis[None] + (np.arange(k) * d)[:, None, None]
+    second += np.bincount(at.ravel(), diag.ravel(), minlength=k * d).reshape(k, d)
