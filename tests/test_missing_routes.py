@@ -152,15 +152,19 @@ def test_without_the_bound_those_rows_would_be_wrong(monkeypatch):
 
 
 def test_small_cholesky_and_solves_against_numpy():
+    """The small factorisations keep the matrix indices in front: ``(q, q, n)``."""
     rng = np.random.default_rng(8)
     for q in range(1, 6):
         A = rng.normal(size=(50, q, q))
         A = A @ A.transpose(0, 2, 1) + np.eye(q) * 0.1
         b = rng.normal(size=(50, q))
-        L = missing_precision.small_cholesky(A)
-        np.testing.assert_allclose(L, np.linalg.cholesky(A), rtol=1e-10, atol=1e-12)
-        v = missing_precision.forward(L, b)
+        front = np.moveaxis(A, 0, -1)
+        L = missing_precision.small_cholesky(front)
+        np.testing.assert_allclose(
+            np.moveaxis(L, -1, 0), np.linalg.cholesky(A), rtol=1e-10, atol=1e-12
+        )
+        v = missing_precision.forward(L, b.T)
         t = missing_precision.backward(L, v)
-        np.testing.assert_allclose(t, np.linalg.solve(A, b[..., None])[..., 0], rtol=1e-9)
+        np.testing.assert_allclose(t.T, np.linalg.solve(A, b[..., None])[..., 0], rtol=1e-9)
         inv = missing_precision.inverse_from_cholesky(L)
-        np.testing.assert_allclose(inv, np.linalg.inv(A), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(np.moveaxis(inv, -1, 0), np.linalg.inv(A), rtol=1e-9, atol=1e-12)

@@ -37,7 +37,7 @@ import numpy as np
 
 from .estep import EStepKernel, _normalise_t
 from .init_summarizers import NearestCentreSummarizer, RandomResponsibilitySummarizer
-from .missing_precision import MAX_MISSING, PrecisionRoute, add_second_rows
+from .missing_precision import MAX_MISSING, PrecisionRoute, add_moments
 from .mixture import LOG_2PI, GaussianParams
 from .sufficient_statistics import SuffStats
 from .summarizers import Chunk, MixtureSummarizer, slices
@@ -206,7 +206,8 @@ class MarginalEStep(MixtureSummarizer):
         """Index arrays of the rows of ``missing (n, d)`` with 1..``MAX_MISSING`` missing
         coordinates, grouped by their number and cut in slices of the kernel's size."""
         count = missing.sum(axis=1)
-        step = chunk_rows(self.k * self.d)
+        # slices of half the complete kernel's: several (k, rows, d) arrays live at once
+        step = chunk_rows(2 * self.k * self.d)
         for q in range(1, MAX_MISSING + 1):
             rows = np.flatnonzero(count == q)
             for sl in slices(rows.shape[0], step):
@@ -217,24 +218,23 @@ class MarginalEStep(MixtureSummarizer):
         the index array of the rows left to the pattern route (more missing coordinates,
         or a quadratic form the route cannot give to 1e-9)."""
         routed = np.zeros(Xc.shape[0], dtype=bool)
-        for rows in self._few_missing(missing):
-            res = self.route.evaluate(Xc[rows], missing[rows], self.moments)
+        for group in self._few_missing(missing):
+            res = self.route.evaluate(Xc[group], missing[group], self.moments)
             ok = res.ok
             if not ok.any():
                 continue
-            rows, lp, mis = rows[ok], res.lp[:, ok], res.missing[ok]
+            rows, lp, mis = group[ok], res.lp[:, ok], res.missing[ok]
             routed[rows] = True
             rw = self._add_rows(stats, np.ascontiguousarray(lp), w[rows])
             if rw is None:
                 continue
-            assert res.fill is not None and res.cond is not None
-            fill, cond = res.fill[:, ok], res.cond[:, ok]
-            y = np.repeat(np.where(missing[rows], 0.0, Xc[rows])[None], self.k, axis=0)
-            np.put_along_axis(y, np.broadcast_to(mis[None], fill.shape), fill, axis=2)
+            assert res.filled is not None and res.cond is not None
+            y, cond = res.filled, res.cond
+            if not ok.all():
+                y, cond = y[:, ok], cond[:, :, :, ok]
             if self.origin is not None:
                 y -= self.origin[:, None, :]
-            stats.sk += np.einsum("kg,kgd->kd", rw, y)
-            add_second_rows(self.covariance_type, stats.second, y, rw, mis, cond)
+            add_moments(stats, self.covariance_type, y, rw, mis, cond)
         return np.flatnonzero(~routed)
 
     def accumulate(self, stats: SuffStats, chunk: Chunk) -> None:

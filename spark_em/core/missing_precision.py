@@ -42,50 +42,58 @@ CANCELLATION_LIMIT = 1e-9
 _EPS = float(np.finfo(np.float64).eps)
 
 
+# The small q x q factorisations below keep the matrix indices in front: ``A (q, q, ...)``,
+# ``b (q, ...)``, so that each entry ``A[i, j]`` is one contiguous array over every row and
+# component, and each step of the textbook loops is one elementwise expression over it.
+
+
 def small_cholesky(A: np.ndarray) -> np.ndarray:
-    """The lower Cholesky factors of the SPD matrices ``A (..., q, q)``, for small ``q``:
-    the textbook column loop, each step one expression over every matrix.  A pivot that is
-    not positive gives NaN (checked by the caller)."""
-    q = A.shape[-1]
+    """The lower Cholesky factors ``L (q, q, ...)`` of the SPD matrices ``A (q, q, ...)``
+    (only the lower triangle of ``A`` is read).  A pivot that is not positive gives NaN
+    (checked by the caller)."""
+    q = A.shape[0]
     L = np.zeros_like(A)
     for j in range(q):
-        piv = A[..., j, j] - np.einsum("...i,...i->...", L[..., j, :j], L[..., j, :j])
+        piv = A[j, j] - sum((L[j, c] * L[j, c] for c in range(j)), np.zeros(()))
         with np.errstate(invalid="ignore"):
-            L[..., j, j] = np.sqrt(np.where(piv > 0, piv, np.nan))
+            L[j, j] = np.sqrt(np.where(piv > 0, piv, np.nan))
         for i in range(j + 1, q):
-            s = A[..., i, j] - np.einsum("...i,...i->...", L[..., i, :j], L[..., j, :j])
-            L[..., i, j] = s / L[..., j, j]
+            s = A[i, j] - sum((L[i, c] * L[j, c] for c in range(j)), np.zeros(()))
+            L[i, j] = s / L[j, j]
     return L
 
 
 def forward(L: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``v`` with ``L v = b`` for lower-triangular ``L (..., q, q)`` and ``b (..., q)``."""
+    """``v (q, ...)`` with ``L v = b`` for lower-triangular ``L (q, q, ...)``."""
     v = np.empty_like(b)
-    for i in range(L.shape[-1]):
-        v[..., i] = (b[..., i] - np.einsum("...j,...j->...", L[..., i, :i], v[..., :i])) / L[
-            ..., i, i
-        ]
+    for i in range(L.shape[0]):
+        v[i] = (b[i] - sum((L[i, j] * v[j] for j in range(i)), np.zeros(()))) / L[i, i]
     return v
 
 
 def backward(L: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """``t`` with ``L^T t = v`` for lower-triangular ``L (..., q, q)`` and ``v (..., q)``."""
-    q = L.shape[-1]
+    """``t (q, ...)`` with ``L^T t = v`` for lower-triangular ``L (q, q, ...)``."""
+    q = L.shape[0]
     t = np.empty_like(v)
     for i in range(q - 1, -1, -1):
-        t[..., i] = (
-            v[..., i] - np.einsum("...j,...j->...", L[..., i + 1 :, i], t[..., i + 1 :])
-        ) / L[..., i, i]
+        t[i] = (v[i] - sum((L[j, i] * t[j] for j in range(i + 1, q)), np.zeros(()))) / L[i, i]
     return t
 
 
 def inverse_from_cholesky(L: np.ndarray) -> np.ndarray:
-    """``(L L^T)^-1`` for lower-triangular ``L (..., q, q)``."""
-    q = L.shape[-1]
-    eye = np.broadcast_to(np.eye(q), L.shape)
-    # L^-1, column by column: forward solves of the unit vectors
-    linv = np.stack([forward(L, eye[..., :, c]) for c in range(q)], axis=-1)
-    return np.einsum("...ci,...cj->...ij", linv, linv)
+    """``(L L^T)^-1 (q, q, ...)`` for lower-triangular ``L (q, q, ...)``: ``M^T M`` with
+    ``M = L^-1``, itself lower-triangular."""
+    q = L.shape[0]
+    M = np.zeros_like(L)
+    for c in range(q):
+        M[c, c] = 1.0 / L[c, c]
+        for i in range(c + 1, q):
+            M[i, c] = -sum((L[i, j] * M[j, c] for j in range(c, i)), np.zeros(())) / L[i, i]
+    C = np.empty_like(L)
+    for i in range(q):
+        for j in range(i + 1):
+            C[i, j] = C[j, i] = sum(M[r, i] * M[r, j] for r in range(i, q))
+    return C
 
 
 @dataclass(frozen=True)
@@ -93,14 +101,14 @@ class RouteResult:
     """The route's answer for ``g`` rows with ``q`` missing coordinates each: ``lp (k, g)``
     log joint densities ``log pi_j + log N(x_o | mu_jo, Sigma_j,oo)``; ``ok (g,)`` False
     for the rows left to the pattern route (their other entries are meaningless);
-    ``missing (g, q)`` each row's missing coordinates; ``fill (k, g, q)`` the conditional
-    means of the missing coordinates and ``cond (k, g, q, q)`` the conditional covariances
-    (None without moments)."""
+    ``missing (g, q)`` each row's missing coordinates; ``filled (k, g, d)`` the rows with
+    their missing coordinates filled by each component's conditional mean and ``cond (q,
+    q, k, g)`` the conditional covariances (None without moments)."""
 
     lp: np.ndarray
     ok: np.ndarray
     missing: np.ndarray
-    fill: np.ndarray | None
+    filled: np.ndarray | None
     cond: np.ndarray | None
 
 
@@ -123,44 +131,58 @@ class PrecisionRoute:
         g, d = X.shape
         mis = np.nonzero(missing)[1].reshape(g, -1)  # row-major: each row's, ascending
         q = mis.shape[1]
-        delta = np.where(missing[None], 0.0, X[None] - self.means[:, None, :])  # (k, g, d)
+        rows = np.arange(g)
+        delta = np.where(missing, 0.0, X)[None] - self.means[:, None, :]  # (k, g, d)
+        delta *= ~missing
         u = delta @ self.precisions  # (k, g, d): P symmetric
         a = np.einsum("kgd,kgd->kg", delta, u)
-        u_m = np.take_along_axis(u, mis[None], axis=2)  # (k, g, q)
-        p_mm = self.precisions[:, mis[:, :, None], mis[:, None, :]]  # (k, g, q, q)
+        u_m = np.stack([u[:, rows, mis[:, i]] for i in range(q)])  # (q, k, g)
+        p_mm = np.zeros((q, q) + a.shape)
+        for i in range(q):
+            for j in range(i + 1):
+                p_mm[i, j] = self.precisions[:, mis[:, i], mis[:, j]]
         L = small_cholesky(p_mm)
         v = forward(L, u_m)
-        quad = a - np.einsum("kgq,kgq->kg", v, v)
-        log_det_mm = 2.0 * np.log(np.diagonal(L, axis1=2, axis2=3)).sum(axis=2)
+        quad = a - np.einsum("qkg,qkg->kg", v, v)
+        log_det_mm = 2.0 * sum(np.log(L[i, i]) for i in range(q))
         lp = (self.const[:, None] - 0.5 * (d - q) * LOG_2PI) - 0.5 * (log_det_mm + quad)
         with np.errstate(invalid="ignore"):
             good = 4.0 * _EPS * a <= CANCELLATION_LIMIT * np.maximum(quad, 1.0)
         ok = (good & np.isfinite(quad) & np.isfinite(log_det_mm)).all(axis=0)
         if not moments:
             return RouteResult(lp, ok, mis, None, None)
-        fill = np.take_along_axis(self.means[:, None, :], mis[None], axis=2) - backward(L, v)
-        return RouteResult(lp, ok, mis, fill, inverse_from_cholesky(L))
+        # the filled rows, in place of delta: x_o, and mu_m - P_mm^-1 u_m where missing
+        t = backward(L, v)
+        filled = delta
+        filled += self.means[:, None, :]
+        for i in range(q):
+            filled[:, rows, mis[:, i]] -= t[i]
+        return RouteResult(lp, ok, mis, filled, inverse_from_cholesky(L))
 
 
-def add_second_rows(covariance_type: str, second, y, rw, mis, cond) -> None:
-    """Add the filled rows' second moments to ``second`` (the shapes of
-    ``SuffStats.second``): ``sum_i r_ij (y_ij y_ij^T + C_ij)`` with ``y (k, g, d)`` the
-    rows filled by each component, ``rw (k, g)`` the weighted responsibilities, ``mis (g,
-    q)`` each row's missing coordinates and ``cond (k, g, q, q)`` their conditional
-    covariances, placed at ``(mis, mis)``."""
+def add_moments(stats, covariance_type: str, y, rw, mis, cond) -> None:
+    """Add the filled rows' first and second moments to ``stats``: ``sum_i r_ij y_ij`` and
+    ``sum_i r_ij (y_ij y_ij^T + C_ij)`` (the shapes of ``SuffStats.second``) with ``y (k, g,
+    d)`` the rows filled by each component (about the moments' origin), ``rw (k, g)`` the
+    weighted responsibilities, ``mis (g, q)`` each row's missing coordinates and ``cond (q,
+    q, k, g)`` their conditional covariances, placed at ``(mis, mis)``."""
     k, g, d = y.shape
-    wc = rw[:, :, None, None] * cond  # (k, g, q, q)
+    q = mis.shape[1]
+    yw = y * rw[:, :, None]
+    stats.sk += yw.sum(axis=1)
+    wc = cond * rw  # (q, q, k, g)
     if covariance_type in ("full", "tied"):
-        full = (y * rw[:, :, None]).transpose(0, 2, 1) @ y
-        at = mis[:, :, None] * d + mis[:, None, :]  # (g, q, q) into (d, d)
-        at = at[None] + (np.arange(k) * d * d)[:, None, None, None]
+        full = yw.transpose(0, 2, 1) @ y
+        at = mis.T[:, None, :] * d + mis.T[None, :, :]  # (q, q, g) into (d, d)
+        at = at[:, :, None, :] + (np.arange(k) * d * d)[:, None]  # (q, q, k, g)
         full += np.bincount(at.ravel(), wc.ravel(), minlength=k * d * d).reshape(k, d, d)
         if covariance_type == "full":
-            second += full
+            stats.second += full
         else:
-            second += full.sum(axis=0)
+            stats.second += full.sum(axis=0)
         return
-    second += np.einsum("kg,kgd->kd", rw, y * y)
-    diag = np.diagonal(wc, axis1=2, axis2=3)  # (k, g, q)
-    at = mis[None] + (np.arange(k) * d)[:, None, None]
-    second += np.bincount(at.ravel(), diag.ravel(), minlength=k * d).reshape(k, d)
+    yw *= y
+    stats.second += yw.sum(axis=1)
+    diag = np.stack([wc[i, i] for i in range(q)])  # (q, k, g)
+    at = mis.T[:, None, :] + (np.arange(k) * d)[:, None]  # (q, k, g)
+    stats.second += np.bincount(at.ravel(), diag.ravel(), minlength=k * d).reshape(k, d)
