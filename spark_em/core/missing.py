@@ -22,10 +22,11 @@ Inside a chunk, complete rows go through :class:`~spark_em.core.estep.EStepKerne
 unchanged.  Rows with at most ``MAX_MISSING`` missing coordinates go, grouped by their
 number, through each component's precision matrix
 (:mod:`spark_em.core.missing_precision`: one GEMM per component for all of them, whatever
-their patterns); the others, and the few rows whose quadratic form that route cannot give
-to 1e-9, are grouped by their pattern of missing coordinates, and each pattern's factors
-(the Cholesky factor of every component's ``Sigma_oo``, the gains ``Sigma_mo L^-T`` and
-the conditional covariances) are computed once per task.
+their patterns).  The others, and the rows whose rounding bound in that route is above
+1e-9 of their quadratic form (ill-conditioned covariances), are grouped by their pattern
+of missing coordinates; each pattern's factors (the Cholesky factor of every component's
+``Sigma_oo``, the gains ``Sigma_mo L^-T`` and the conditional covariances) are computed
+once per task.
 """
 
 from __future__ import annotations
@@ -133,10 +134,12 @@ _ADD_SECOND = {
 
 class MarginalEStep(MixtureSummarizer):
     """The E-step of one mixture for rows that may have missing values: complete rows
-    through ``complete`` (:class:`~spark_em.core.estep.EStepKernel`, unchanged), the
-    others by pattern.  Same arguments as the complete kernel; what a pass, the EM loop
-    and scoring ask of a kernel (``accumulate``, ``posteriors``, ``about``, the
-    statistics' shapes and origin) it answers the same way."""
+    through ``complete`` (:class:`~spark_em.core.estep.EStepKernel`, unchanged), rows
+    with at most ``MAX_MISSING`` missing coordinates through :attr:`route`, the others
+    (and the rows the route's rounding bound sends back) by pattern.  Same arguments as
+    the complete kernel; what a pass, the EM loop and scoring ask of a kernel
+    (``accumulate``, ``posteriors``, ``about``, the statistics' shapes and origin) it
+    answers the same way."""
 
     def __init__(self, params: GaussianParams, centre: np.ndarray, moments: bool = True, **kw):
         self.complete = EStepKernel(params, centre, moments, **kw)
@@ -148,7 +151,15 @@ class MarginalEStep(MixtureSummarizer):
         with np.errstate(divide="ignore"):
             self.log_weights = np.log(p.weights)
         self._factors: dict[bytes, PatternFactors] = {}
-        self.route = PrecisionRoute(self.log_weights, self.means, self.covariances)
+        self._route: PrecisionRoute | None = None  # made in the task, on first use
+
+    @property
+    def route(self) -> PrecisionRoute:
+        """The precision route of rows with few missing coordinates
+        (:mod:`spark_em.core.missing_precision`)."""
+        if self._route is None:
+            self._route = PrecisionRoute(self.log_weights, self.means, self.covariances)
+        return self._route
 
     @property
     def origin(self):  # type: ignore[override]
@@ -204,9 +215,10 @@ class MarginalEStep(MixtureSummarizer):
 
     def _few_missing(self, missing: np.ndarray):
         """Index arrays of the rows of ``missing (n, d)`` with 1..``MAX_MISSING`` missing
-        coordinates, grouped by their number and cut in slices of the kernel's size."""
+        coordinates, grouped by their number and cut in slices (``chunk_rows`` of twice the
+        complete kernel's width: at least 512 rows)."""
         count = missing.sum(axis=1)
-        # slices of half the complete kernel's: several (k, rows, d) arrays live at once
+        # several (k, rows, d) arrays live at once: slices of half the complete kernel's
         step = chunk_rows(2 * self.k * self.d)
         for q in range(1, MAX_MISSING + 1):
             rows = np.flatnonzero(count == q)
