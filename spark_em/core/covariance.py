@@ -22,6 +22,7 @@ from scipy.linalg import lapack
 
 from ..errors import IllDefinedCovarianceError
 from .densities import ExactDensity, ExpandedDensity, Products, Squares
+from .mahalanobis import FullMahalanobis, TiedMahalanobis, VarianceMahalanobis
 from .tuning import PRODUCTS_MAX_D
 
 _ILL_DEFINED = (
@@ -61,66 +62,6 @@ def _cov_from_upper(u: np.ndarray) -> np.ndarray:
     return u_inv.T @ u_inv
 
 
-class _FullMahalanobis:
-    """Rows ``j*d:(j+1)*d`` of ``u_aug`` are ``[U_j^T | -U_j^T mu_j]``: with the row of ones
-    under the chunk, one GEMM gives ``U_j^T (x - mu_j)`` for every component (sklearn's
-    stable form, no separate subtraction).  A float32 chunk is computed in float32."""
-
-    def __init__(self, means: np.ndarray, pc: np.ndarray):
-        k, d = means.shape
-        u_t = pc.transpose(0, 2, 1).reshape(k * d, d)
-        shift = np.einsum("kd,kde->ke", means, pc).reshape(k * d, 1)
-        self.u_aug = np.ascontiguousarray(np.hstack([u_t, -shift]))
-        with np.errstate(over="ignore"):  # out of range: the kernel runs in float64
-            self._u_aug32 = self.u_aug.astype(np.float32)
-        self.k, self.d = k, d
-
-    def coefficients(self) -> np.ndarray:
-        return self.u_aug
-
-    def __call__(self, xa: np.ndarray) -> np.ndarray:
-        y = (self._u_aug32 if xa.dtype == np.float32 else self.u_aug) @ xa
-        np.square(y, out=y)
-        return y.reshape(self.k, self.d, xa.shape[1]).sum(axis=1)
-
-    def one(self, j: int, xa: np.ndarray) -> np.ndarray:
-        y = self.u_aug[j * self.d : (j + 1) * self.d] @ xa
-        return np.einsum("dm,dm->m", y, y)
-
-
-class _TiedMahalanobis:
-    def __init__(self, means: np.ndarray, pc: np.ndarray):
-        self.u_t = np.ascontiguousarray(pc.T)
-        self.shift = (means @ pc)[:, :, None]  # (k, d, 1)
-        with np.errstate(over="ignore"):  # out of range: the kernel runs in float64
-            self._single = (self.u_t.astype(np.float32), self.shift.astype(np.float32))
-
-    def coefficients(self) -> np.ndarray:
-        return np.concatenate([self.u_t.ravel(), self.shift.ravel()])
-
-    def __call__(self, xa: np.ndarray) -> np.ndarray:
-        u_t, shift = self._single if xa.dtype == np.float32 else (self.u_t, self.shift)
-        diff = (u_t @ xa[:-1])[None, :, :] - shift
-        np.square(diff, out=diff)
-        return diff.sum(axis=1)
-
-
-class _VarianceMahalanobis:
-    """diag and spherical, from the differences ``x - mu``: the exact form behind the
-    expanded one (:class:`~spark_em.core.densities.ExpandedDensity`); ``p2 (k, d)`` are the
-    per-feature precisions."""
-
-    def __init__(self, means: np.ndarray, p2: np.ndarray):
-        self.means, self.p2 = means, p2
-
-    def one(self, j: int, xa: np.ndarray) -> np.ndarray:
-        y = xa[:-1] - self.means[j][:, None]
-        return self.p2[j] @ (y * y)
-
-    def __call__(self, xa: np.ndarray) -> np.ndarray:
-        return np.stack([self.one(j, xa) for j in range(self.means.shape[0])])
-
-
 def _variance_density(means, p2, offset, exact):
     """The expanded form of per-feature precisions ``p2 (k, d)``: on the squares x_i^2."""
     return ExpandedDensity(
@@ -129,7 +70,7 @@ def _variance_density(means, p2, offset, exact):
         -2.0 * means * p2,
         np.einsum("kd,kd->k", means**2, p2),
         offset,
-        _VarianceMahalanobis(means, p2),
+        VarianceMahalanobis(means, p2),
         exact,
     )
 
@@ -166,7 +107,7 @@ class Full:
         return np.einsum("kij,klj->kil", pc, pc)
 
     def mahalanobis(self, means, pc):
-        return _FullMahalanobis(means, pc)
+        return FullMahalanobis(means, pc)
 
     @staticmethod
     def quadratic(d):
@@ -179,7 +120,7 @@ class Full:
         to PRODUCTS_MAX_D, exact above."""
         products = self.quadratic(means.shape[1])
         if products is None:
-            return ExactDensity(_FullMahalanobis(means, pc), offset)
+            return ExactDensity(FullMahalanobis(means, pc), offset)
         prec = self.precisions(pc)
         pm = np.einsum("kij,kj->ki", prec, means)
         return ExpandedDensity(
@@ -188,7 +129,7 @@ class Full:
             -2.0 * pm,
             np.einsum("ki,ki->k", means, pm),
             offset,
-            _FullMahalanobis(means, pc),
+            FullMahalanobis(means, pc),
             exact,
         )
 
@@ -261,14 +202,14 @@ class Tied:
         return pc @ pc.T
 
     def mahalanobis(self, means, pc):
-        return _TiedMahalanobis(means, pc)
+        return TiedMahalanobis(means, pc)
 
     @staticmethod
     def quadratic(d):
         return None  # the E-step takes the differences
 
     def density(self, means, pc, offset, exact=()):
-        return ExactDensity(_TiedMahalanobis(means, pc), offset)
+        return ExactDensity(TiedMahalanobis(means, pc), offset)
 
     def m_step(self, second, sk, nk_raw, nk, means_c, reg_covar):
         d = sk.shape[1]
@@ -354,7 +295,7 @@ class Diag(_Variances):
         return np.stack([np.diag(v) for v in cov])
 
     def mahalanobis(self, means, pc):
-        return _VarianceMahalanobis(means, pc**2)
+        return VarianceMahalanobis(means, pc**2)
 
     def density(self, means, pc, offset, exact=()):
         return _variance_density(means, pc**2, offset, exact)
@@ -382,7 +323,7 @@ class Spherical(_Variances):
         return np.stack([np.eye(d) * v for v in cov])
 
     def mahalanobis(self, means, pc):
-        return _VarianceMahalanobis(means, self._p2(pc, means))
+        return VarianceMahalanobis(means, self._p2(pc, means))
 
     def density(self, means, pc, offset, exact=()):
         return _variance_density(means, self._p2(pc, means), offset, exact)
