@@ -40,3 +40,18 @@ def to_df(spark, X, column="features", partitions=None):
     from spark_em.data.datasets import to_dataframe
 
     return to_dataframe(spark, np.asarray(X), column, partitions)
+
+
+class Killed(KeyboardInterrupt):
+    """What :func:`kill_at` raises: a fit stopped as Ctrl-C would stop it."""
+
+
+def kill_at(iteration):
+    """A ``progress`` callback that stops the fit after its iteration ``iteration``."""
+    from spark_em.progress import IterationInfo
+
+    def progress(event):
+        if isinstance(event, IterationInfo) and event.iteration == iteration:
+            raise Killed()
+
+    return progress

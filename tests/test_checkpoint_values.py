@@ -14,21 +14,8 @@ import pytest
 from spark_em import GaussianMixture
 from spark_em.data.datasets import sample_mixture
 from spark_em.engine.checkpoint import CheckpointError
-from spark_em.progress import IterationInfo
 
-from .conftest import to_df
-
-
-class _Killed(KeyboardInterrupt):
-    pass
-
-
-def _kill_at(iteration):
-    def progress(event):
-        if isinstance(event, IterationInfo) and event.iteration == iteration:
-            raise _Killed()
-
-    return progress
+from .conftest import Killed, kill_at, to_df
 
 
 def settings():
@@ -42,8 +29,8 @@ def interrupted(spark, tmp_path_factory):
     df = to_df(spark, X, partitions=2)
     ckpt = tmp_path_factory.mktemp("ckpt") / "c"
     gm = GaussianMixture(**settings()).setCheckpointDir(str(ckpt))
-    gm.progress = _kill_at(3)
-    with pytest.raises(_Killed):
+    gm.progress = kill_at(3)
+    with pytest.raises(Killed):
         gm.fit(df)
     return ckpt, df
 

@@ -11,8 +11,8 @@ from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
 from spark_em import GaussianMixture, GaussianMixtureModel
-from spark_em.progress import IterationInfo
 
+from .conftest import Killed, kill_at
 from .test_missing import (
     REG,
     K,
@@ -28,18 +28,6 @@ from .test_missing import (
 @pytest.fixture(scope="module")
 def holes():
     return make_holes()
-
-
-class _Killed(KeyboardInterrupt):
-    pass
-
-
-def _kill_at(iteration):
-    def progress(event):
-        if isinstance(event, IterationInfo) and event.iteration == iteration:
-            raise _Killed()
-
-    return progress
 
 
 def observed_log_likelihood(Xm, model) -> float:
@@ -72,8 +60,8 @@ def test_an_interrupted_fit_resumes_from_its_checkpoint_to_the_reference(spark, 
         )
 
     killed = estimator()
-    killed.progress = _kill_at(4)
-    with pytest.raises(_Killed):
+    killed.progress = kill_at(4)
+    with pytest.raises(Killed):
         killed.fit(df)
     model = estimator().fit(df)  # resumes after iteration 3
     history, (weights, mu, cov) = reference_em(Xm, np.ones(N), start, "full", 8)

@@ -10,7 +10,7 @@ from spark_em.data.datasets import sample_mixture
 from spark_em.engine.checkpoint import CheckpointMismatchError
 from spark_em.progress import InitialisationDone, IterationInfo
 
-from .conftest import to_df
+from .conftest import Killed, kill_at, to_df
 
 
 @pytest.fixture(scope="module")
@@ -68,18 +68,6 @@ def test_select_rejects_bad_arguments(spark, diag_data):
         GaussianMixture().fitSelect(df, [0, 2])
 
 
-class _Killed(KeyboardInterrupt):
-    pass
-
-
-def _kill_at(iteration):
-    def progress(event):
-        if isinstance(event, IterationInfo) and event.iteration == iteration:
-            raise _Killed()
-
-    return progress
-
-
 @pytest.mark.parametrize("select", [False, True])
 def test_resume_from_checkpoint_equals_an_uninterrupted_fit(spark, diag_data, tmp_path, select):
     X, df = diag_data
@@ -94,8 +82,8 @@ def test_resume_from_checkpoint_equals_an_uninterrupted_fit(spark, diag_data, tm
     whole = run(GaussianMixture(**settings))
     ckpt = str(tmp_path / "ckpt")
     gm = GaussianMixture(**settings)
-    gm.progress = _kill_at(4)
-    with pytest.raises(_Killed):
+    gm.progress = kill_at(4)
+    with pytest.raises(Killed):
         run(gm, ckpt)
     events = []
     gm.progress = events.append
@@ -120,8 +108,8 @@ def test_checkpoint_of_other_data_or_settings_is_refused(spark, diag_data, tmp_p
     X, df = diag_data
     ckpt = str(tmp_path / "ckpt")
     gm = GaussianMixture(k=2, seed=1, maxIter=5, tol=0.0).setCheckpointDir(ckpt)
-    gm.progress = _kill_at(3)
-    with pytest.raises(_Killed):
+    gm.progress = kill_at(3)
+    with pytest.raises(Killed):
         gm.fit(df)
     # no pickle anywhere: the arrays load with allow_pickle=False
     names = sorted(os.listdir(ckpt))
