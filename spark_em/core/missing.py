@@ -155,6 +155,7 @@ class MarginalEStep(MixtureSummarizer):
         with np.errstate(divide="ignore"):
             self.log_weights = np.log(p.weights)
         self._factors: dict[bytes, PatternFactors] = {}
+        self._shifted = p
         self._route: PrecisionRoute | None = None  # made in the task, on first use
 
     @property
@@ -162,7 +163,7 @@ class MarginalEStep(MixtureSummarizer):
         """The precision route of rows with few missing coordinates
         (:mod:`spark_em.core.missing_precision`)."""
         if self._route is None:
-            self._route = PrecisionRoute(self.log_weights, self.means, self.covariances)
+            self._route = PrecisionRoute(self._shifted)
         return self._route
 
     @property

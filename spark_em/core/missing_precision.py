@@ -33,7 +33,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .mixture import LOG_2PI
+from .covariance import covariance
+from .mixture import LOG_2PI, GaussianParams
 
 # Rows with at most this many missing coordinates take this route; the others (and the
 # rows the cancellation bound sends back) are grouped by pattern.  The factorisation's
@@ -118,17 +119,19 @@ class RouteResult:
 
 
 class PrecisionRoute:
-    """The precision route of one mixture, in the E-step's centred coordinates:
-    ``log_weights (k,)``, ``means (k, d)``, ``covariances (k, d, d)`` (expanded)."""
+    """The precision route of one mixture ``params``, given in the E-step's centred
+    coordinates: the precision matrices and ``log |Sigma|`` come from the fit's own
+    Cholesky factors of the precisions (:mod:`spark_em.core.covariance`), expanded to
+    ``(k, d, d)`` whatever the covariance type."""
 
-    def __init__(self, log_weights: np.ndarray, means: np.ndarray, covariances: np.ndarray):
-        chol = np.linalg.cholesky(covariances)
-        eye = np.broadcast_to(np.eye(covariances.shape[-1]), covariances.shape)
-        linv = np.linalg.solve(chol, eye)
-        self.precisions = linv.transpose(0, 2, 1) @ linv
-        log_det = 2.0 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
-        self.const = log_weights - 0.5 * log_det
-        self.means = means
+    def __init__(self, params: GaussianParams):
+        table = covariance(params.covariance_type)
+        pc = params.precisions_cholesky
+        self.precisions = table.expand(table.precisions(pc), params.k, params.d)
+        with np.errstate(divide="ignore"):
+            # log |U| = -log |Sigma| / 2, with precision = U U^T
+            self.const = np.log(params.weights) + table.log_det(pc, params.d)
+        self.means = params.means
         # rho_j >= |||P_j|||_2: |delta|^T |P_j| |delta| <= rho_j |delta|^2
         self.row_sums = np.abs(self.precisions).sum(axis=2).max(axis=1)
 
@@ -168,29 +171,41 @@ class PrecisionRoute:
         return RouteResult(lp, ok, mis, filled, inverse_from_cholesky(L))
 
 
+def _second_matrices(yw, y, mis, wc) -> np.ndarray:
+    """``(k, d, d)``: ``sum_i r_ij y_ij y_ij^T`` plus the conditional covariances ``wc (q, q,
+    k, g)`` (already weighted) placed at ``(mis, mis)``."""
+    k, _, d = y.shape
+    full = yw.transpose(0, 2, 1) @ y
+    at = mis.T[:, None, :] * d + mis.T[None, :, :]  # (q, q, g) into (d, d)
+    at = at[:, :, None, :] + (np.arange(k) * d * d)[:, None]  # (q, q, k, g)
+    full += np.bincount(at.ravel(), wc.ravel(), minlength=k * d * d).reshape(k, d, d)
+    return full
+
+
+def _second_variances(yw, y, mis, wc) -> np.ndarray:
+    """``(k, d)``: the diagonal of :func:`_second_matrices` (``yw`` is overwritten)."""
+    k, _, d = y.shape
+    yw *= y
+    diag = np.stack([wc[i, i] for i in range(mis.shape[1])])  # (q, k, g)
+    at = mis.T[:, None, :] + (np.arange(k) * d)[:, None]  # (q, k, g)
+    return yw.sum(axis=1) + np.bincount(at.ravel(), diag.ravel(), minlength=k * d).reshape(k, d)
+
+
+# the second moments of filled rows, by covariance type (the shapes of SuffStats.second)
+_SECOND = {
+    "full": _second_matrices,
+    "tied": lambda yw, y, mis, wc: _second_matrices(yw, y, mis, wc).sum(axis=0),
+    "diag": _second_variances,
+    "spherical": _second_variances,
+}
+
+
 def add_moments(stats, covariance_type: str, y, rw, mis, cond) -> None:
     """Add the filled rows' first and second moments to ``stats``: ``sum_i r_ij y_ij`` and
     ``sum_i r_ij (y_ij y_ij^T + C_ij)`` (the shapes of ``SuffStats.second``) with ``y (k, g,
     d)`` the rows filled by each component (about the moments' origin), ``rw (k, g)`` the
     weighted responsibilities, ``mis (g, q)`` each row's missing coordinates and ``cond (q,
     q, k, g)`` their conditional covariances, placed at ``(mis, mis)``."""
-    k, g, d = y.shape
-    q = mis.shape[1]
     yw = y * rw[:, :, None]
     stats.sk += yw.sum(axis=1)
-    wc = cond * rw  # (q, q, k, g)
-    if covariance_type in ("full", "tied"):
-        full = yw.transpose(0, 2, 1) @ y
-        at = mis.T[:, None, :] * d + mis.T[None, :, :]  # (q, q, g) into (d, d)
-        at = at[:, :, None, :] + (np.arange(k) * d * d)[:, None]  # (q, q, k, g)
-        full += np.bincount(at.ravel(), wc.ravel(), minlength=k * d * d).reshape(k, d, d)
-        if covariance_type == "full":
-            stats.second += full
-        else:
-            stats.second += full.sum(axis=0)
-        return
-    yw *= y
-    stats.second += yw.sum(axis=1)
-    diag = np.stack([wc[i, i] for i in range(q)])  # (q, k, g)
-    at = mis.T[:, None, :] + (np.arange(k) * d)[:, None]  # (q, k, g)
-    stats.second += np.bincount(at.ravel(), diag.ravel(), minlength=k * d).reshape(k, d)
+    stats.second += _SECOND[covariance_type](yw, y, mis, cond * rw)
