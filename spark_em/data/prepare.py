@@ -42,6 +42,10 @@ class PreparedData:
     # with feature j missing, per feature (zeros otherwise)
     marginalize: bool = False
     missing_per_feature: tuple = ()
+    # the statistics of the summarizers the first pass also ran (``prepare``'s
+    # ``first_step``: a warm start's first E-step), about their own centre; empty when
+    # none ran, or when the pass was run again for another d
+    first_step: tuple = ()
 
     @property
     def rows_skipped(self) -> int:
@@ -60,6 +64,7 @@ def prepare(
     skip_invalid: bool = False,
     dtype: str = "float64",
     missing: bool = False,
+    first_step: tuple = (),
 ) -> tuple[BlockStore, PreparedData]:
     """Validate ``df`` and put its features in a block store, in one pass over the data.
 
@@ -70,6 +75,9 @@ def prepare(
     ``float32``, features beyond its ``max_value`` are invalid rows too).
     With ``missing`` (missingValues="marginalize") NaN and null elements are missing
     values, kept as NaN in the blocks; a feature missing in every row is an error.
+    ``first_step``: ``(centre, summarizers)`` the first pass runs too, over the valid rows
+    centred on ``centre`` (a warm start's first E-step: one pass less for a short fit),
+    when ``d`` is the centre's length; their statistics are ``PreparedData.first_step``.
     """
     t0 = time.perf_counter()
     if block_cache not in BLOCK_CACHES:
@@ -83,7 +91,7 @@ def prepare(
     d = known if known is not None else _first_dimension(df, features, arr, layout)
     selected = df.select(arr.alias("x"), wcol.alias("w"))
 
-    def validated(d: int):
+    def validated(d: int, also: tuple = (None, ())):
         store = choose_store(
             block_cache,
             StoreInput(
@@ -91,12 +99,16 @@ def prepare(
             ),
         )
         try:
-            return store, store.open(ValidationSummarizer(sample_size, seed, missing))
+            validator = ValidationSummarizer(sample_size, seed, missing)
+            stats, more = store.open(validator, also[1], also[0])
+            return store, stats, tuple(more)
         except BaseException:
             store.release()
             raise
 
-    store, stats = validated(d)
+    # the first step's summarizers are for rows of its centre's length: not run for another d
+    fits = bool(first_step) and np.shape(first_step[0]) == (d,)
+    store, stats, first = validated(d, first_step if fits else (None, ()))
     try:
         lengths = None
         if stats.bad_rows.get("wrong_length"):
@@ -111,7 +123,7 @@ def prepare(
             if best is not None and best != d:
                 store.release()
                 d = best
-                store, stats = validated(d)
+                store, stats, first = validated(d)
             if skip_invalid:
                 log.warning(dimension_warning(features, lengths, d))
         check_validation(stats, features, weight_col, skip_invalid, chosen.max_value, lengths)
@@ -129,6 +141,7 @@ def prepare(
         seconds=time.perf_counter() - t0,
         marginalize=missing,
         missing_per_feature=tuple(stats.missing_per_feature),
+        first_step=first,
     )
 
 

@@ -159,10 +159,20 @@ def initial_params(
 
 
 def step(
-    store, data, runs: list[Run], iteration: int, *, tol: float, reg_covar: float
+    store,
+    data,
+    runs: list[Run],
+    iteration: int,
+    *,
+    tol: float,
+    reg_covar: float,
+    measured: tuple | None = None,
 ) -> list[IterationInfo]:
     """One EM iteration of every run not yet converged, in one pass shared by all of them;
     the runs are updated in place and the iteration's events returned (one per run).
+    ``measured``: ``(statistics, PassProfile)`` of this iteration's E-step when a pass
+    already took it (a warm start's first E-step, run in the validation pass), one per
+    run still running, about the data's centre: no pass is run for it.
 
     Convergence: |change in mean weighted log-likelihood per row| < tol (sklearn's rule),
     *and* no two components of the run are still nearly identical
@@ -181,7 +191,10 @@ def step(
     kernels = [
         e_step(r.params, data.centre, data.marginalize, dtype=store.precision) for r in active
     ]
-    stats, profile = run_pass(store, kernels, data.centre, label)
+    if measured is None:
+        stats, profile = run_pass(store, kernels, data.centre, label)
+    else:
+        stats, profile = measured
     redo = moments_to_redo(kernels, stats, reg_covar)
     if redo:
         log.info(

@@ -17,11 +17,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..core.missing import e_step
 from ..core.mixture import GaussianParams
+from ..core.precision import precision
+from ..core.segment_statistics import reoriginated
 from ..data.passes import run_pass
 from ..data.prepare import PreparedData, prepare
 from ..errors import InvalidInputError
-from ..progress import InitialisationDone, ValidationDone
+from ..progress import InitialisationDone, PassProfile, ValidationDone
 from .checkpoint import Checkpoint, CheckpointMismatchError
 from .em import FitResult, InitSpec, Run, initial_starts, result_of, step
 
@@ -106,10 +109,13 @@ class FitSession:
         settings: FitSettings,
         run_seeds: list[int],
         progress: Callable | None = None,
+        warm_estep: tuple | None = None,
     ):
         self.store, self.data, self.settings = store, data, settings
         self.run_seeds = run_seeds
         self.progress = progress
+        # the warm start's first E-step, taken in the validation pass: (stats, profile)
+        self.warm_estep = warm_estep
         self._checkpoint: Checkpoint | None = None
         self._first_iteration = 1
 
@@ -122,6 +128,7 @@ class FitSession:
         :class:`~spark_em.progress.ValidationDone`).  Raises
         :class:`~spark_em.InvalidInputError` for bad input or ``k_max`` above the valid rows."""
         sample_seed, run_seeds = seeds(settings.seed, settings.n_init)
+        first = _warm_first_step(settings)
         store, data = prepare(
             dataset,
             settings.features,
@@ -133,15 +140,20 @@ class FitSession:
             skip_invalid=settings.skip_invalid,
             dtype=settings.dtype,
             missing=settings.marginalize,
+            first_step=first,
         )
         _warn_skipped(data.bad_rows)
-        if k_max > data.n_rows:
+        try:
+            if k_max > data.n_rows:
+                raise InvalidInputError(
+                    f"k={k_max} is larger than the number of valid rows ({data.n_rows}) in "
+                    f"featuresCol {settings.features!r}"
+                )
+            warm_estep = _warm_estep(data, first, settings)
+        except BaseException:
             store.release()
-            raise InvalidInputError(
-                f"k={k_max} is larger than the number of valid rows ({data.n_rows}) in "
-                f"featuresCol {settings.features!r}"
-            )
-        session = cls(store, data, settings, run_seeds, progress)
+            raise
+        session = cls(store, data, settings, run_seeds, progress, warm_estep)
         session._emit(
             ValidationDone(
                 rows=data.n_rows,
@@ -241,7 +253,18 @@ class FitSession:
         each iteration when a checkpoint directory is set."""
         s = self.settings
         for iteration in range(self._first_iteration, s.max_iter + 1):
-            events = step(self.store, self.data, runs, iteration, tol=s.tol, reg_covar=s.reg_covar)
+            # a warm start's first E-step was taken by the validation pass (not after a
+            # resumed checkpoint: the merged pass runs only without one)
+            measured = self.warm_estep if iteration == 1 and len(runs) == 1 else None
+            events = step(
+                self.store,
+                self.data,
+                runs,
+                iteration,
+                tol=s.tol,
+                reg_covar=s.reg_covar,
+                measured=measured,
+            )
             if not events:
                 break
             for info in events:
@@ -262,8 +285,6 @@ class FitSession:
     def score(self, params: Sequence[GaussianParams], label: str) -> list:
         """The statistics (log-likelihood, N_k) of the data under each of ``params``, in
         one pass (no moments)."""
-        from ..core.missing import e_step
-
         c = self.data.centre
         kernels = [
             e_step(p, c, self.data.marginalize, moments=False, dtype=self.store.precision)
@@ -295,6 +316,33 @@ def _warn_skipped(bad_rows: dict) -> None:
             "fit (they carry no information; counted in summary.numRowsSkipped['all_missing'])",
             empty,
         )
+
+
+def _warm_first_step(s: FitSettings) -> tuple:
+    """``(centre, [kernel])``: the warm start's first E-step for the validation pass to take
+    too (a short fit from an initial model, a nightly update: one pass less), about the
+    model's own mean (the data's is not known before that pass); ``()`` without an initial
+    model, with a checkpoint directory that may hold a state to resume, or ``maxIter=0``."""
+    w = s.warm_start
+    if w is None or s.max_iter < 1 or (s.checkpoint_dir and not s.discard_checkpoint):
+        return ()
+    centre = w.params.centre
+    kernel = e_step(w.params, centre, s.marginalize, dtype=precision(s.dtype))
+    return (centre, [kernel])
+
+
+def _warm_estep(data: PreparedData, first: tuple, s: FitSettings) -> tuple | None:
+    """The statistics of the warm start's first E-step (:func:`_warm_first_step`) as an
+    iteration's pass returns them -- moments about the data's centre -- and the pass's
+    profile; None when the validation pass did not take it, or when a component's moments
+    lost digits about the model's mean (the iteration then takes its E-step again, about
+    the data's centre, as every iteration does)."""
+    if not data.first_step:
+        return None
+    (st,) = data.first_step
+    if st.imprecise(s.reg_covar).size:
+        return None
+    return [reoriginated(st, first[0], data.centre, None)], PassProfile()
 
 
 def _candidate_settings(candidates: Sequence[tuple[int, str]]) -> dict:

@@ -67,15 +67,17 @@ class BlockStore:
         self.release()
         return False
 
-    def open(self, validator) -> ValidationStats:
+    def open(self, validator, also=(), centre=None) -> tuple[ValidationStats, list]:
         """The first pass: read the input, put the blocks in place, return what
-        ``validator`` (a :class:`~spark_em.data.validation.ValidationSummarizer`) learned."""
-        (stats,), self.first_pass = run_pass(
-            self, [validator], None, "validate and prepare the data"
+        ``validator`` (a :class:`~spark_em.data.validation.ValidationSummarizer`) learned
+        and the statistics of the summarizers ``also`` (a warm start's first E-step), which
+        see the valid rows centred on ``centre`` in the same pass."""
+        (stats, *more), self.first_pass = run_pass(
+            self, [validator, *also], centre, "validate and prepare the data"
         )
         self._opened = True
         self._after_open(stats)
-        return stats
+        return stats, more
 
     def release(self) -> None:
         """Remove everything the store made; safe to call twice."""
