@@ -141,7 +141,7 @@ PARAMS: tuple[ParamSpec, ...] = (
         50,
         "EM iterations on the sample for the best starts of initMode='sample-em' (a race "
         "halves the starts after a quarter and after half of them; a start stops earlier "
-        "when its change is below tol / 10)",
+        "when its change is below tol / 10, at least 1e-4)",
         TypeConverters.toInt,
         check=at_least(1),
         flag="init-max-iter",

@@ -68,6 +68,10 @@ def test_same_start_whatever_the_partitioning_and_kept_in_the_summary(spark, lak
     c = GaussianMixture(k=5, seed=7, initTrials=3, initMaxIter=4).fit(df)
     assert c.summary.initialisation["trials"] == 3
     assert c.summary.initialisation["sampleIterations"] <= 3 * 4
+    # the search stops starts at tol / 10 but never below 1e-4 (a tenth of the default
+    # tol): a fixed-length fit (tol=0) searches as the default does, not the whole race
+    fixed = GaussianMixture(k=5, seed=7, tol=0.0, maxIter=1).fit(df).summary.initialisation
+    assert fixed == start
 
 
 def test_fit_select_picks_the_true_k_with_the_default_start(lake):

@@ -41,6 +41,18 @@ FLOAT32_COEFFICIENT_RANGE = (1e-30, 1e30)
 # d=32 0.498 / 0.434, d=48 1.05 / 0.78.
 PRODUCTS_MAX_D = 28
 
+# The sample search (initMode="sample-em") stops a start when its change in mean
+# log-likelihood per sample row falls below a tenth of the fit's tol (with the fit's own tol,
+# starts stopped on the plateau the fit then stopped on too: 0.055 nats/row below the
+# optimum on init_benchmark's k=4 d=4 set, 0.0005 with a tenth), but never below
+# SEARCH_MIN_TOL, a tenth of the default tol: the start needs the optimum's basin, not the
+# fit's precision.  Without the floor a fit with tol=0 (a fixed number of iterations, as
+# the benchmarks run) made every start run the whole race, 260 sample iterations: 2.6 s at
+# 1M x 16, K=8, full and about 70 s at 200k x 100, K=20, against 50 and 33 iterations
+# (0.55 s and 12 s, one BLAS thread) at 1e-4.
+SEARCH_TOL_FACTOR = 0.1
+SEARCH_MIN_TOL = 1e-4
+
 # Rows a task handles at a time from its store (one local-file read, one merged chunk of
 # cached block rows, one Parquet record batch): about 8 MB of float64 features.  Smaller
 # units cost per-call overhead; larger ones only memory.

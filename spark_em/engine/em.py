@@ -29,12 +29,11 @@ from ..core.sample_search import MODE as SEARCH_MODE
 from ..core.sample_search import search_start
 from ..core.segment_statistics import reoriginated
 from ..core.sufficient_statistics import SuffStats
+from ..core.tuning import SEARCH_MIN_TOL, SEARCH_TOL_FACTOR
 from ..data.passes import run_pass
 from ..progress import IterationInfo
 
 log = logging.getLogger("spark_em")
-
-SEARCH_TOL_FACTOR = 0.1  # the sample search's tol, relative to the fit's
 
 
 @dataclass(eq=False)  # compared by identity: parameters hold numpy arrays
@@ -105,10 +104,7 @@ def initial_starts(
             sample = init_sample(data.sample, s.k, data.centre)[0] if data.marginalize else None
             # one BLAS thread: the sample's GEMMs are small, and a threaded BLAS on a busy
             # driver made the search up to 10x slower (scripts/init_benchmark.py --cost).
-            # The race stops a start at tol / 10: with the fit's own tol the starts stopped
-            # on the plateau the fit then stopped on too (init_benchmark's k=4 d=4 set:
-            # 0.055 nats/row below the optimum; with tol / 10 and 50 iterations on the
-            # sample, 0.0005 below it)
+            # The race stops a start at tol / 10, at least SEARCH_MIN_TOL (core.tuning)
             with threadpool_limits(1):
                 found = search_start(
                     data.sample if sample is None else sample,
@@ -118,7 +114,7 @@ def initial_starts(
                     np.random.default_rng(s.seed),
                     trials=s.trials,
                     max_iter=s.max_iter,
-                    tol=tol * SEARCH_TOL_FACTOR,
+                    tol=max(tol * SEARCH_TOL_FACTOR, SEARCH_MIN_TOL),
                 )
             if found.degenerate:
                 log.warning(
