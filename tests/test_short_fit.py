@@ -117,3 +117,29 @@ def test_a_model_far_from_the_data_still_ends_on_sklearns_iteration(rows, frames
     got = warm_fit(frames["local"], model, "diag", "local")
     np.testing.assert_allclose(got.means, sk.means_, rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(got.covariances, sk.covariances_, rtol=1e-7)
+
+
+def test_an_initial_models_dimension_is_the_first_guess_of_d(spark, rows, frames):
+    """An ``array<double>`` column does not say d in its schema: a warm fit takes the initial
+    model's as its first guess (no job to find one) -- as many jobs as on feature columns,
+    whose schema gives d -- and rows of another length still get the dimension error."""
+    X, labels = rows
+    model = GaussianMixtureModel.fromParameters(*start(X, labels, "full"))
+    array_df = to_df(spark, X)
+
+    def fit(df, n=1, features="features"):
+        return GaussianMixture(
+            k=K, maxIter=n, tol=0.0, initialModel=model, blockCache="local", featuresCol=features
+        ).fit(df)
+
+    on_array = len(jobs_run_by(spark, lambda: fit(array_df)))
+    on_columns = len(jobs_run_by(spark, lambda: fit(frames["local"], features=["f0", "f1", "f2"])))
+    assert on_array == on_columns
+    np.testing.assert_allclose(
+        fit(array_df).means, fit(frames["local"], features=["f0", "f1", "f2"]).means, rtol=1e-12
+    )
+    short = to_df(spark, X[:, :2])
+    with pytest.raises(
+        ValueError, match="initialModel has dimension 3 but featuresCol 'features' has dimension 2"
+    ):
+        fit(short)

@@ -2,7 +2,8 @@
 
 Where the schema says it -- a list of feature columns, or a vector column whose ML
 attributes give its size (``VectorAssembler``'s output) -- that is ``d``.  Otherwise a first
-guess (the Parquet listing's or the first non-null row's length) runs the validation pass,
+guess (an initial model's dimension, the Parquet listing's or the first non-null row's
+length) runs the validation pass,
 and when that pass finds rows of another length, one Spark job counts the rows of each
 length over the whole input: ``d`` is the most frequent length (the smaller one on a tie),
 and the rows of every other length are ``wrong_length`` -- named with their counts in the

@@ -78,6 +78,8 @@ def prepare(
     ``first_step``: ``(centre, summarizers)`` the first pass runs too, over the valid rows
     centred on ``centre`` (a warm start's first E-step: one pass less for a short fit),
     when ``d`` is the centre's length; their statistics are ``PreparedData.first_step``.
+    Where the schema does not give ``d``, the centre's length is the first guess of it
+    (:mod:`spark_em.data.dimension`: rows of another length make it count the lengths).
     """
     t0 = time.perf_counter()
     if block_cache not in BLOCK_CACHES:
@@ -88,7 +90,12 @@ def prepare(
     wcol = weight_column(df, weight_col)
     layout = parquet_layout(env, block_cache, df, features, weight_col)
     known = schema_dimension(df, features)
-    d = known if known is not None else _first_dimension(df, features, arr, layout)
+    if known is not None:
+        d = known
+    elif first_step:  # a warm start's dimension: the first guess, without a job to find one
+        d = int(np.shape(first_step[0])[0])
+    else:
+        d = _first_dimension(df, features, arr, layout)
     selected = df.select(arr.alias("x"), wcol.alias("w"))
 
     def validated(d: int, also: tuple = (None, ())):
