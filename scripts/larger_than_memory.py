@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/larger_than_memory.py             # 30M x 16 doubles (~3.9 GB) vs 1g
     .venv/bin/python scripts/larger_than_memory.py --n 5000000 --block-cache spark
+    .venv/bin/python scripts/larger_than_memory.py --dtype float32   # float32 blocks
 
 Generates the data set once under ``--data-dir`` (chunk by chunk: the generator's memory
 stays flat), then runs spark-em in local mode with ``spark.driver.memory=--driver-memory``
@@ -50,6 +51,7 @@ def main(argv=None) -> int:
     p.add_argument("--iters", type=int, default=3)
     p.add_argument("--driver-memory", default="1g")
     p.add_argument("--block-cache", default="auto", choices=["auto", "local", "spark", "parquet"])
+    p.add_argument("--dtype", default="float64", choices=["float64", "float32"])
     p.add_argument("--master", default="local[2]")
     p.add_argument("--data-dir", default=os.environ.get("SPARK_EM_BENCH_DATA", "data/bench"))
     p.add_argument(
@@ -115,6 +117,7 @@ def main(argv=None) -> int:
         tol=0.0,
         seed=1,
         blockCache=args.block_cache,
+        dtype=args.dtype,
     )
     gm.progress = progress
     t = time.perf_counter()
@@ -127,6 +130,7 @@ def main(argv=None) -> int:
         "k": args.k,
         "cov": args.cov,
         "block_cache": args.block_cache,
+        "dtype": args.dtype,
         "parquet_bytes": size,
         "raw_bytes": args.n * args.d * 8,
         "jvm_max_heap_bytes": heap,

@@ -15,12 +15,18 @@ os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 def spark(tmp_path_factory):
     from spark_em.data.local_session import local_session
 
+    from .servers import FAST_JVM
+
     # a local dir of this run's own: block files of concurrent runs never mix
     local_dir = str(tmp_path_factory.mktemp("spark-local"))
     session = local_session(
         "local[2]",
         "spark-em-tests",
-        {"spark.sql.shuffle.partitions": "4", "spark.local.dir": local_dir},
+        {
+            "spark.sql.shuffle.partitions": "4",
+            "spark.local.dir": local_dir,
+            "spark.driver.extraJavaOptions": FAST_JVM,
+        },
     )
     session.sparkContext.setLogLevel("ERROR")
     yield session
