@@ -23,7 +23,8 @@ from pyspark.sql import DataFrame
 
 from .engine import fit_session, scoring, selection, update
 from .engine.em import FitResult
-from .engine.fit_session import FitSettings, WarmStart
+from .engine.fit_session import FitSettings
+from .engine.warm_start import WarmStart
 from .errors import ConvergenceWarning
 from .io.persistence import EstimatorReader, EstimatorWriter
 from .model import GaussianMixtureModel

@@ -31,6 +31,7 @@ from .core.covariance import COVARIANCE_TYPES
 from .core.initialisation import INIT_MODES
 from .core.missing import MISSING_VALUES
 from .core.precision import DTYPES
+from .core.tuning import SEARCH_MIN_TOL, SEARCH_TOL_FACTOR
 from .data.stores import BLOCK_CACHES
 from .param_spec import (
     COLUMNS,
@@ -141,7 +142,8 @@ PARAMS: tuple[ParamSpec, ...] = (
         50,
         "EM iterations on the sample for the best starts of initMode='sample-em' (a race "
         "halves the starts after a quarter and after half of them; a start stops earlier "
-        "when its change is below tol / 10, at least 1e-4)",
+        f"when its change is below tol / {1 / SEARCH_TOL_FACTOR:g}, at least "
+        f"{SEARCH_MIN_TOL:.0e})".replace("e-0", "e-"),
         TypeConverters.toInt,
         check=at_least(1),
         flag="init-max-iter",

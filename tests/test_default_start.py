@@ -10,6 +10,7 @@ import pytest
 from sklearn.mixture import GaussianMixture as SkGM
 
 from spark_em import GaussianMixture, GaussianMixtureModel
+from spark_em.core.tuning import SEARCH_MIN_TOL, SEARCH_TOL_FACTOR
 
 from .conftest import to_df
 from .test_sample_search import issue_mixture
@@ -72,6 +73,7 @@ def test_same_start_whatever_the_partitioning_and_kept_in_the_summary(spark, lak
     # tol): a fixed-length fit (tol=0) searches as the default does, not the whole race
     fixed = GaussianMixture(k=5, seed=7, tol=0.0, maxIter=1).fit(df).summary.initialisation
     assert fixed == start
+    assert SEARCH_MIN_TOL == pytest.approx(SEARCH_TOL_FACTOR * GaussianMixture().getTol())
 
 
 def test_fit_select_picks_the_true_k_with_the_default_start(lake):

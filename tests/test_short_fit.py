@@ -93,6 +93,60 @@ def test_one_iteration_from_an_initial_model_reads_the_data_once(spark, rows, fr
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("separation", [4.0, 300.0])
+def test_every_type_reads_the_data_once_also_with_far_components(
+    spark, covariance_type, separation
+):
+    """Clusters 300 standard deviations apart: the iteration takes a far component's
+    moments about its own mean, and the first E-step's statistics are re-centred there
+    (re-centred on the data's centre they would lose digits and need a second pass)."""
+    X, labels, _ = sample_mixture(
+        300, k=K, d=D, covariance_type="full", seed=6, separation=separation
+    )
+    df = to_df(spark, X)
+    means = np.stack([X[labels == j].mean(axis=0) for j in range(K)])
+    w, _, c = start(X, labels, covariance_type)
+    model = GaussianMixtureModel.fromParameters(w, means, c, covarianceType=covariance_type)
+
+    def fit(n):
+        return GaussianMixture(
+            k=K, covarianceType=covariance_type, maxIter=n, tol=0.0, initialModel=model
+        ).fit(df)
+
+    counts = [len(jobs_run_by(spark, lambda n=n: fit(n))) for n in (0, 1)]
+    assert counts[0] == counts[1], counts
+    sk = sklearn_one_iteration(X, w, means, c, covariance_type)
+    got = fit(1)
+    np.testing.assert_allclose(got.means, sk.means_, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(got.covariances, sk.covariances_, rtol=1e-8, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_weighted_rows_in_both_dtypes(spark, rows, dtype):
+    """Weights 1 and 2 are rows once and twice (sklearn on the repeated rows); float32
+    within its accuracy contract."""
+    X, labels = rows
+    weights = np.random.default_rng(3).integers(1, 3, X.shape[0]).astype(float)
+    w, m, c = start(X, labels, "full", shift=3.0)
+    sk = sklearn_one_iteration(np.repeat(X, weights.astype(int), axis=0), w, m, c, "full")
+    df = spark.createDataFrame(
+        [(x.tolist(), float(v)) for x, v in zip(X, weights)], "features array<double>, w double"
+    )
+    got = GaussianMixture(
+        k=K,
+        maxIter=1,
+        tol=0.0,
+        weightCol="w",
+        dtype=dtype,
+        initialModel=GaussianMixtureModel.fromParameters(w, m, c),
+    ).fit(df)
+    rtol = 1e-9 if dtype == "float64" else 1e-4
+    np.testing.assert_allclose(got.weights, sk.weights_, rtol=rtol)
+    np.testing.assert_allclose(got.means, sk.means_, rtol=rtol, atol=rtol * np.abs(X).max())
+    np.testing.assert_allclose(got.covariances, sk.covariances_, rtol=rtol * 10)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 @pytest.mark.parametrize("store", ["local", "parquet", "spark"])
 def test_one_iteration_from_an_initial_model_is_sklearns(rows, frames, covariance_type, store):
     X, labels = rows

@@ -92,7 +92,9 @@ def prepare(
     known = schema_dimension(df, features)
     if known is not None:
         d = known
-    elif first_step:  # a warm start's dimension: the first guess, without a job to find one
+    elif first_step and (layout is None or layout.d is None):
+        # a warm start's dimension: the first guess, without a job to find one (after the
+        # Parquet listing's, which is free and the data's own)
         d = int(np.shape(first_step[0])[0])
     else:
         d = _first_dimension(df, features, arr, layout)

@@ -31,7 +31,7 @@ from ..core.segment_statistics import reoriginated
 from ..core.sufficient_statistics import SuffStats
 from ..core.tuning import SEARCH_MIN_TOL, SEARCH_TOL_FACTOR
 from ..data.passes import run_pass
-from ..progress import IterationInfo
+from ..progress import IterationInfo, PassProfile
 
 log = logging.getLogger("spark_em")
 
@@ -166,9 +166,12 @@ def step(
 ) -> list[IterationInfo]:
     """One EM iteration of every run not yet converged, in one pass shared by all of them;
     the runs are updated in place and the iteration's events returned (one per run).
-    ``measured``: ``(statistics, PassProfile)`` of this iteration's E-step when a pass
-    already took it (a warm start's first E-step, run in the validation pass), one per
-    run still running, about the data's centre: no pass is run for it.
+    ``measured``: ``([statistics], centre)`` of this iteration's E-step when a pass already
+    took it (a warm start's first E-step, taken by the validation pass about the model's
+    mean ``centre``), one per run still running: no pass is run for it; the statistics
+    are re-centred exactly on each kernel's own origin (the data's centre, or a far
+    component's mean) and the iteration's profile is empty (the E-step's time is the
+    validation pass's).
 
     Convergence: |change in mean weighted log-likelihood per row| < tol (sklearn's rule),
     *and* no two components of the run are still nearly identical
@@ -190,7 +193,12 @@ def step(
     if measured is None:
         stats, profile = run_pass(store, kernels, data.centre, label)
     else:
-        stats, profile = measured
+        taken, about = measured
+        stats = [
+            reoriginated(st, about, data.centre, kernel.origin)
+            for st, kernel in zip(taken, kernels)
+        ]
+        profile = PassProfile()
     redo = moments_to_redo(kernels, stats, reg_covar)
     if redo:
         log.info(

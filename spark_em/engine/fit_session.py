@@ -19,38 +19,15 @@ import numpy as np
 
 from ..core.missing import e_step
 from ..core.mixture import GaussianParams
-from ..core.precision import precision
-from ..core.segment_statistics import reoriginated
 from ..data.passes import run_pass
 from ..data.prepare import PreparedData, prepare
 from ..errors import InvalidInputError
-from ..progress import InitialisationDone, PassProfile, ValidationDone
+from ..progress import InitialisationDone, ValidationDone
 from .checkpoint import Checkpoint, CheckpointMismatchError
 from .em import FitResult, InitSpec, Run, initial_starts, result_of, step
+from .warm_start import WarmStart
 
 log = logging.getLogger("spark_em")
-
-
-@dataclass(frozen=True)
-class WarmStart:
-    """A model to start EM from (``initialModel``): its parameters and, when its summary
-    has them, the rows, weight sum and last mean log-likelihood of the fit that made it."""
-
-    params: GaussianParams
-    rows: int | None = None
-    weight_sum: float | None = None
-    last_log_likelihood: float | None = None
-
-    def previous(self, data: PreparedData) -> float | None:
-        """The mean log-likelihood the warm start comes with (sklearn's ``lower_bound_``
-        with ``warm_start``), when the fit that made it saw data of the same row count and
-        weight sum; else None (the first change is infinite).  So a refit from a converged
-        model reports convergence after one iteration."""
-        if self.last_log_likelihood is None or self.weight_sum is None:
-            return None
-        if self.rows != data.n_rows or not np.isclose(self.weight_sum, data.weight_sum, rtol=1e-12):
-            return None
-        return float(self.last_log_likelihood)
 
 
 @dataclass(frozen=True)
@@ -128,7 +105,7 @@ class FitSession:
         :class:`~spark_em.progress.ValidationDone`).  Raises
         :class:`~spark_em.InvalidInputError` for bad input or ``k_max`` above the valid rows."""
         sample_seed, run_seeds = seeds(settings.seed, settings.n_init)
-        first = _warm_first_step(settings)
+        first = _first_step(settings)
         store, data = prepare(
             dataset,
             settings.features,
@@ -149,7 +126,7 @@ class FitSession:
                     f"k={k_max} is larger than the number of valid rows ({data.n_rows}) in "
                     f"featuresCol {settings.features!r}"
                 )
-            warm_estep = _warm_estep(data, first, settings)
+            warm_estep = WarmStart.first_estep(data, first, settings.reg_covar)
         except BaseException:
             store.release()
             raise
@@ -222,7 +199,7 @@ class FitSession:
                 return runs
         t0 = time.perf_counter()
         if s.warm_start is not None:
-            params = _checked_warm_start(s, data.d)
+            params = s.warm_start.checked(s.k, s.covariance_type, data.d, s.features)
             mode = "initialModel"
             runs = [
                 Run(params, labels[0], previous=s.warm_start.previous(data), start={"mode": mode})
@@ -253,9 +230,6 @@ class FitSession:
         each iteration when a checkpoint directory is set."""
         s = self.settings
         for iteration in range(self._first_iteration, s.max_iter + 1):
-            # a warm start's first E-step was taken by the validation pass (not after a
-            # resumed checkpoint: the merged pass runs only without one)
-            measured = self.warm_estep if iteration == 1 and len(runs) == 1 else None
             events = step(
                 self.store,
                 self.data,
@@ -263,7 +237,7 @@ class FitSession:
                 iteration,
                 tol=s.tol,
                 reg_covar=s.reg_covar,
-                measured=measured,
+                measured=self._measured(runs, iteration),
             )
             if not events:
                 break
@@ -280,6 +254,15 @@ class FitSession:
             if self._checkpoint is not None:
                 self._checkpoint.save(iteration, runs, self.data)
         return runs
+
+    def _measured(self, runs: list[Run], iteration: int) -> tuple | None:
+        """The E-step the validation pass took for ``iteration`` of ``runs``: the warm
+        start's first, when these runs are that one run still at its initial parameters
+        (never after a resumed checkpoint: the merged pass runs only without one)."""
+        warm = self.settings.warm_start
+        if self.warm_estep is None or warm is None or iteration != 1 or len(runs) != 1:
+            return None
+        return self.warm_estep if runs[0].params is warm.params else None
 
     # ------------------------------------------------------------------ results
     def score(self, params: Sequence[GaussianParams], label: str) -> list:
@@ -318,31 +301,14 @@ def _warn_skipped(bad_rows: dict) -> None:
         )
 
 
-def _warm_first_step(s: FitSettings) -> tuple:
-    """``(centre, [kernel])``: the warm start's first E-step for the validation pass to take
-    too (a short fit from an initial model, a nightly update: one pass less), about the
-    model's own mean (the data's is not known before that pass); ``()`` without an initial
-    model, with a checkpoint directory that may hold a state to resume, or ``maxIter=0``."""
+def _first_step(s: FitSettings) -> tuple:
+    """The warm start's first E-step for the validation pass (:meth:`WarmStart.first_step`);
+    ``()`` without an initial model, with ``maxIter=0``, or with a checkpoint directory that
+    may hold a state to resume."""
     w = s.warm_start
     if w is None or s.max_iter < 1 or (s.checkpoint_dir and not s.discard_checkpoint):
         return ()
-    centre = w.params.centre
-    kernel = e_step(w.params, centre, s.marginalize, dtype=precision(s.dtype))
-    return (centre, [kernel])
-
-
-def _warm_estep(data: PreparedData, first: tuple, s: FitSettings) -> tuple | None:
-    """The statistics of the warm start's first E-step (:func:`_warm_first_step`) as an
-    iteration's pass returns them -- moments about the data's centre -- and the pass's
-    profile; None when the validation pass did not take it, or when a component's moments
-    lost digits about the model's mean (the iteration then takes its E-step again, about
-    the data's centre, as every iteration does)."""
-    if not data.first_step:
-        return None
-    (st,) = data.first_step
-    if st.imprecise(s.reg_covar).size:
-        return None
-    return [reoriginated(st, first[0], data.centre, None)], PassProfile()
+    return w.first_step(s.k, s.covariance_type, s.marginalize, s.dtype)
 
 
 def _candidate_settings(candidates: Sequence[tuple[int, str]]) -> dict:
@@ -352,22 +318,6 @@ def _candidate_settings(candidates: Sequence[tuple[int, str]]) -> dict:
         ((k, t),) = candidates
         return {"k": k, "covarianceType": t}
     return {"ks": [k for k, _ in candidates], "covarianceTypes": [t for _, t in candidates]}
-
-
-def _checked_warm_start(s: FitSettings, d: int) -> GaussianParams:
-    p = s.warm_start.params
-    if p.k != s.k:
-        raise ValueError(f"initialModel has k={p.k} but k={s.k}")
-    if p.d != d:
-        raise ValueError(
-            f"initialModel has dimension {p.d} but featuresCol {s.features!r} has dimension {d}"
-        )
-    if p.covariance_type != s.covariance_type:
-        raise ValueError(
-            f"initialModel has covarianceType {p.covariance_type!r} but "
-            f"covarianceType is {s.covariance_type!r}"
-        )
-    return p
 
 
 def fit(dataset, settings: FitSettings, progress: Callable | None = None) -> tuple[FitResult, int]:
