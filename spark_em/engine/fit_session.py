@@ -91,7 +91,7 @@ class FitSession:
         self.store, self.data, self.settings = store, data, settings
         self.run_seeds = run_seeds
         self.progress = progress
-        # the warm start's first E-step, taken in the validation pass: (stats, profile)
+        # the warm start's first E-step, taken in the validation pass: ([stats], centre)
         self.warm_estep = warm_estep
         self._checkpoint: Checkpoint | None = None
         self._first_iteration = 1
@@ -126,7 +126,8 @@ class FitSession:
                     f"k={k_max} is larger than the number of valid rows ({data.n_rows}) in "
                     f"featuresCol {settings.features!r}"
                 )
-            warm_estep = WarmStart.first_estep(data, first, settings.reg_covar)
+            warm = settings.warm_start
+            warm_estep = warm.first_estep(data, settings.reg_covar) if warm else None
         except BaseException:
             store.release()
             raise

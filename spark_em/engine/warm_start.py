@@ -61,8 +61,7 @@ class WarmStart:
             return ()
         return (p.centre, [e_step(p, p.centre, marginalize, dtype=precision(dtype))])
 
-    @staticmethod
-    def first_estep(data: PreparedData, first: tuple, reg_covar: float) -> tuple | None:
+    def first_estep(self, data: PreparedData, reg_covar: float) -> tuple | None:
         """``([statistics], centre)``: the first E-step (:meth:`first_step`) as the
         validation pass took it, moments about ``centre`` (the model's mean) -- the
         iteration re-centres them on its own kernel's origin
@@ -74,4 +73,4 @@ class WarmStart:
         (st,) = data.first_step
         if st.imprecise(reg_covar).size:
             return None
-        return [st], first[0]
+        return [st], self.params.centre
