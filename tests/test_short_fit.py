@@ -16,6 +16,7 @@ from spark_em.core.mixture import COVARIANCE_TYPES
 from spark_em.data.datasets import sample_mixture
 
 from .conftest import to_df
+from .test_estimator import precisions_of, start_parameters
 from .test_validation import jobs_run_by
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -30,20 +31,14 @@ def rows():
 
 
 def start(X, labels, covariance_type, shift=0.0):
-    """One row per true cluster as means (moved by ``shift``), unit-ish covariances."""
-    means = np.stack([X[np.flatnonzero(labels == j)[0]] for j in range(K)]) + shift
-    scale = np.array([1.0, 1.5, 0.7]) * (1.0 + abs(shift)) ** 2
-    cov = {
-        "full": np.stack([np.diag(scale) * s for s in (1.0, 2.0, 0.5)]),
-        "tied": np.diag(scale),
-        "diag": np.stack([scale * s for s in (1.0, 2.0, 0.5)]),
-        "spherical": np.array([1.0, 2.0, 0.5]) * scale.mean(),
-    }[covariance_type]
-    return np.array([0.5, 0.3, 0.2]), means, cov
+    """test_estimator's rough start (one row per true cluster as means, unit-ish
+    covariances), its means moved by ``shift`` and its covariances scaled by
+    ``(1 + |shift|)^2``, with unequal weights."""
+    _, means, cov = start_parameters(X, labels, covariance_type)
+    return np.array([0.5, 0.3, 0.2]), means + shift, cov * (1.0 + abs(shift)) ** 2
 
 
 def sklearn_one_iteration(X, w, m, c, covariance_type):
-    precisions = np.linalg.inv(c) if covariance_type in ("full", "tied") else 1.0 / c
     sk = SkGM(
         K,
         covariance_type=covariance_type,
@@ -51,7 +46,7 @@ def sklearn_one_iteration(X, w, m, c, covariance_type):
         tol=0.0,
         weights_init=w,
         means_init=m,
-        precisions_init=precisions,
+        precisions_init=precisions_of(c, covariance_type),
     )
     return sk.fit(X)
 
