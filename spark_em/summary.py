@@ -43,9 +43,10 @@ class GaussianMixtureSummary:
       ``initMode``'s value (``"initialModel"`` for a warm start); for ``"sample-em"`` also
       ``trials``, ``best`` (the winning start's index) and ``bestKind`` (``kmeans`` or
       ``random``), ``sampleRows``, ``sampleLogLikelihood`` (the winner's mean
-      log-likelihood per sample row), ``sampleIterations`` (EM iterations on the sample in
-      all), ``degenerate`` (every start had an empty or collapsed component) and
-      ``perTrial``; ``{}`` for models saved before it existed.
+      log-likelihood per sample row, after the polish), ``sampleIterations`` (EM
+      iterations of the race on the sample), ``polishIterations`` (those of the polish of
+      the winner after the race), ``degenerate`` (every start had an empty or collapsed
+      component) and ``perTrial``; ``{}`` for models saved before it existed.
     * ``numRowsSkipped``: invalid rows left out of the fit with ``handleInvalid="skip"``, by
       kind (``null_vector``, ``wrong_length``, ``null_element``, ``non_finite``,
       ``huge_value``, ``null_weight``, ``negative_weight``, ``huge_weight``; kinds with none

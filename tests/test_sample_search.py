@@ -131,3 +131,52 @@ def test_rows_with_non_finite_values_are_left_out_and_too_few_rows_refused():
     assert found.sample_rows == 190
     with pytest.raises(ValueError, match="fewer than k=5"):
         search_start(X[:4], 5, "diag", 1e-6, rng, trials=2, max_iter=4, tol=1e-3)
+
+
+def slow_mixture(n: int):
+    """init_benchmark's "k=3 d=2" set: 3 overlapping components in 2-D (weights 0.7**j)
+    where EM's change per iteration shrinks by a factor near 1, so that a change below
+    1e-3 comes well before the log-likelihood is within 1e-3 of the optimum."""
+    rng = np.random.default_rng(1)
+    truth = random_mixture(3, 2, "full", rng, separation=2.5)
+    w = 0.7 ** np.arange(3)
+    truth["weights"] = w / w.sum()
+    return draw_mixture(n, truth, "full", rng)[0], truth
+
+
+def test_the_polish_brings_the_start_near_the_sample_optimum_on_a_slow_mixture():
+    X, truth = slow_mixture(10_000)
+    optimum = em_to_convergence(X, truth["weights"], truth["means"], truth["covariances"])
+
+    def searched(polish_iter):
+        found = search_start(
+            X,
+            3,
+            "full",
+            1e-6,
+            np.random.default_rng(0),
+            trials=10,
+            max_iter=50,
+            tol=1e-4,
+            polish_tol=1e-6,
+            polish_iter=polish_iter,
+        )
+        g = found.params
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            sk = SkGM(3, max_iter=1, weights_init=g.weights, means_init=g.means)
+            sk.fit(X)  # only to give sk its shapes; the parameters are set below
+        sk.weights_, sk.means_, sk.covariances_ = g.weights, g.means, g.covariances
+        sk.precisions_cholesky_ = np.linalg.cholesky(np.linalg.inv(g.covariances))
+        return found, float(sk.score(X))
+
+    raced, raced_ll = searched(0)
+    polished, polished_ll = searched(200)
+    assert raced.polish_iterations == 0 and polished.as_dict()["polishIterations"] > 0
+    # the race alone stops on the slow approach, more than 1e-3 short; the polish ends
+    # within 1e-4 of the optimum (independent truth: sklearn's EM from the true parameters)
+    assert optimum - raced_ll > 1e-3, (optimum, raced_ll)
+    assert optimum - polished_ll < 1e-4, (optimum, polished_ll)
+    assert polished.sample_log_likelihood == pytest.approx(polished_ll, abs=1e-5)
+    # the race is the same: the polish only continues its winner
+    assert (polished.best, polished.iterations) == (raced.best, raced.iterations)
