@@ -120,7 +120,7 @@ PARAMS: tuple[ParamSpec, ...] = (
         "sample-em",
         f"initialisation, one of {INIT_MODES}: 'sample-em' runs initTrials short EM runs "
         "(k-means and random starts) on the initSampleSize-row sample and starts from the "
-        "best; 'kmeans' is scikit-learn's default, 'random' MLlib's",
+        "best, polished on the sample; 'kmeans' is scikit-learn's default, 'random' MLlib's",
         TypeConverters.toString,
         allowed=INIT_MODES,
         flag="init-mode",
