@@ -27,11 +27,13 @@ def measure_cost(spark, args) -> list[dict]:
 
     from spark_em import GaussianMixture
     from spark_em.core.sample_search import search_start
+    from spark_em.core.tuning import POLISH_MAX_ITER, search_tolerances
     from spark_em.progress import IterationInfo
 
     defaults = GaussianMixture()
     trials, max_iter = defaults.getInitTrials(), defaults.getInitMaxIter()
     tol, reg = defaults.getTol(), defaults.getRegCovar()
+    race_tol, polish_tol = search_tolerances(tol)  # as the fit runs the search
     sample_rows = defaults.getInitSampleSize()
     out = []
     for n, d, k in QUICK if args.quick else WORKLOADS:
@@ -55,7 +57,9 @@ def measure_cost(spark, args) -> list[dict]:
                             np.random.default_rng(seed),
                             trials=trials,
                             max_iter=max_iter,
-                            tol=tol,
+                            tol=race_tol,
+                            polish_tol=polish_tol,
+                            polish_iter=POLISH_MAX_ITER,
                         )
                     )
                 searches.append(
@@ -64,6 +68,7 @@ def measure_cost(spark, args) -> list[dict]:
                         "blas_threads": threads or "default",
                         "seconds": secs,
                         "sample_iterations": found.iterations,
+                        "polish_iterations": found.polish_iterations,
                     }
                 )
         df = spark.read.parquet(path).cache()

@@ -31,7 +31,7 @@ from .core.covariance import COVARIANCE_TYPES
 from .core.initialisation import INIT_MODES
 from .core.missing import MISSING_VALUES
 from .core.precision import DTYPES
-from .core.tuning import SEARCH_MIN_TOL, SEARCH_TOL_FACTOR
+from .core.tuning import POLISH_MAX_ITER, SEARCH_MIN_TOL, SEARCH_TOL_FACTOR
 from .data.stores import BLOCK_CACHES
 from .param_spec import (
     COLUMNS,
@@ -130,7 +130,8 @@ PARAMS: tuple[ParamSpec, ...] = (
         "initTrials",
         10,
         "starts tried on the sample by initMode='sample-em' (cost: about "
-        "0.4 * initTrials * initMaxIter E-steps over the sample's rows, on the driver)",
+        "0.4 * initTrials * initMaxIter E-steps over the sample's rows, on the driver, "
+        f"and at most {POLISH_MAX_ITER} more to polish the best start)",
         TypeConverters.toInt,
         check=at_least(1),
         flag="init-trials",

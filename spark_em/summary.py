@@ -45,7 +45,8 @@ class GaussianMixtureSummary:
       ``random``), ``sampleRows``, ``sampleLogLikelihood`` (the winner's mean
       log-likelihood per sample row, after the polish), ``sampleIterations`` (EM
       iterations of the race on the sample), ``polishIterations`` (those of the polish of
-      the winner after the race), ``degenerate`` (every start had an empty or collapsed
+      the winner after the race; absent in models saved before the polish existed),
+      ``degenerate`` (every start had an empty or collapsed
       component) and ``perTrial``; ``{}`` for models saved before it existed.
     * ``numRowsSkipped``: invalid rows left out of the fit with ``handleInvalid="skip"``, by
       kind (``null_vector``, ``wrong_length``, ``null_element``, ``non_finite``,

@@ -13,7 +13,7 @@ from spark_em import GaussianMixture, GaussianMixtureModel
 from spark_em.core.tuning import SEARCH_MIN_TOL, SEARCH_TOL_FACTOR
 
 from .conftest import to_df
-from .test_sample_search import issue_mixture, slow_mixture
+from .test_sample_search import em_to_convergence, issue_mixture, slow_mixture
 
 N = 20_000
 
@@ -55,15 +55,7 @@ def test_the_default_fit_stops_near_the_optimum_where_em_converges_slowly(spark)
     stops short; the default fit starts from the polished sample search and stops within
     1e-3 (the truth: scikit-learn's EM from the true parameters, run to 1e-10)."""
     X, truth = slow_mixture(N)
-    optimum = SkGM(
-        3,
-        tol=1e-10,
-        max_iter=5000,
-        weights_init=truth["weights"],
-        means_init=truth["means"],
-        precisions_init=np.linalg.inv(truth["covariances"]),
-    ).fit(X)
-    best = float(optimum.score(X))
+    best = em_to_convergence(X, truth["weights"], truth["means"], truth["covariances"])
     sklearn_default = [SkGM(3, random_state=s).fit(X).score(X) for s in range(3)]
     assert all(best - v > 1e-3 for v in sklearn_default), (best, sklearn_default)
     df = to_df(spark, X, partitions=2)

@@ -180,3 +180,38 @@ def test_the_polish_brings_the_start_near_the_sample_optimum_on_a_slow_mixture()
     assert polished.sample_log_likelihood == pytest.approx(polished_ll, abs=1e-5)
     # the race is the same: the polish only continues its winner
     assert (polished.best, polished.iterations) == (raced.best, raced.iterations)
+
+
+def test_a_polish_on_which_a_component_collapses_keeps_the_race_winner():
+    """65 rows of 2 blobs in 2-D with k=6: the race's winner holds every component on at
+    least d + 1 = 3 rows' worth of responsibility, but polishing it lets one die. The start
+    returned is then the race's winner, its components as full as they were (checked
+    with scikit-learn's responsibilities under the returned parameters)."""
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(0, 1, (40, 2)), rng.normal(4, 1, (25, 2))])
+
+    def searched(polish_iter):
+        return search_start(
+            X,
+            6,
+            "full",
+            1e-6,
+            np.random.default_rng(1),
+            trials=6,
+            max_iter=20,
+            tol=1e-4,
+            polish_tol=1e-6,
+            polish_iter=polish_iter,
+        )
+
+    def smallest_nk(params):
+        sk = SkGM(6, covariance_type="full")
+        sk.weights_, sk.means_, sk.covariances_ = params.weights, params.means, params.covariances
+        sk.precisions_cholesky_ = np.linalg.cholesky(np.linalg.inv(params.covariances))
+        return sk.predict_proba(X).sum(axis=0).min()
+
+    raced, polished = searched(0), searched(200)
+    assert smallest_nk(raced.params) >= 3
+    assert polished.polish_iterations > 0 and not polished.degenerate
+    assert smallest_nk(polished.params) >= 3
+    np.testing.assert_array_equal(polished.params.means, raced.params.means)

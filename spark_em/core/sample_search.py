@@ -23,23 +23,23 @@ drawn, so the search costs driver time only.
 3. the start with the best sample mean log-likelihood among those without an empty or
    collapsed component is kept (``degenerate`` says when every start had one);
 4. that start is *polished*: EM on the sample goes on from it until its change falls below
-   ``polish_tol`` or after ``polish_iter`` more iterations.  The race only needs the
-   optimum's basin; the polish brings the start near the sample's optimum, so that EM on
-   the data, which stops at the fit's ``tol``, does not stop on the slow approach to it
-   (on ``scripts/init_benchmark.py``'s k=3 d=2 set fits stopped 0.002 nats/row short of
-   the optimum after 2 iterations on the data; from a start polished to 1e-6, 0.0001).
+   ``polish_tol`` or after ``polish_iter`` more iterations (the polished start is kept
+   unless a component empties or collapses on the way; then the race's winner is).  The
+   race only needs the optimum's basin; the polish brings the start near the sample's
+   optimum, so that EM on the data, which stops at the fit's ``tol``, does not stop on the
+   slow approach to it (:data:`spark_em.core.tuning.POLISH_TOL_FACTOR`).
 
 Its cost is at most about ``trials * max_iter * 0.4`` E-steps on the sample's rows (200 with
 the defaults of 10 trials and 50 iterations; starts that converge stop earlier) -- for a
 10,000-row sample, at most about 2 E-step passes over 1M rows, paid once on the driver --
-plus the polish's ``polish_iter`` at most (:data:`spark_em.core.tuning.POLISH_MAX_ITER`).
-The fit runs it with one BLAS thread, the race at a tenth of its own ``tol`` and the polish
-at a thousandth (:func:`spark_em.engine.em.initial_starts`).
+plus the polish's ``polish_iter`` at most.  The fit runs it with one BLAS thread and the
+tolerances and polish length of :mod:`spark_em.core.tuning`
+(:func:`spark_em.engine.em.initial_starts`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -150,10 +150,10 @@ def search_start(
     polished = 0
     if ok and polish_iter > 0:
         winner = pool[best]
-        winner.converged = False
-        polished = _short_em(
-            winner, chunk, reg_covar, polish_tol, len(winner.history) + polish_iter
-        )
+        trial = replace(winner, history=list(winner.history), converged=False)
+        polished = _short_em(trial, chunk, reg_covar, polish_tol, len(trial.history) + polish_iter)
+        if not trial.degenerate:  # a component dying on the way: the race's winner stays
+            pool[best] = trial
     return SearchResult(
         params=pool[best].params,
         sample_log_likelihood=pool[best].score,

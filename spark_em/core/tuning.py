@@ -58,10 +58,19 @@ SEARCH_MIN_TOL = 1e-4
 # iterations.  EM on the data stops at the fit's tol, and where it converges slowly (the
 # change per iteration shrinks by a factor near 1) it stopped well short of an optimum it
 # was already in the basin of: on init_benchmark's k=3 d=2 set 0.0018-0.0023 nats/row, and
-# 0.0002-0.0018 on k=4 d=4; from a start polished this way, about 0.0001.
+# up to 0.0018 on k=4 d=4; from a start polished this way at most 0.00075 and 0.0003
+# (bench-results/init-quality-polish.json; the polish ran 101-200 and 23-44 iterations).
 POLISH_TOL_FACTOR = 1e-3
 POLISH_MIN_TOL = 1e-6
 POLISH_MAX_ITER = 200
+
+
+def search_tolerances(tol: float) -> tuple[float, float]:
+    """The sample search's ``(race tol, polish tol)`` for a fit of ``tol``."""
+    return max(tol * SEARCH_TOL_FACTOR, SEARCH_MIN_TOL), max(
+        tol * POLISH_TOL_FACTOR, POLISH_MIN_TOL
+    )
+
 
 # Rows a task handles at a time from its store (one local-file read, one merged chunk of
 # cached block rows, one Parquet record batch): about 8 MB of float64 features.  Smaller

@@ -29,13 +29,7 @@ from ..core.sample_search import MODE as SEARCH_MODE
 from ..core.sample_search import search_start
 from ..core.segment_statistics import reoriginated
 from ..core.sufficient_statistics import SuffStats
-from ..core.tuning import (
-    POLISH_MAX_ITER,
-    POLISH_MIN_TOL,
-    POLISH_TOL_FACTOR,
-    SEARCH_MIN_TOL,
-    SEARCH_TOL_FACTOR,
-)
+from ..core.tuning import POLISH_MAX_ITER, search_tolerances
 from ..data.passes import run_pass
 from ..progress import IterationInfo, PassProfile
 
@@ -110,8 +104,8 @@ def initial_starts(
             sample = init_sample(data.sample, s.k, data.centre)[0] if data.marginalize else None
             # one BLAS thread: the sample's GEMMs are small, and a threaded BLAS on a busy
             # driver made the search up to 10x slower (scripts/init_benchmark.py --cost).
-            # The race stops a start at tol / 10, at least SEARCH_MIN_TOL, and the polish
-            # at tol / 1000, at least POLISH_MIN_TOL (core.tuning)
+            # the race's and the polish's tolerances and length: core.tuning
+            race_tol, polish_tol = search_tolerances(tol)
             with threadpool_limits(1):
                 found = search_start(
                     data.sample if sample is None else sample,
@@ -121,8 +115,8 @@ def initial_starts(
                     np.random.default_rng(s.seed),
                     trials=s.trials,
                     max_iter=s.max_iter,
-                    tol=max(tol * SEARCH_TOL_FACTOR, SEARCH_MIN_TOL),
-                    polish_tol=max(tol * POLISH_TOL_FACTOR, POLISH_MIN_TOL),
+                    tol=race_tol,
+                    polish_tol=polish_tol,
                     polish_iter=POLISH_MAX_ITER,
                 )
             if found.degenerate:
