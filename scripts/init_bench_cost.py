@@ -1,7 +1,7 @@
 """The cost of ``initMode="sample-em"`` (``scripts/init_benchmark.py --cost``): seconds of the
 sample search (:func:`spark_em.core.sample_search.search_start` on a 10,000-row sample, with
-the fit's default trials, iterations and tol, as the fit runs it) against one EM iteration of
-spark-em on all the data, at 1M x 16 and 200k x 100 (k=8, full covariance).
+the fit's default trials, iterations, tolerances and polish, as the fit runs it) against one
+EM iteration of spark-em on all the data, at 1M x 16 and 200k x 100 (k=8, full covariance).
 
 The data are written as Parquet by ``scripts/bench.py``'s helpers (reused when present) and
 cached as bench.py does.  One EM iteration is the median iteration of a 3-iteration fit
