@@ -133,6 +133,15 @@ def test_rows_with_non_finite_values_are_left_out_and_too_few_rows_refused():
         search_start(X[:4], 5, "diag", 1e-6, rng, trials=2, max_iter=4, tol=1e-3)
 
 
+def as_sklearn(params) -> SkGM:
+    """A scikit-learn model holding full-covariance ``params`` (its own scoring then
+    checks ours): the precisions' Cholesky factor from numpy, not from spark-em."""
+    sk = SkGM(params.k, covariance_type="full")
+    sk.weights_, sk.means_, sk.covariances_ = params.weights, params.means, params.covariances
+    sk.precisions_cholesky_ = np.linalg.cholesky(np.linalg.inv(params.covariances))
+    return sk
+
+
 def slow_mixture(n: int):
     """init_benchmark's "k=3 d=2" set: 3 overlapping components in 2-D (weights 0.7**j)
     where EM's change per iteration shrinks by a factor near 1, so that a change below
@@ -161,14 +170,7 @@ def test_the_polish_brings_the_start_near_the_sample_optimum_on_a_slow_mixture()
             polish_tol=1e-6,
             polish_iter=polish_iter,
         )
-        g = found.params
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            sk = SkGM(3, max_iter=1, weights_init=g.weights, means_init=g.means)
-            sk.fit(X)  # only to give sk its shapes; the parameters are set below
-        sk.weights_, sk.means_, sk.covariances_ = g.weights, g.means, g.covariances
-        sk.precisions_cholesky_ = np.linalg.cholesky(np.linalg.inv(g.covariances))
-        return found, float(sk.score(X))
+        return found, float(as_sklearn(found.params).score(X))
 
     raced, raced_ll = searched(0)
     polished, polished_ll = searched(200)
@@ -205,10 +207,7 @@ def test_a_polish_on_which_a_component_collapses_keeps_the_race_winner():
         )
 
     def smallest_nk(params):
-        sk = SkGM(6, covariance_type="full")
-        sk.weights_, sk.means_, sk.covariances_ = params.weights, params.means, params.covariances
-        sk.precisions_cholesky_ = np.linalg.cholesky(np.linalg.inv(params.covariances))
-        return sk.predict_proba(X).sum(axis=0).min()
+        return as_sklearn(params).predict_proba(X).sum(axis=0).min()
 
     raced, polished = searched(0), searched(200)
     assert smallest_nk(raced.params) >= 3
