@@ -55,7 +55,10 @@ class GaussianMixtureSummary:
     * ``update``: for a model with segments (``segmentCol``), what its fit or update did:
       ``rowsRead``, ``segmentsUpdated``, ``segmentsFrozen``, ``segmentsDropped`` (keys as
       strings), ``iterations``, ``converged``; None otherwise.  For an update,
-      ``logLikelihoodHistory``, ``numRows`` and ``weightSum`` are those of the rows it read.
+      ``logLikelihoodHistory``, ``numRows`` and ``weightSum`` are those of the rows it read,
+      and, where its block store keeps each segment's rows apart (local block files),
+      ``newSegments``: ``keys`` (the segments new to the model), their ``weightSum`` and
+      ``logLikelihood`` under the model's parameters (the nightly job's drift signal).
     """
 
     def __init__(

@@ -124,12 +124,18 @@ def close(model, theta, tol):
         np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
 
 
-def fitted(spark, days, ct, which=(1, 2, 3)):
+def fitted(spark, days, ct, which=(1, 2, 3), **params):
     """One EM iteration from ``start(ct)`` with segments: every segment's statistics are
     under the known start."""
     init = GaussianMixtureModel.fromParameters(*start(ct), covarianceType=ct)
     gm = GaussianMixture(
-        k=K, covarianceType=ct, segmentCol="day", weightCol="w", initialModel=init, maxIter=1
+        k=K,
+        covarianceType=ct,
+        segmentCol="day",
+        weightCol="w",
+        initialModel=init,
+        maxIter=1,
+        **params,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -164,6 +170,45 @@ def test_fit_keeps_segments_and_update_is_incremental_em(spark, days, ct):
     report = updated.summary.update
     assert report["rowsRead"] == 240 and report["segmentsUpdated"] == ["3", "4"]
     assert report["segmentsFrozen"] == ["1", "2"] and report["segmentsDropped"] == []
+
+
+@pytest.mark.parametrize("store,keyed", [("local", 32), ("local", 1), ("spark", 32)])
+def test_update_on_each_store_and_the_new_segments_score(spark, days, store, keyed, monkeypatch):
+    """Local block files keep each segment's rows apart (one file per task and segment):
+    every pass gives per-segment statistics, so the update needs no read of the input
+    beyond its iterations', and its first E-step scores the new segment under the model.
+    With more segments than MAX_KEYED_SEGMENTS (here 1), and on Spark's cache, the rows
+    are stored without keys and the split is a read of the input.  Each equals the numpy
+    reference; the rows of the two segments come interleaved (one Arrow batch holds both)."""
+    import spark_em.engine.update as engine_update
+
+    monkeypatch.setattr(engine_update, "MAX_KEYED_SEGMENTS", keyed)
+    ct = "full"
+    model = fitted(spark, days, ct, blockCache=store)
+    stats0 = {day: e_stats(*days[day], start(ct), ct) for day in days}
+    theta1 = m_step(add(*(stats0[d] for d in (1, 2, 3))), ct)
+    rows = [(x.tolist(), float(wi), day) for day in (3, 4) for x, wi in zip(*days[day])]
+    rows = rows[0::2] + rows[1::2]  # days 3 and 4 alternate
+    df = spark.createDataFrame(rows, "features array<double>, w double, day long").coalesce(1)
+    updated = model.update(df, maxIter=30, tol=1e-8)
+    theta, history, fresh = incremental_em(
+        [stats0[1], stats0[2]], [days[3], days[4]], theta1, ct, 30, 1e-8
+    )
+    close(updated, theta, 1e-6)
+    np.testing.assert_allclose(updated.summary.logLikelihoodHistory, history, rtol=1e-9)
+    # the fresh segments' statistics (as saved with the model): the reference's last E-step
+    for seg, ref in zip(updated._segments[2:], fresh):
+        assert seg.weight_sum == pytest.approx(ref["W"], rel=1e-12)
+        assert seg.stats.log_likelihood == pytest.approx(ref["ll"], rel=1e-9)
+        np.testing.assert_allclose(seg.stats.nk, ref["N"], rtol=1e-8)
+    scored = updated.summary.update.get("newSegments")
+    if store == "local" and keyed > 1:
+        day4 = e_stats(*days[4], theta1, ct)  # day 4 under the model's parameters
+        assert scored["keys"] == ["4"]
+        assert scored["weightSum"] == pytest.approx(day4["W"], rel=1e-12)
+        assert scored["logLikelihood"] == pytest.approx(day4["ll"], rel=1e-9)
+    else:
+        assert scored is None
 
 
 def test_window_drops_the_oldest_segments(spark, days):

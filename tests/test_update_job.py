@@ -11,6 +11,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from scipy.special import logsumexp
+from scipy.stats import multivariate_normal
 
 from spark_em import GaussianMixtureModel
 from spark_em.cli.main import run
@@ -53,10 +55,20 @@ def test_update_reads_only_new_partitions_and_refreshes_the_stalest(spark, chain
     root, models = chain
     m0 = GaussianMixtureModel.load(str(models / "m0"))
     assert [s.key for s in m0.segments] == [1, 2, 3] and m0.getSegmentCol() == "day"
-    write_day(root, 4)
+    X4 = write_day(root, 4)
     code, report = update(root, models, "m0", "m1", "--window", "3")
     assert code == 0, report
     assert report["keys_from"] == "partition paths"
+    # the drift signal: day 4's mean log-likelihood under m0 (the update's first E-step)
+    logp = np.stack(
+        [
+            np.log(w) + multivariate_normal(mu, cov).logpdf(X4)
+            for w, mu, cov in zip(m0.weights, m0.means, m0.covariances)
+        ],
+        axis=1,
+    )
+    expected = float(logsumexp(logp, axis=1).mean())
+    assert report["drift"]["new_mean_log_likelihood"] == pytest.approx(expected, rel=1e-9)
     assert report["rows_read"] == N and report["segments_updated"] == ["4"]
     assert report["segments_dropped"] == ["1"] and report["segments_frozen"] == ["2", "3"]
     m1 = GaussianMixtureModel.load(str(models / "m1"))

@@ -160,6 +160,57 @@ def merge_keyed(k: int, d: int, covariance_type: str):
     return merge
 
 
+def total_of(by_code: dict) -> SuffStats:
+    """The sum of per-segment statistics (the same kernel's: moments about one origin)."""
+    values = list(by_code.values())
+    total = values[0]
+    for st in values[1:]:
+        total = total + st
+    return total
+
+
+class KeyedStats(dict):
+    """``{segment code: statistics}`` of one task; packs as :func:`pack_keyed`."""
+
+    def pack(self) -> np.ndarray:
+        return pack_keyed(self)
+
+
+class KeyedSummarizer:
+    """A pass's summarizer that keeps ``inner``'s statistics per segment: each chunk's rows
+    belong to one segment (``Chunk.code``, from a store that keeps the segments' rows
+    apart), added to that segment's statistics.  ``only``: the codes to keep (None: all);
+    the chunks of the others are skipped.  Unpacks to ``{code: SuffStats}``."""
+
+    def __init__(self, inner, only=None):
+        self.inner = inner
+        self.only = None if only is None else frozenset(int(c) for c in only)
+
+    def new_stats(self, d: int) -> KeyedStats:
+        return KeyedStats()
+
+    def accumulate(self, stats: KeyedStats, chunk) -> None:
+        if chunk.code is None:
+            raise ValueError("a keyed pass needs a store that keeps each segment's rows apart")
+        code = int(chunk.code)
+        if self.only is not None and code not in self.only:
+            return
+        if code not in stats:
+            stats[code] = self.inner.new_stats(chunk.X.shape[1])
+        self.inner.accumulate(stats[code], chunk)
+
+    def merge_packed(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        inner = self.inner
+        return merge_keyed(inner.k, inner.d, inner.covariance_type)(a, b)
+
+    def unpack(self, flat: np.ndarray, d: int) -> dict[int, SuffStats]:
+        inner = self.inner
+        return {
+            code: inner.unpack(v, d)
+            for code, v in unpack_keyed(flat, inner.k, d, inner.covariance_type).items()
+        }
+
+
 class Segment(NamedTuple):
     """What ``model.segments`` lists of one segment."""
 

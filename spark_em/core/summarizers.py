@@ -51,14 +51,19 @@ class Chunk:
     ``ref (d,)``: the float64 reference a store of float32 blocks subtracted before the
     cast (``X`` holds ``x - ref``); ``centre`` is then the pass's centre about that
     reference, ``centre - ref``, so ``Xc`` and the kernels' blocks are unchanged.  None:
-    ``X`` holds the rows themselves."""
+    ``X`` holds the rows themselves.
 
-    __slots__ = ("X", "w", "bad", "centre", "ref", "_xc")
+    ``code``: the segment every row of the chunk belongs to (its index in the fit's segment
+    keys), in a store that keeps the rows of each segment apart
+    (:class:`~spark_em.core.segment_statistics.KeyedSummarizer`); None otherwise."""
 
-    def __init__(self, X: np.ndarray, w: np.ndarray, centre=None, bad=None, ref=None):
+    __slots__ = ("X", "w", "bad", "centre", "ref", "code", "_xc")
+
+    def __init__(self, X: np.ndarray, w: np.ndarray, centre=None, bad=None, ref=None, code=None):
         if ref is not None and centre is not None:
             centre = centre - ref
         self.X, self.w, self.centre, self.bad, self.ref = X, w, centre, bad, ref
+        self.code = code
         self._xc: np.ndarray | None = None
 
     @property

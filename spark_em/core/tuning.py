@@ -109,3 +109,9 @@ def chunk_rows(width: int) -> int:
 def unit_rows(d: int) -> int:
     """Rows of d float64 features in one unit of work (about UNIT_BYTES)."""
     return max(1, UNIT_BYTES // (8 * d))
+
+
+# An update E-steps at most this many segments with per-segment passes from local block files
+# (one file per task and segment: more segments, more and smaller files and chunks); beyond
+# it the blocks hold the rows without their keys and the split is one more read of the input.
+MAX_KEYED_SEGMENTS = 32

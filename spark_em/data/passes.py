@@ -27,7 +27,8 @@ PASS_SCHEMA = T.StructType(
 _PASS_COLUMNS = ("stats", "profile")
 
 # A chunk reader runs inside a task: Arrow batches of the store's frame -> (X, w, bad) or,
-# for float32 blocks, (X, w, bad, ref) (see spark_em.core.summarizers.Chunk).
+# for float32 blocks, (X, w, bad, ref), and in a keyed store (X, w, bad, ref, code) (see
+# spark_em.core.summarizers.Chunk).
 ChunkReader = Callable[[Iterable], Iterable[tuple]]
 
 
@@ -67,11 +68,11 @@ class TaskStatistics:
         self.stats = [s.new_stats(d) for s in self.summarizers]
         self.t_kernel = 0.0
 
-    def add(self, X, w, bad, ref=None) -> None:
-        """Add one chunk of rows (``ref``: the reference of float32 blocks, see
-        :class:`~spark_em.core.summarizers.Chunk`)."""
+    def add(self, X, w, bad, ref=None, code=None) -> None:
+        """Add one chunk of rows (``ref``: the reference of float32 blocks; ``code``: the
+        segment of its rows in a keyed store; see :class:`~spark_em.core.summarizers.Chunk`)."""
         t0 = perf_counter()
-        chunk = Chunk(X, w, self.centre, bad, ref)
+        chunk = Chunk(X, w, self.centre, bad, ref, code)
         for s, st in zip(self.summarizers, self.stats):
             s.accumulate(st, chunk)
         self.t_kernel += perf_counter() - t0

@@ -15,8 +15,9 @@ import numpy as np
 from pyspark.sql import DataFrame
 
 from ..core.precision import precision
+from ..core.segment_statistics import KeyedSummarizer
 from ..errors import InvalidInputError
-from .columns import describe_features, feature_array, feature_dimension, weight_column
+from .columns import describe_features, feature_array, feature_dimension, quoted, weight_column
 from .dimension import describe_lengths, length_counts, most_frequent, schema_dimension
 from .dimension import warning as dimension_warning
 from .env import SparkEnv
@@ -65,6 +66,7 @@ def prepare(
     dtype: str = "float64",
     missing: bool = False,
     first_step: tuple = (),
+    segments: tuple | None = None,
 ) -> tuple[BlockStore, PreparedData]:
     """Validate ``df`` and put its features in a block store, in one pass over the data.
 
@@ -80,6 +82,9 @@ def prepare(
     when ``d`` is the centre's length; their statistics are ``PreparedData.first_step``.
     Where the schema does not give ``d``, the centre's length is the first guess of it
     (:mod:`spark_em.data.dimension`: rows of another length make it count the lengths).
+    ``segments``: ``(segment column, its keys)`` of a segmented fit or update; a store that
+    can (``BlockStore.keyed``) keeps each segment's rows apart, and the first step's
+    statistics are then ``{segment code: statistics}``.
     """
     t0 = time.perf_counter()
     if block_cache not in BLOCK_CACHES:
@@ -98,18 +103,23 @@ def prepare(
         d = int(np.shape(first_step[0])[0])
     else:
         d = _first_dimension(df, features, arr, layout)
-    selected = df.select(arr.alias("x"), wcol.alias("w"))
+    keyed = [] if segments is None else [quoted(segments[0]).alias("s")]
+    selected = df.select(arr.alias("x"), wcol.alias("w"), *keyed)
+    keys = None if segments is None else tuple(segments[1])
 
     def validated(d: int, also: tuple = (None, ())):
         store = choose_store(
             block_cache,
             StoreInput(
-                df.sparkSession, env, d, selected, aggregation_depth, layout, chosen, missing
+                df.sparkSession, env, d, selected, aggregation_depth, layout, chosen, missing, keys
             ),
         )
         try:
             validator = ValidationSummarizer(sample_size, seed, missing)
-            stats, more = store.open(validator, also[1], also[0])
+            summarizers = also[1]
+            if store.keyed:  # the first step's statistics per segment too
+                summarizers = [KeyedSummarizer(s) for s in summarizers]
+            stats, more = store.open(validator, summarizers, also[0])
             return store, stats, tuple(more)
         except BaseException:
             store.release()

@@ -27,7 +27,7 @@ from ..core.mixture import GaussianParams
 from ..core.quantiles import log_likelihood_quantiles
 from ..core.sample_search import MODE as SEARCH_MODE
 from ..core.sample_search import search_start
-from ..core.segment_statistics import reoriginated
+from ..core.segment_statistics import KeyedSummarizer, reoriginated, total_of
 from ..core.sufficient_statistics import SuffStats
 from ..core.tuning import POLISH_MAX_ITER, search_tolerances
 from ..data.passes import run_pass
@@ -44,7 +44,10 @@ class Run:
 
     ``frozen``: statistics added to every E-step's before the M-step (an incremental update:
     the frozen segments' sum, moments about the data's centre); ``estep_params``: the
-    parameters of the last E-step (the M-step of its statistics are ``params``)."""
+    parameters of the last E-step (the M-step of its statistics are ``params``);
+    ``segment_stats``: that E-step's statistics per segment code, where the store keeps each
+    segment's rows apart (moments about the data's centre and the kernel's origin), else
+    None."""
 
     params: GaussianParams
     label: str = "run 0"
@@ -54,6 +57,7 @@ class Run:
     seconds: float = 0.0
     frozen: SuffStats | None = None
     estep_params: GaussianParams | None = None
+    segment_stats: dict | None = None
     start: dict = field(default_factory=dict)  # how its start was found (StartInfo.as_dict)
 
 
@@ -194,14 +198,15 @@ def step(
         e_step(r.params, data.centre, data.marginalize, dtype=store.precision) for r in active
     ]
     if measured is None:
-        stats, profile = run_pass(store, kernels, data.centre, label)
+        # a store that keeps each segment's rows apart: the statistics per segment too
+        summarizers = [KeyedSummarizer(k) for k in kernels] if store.keyed else kernels
+        stats, profile = run_pass(store, summarizers, data.centre, label)
     else:
         taken, about = measured
-        stats = [
-            reoriginated(st, about, data.centre, kernel.origin)
-            for st, kernel in zip(taken, kernels)
-        ]
+        stats = [_reoriginated(st, about, data.centre, k.origin) for st, k in zip(taken, kernels)]
         profile = PassProfile()
+    by_code = [st if isinstance(st, dict) else None for st in stats]
+    stats = [total_of(st) if isinstance(st, dict) else st for st in stats]
     redo = moments_to_redo(kernels, stats, reg_covar)
     if redo:
         log.info(
@@ -214,14 +219,16 @@ def step(
             store, [k for k, _ in redo.values()], data.centre, f"{label}: exact moments"
         )
         stats, profile = with_redone(stats, redo, again), profile + extra
+        for i in redo:  # their per-segment moments lost the same digits: not kept
+            by_code[i] = None
     t_pass = time.perf_counter()
     changes = []  # NaN for a run's first iteration without a log-likelihood to compare
-    for r, st in zip(active, stats):
+    for r, st, segments in zip(active, stats, by_code):
         ll = st.log_likelihood / st.weight_sum
         before = r.history[-1] if r.history else r.previous
         changes.append(ll - before if before is not None else float("nan"))
         r.history.append(ll)
-        r.estep_params = r.params
+        r.estep_params, r.segment_stats = r.params, segments
         if r.frozen is not None:  # incremental EM: theta <- M(frozen + fresh(theta))
             st = st + reoriginated(r.frozen, data.centre, data.centre, st.origin)
         r.params = st.m_step(data.centre, reg_covar)
@@ -245,6 +252,14 @@ def step(
         )
         for r, change in zip(active, changes)
     ]
+
+
+def _reoriginated(st, about: np.ndarray, centre: np.ndarray, origin):
+    """Statistics (or ``{code: statistics}``) taken about ``about`` as moments about
+    ``centre`` + ``origin``."""
+    if isinstance(st, dict):
+        return {c: reoriginated(v, about, centre, origin) for c, v in st.items()}
+    return reoriginated(st, about, centre, origin)
 
 
 def _unseparated(run: Run, iteration: int) -> bool:

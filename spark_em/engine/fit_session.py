@@ -99,11 +99,18 @@ class FitSession:
     # ------------------------------------------------------------------ check, seeds, prepare
     @classmethod
     def open(
-        cls, dataset, settings: FitSettings, k_max: int, progress: Callable | None = None
+        cls,
+        dataset,
+        settings: FitSettings,
+        k_max: int,
+        progress: Callable | None = None,
+        segments: tuple | None = None,
     ) -> FitSession:
         """Validate ``dataset`` and put its blocks in a store, in one pass (emits
         :class:`~spark_em.progress.ValidationDone`).  Raises
-        :class:`~spark_em.InvalidInputError` for bad input or ``k_max`` above the valid rows."""
+        :class:`~spark_em.InvalidInputError` for bad input or ``k_max`` above the valid rows.
+        ``segments``: ``(segment column, keys)``, for a store that can keep each segment's
+        rows apart (:func:`~spark_em.data.prepare.prepare`)."""
         sample_seed, run_seeds = seeds(settings.seed, settings.n_init)
         first = _first_step(settings)
         store, data = prepare(
@@ -118,6 +125,7 @@ class FitSession:
             dtype=settings.dtype,
             missing=settings.marginalize,
             first_step=first,
+            segments=segments,
         )
         _warn_skipped(data.bad_rows)
         try:

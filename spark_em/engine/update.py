@@ -8,12 +8,18 @@ fit template's steps (:class:`~spark_em.engine.fit_session.FitSession`).
 * :func:`update`: the segments present in the input are E-stepped every iteration, every
   other stored segment of the window stays frozen: ``theta <- M(frozen + fresh(theta))``
   from the model's parameters until the fresh rows' mean log-likelihood changes by less
-  than ``tol`` or ``maxIter``; then one keyed pass gives the fresh segments' statistics of
-  the last E-step, which replace any stored ones of the same keys.
+  than ``tol`` or ``maxIter``; the fresh segments' statistics of the last E-step replace
+  any stored ones of the same keys.
 
-The block store holds the fresh rows without their keys, so every iteration is one
-ordinary pass; the per-segment split is needed once, at the end (one more read of the
-input).
+A store that keeps each segment's rows apart (``BlockStore.keyed``: local block files, for
+an update of at most :data:`~spark_em.core.tuning.MAX_KEYED_SEGMENTS` segments) gives every
+pass's statistics per segment: the last E-step's are the fresh segments' new statistics,
+and the first's (the warm start's, taken by the validation pass) score the segments new to
+the model under its parameters (``newSegments`` in the report: the nightly job's drift
+signal) -- no read beyond the iterations'.  Other stores hold the rows without their keys:
+every iteration is one ordinary pass, and the per-segment split is one more read of the
+input at the end (:func:`~spark_em.data.segments.keyed_pass`); the caller scores the new
+segments itself.
 """
 
 from __future__ import annotations
@@ -24,8 +30,17 @@ from dataclasses import dataclass, field, replace
 from pyspark.sql import DataFrame
 
 from ..core.missing import e_step
-from ..core.segment_statistics import SegmentStats, m_step_of, reoriginated, summed, window
+from ..core.segment_statistics import (
+    KeyedSummarizer,
+    SegmentStats,
+    m_step_of,
+    reoriginated,
+    summed,
+    window,
+)
+from ..core.tuning import MAX_KEYED_SEGMENTS
 from ..data.columns import quoted
+from ..data.passes import run_pass
 from ..data.segments import keyed_pass, segment_keys
 from .em import FitResult, Run, best_run
 from .fit_session import FitSession, FitSettings
@@ -91,9 +106,14 @@ def update(
         return None
     if len(fresh) < len(present):
         dataset = dataset.where(quoted(segment_col).isin(fresh))
-    with FitSession.open(dataset, settings, settings.k, progress) as session:
+    stored_keys = {s.key for s in stored}
+    new = [i for i, key in enumerate(fresh) if key not in stored_keys]
+    segments = (segment_col, fresh) if len(fresh) <= MAX_KEYED_SEGMENTS else None
+    with FitSession.open(dataset, settings, settings.k, progress, segments) as session:
         runs = session.start([(settings.k, settings.covariance_type)], ["update"])
         centre = session.data.centre
+        keyed = session.store.keyed and bool(new)
+        scores = _new_scores(session, runs[0].params, new) if keyed else None
         runs[0].frozen = summed(frozen, centre) if frozen else None
         runs = session.iterate(runs)
         run = runs[0]
@@ -102,7 +122,29 @@ def update(
     segments = sorted([*frozen, *updated], key=lambda s: s.key)
     params = m_step_of(segments, settings.reg_covar)
     report = _report(result, updated, frozen, dropped, run.converged)
+    if scores is not None:
+        report["newSegments"] = {"keys": [str(fresh[i]) for i in new], **scores}
     return SegmentedResult(replace(result, params=params), tuple(segments), 1, report)
+
+
+def _new_scores(session: FitSession, params, codes: list[int]) -> dict:
+    """The weight sum and log-likelihood of the segments ``codes`` (new to the model) under
+    ``params`` (the model's), from a keyed store: the first E-step the validation pass took
+    (a warm start's), else one pass, E-step without moments."""
+    data = session.data
+    taken = session.warm_estep[0][0] if session.warm_estep is not None else None
+    if isinstance(taken, dict):
+        stats = {c: st for c, st in taken.items() if c in set(codes)}
+    else:
+        kernel = e_step(
+            params, data.centre, data.marginalize, moments=False, dtype=session.store.precision
+        )
+        (stats,), _ = run_pass(
+            session.store, [KeyedSummarizer(kernel, only=codes)], data.centre, "new segments"
+        )
+    weight = float(sum(st.weight_sum for st in stats.values()))
+    ll = float(sum(st.log_likelihood for st in stats.values()))
+    return {"weightSum": weight, "logLikelihood": ll}
 
 
 def _keyed(
@@ -116,18 +158,27 @@ def _keyed(
     params = run.estep_params if run.estep_params is not None else run.params
     iteration = first_iteration + max(len(run.history) - 1, 0)
     marginalize = session.data.marginalize
-    kernel = e_step(params, centre, marginalize)
-    stats = keyed_pass(
-        dataset,
-        s.features,
-        s.weight_col,
-        segment_col,
-        keys,
-        kernel,
-        centre,
-        s.aggregation_depth,
-        missing=marginalize,
-    )
+    if run.segment_stats is not None:  # the last E-step's, per segment (a keyed store)
+        stats = {keys[code]: st for code, st in run.segment_stats.items()}
+    elif session.store.keyed:  # from the blocks, a pass like an iteration's
+        kernel = e_step(params, centre, marginalize, dtype=session.store.precision)
+        (by_code,), _ = run_pass(
+            session.store, [KeyedSummarizer(kernel)], centre, "segment statistics"
+        )
+        stats = {keys[code]: st for code, st in by_code.items()}
+    else:
+        kernel = e_step(params, centre, marginalize)
+        stats = keyed_pass(
+            dataset,
+            s.features,
+            s.weight_col,
+            segment_col,
+            keys,
+            kernel,
+            centre,
+            s.aggregation_depth,
+            missing=marginalize,
+        )
     return [
         SegmentStats(key, iteration, centre, reoriginated(st, centre, centre, None))
         for key, st in sorted(stats.items(), key=lambda kv: kv[0])

@@ -11,6 +11,7 @@ import numpy as np
 from ..core.missing import e_step
 from ..core.mixture import GaussianParams
 from ..core.precision import precision
+from ..core.segment_statistics import total_of
 from ..data.prepare import PreparedData
 
 
@@ -63,14 +64,16 @@ class WarmStart:
 
     def first_estep(self, data: PreparedData, reg_covar: float) -> tuple | None:
         """``([statistics], centre)``: the first E-step (:meth:`first_step`) as the
-        validation pass took it, moments about ``centre`` (the model's mean) -- the
+        validation pass took it (per segment code, in a dict, from a store that keeps each
+        segment's rows apart), moments about ``centre`` (the model's mean) -- the
         iteration re-centres them on its own kernel's origin
         (:func:`~spark_em.engine.em.step`); None when the validation pass did not take it,
         or when a component's moments lost digits about the model's mean (the iteration
         then takes its E-step again, about the data's centre, as every iteration does)."""
         if not data.first_step:
             return None
-        (st,) = data.first_step
-        if st.imprecise(reg_covar).size:
+        (st,) = data.first_step  # {segment code: statistics} from a keyed store
+        total = total_of(st) if isinstance(st, dict) else st
+        if total.imprecise(reg_covar).size:
             return None
         return [st], self.params.centre

@@ -15,8 +15,10 @@ A night with nothing new reads nothing and writes the model with only the window
 (the same parameters when no segment is dropped), exit 0, so that the chain goes on.
 ``--max-drift X``: when the new rows' mean log-likelihood under the old model is more than
 X nats/row below the window's (its segments' statistics), nothing is written but the
-report, exit 4.  ``--align-to MODEL`` reorders the updated model's components (and its
-segments' statistics) to match another saved model's.
+report, exit 4 (the update has run by then: the new rows' score is its first E-step's where
+its store keeps each segment's rows apart, else one more read of them).  ``--align-to
+MODEL`` reorders the updated model's components (and its segments' statistics) to match
+another saved model's.
 """
 
 from __future__ import annotations
@@ -160,10 +162,19 @@ def execute(s) -> int:
             "segments_new": [str(k) for k in new],
             "segments_refreshed": [str(k) for k in refreshed],
         }
+        t0 = time.perf_counter()
+        df = inp.df.where(quoted(col).isin(reading)) if reading else inp.df.limit(0)
+        updated = model.update(df, s.get("window"), s.get("max-iter"), s.get("tol"))
+        u = updated.summary.update
         drift = None
         if new:
-            new_df = inp.df.where(quoted(col).isin(new))
-            new_ll = model.score(new_df)
+            # the new rows under the old model: the update's own pass where its store keeps
+            # each segment's rows apart, else one pass over them here
+            scored = u.get("newSegments")
+            if scored and scored["weightSum"] > 0:
+                new_ll = scored["logLikelihood"] / scored["weightSum"]
+            else:
+                new_ll = model.score(inp.df.where(quoted(col).isin(new)))
             window_mean = window_ll / window_weight if window_weight else float("nan")
             drift = {
                 "new_mean_log_likelihood": new_ll,
@@ -181,10 +192,6 @@ def execute(s) -> int:
                 f"window (--max-drift {limit:g}); nothing written"
                 + (" except the report" if "report-out" in job.targets else "")
             )
-        t0 = time.perf_counter()
-        df = inp.df.where(quoted(col).isin(reading)) if reading else inp.df.limit(0)
-        updated = model.update(df, s.get("window"), s.get("max-iter"), s.get("tol"))
-        u = updated.summary.update
         report.update(
             status="ok" if reading else "nothing new",
             rows_read=u["rowsRead"],

@@ -29,8 +29,11 @@ class StoreInput:
     input as ``(x array<double>, w double)`` rows, the reduce's depth, the files' row
     groups for the Parquet store (:class:`~spark_em.data.stores.parquet.ParquetLayout`),
     the type of the stored blocks (the ``dtype`` Param, :mod:`spark_em.core.precision`),
-    and whether NaN and null elements are missing values (kept as NaN in the blocks)
-    rather than invalid."""
+    whether NaN and null elements are missing values (kept as NaN in the blocks)
+    rather than invalid, and ``keys``: the segment keys of a segmented fit or update
+    (``selected`` then has a third column ``s``, each row's key), which a store that keeps
+    each segment's rows apart (``BlockStore.keyed``) gives its chunks as codes (indices in
+    ``keys``)."""
 
     spark: SparkSession
     env: SparkEnv
@@ -40,6 +43,7 @@ class StoreInput:
     parquet: object = None
     precision: Precision = FLOAT64
     missing: bool = False  # missingValues="marginalize": NaN and nulls are missing values
+    keys: tuple | None = None
 
 
 class BlockStore:
@@ -47,6 +51,9 @@ class BlockStore:
     ``_pass_rows`` and ``_release``.  Every store is built from one :class:`StoreInput`."""
 
     name = "?"
+    # whether every chunk a pass reads belongs to one segment (Chunk.code): the store keeps
+    # each segment's rows apart, so a pass can give per-segment statistics (KeyedSummarizer)
+    keyed = False
 
     def __init__(self, source: StoreInput):
         self.spark, self.env, self.d = source.spark, source.env, source.d

@@ -3,15 +3,16 @@
 
 The first pass reads the input, validates it and writes each task's valid rows to one file
 of rows ``[w, x_1 .. x_d]`` (input partitions merged into at most TASKS_PER_CORE tasks per
-core): all float64, or -- ``dtype="float32"`` -- a float64 weight and float32 features
-``x - ref`` after a header holding the file's float64 reference ``ref`` (the mean of its
-first batch of rows), so that the cast loses no digits to an offset of the features
-(:class:`BlockLayout`).  Every later pass is one job over ``P`` (the
-default parallelism) tiny partitions whose tasks read their share of the files directly
-(from the OS page cache, or from disk when the data exceed memory): no transfer from
-Spark's block manager into the Python workers, which costs more than the E-step itself.
-The pass's payload goes to a file next to the blocks, so the pass's job (an RDD of one
-element per task, :meth:`BlockStore._index_job`) is built once per fit.
+core; in an update, one file per task and segment, ``part-<task>-s<code>.bin``, so that
+every chunk of a pass belongs to one segment: ``keyed``): all float64, or --
+``dtype="float32"`` -- a float64 weight and float32 features ``x - ref`` after a header
+holding the file's float64 reference ``ref`` (the mean of its first batch of rows), so that
+the cast loses no digits to an offset of the features (:class:`BlockLayout`). Every later
+pass is one job over ``P`` (the default parallelism) tiny partitions whose tasks read their
+share of the files directly (from the OS page cache, or from disk when the data exceed
+memory): no transfer from Spark's block manager into the Python workers, which costs more
+than the E-step itself. The pass's payload goes to a file next to the blocks, so the pass's
+job (an RDD of one element per task, :meth:`BlockStore._index_job`) is built once per fit.
 
 The files live in Spark's own per-application local directory (under ``spark.local.dir`` /
 ``SPARK_LOCAL_DIRS``), which Spark deletes when the application ends, also on SIGTERM (the
@@ -37,6 +38,8 @@ import shutil
 import tempfile
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ...core.precision import Precision
 from ...core.tuning import MIN_UNIT_ROWS, UNITS_PER_TASK, unit_rows
@@ -53,7 +56,9 @@ class LocalFileStore(BlockStore):
 
     def __init__(self, source):
         super().__init__(source)
-        self.selected = source.selected  # (x array<double>, w double)
+        self.selected = source.selected  # (x array<double>, w double[, s: segment key])
+        self.keys = source.keys
+        self.keyed = source.keys is not None
         root = self.env.local_dir or tempfile.gettempdir()
         for local_root in _local_roots(self.spark, root):
             remove_stale_block_dirs(local_root)
@@ -68,7 +73,8 @@ class LocalFileStore(BlockStore):
         frame = self._merged_input(self.selected)
         self.num_tasks = frame.rdd.getNumPartitions()  # classic: the exact count is cheap
         layout = BlockLayout(self.d, self.precision)
-        fn = make_task(lambda: payload, _input_writer(self.block_dir, layout, self.missing), self.d)
+        writer = _input_writer(self.block_dir, layout, self.missing, self.keys)
+        fn = make_task(lambda: payload, writer, self.d)
         yield frame.mapInArrow(fn, PASS_SCHEMA)
 
     def _after_open(self, stats) -> None:
@@ -139,10 +145,11 @@ class _BlockFileWriter:
     that a failed or retried task never leaves a partial file behind.  A float32 file's
     reference is the mean of the first rows written (its header)."""
 
-    def __init__(self, root: str, layout: BlockLayout):
+    def __init__(self, root: str, layout: BlockLayout, code: int | None = None):
         pid, attempt = task_partition()
-        self.final = os.path.join(root, f"part-{pid:06d}.bin")
-        self.tmp = os.path.join(root, f".part-{pid:06d}-{attempt}.tmp")
+        name = f"part-{pid:06d}" + ("" if code is None else f"-s{code}")
+        self.final = os.path.join(root, f"{name}.bin")
+        self.tmp = os.path.join(root, f".{name}-{attempt}.tmp")
         self.file = open(self.tmp, "wb")
         self.layout = layout
         self.ref: np.ndarray | None = None
@@ -165,7 +172,10 @@ class _BlockFileWriter:
             os.remove(self.tmp)
 
 
-def _input_writer(block_dir: str, layout: BlockLayout, missing: bool = False):
+def _input_writer(block_dir: str, layout: BlockLayout, missing: bool = False, keys=None):
+    if keys is not None:
+        return _keyed_input_writer(block_dir, layout, missing, keys)
+
     def read(batches):
         writer = _BlockFileWriter(block_dir, layout)
         try:
@@ -183,6 +193,42 @@ def _input_writer(block_dir: str, layout: BlockLayout, missing: bool = False):
     return read
 
 
+def _keyed_input_writer(block_dir: str, layout: BlockLayout, missing: bool, keys):
+    """The first pass of a segmented fit: each batch's rows split by segment (the third
+    column, coded by its index in ``keys``), each segment's to its own file, each
+    segment's chunk yielded with its code."""
+
+    def read(batches):
+        writers: dict[int, _BlockFileWriter] = {}
+        value_set = None
+        try:
+            for batch in batches:
+                if value_set is None:
+                    value_set = pa.array(list(keys), type=batch.column(2).type)
+                codes = pc.fill_null(pc.index_in(batch.column(2), value_set=value_set), -1)
+                codes = codes.to_numpy(zero_copy_only=False)
+                present = np.unique(codes)
+                if present.size and present[0] < 0:
+                    raise ValueError("a row's segment key is not among the fit's keys")
+                for code in present.tolist():
+                    part = batch if present.size == 1 else batch.filter(pa.array(codes == code))
+                    X, w, bad = decode_rows(
+                        part.column(0), part.column(1), layout.d, layout.max_value, missing
+                    )
+                    if code not in writers:
+                        writers[code] = _BlockFileWriter(block_dir, layout, code)
+                    writers[code].write(X, w)
+                    yield X, w, bad, None, code
+        except BaseException:
+            for writer in writers.values():
+                writer.abort()
+            raise
+        for writer in writers.values():
+            writer.close()
+
+    return read
+
+
 def _file_getter(path: str):
     def get():
         with open(path, "rb") as f:
@@ -195,8 +241,12 @@ def _unit_reader(units, layout: BlockLayout, num_tasks: int):
     def read(batches):
         for _ in batches:  # the task's input is its index only
             pass
-        for path, start, n in units[task_partition()[0] :: num_tasks]:
-            yield layout.read(path, start, n)
+        for path, start, n, code in units[task_partition()[0] :: num_tasks]:
+            chunk = layout.read(path, start, n)
+            if code is None:
+                yield chunk
+            else:  # (X, w, bad, ref, code): a keyed store's chunk
+                yield (*chunk, None, code) if len(chunk) == 3 else (*chunk, code)
 
     return read
 
@@ -204,20 +254,23 @@ def _unit_reader(units, layout: BlockLayout, num_tasks: int):
 # ---------------------------------------------------------------------------------------
 # On the driver
 # ---------------------------------------------------------------------------------------
-def local_units(root: str, layout: BlockLayout, parallelism: int) -> list[tuple[str, int, int]]:
-    """``(file, first row, rows)`` work units covering every block file under ``root``:
-    at most about UNIT_BYTES each, and at least UNITS_PER_TASK per task (balance)."""
+def local_units(root: str, layout: BlockLayout, parallelism: int) -> list[tuple]:
+    """``(file, first row, rows, segment code or None)`` work units covering every block
+    file under ``root``: at most about UNIT_BYTES each, and at least UNITS_PER_TASK per
+    task (balance)."""
     files = []
     for name in sorted(os.listdir(root)):
         if name.endswith(".bin"):
             path = os.path.join(root, name)
-            files.append((path, layout.rows_in(os.path.getsize(path))))
-    total = sum(n for _, n in files)
+            tail = name[: -len(".bin")].rsplit("-", 1)[-1]
+            code = int(tail[1:]) if tail.startswith("s") else None
+            files.append((path, layout.rows_in(os.path.getsize(path)), code))
+    total = sum(n for _, n, _ in files)
     per_task = -(-total // (UNITS_PER_TASK * max(parallelism, 1)))
     step = max(MIN_UNIT_ROWS, min(unit_rows(layout.d + 1), per_task))
     units = []
-    for path, n in files:
-        units.extend((path, start, min(step, n - start)) for start in range(0, n, step))
+    for path, n, code in files:
+        units.extend((path, start, min(step, n - start), code) for start in range(0, n, step))
     return units
 
 
