@@ -9,7 +9,7 @@ export PYSPARK_PYTHON="$PWD/.venv/bin/python"
 .venv/bin/ruff check spark_em tests scripts jobs
 .venv/bin/ruff format --check --quiet spark_em tests scripts jobs
 .venv/bin/mypy
-# the suite mostly waits (Spark jobs, JVM and server starts, spark-submit processes): test
+# Spark jobs, JVM and server starts and spark-submit processes keep both cores busy: test
 # files run in SPARK_EM_TEST_WORKERS processes (3 by default; 1 runs them in this process)
 workers="${SPARK_EM_TEST_WORKERS:-3}"
 if [ "$workers" -gt 1 ]; then

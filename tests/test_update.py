@@ -172,19 +172,28 @@ def test_fit_keeps_segments_and_update_is_incremental_em(spark, days, ct):
     assert report["segmentsFrozen"] == ["1", "2"] and report["segmentsDropped"] == []
 
 
-@pytest.mark.parametrize("store,keyed", [("local", 32), ("local", 1), ("spark", 32)])
-def test_update_on_each_store_and_the_new_segments_score(spark, days, store, keyed, monkeypatch):
+def refuse(*args, **kwargs):
+    raise AssertionError("the update read the input again")
+
+
+@pytest.mark.parametrize("store,most", [("local", 32), ("local", 1), ("spark", 32)])
+def test_update_on_each_store_and_the_new_segments_score(spark, days, store, most, monkeypatch):
     """Local block files keep each segment's rows apart (one file per task and segment):
     every pass gives per-segment statistics, so the update needs no read of the input
     beyond its iterations', and its first E-step scores the new segment under the model.
     With more segments than MAX_KEYED_SEGMENTS (here 1), and on Spark's cache, the rows
     are stored without keys and the split is a read of the input.  Each equals the numpy
-    reference; the rows of the two segments come interleaved (one Arrow batch holds both)."""
+    reference; the rows of the two segments come in alternate blocks (one Arrow batch holds
+    both)."""
     import spark_em.engine.update as engine_update
 
-    monkeypatch.setattr(engine_update, "MAX_KEYED_SEGMENTS", keyed)
+    monkeypatch.setattr(engine_update, "MAX_KEYED_SEGMENTS", most)
     ct = "full"
     model = fitted(spark, days, ct, blockCache=store)
+    keyed = store == "local" and most > 1
+    if keyed:  # the update: no pass beyond the validation pass and the iterations
+        monkeypatch.setattr(engine_update, "keyed_pass", refuse)
+        monkeypatch.setattr(engine_update, "run_pass", refuse)
     stats0 = {day: e_stats(*days[day], start(ct), ct) for day in days}
     theta1 = m_step(add(*(stats0[d] for d in (1, 2, 3))), ct)
     rows = [(x.tolist(), float(wi), day) for day in (3, 4) for x, wi in zip(*days[day])]
@@ -202,13 +211,34 @@ def test_update_on_each_store_and_the_new_segments_score(spark, days, store, key
         assert seg.stats.log_likelihood == pytest.approx(ref["ll"], rel=1e-9)
         np.testing.assert_allclose(seg.stats.nk, ref["N"], rtol=1e-8)
     scored = updated.summary.update.get("newSegments")
-    if store == "local" and keyed > 1:
+    if keyed:
         day4 = e_stats(*days[4], theta1, ct)  # day 4 under the model's parameters
         assert scored["keys"] == ["4"]
         assert scored["weightSum"] == pytest.approx(day4["W"], rel=1e-12)
         assert scored["logLikelihood"] == pytest.approx(day4["ll"], rel=1e-9)
     else:
         assert scored is None
+
+
+@pytest.mark.parametrize("store", ["local", "spark"])
+def test_a_segment_without_valid_rows_gets_no_statistics(spark, days, store):
+    """handleInvalid='skip' and a new day whose rows are all invalid, in a 1-iteration
+    update (its statistics are the validation pass's E-step): the day gets no segment; the
+    refreshed day's statistics are those of its E-step under the model's parameters."""
+    ct = "diag"
+    model = fitted(spark, days, ct, blockCache=store, handleInvalid="skip")
+    stats0 = {day: e_stats(*days[day], start(ct), ct) for day in days}
+    theta1 = m_step(add(*(stats0[d] for d in (1, 2, 3))), ct)
+    rows = [(x.tolist(), float(wi), 3) for x, wi in zip(*days[3])]
+    rows += [(None, 1.0, 4)] * 20
+    df = spark.createDataFrame(rows, "features array<double>, w double, day long").coalesce(1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        updated = model.update(df, maxIter=1)
+    assert [(s.key, s.rows) for s in updated.segments] == [(1, 120), (2, 120), (3, 120)]
+    ref = e_stats(*days[3], theta1, ct)
+    assert updated._segments[2].stats.log_likelihood == pytest.approx(ref["ll"], rel=1e-9)
+    np.testing.assert_allclose(updated._segments[2].stats.nk, ref["N"], rtol=1e-9)
 
 
 def test_window_drops_the_oldest_segments(spark, days):

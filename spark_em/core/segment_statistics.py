@@ -193,8 +193,8 @@ class KeyedSummarizer:
         if chunk.code is None:
             raise ValueError("a keyed pass needs a store that keeps each segment's rows apart")
         code = int(chunk.code)
-        if self.only is not None and code not in self.only:
-            return
+        if chunk.X.shape[0] == 0 or (self.only is not None and code not in self.only):
+            return  # a segment without valid rows in the chunk has no statistics from it
         if code not in stats:
             stats[code] = self.inner.new_stats(chunk.X.shape[1])
         self.inner.accumulate(stats[code], chunk)

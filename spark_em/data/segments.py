@@ -1,13 +1,16 @@
 """Segments of the input (a day, a batch: the values of ``segmentCol``) and the one pass
-that E-steps each segment separately.
+that E-steps each segment separately from the input.
 
-The block stores hold features and weights only; the pass here reads the input itself
+Local block files keep an update's segments apart (:mod:`spark_em.engine.update`); the
+other stores hold features and weights only, and the pass here reads the input itself
 (features, weight and the segment column), groups each Arrow batch's rows by segment inside
 the task, and reduces ``{segment code: statistics}`` by key (segments are few: a small
 dict per task, merged in the tree reduce, :mod:`spark_em.core.segment_statistics`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -101,18 +104,29 @@ def keyed_pass(
     }
 
 
+def key_codes(keys) -> Callable[[pa.Array], np.ndarray]:
+    """A function, for inside tasks, from an Arrow array of segment keys to their codes
+    (indices in ``keys``; -1 for a null or another key)."""
+    value_set = None
+
+    def codes(column: pa.Array) -> np.ndarray:
+        nonlocal value_set
+        if value_set is None:
+            value_set = pa.array(list(keys), type=column.type)
+        found = pc.fill_null(pc.index_in(column, value_set=value_set), -1)
+        return found.to_numpy(zero_copy_only=False)
+
+    return codes
+
+
 def _keyed_task(kernel, centre: np.ndarray, keys: list, d: int, missing: bool):
     def task(batches):
         stats: dict[int, SuffStats] = {}
-        value_set = None
+        coded = key_codes(keys)
         for batch in batches:
             X, valid, _ = list_to_matrix(batch.column(0), d, missing)
             w, wvalid, _ = weights_to_numpy(batch.column(1))
-            seg = batch.column(2)
-            if value_set is None:
-                value_set = pa.array(keys, type=seg.type)
-            codes = pc.fill_null(pc.index_in(seg, value_set=value_set), -1)
-            codes = codes.to_numpy(zero_copy_only=False)
+            codes = coded(batch.column(2))
             keep = valid & wvalid & (codes >= 0)
             for code in np.unique(codes[keep]):
                 rows = keep & (codes == code)

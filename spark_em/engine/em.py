@@ -175,10 +175,12 @@ def step(
     the runs are updated in place and the iteration's events returned (one per run).
     ``measured``: ``([statistics], centre)`` of this iteration's E-step when a pass already
     took it (a warm start's first E-step, taken by the validation pass about the model's
-    mean ``centre``), one per run still running: no pass is run for it; the statistics
+    mean ``centre``; ``{segment code: statistics}`` from a store that keeps each segment's
+    rows apart), one per run still running: no pass is run for it; the statistics
     are re-centred exactly on each kernel's own origin (the data's centre, or a far
     component's mean) and the iteration's profile is empty (the E-step's time is the
-    validation pass's).
+    validation pass's).  A keyed store's passes give each run's statistics per segment
+    too (``Run.segment_stats``).
 
     Convergence: |change in mean weighted log-likelihood per row| < tol (sklearn's rule),
     *and* no two components of the run are still nearly identical

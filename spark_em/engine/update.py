@@ -113,7 +113,8 @@ def update(
         runs = session.start([(settings.k, settings.covariance_type)], ["update"])
         centre = session.data.centre
         keyed = session.store.keyed and bool(new)
-        scores = _new_scores(session, runs[0].params, new) if keyed else None
+        model = settings.warm_start.params if settings.warm_start is not None else None
+        scores = _new_scores(session, model, new) if keyed and model is not None else None
         runs[0].frozen = summed(frozen, centre) if frozen else None
         runs = session.iterate(runs)
         run = runs[0]

@@ -3,8 +3,9 @@
 
 The first pass reads the input, validates it and writes each task's valid rows to one file
 of rows ``[w, x_1 .. x_d]`` (input partitions merged into at most TASKS_PER_CORE tasks per
-core; in an update, one file per task and segment, ``part-<task>-s<code>.bin``, so that
-every chunk of a pass belongs to one segment: ``keyed``): all float64, or --
+core; in an update of a few segments, one file per task and segment,
+``part-<task>-s<code>.bin``, so that every chunk of a pass belongs to one segment: ``keyed``,
+:mod:`spark_em.engine.update`): all float64, or --
 ``dtype="float32"`` -- a float64 weight and float32 features ``x - ref`` after a header
 holding the file's float64 reference ``ref`` (the mean of its first batch of rows), so that
 the cast loses no digits to an offset of the features (:class:`BlockLayout`). Every later
@@ -39,12 +40,12 @@ import tempfile
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from ...core.precision import Precision
 from ...core.tuning import MIN_UNIT_ROWS, UNITS_PER_TASK, unit_rows
 from ..arrow_blocks import decode_rows
 from ..passes import PASS_SCHEMA, make_task, task_partition
+from ..segments import key_codes
 from .base import BlockStore
 
 PREFIX = "spark-em-blocks-"
@@ -141,9 +142,10 @@ class BlockLayout:
 
 
 class _BlockFileWriter:
-    """Appends one task's rows to ``part-<partition>.bin``; renamed into place on close, so
-    that a failed or retried task never leaves a partial file behind.  A float32 file's
-    reference is the mean of the first rows written (its header)."""
+    """Appends one task's rows to ``part-<partition>.bin`` (an update's rows of segment
+    ``code``: ``part-<partition>-s<code>.bin``); renamed into place on close, so that a
+    failed or retried task never leaves a partial file behind.  A float32 file's reference
+    is the mean of the first rows written (its header)."""
 
     def __init__(self, root: str, layout: BlockLayout, code: int | None = None):
         pid, attempt = task_partition()
@@ -194,22 +196,22 @@ def _input_writer(block_dir: str, layout: BlockLayout, missing: bool = False, ke
 
 
 def _keyed_input_writer(block_dir: str, layout: BlockLayout, missing: bool, keys):
-    """The first pass of a segmented fit: each batch's rows split by segment (the third
-    column, coded by its index in ``keys``), each segment's to its own file, each
-    segment's chunk yielded with its code."""
+    """The first pass of an update that keeps its segments apart: each batch's rows split
+    by segment (the third column, coded by its index in ``keys``), each segment's to its
+    own file, each segment's chunk yielded with its code."""
 
     def read(batches):
         writers: dict[int, _BlockFileWriter] = {}
-        value_set = None
+        coded = key_codes(keys)
         try:
             for batch in batches:
-                if value_set is None:
-                    value_set = pa.array(list(keys), type=batch.column(2).type)
-                codes = pc.fill_null(pc.index_in(batch.column(2), value_set=value_set), -1)
-                codes = codes.to_numpy(zero_copy_only=False)
+                codes = coded(batch.column(2))
                 present = np.unique(codes)
                 if present.size and present[0] < 0:
-                    raise ValueError("a row's segment key is not among the fit's keys")
+                    raise ValueError(
+                        "a row's segment key is not among the keys the update found in its "
+                        "input (did the input change during the update?)"
+                    )
                 for code in present.tolist():
                     part = batch if present.size == 1 else batch.filter(pa.array(codes == code))
                     X, w, bad = decode_rows(
@@ -225,6 +227,13 @@ def _keyed_input_writer(block_dir: str, layout: BlockLayout, missing: bool, keys
             raise
         for writer in writers.values():
             writer.close()
+        # an earlier attempt of this task may have left files of segments this one lacks
+        mine = {os.path.basename(w.final) for w in writers.values()}
+        pid = task_partition()[0]
+        for path in glob.glob(os.path.join(block_dir, f"part-{pid:06d}-s*.bin")):
+            if os.path.basename(path) not in mine:
+                with contextlib.suppress(OSError):
+                    os.remove(path)
 
     return read
 
