@@ -56,7 +56,7 @@ class GaussianMixtureSummary:
       ``rowsRead``, ``segmentsUpdated``, ``segmentsFrozen``, ``segmentsDropped`` (keys as
       strings), ``iterations``, ``converged``; None otherwise.  For an update,
       ``logLikelihoodHistory``, ``numRows`` and ``weightSum`` are those of the rows it read,
-      and, where its block store keeps each segment's rows apart (local block files),
+      and, where its block store keeps each segment's rows apart (local files, Spark's cache),
       ``newSegments``: ``keys`` (the segments new to the model), their ``weightSum`` and
       ``logLikelihood`` under the model's parameters (the nightly job's drift signal).
     """

@@ -144,6 +144,21 @@ def fit(
     return out
 
 
+def update(spark, path: str, params: dict) -> dict:
+    """A fit with ``segmentCol`` (``day = id % 3``) on days 0 and 1, then ``model.update``
+    on days 1 (refreshed) and 2 (new): the updated model, its segments and what the update
+    reported of the new day."""
+    from pyspark.sql import functions as F
+
+    df = read_data(spark, path).withColumn("day", F.col("id") % 3)
+    model = estimator(segmentCol="day", **params).fit(df.where("day < 2"))
+    updated = model.update(df.where("day > 0"))
+    out = _model_result(updated)
+    out["segments"] = [tuple(s) for s in updated.segments]
+    out["newSegments"] = updated.summary.update.get("newSegments")
+    return out
+
+
 def save_load(spark, data_path: str, model_paths: list[str], params: dict, initial: dict) -> dict:
     """Warm-started fit; save it to each path, check FileExistsError without overwrite,
     overwrite, load back; save and load the estimator (with its initialModel) too."""

@@ -291,3 +291,19 @@ def test_missing_values_over_connect(client, spark, data, tmp_path):
     remote, local = both(client, spark, "fit", path, params)
     assert_same_model(remote, local)
     assert remote["numIter"] == 4
+
+
+def test_update_over_connect(client, spark, data):
+    """model.update over Connect equals classic Spark's, both on Spark's cache, whose blocks
+    keep each segment's rows apart: the segments' statistics and the new day's score come
+    from the update's own passes (on classic Spark, equal to the numpy reference of
+    incremental EM: tests/test_update.py)."""
+    path, _, _ = data
+    remote, local = both(client, spark, "update", path, dict(k=3, seed=5, maxIter=5, tol=0.0))
+    assert_same_model(remote, local)
+    assert remote["segments"] == local["segments"]
+    assert [s[0] for s in local["segments"]] == [0, 1, 2]
+    new, ref = remote["newSegments"], local["newSegments"]
+    assert new["keys"] == ref["keys"] == ["2"]
+    for key in ("weightSum", "logLikelihood"):
+        assert new[key] == pytest.approx(ref[key], rel=1e-9)

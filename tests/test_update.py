@@ -176,21 +176,21 @@ def refuse(*args, **kwargs):
     raise AssertionError("the update read the input again")
 
 
-@pytest.mark.parametrize("store,most", [("local", 32), ("local", 1), ("spark", 32)])
+@pytest.mark.parametrize("store,most", [("local", 32), ("local", 1), ("spark", 32), ("spark", 1)])
 def test_update_on_each_store_and_the_new_segments_score(spark, days, store, most, monkeypatch):
-    """Local block files keep each segment's rows apart (one file per task and segment):
-    every pass gives per-segment statistics, so the update needs no read of the input
-    beyond its iterations', and its first E-step scores the new segment under the model.
-    With more segments than MAX_KEYED_SEGMENTS (here 1), and on Spark's cache, the rows
-    are stored without keys and the split is a read of the input.  Each equals the numpy
-    reference; the rows of the two segments come in alternate blocks (one Arrow batch holds
-    both)."""
+    """Local block files and Spark's cache keep each segment's rows apart (one file per
+    task and segment; block rows of one segment): every pass gives per-segment statistics,
+    so the update needs no read of the input beyond its iterations', and its first E-step
+    scores the new segment under the model.  With more segments than MAX_KEYED_SEGMENTS
+    (here 1) the rows are stored without keys and the split is a read of the input.  Each
+    equals the numpy reference; the rows of the two segments come in alternate blocks (one
+    Arrow batch holds both)."""
     import spark_em.engine.update as engine_update
 
     monkeypatch.setattr(engine_update, "MAX_KEYED_SEGMENTS", most)
     ct = "full"
     model = fitted(spark, days, ct, blockCache=store)
-    keyed = store == "local" and most > 1
+    keyed = most > 1
     if keyed:  # the update: no pass beyond the validation pass and the iterations
         monkeypatch.setattr(engine_update, "keyed_pass", refuse)
         monkeypatch.setattr(engine_update, "run_pass", refuse)

@@ -1,11 +1,12 @@
 """Segments of the input (a day, a batch: the values of ``segmentCol``) and the one pass
 that E-steps each segment separately from the input.
 
-Local block files keep an update's segments apart (:mod:`spark_em.engine.update`); the
-other stores hold features and weights only, and the pass here reads the input itself
-(features, weight and the segment column), groups each Arrow batch's rows by segment inside
-the task, and reduces ``{segment code: statistics}`` by key (segments are few: a small
-dict per task, merged in the tree reduce, :mod:`spark_em.core.segment_statistics`).
+Local block files and Spark's cache keep an update's segments apart
+(:mod:`spark_em.engine.update`); otherwise the stores hold features and weights only, and
+the pass here reads the input itself (features, weight and the segment column), groups each
+Arrow batch's rows by segment inside the task, and reduces ``{segment code: statistics}``
+by key (segments are few: a small dict per task, merged in the tree reduce,
+:mod:`spark_em.core.segment_statistics`).
 """
 
 from __future__ import annotations

@@ -11,12 +11,13 @@ fit template's steps (:class:`~spark_em.engine.fit_session.FitSession`).
   than ``tol`` or ``maxIter``; the fresh segments' statistics of the last E-step replace
   any stored ones of the same keys.
 
-A store that keeps each segment's rows apart (``BlockStore.keyed``: local block files, for
-an update of at most :data:`~spark_em.core.tuning.MAX_KEYED_SEGMENTS` segments) gives every
+A store that keeps each segment's rows apart (``BlockStore.keyed``: local block files and
+Spark's cache, for an update of at most :data:`~spark_em.core.tuning.MAX_KEYED_SEGMENTS`
+segments; not the Parquet store, which reads the input's own files) gives every
 pass's statistics per segment: the last E-step's are the fresh segments' new statistics,
 and the first's (the warm start's, taken by the validation pass) score the segments new to
 the model under its parameters (``newSegments`` in the report: the nightly job's drift
-signal) -- no read beyond the iterations'.  Other stores hold the rows without their keys:
+signal) -- no read beyond the iterations'.  Otherwise the store holds the rows without keys:
 every iteration is one ordinary pass, and the per-segment split is one more read of the
 input at the end (:func:`~spark_em.data.segments.keyed_pass`); the caller scores the new
 segments itself.

@@ -4,7 +4,8 @@ Parquet scan.
 The first pass turns the input into block rows (raw bytes of at most STORED_BLOCK_BYTES of
 features each, float64 weights, and the counts of the invalid rows dropped from them; with
 ``dtype="float32"`` the features are float32 ``x - ref`` about a float64 reference ``ref``
-of their task -- the mean of its first batch -- stored in each block row) and, in the
+of their task -- the mean of its first batch -- stored in each block row; in an update,
+each block row holds one segment's rows and its ``code``: ``keyed``) and, in the
 same task, into the first pass's statistics (one more row per task, which only the first
 pass reads: the blocks are not read back through Python to validate them).  Spark keeps
 the rows MEMORY_AND_DISK, deserialized, one block row per stored object, under this fit's
@@ -42,11 +43,12 @@ from ...core.precision import FLOAT64, Precision
 from ...core.tuning import BLOCK_ROWS_PER_ARROW_BATCH, STORED_BLOCK_BYTES, unit_rows
 from ..arrow_blocks import BAD_KINDS, decode_rows
 from ..passes import PASS_SCHEMA, TaskStatistics, make_task
+from ..segments import key_codes
 from .base import BlockStore
 
 log = logging.getLogger("spark_em")
 
-BLOCK_COLUMNS = ("X", "w", "n", "bad", "ref")
+BLOCK_COLUMNS = ("X", "w", "n", "bad", "ref", "code")
 BLOCK_SCHEMA = T.StructType(
     [
         T.StructField("X", T.BinaryType(), False),
@@ -54,6 +56,7 @@ BLOCK_SCHEMA = T.StructType(
         T.StructField("n", T.LongType(), False),
         T.StructField("bad", T.BinaryType(), False),
         T.StructField("ref", T.BinaryType(), True),  # float32 blocks: their reference
+        T.StructField("code", T.LongType(), True),  # an update's blocks: their segment
         # the first pass's statistics row of each task (null in block rows)
         T.StructField("stats", T.BinaryType(), True),
         T.StructField("profile", T.BinaryType(), True),
@@ -66,6 +69,7 @@ _BLOCK_ARROW_SCHEMA = pa.schema(
         ("n", pa.int64(), False),
         ("bad", pa.binary(), False),
         ("ref", pa.binary(), True),
+        ("code", pa.int64(), True),
         ("stats", pa.binary(), True),
         ("profile", pa.binary(), True),
     ]
@@ -83,7 +87,11 @@ class SparkCacheStore(BlockStore):
         # Connect: the fit's id in the plan, a cache entry no other plan can match (a classic
         # local checkpoint is the fit's own already: no column sent to every task for it)
         tag = [F.lit(self.fit_id).alias("fit")] if self.env.connect else []
-        self._tagged = self._merged_input(source.selected.select("x", "w", *tag))
+        # an update's segment keys: each block holds one segment's rows (``keyed``)
+        self.keys = source.keys
+        self.keyed = source.keys is not None
+        keyed = ["s"] if self.keyed else []
+        self._tagged = self._merged_input(source.selected.select("x", "w", *keyed, *tag))
         self._clone = None
         self.cached = True
         self.blocks = self._pass_blocks = None
@@ -162,6 +170,7 @@ class SparkCacheStore(BlockStore):
                 get_payload,
                 self.precision,
                 self.missing,
+                self.keys,
             )
             self.blocks = self._keep(self._tagged.mapInArrow(encode, BLOCK_SCHEMA))
             yield self.blocks.where(F.col("stats").isNotNull()).select("stats", "profile")
@@ -212,34 +221,37 @@ def encode_blocks(
     get_payload=None,
     precision: Precision = FLOAT64,
     missing: bool = False,
+    keys=None,
 ):
     """Each Arrow batch of ``(x array<double>, w double)`` rows -> block rows of at most
     ``max_rows`` valid rows (float64: sharing the batch's decoded buffers, no copy; float32:
     ``x - ref`` rounded once, ``ref`` the mean of the task's first rows); the batch's
-    invalid-row counts go to its first block row.  With ``get_payload`` (the first pass's
-    payload), the task also accumulates the pass's statistics over the valid rows and ends
-    with one row of them (``n`` 0, no features) in the ``stats``/``profile`` columns."""
+    invalid-row counts go to its first block row.  With ``keys`` (an update's segments, the
+    batch's third column), each segment's rows go to block rows of their own, marked with
+    its code.  With ``get_payload`` (the first pass's payload), the task also accumulates
+    the pass's statistics over the valid rows and ends with one row of them (``n`` 0, no
+    features) in the ``stats``/``profile`` columns."""
     single = precision.dtype != np.float64
 
     def to_blocks(batches):
         acc = TaskStatistics(get_payload(), d) if get_payload is not None else None
         ref = None
-        for batch in batches:
+        for batch, code in _by_segment(batches, keys):
             X, w, bad = decode_rows(
                 batch.column(0), batch.column(1), d, precision.max_value, missing
             )
             if acc is not None:
-                acc.add(X, w, bad)
+                acc.add(X, w, bad, None, code)
             stored = X
             if single:
                 if ref is None and X.shape[0]:
                     ref = X.mean(axis=0)
                 stored = (X - ref if X.shape[0] else X).astype(precision.dtype)
-            yield _block_batch(stored, w, bad, d, max_rows, ref)
+            yield _block_batch(stored, w, bad, d, max_rows, ref, code)
         if acc is not None:
             stats, profile = acc.packed()
             empty = np.zeros(0)
-            cols = _block_columns(empty, empty, np.zeros(len(BAD_KINDS)), d, 1, None)
+            cols = _block_columns(empty, empty, np.zeros(len(BAD_KINDS)), d, 1, None, None)
             cols += [
                 pa.array([stats.tobytes()], pa.binary()),
                 pa.array([profile.tobytes()], pa.binary()),
@@ -249,7 +261,27 @@ def encode_blocks(
     return to_blocks
 
 
-def _block_columns(X, w, bad, d: int, max_rows: int, ref) -> list:
+def _by_segment(batches, keys):
+    """``(batch, None)`` for each batch; with ``keys``, ``(part, code)`` for each segment's
+    rows of each batch (the third column coded by :func:`~spark_em.data.segments.key_codes`)."""
+    if keys is None:
+        for batch in batches:
+            yield batch, None
+        return
+    coded = key_codes(keys)
+    for batch in batches:
+        codes = coded(batch.column(2))
+        present = np.unique(codes)
+        if present.size and present[0] < 0:
+            raise ValueError(
+                "a row's segment key is not among the keys the update found in its input "
+                "(did the input change during the update?)"
+            )
+        for code in present.tolist():
+            yield (batch if present.size == 1 else batch.filter(pa.array(codes == code))), code
+
+
+def _block_columns(X, w, bad, d: int, max_rows: int, ref, code=None) -> list:
     n = w.shape[0]
     bounds = np.append(np.arange(0, n, max_rows), n) if n else np.zeros(2, int)
     m = len(bounds) - 1
@@ -258,6 +290,7 @@ def _block_columns(X, w, bad, d: int, max_rows: int, ref) -> list:
     row_bounds = np.arange(m + 1, dtype=np.int32) * (8 * len(BAD_KINDS))
     size = X.dtype.itemsize * d
     refs = pa.nulls(m, pa.binary()) if ref is None else pa.array([ref.tobytes()] * m, pa.binary())
+    codes = pa.nulls(m, pa.int64()) if code is None else pa.array([code] * m, pa.int64())
     return [
         pa.Array.from_buffers(
             pa.binary(), m, [None, pa.py_buffer((bounds * size).astype(np.int32)), pa.py_buffer(X)]
@@ -270,11 +303,12 @@ def _block_columns(X, w, bad, d: int, max_rows: int, ref) -> list:
             pa.binary(), m, [None, pa.py_buffer(row_bounds), pa.py_buffer(bad_rows)]
         ),
         refs,
+        codes,
     ]
 
 
-def _block_batch(X, w, bad, d: int, max_rows: int, ref=None) -> pa.RecordBatch:
-    cols = _block_columns(X, w, bad, d, max_rows, ref)
+def _block_batch(X, w, bad, d: int, max_rows: int, ref=None, code=None) -> pa.RecordBatch:
+    cols = _block_columns(X, w, bad, d, max_rows, ref, code)
     m = len(cols[2])
     cols += [pa.nulls(m, pa.binary()), pa.nulls(m, pa.binary())]
     return pa.RecordBatch.from_arrays(cols, schema=_BLOCK_ARROW_SCHEMA)
@@ -288,7 +322,8 @@ def _binary_parts(col: pa.Array):
 
 def read_blocks(d: int, chunk_rows: int, precision: Precision = FLOAT64):
     """Block rows -> ``(X (n, d), w (n,), bad)`` chunks of at least ``chunk_rows`` rows
-    (float32 blocks: ``(X, w, bad, ref)``, a chunk never mixing two references).
+    (float32 blocks: ``(X, w, bad, ref)``, a chunk never mixing two references; an update's
+    blocks: ``(X, w, bad, ref or None, code)``, a chunk never mixing two segments).
 
     A block's ``X`` bytes follow the previous block's in the Arrow column, so a chunk inside
     one Arrow batch is a view, not a copy.  The chunks depend only on the sequence of block
@@ -299,14 +334,19 @@ def read_blocks(d: int, chunk_rows: int, precision: Precision = FLOAT64):
     def read(batches):
         xs, ws, rows, bad = [], [], 0, np.zeros(len(BAD_KINDS), dtype=np.int64)
         ref = None  # the reference of the blocks in xs (float32), as bytes
+        code = None  # the segment of the blocks in xs (an update's)
 
         def chunk():
             out = (_joined(xs, d, dtype), _joined(ws), bad)
-            return out if ref is None else (*out, np.frombuffer(ref, np.float64))
+            r = None if ref is None else np.frombuffer(ref, np.float64)
+            if code is not None:
+                return (*out, r, code)
+            return out if r is None else (*out, r)
 
         for batch in batches:
             ns = batch.column(2).to_numpy()
             refs = batch.column(4).to_pylist() if batch.column(4).null_count < len(ns) else None
+            codes = batch.column(5).to_pylist() if batch.column(5).null_count < len(ns) else None
             xoff, xdata = _binary_parts(batch.column(0))
             woff, wdata = _binary_parts(batch.column(1))
             boff, bdata = _binary_parts(batch.column(3))
@@ -314,14 +354,22 @@ def read_blocks(d: int, chunk_rows: int, precision: Precision = FLOAT64):
             bad += counts.reshape(-1, len(BAD_KINDS)).sum(axis=0).astype(np.int64)
             i, nb = 0, len(ns)
             while i < nb:
-                if refs is not None and refs[i] is not None and refs[i] != ref:
-                    if xs:  # a block of another reference starts a new chunk
+                new_ref = refs is not None and refs[i] is not None and refs[i] != ref
+                new_code = codes is not None and codes[i] != code
+                if new_ref or new_code:
+                    if xs:  # a block of another reference or segment starts a new chunk
                         yield chunk()
                         xs, ws, rows = [], [], 0
                         bad = np.zeros(len(BAD_KINDS), dtype=np.int64)
-                    ref = refs[i]
+                    ref = refs[i] if new_ref else ref
+                    code = codes[i] if new_code else code
                 j = i
-                while j < nb and rows < chunk_rows and (refs is None or refs[j] in (None, ref)):
+                while (
+                    j < nb
+                    and rows < chunk_rows
+                    and (refs is None or refs[j] in (None, ref))
+                    and (codes is None or codes[j] == code)
+                ):
                     rows += int(ns[j])
                     j += 1
                 if woff[j] > woff[i]:
