@@ -111,8 +111,8 @@ def unit_rows(d: int) -> int:
     return max(1, UNIT_BYTES // (8 * d))
 
 
-# An update E-steps at most this many segments with per-segment passes (local block files:
-# one file per task and segment; Spark's cache: block rows of one segment -- more segments,
-# more and smaller files, blocks and chunks); beyond it the blocks hold the rows without
-# their keys and the split is one more read of the input.
+# A fit or update with segmentCol E-steps at most this many segments with per-segment
+# passes (local block files: one file per task and segment; Spark's cache: block rows of one
+# segment -- more segments, more and smaller files, blocks and chunks); beyond it the blocks
+# hold the rows without their keys and the split is one more read of the input.
 MAX_KEYED_SEGMENTS = 32

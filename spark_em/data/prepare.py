@@ -82,7 +82,7 @@ def prepare(
     when ``d`` is the centre's length; their statistics are ``PreparedData.first_step``.
     Where the schema does not give ``d``, the centre's length is the first guess of it
     (:mod:`spark_em.data.dimension`: rows of another length make it count the lengths).
-    ``segments``: ``(segment column, its keys)`` of an update (:mod:`spark_em.engine.update`):
+    ``segments``: ``(segment column, its keys)`` (:mod:`spark_em.engine.update`):
     a store that can (``BlockStore.keyed``) keeps each segment's rows apart, and the first
     step's statistics are then ``{segment code: statistics}``.
     """

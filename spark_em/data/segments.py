@@ -1,7 +1,7 @@
 """Segments of the input (a day, a batch: the values of ``segmentCol``) and the one pass
 that E-steps each segment separately from the input.
 
-Local block files and Spark's cache keep an update's segments apart
+Local block files and Spark's cache keep the segments apart
 (:mod:`spark_em.engine.update`); otherwise the stores hold features and weights only, and
 the pass here reads the input itself (features, weight and the segment column), groups each
 Arrow batch's rows by segment inside the task, and reduces ``{segment code: statistics}``

@@ -2,9 +2,9 @@
 (Neal & Hinton, 1998; :mod:`spark_em.core.segment_statistics`), as short sequences of the
 fit template's steps (:class:`~spark_em.engine.fit_session.FitSession`).
 
-* :func:`fit_segmented`: a fit as :func:`~spark_em.engine.fit_session.fit`, then one keyed
-  pass under the parameters of its last E-step: each segment's statistics of that E-step;
-  the model's parameters are the M-step of their sum.
+* :func:`fit_segmented`: a fit as :func:`~spark_em.engine.fit_session.fit` whose result
+  keeps each segment's statistics of its last E-step; the model's parameters are the
+  M-step of their sum.
 * :func:`update`: the segments present in the input are E-stepped every iteration, every
   other stored segment of the window stays frozen: ``theta <- M(frozen + fresh(theta))``
   from the model's parameters until the fresh rows' mean log-likelihood changes by less
@@ -12,9 +12,10 @@ fit template's steps (:class:`~spark_em.engine.fit_session.FitSession`).
   any stored ones of the same keys.
 
 A store that keeps each segment's rows apart (``BlockStore.keyed``: local block files and
-Spark's cache, for an update of at most :data:`~spark_em.core.tuning.MAX_KEYED_SEGMENTS`
-segments; not the Parquet store, which reads the input's own files) gives every
-pass's statistics per segment: the last E-step's are the fresh segments' new statistics,
+Spark's cache, for a fit or an update of at most
+:data:`~spark_em.core.tuning.MAX_KEYED_SEGMENTS` segments; not the Parquet store, which
+reads the input's own files) gives every pass's statistics per segment: the last E-step's
+are the (fresh) segments' statistics,
 and the first's (the warm start's, taken by the validation pass) score the segments new to
 the model under its parameters (``newSegments`` in the report: the nightly job's drift
 signal) -- no read beyond the iterations'.  Otherwise the store holds the rows without keys:
@@ -67,7 +68,8 @@ def fit_segmented(
     if settings.max_iter < 1:
         raise ValueError("segmentCol needs maxIter >= 1: segments keep an E-step's statistics")
     dataset, keys = segment_keys(dataset, segment_col, settings.skip_invalid)
-    with FitSession.open(dataset, settings, settings.k, progress) as session:
+    apart = (segment_col, keys) if len(keys) <= MAX_KEYED_SEGMENTS else None
+    with FitSession.open(dataset, settings, settings.k, progress, apart) as session:
         n = 1 if settings.warm_start is not None else settings.n_init
         runs = session.start(
             [(settings.k, settings.covariance_type)], [f"run {i}" for i in range(n)]
@@ -109,8 +111,8 @@ def update(
         dataset = dataset.where(quoted(segment_col).isin(fresh))
     stored_keys = {s.key for s in stored}
     new = [i for i, key in enumerate(fresh) if key not in stored_keys]
-    segments = (segment_col, fresh) if len(fresh) <= MAX_KEYED_SEGMENTS else None
-    with FitSession.open(dataset, settings, settings.k, progress, segments) as session:
+    apart = (segment_col, fresh) if len(fresh) <= MAX_KEYED_SEGMENTS else None
+    with FitSession.open(dataset, settings, settings.k, progress, apart) as session:
         runs = session.start([(settings.k, settings.covariance_type)], ["update"])
         centre = session.data.centre
         keyed = session.store.keyed and bool(new)

@@ -30,7 +30,7 @@ class StoreInput:
     groups for the Parquet store (:class:`~spark_em.data.stores.parquet.ParquetLayout`),
     the type of the stored blocks (the ``dtype`` Param, :mod:`spark_em.core.precision`),
     whether NaN and null elements are missing values (kept as NaN in the blocks)
-    rather than invalid, and ``keys``: the segment keys of an update
+    rather than invalid, and ``keys``: the segment keys of a fit with segmentCol
     (``selected`` then has a third column ``s``, each row's key), which a store that keeps
     each segment's rows apart (``BlockStore.keyed``) gives its chunks as codes (indices in
     ``keys``)."""

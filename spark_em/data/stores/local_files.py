@@ -3,7 +3,7 @@
 
 The first pass reads the input, validates it and writes each task's valid rows to one file
 of rows ``[w, x_1 .. x_d]`` (input partitions merged into at most TASKS_PER_CORE tasks per
-core; in an update of a few segments, one file per task and segment,
+core; with segmentCol and a few segments, one file per task and segment,
 ``part-<task>-s<code>.bin``, so that every chunk of a pass belongs to one segment: ``keyed``,
 :mod:`spark_em.engine.update`): all float64, or --
 ``dtype="float32"`` -- a float64 weight and float32 features ``x - ref`` after a header
@@ -142,7 +142,7 @@ class BlockLayout:
 
 
 class _BlockFileWriter:
-    """Appends one task's rows to ``part-<partition>.bin`` (an update's rows of segment
+    """Appends one task's rows to ``part-<partition>.bin`` (with segmentCol, its rows of segment
     ``code``: ``part-<partition>-s<code>.bin``); renamed into place on close, so that a
     failed or retried task never leaves a partial file behind.  A float32 file's reference
     is the mean of the first rows written (its header)."""
@@ -196,7 +196,7 @@ def _input_writer(block_dir: str, layout: BlockLayout, missing: bool = False, ke
 
 
 def _keyed_input_writer(block_dir: str, layout: BlockLayout, missing: bool, keys):
-    """The first pass of an update that keeps its segments apart: each batch's rows split
+    """The first pass of a store that keeps the segments apart: each batch's rows split
     by segment (the third column, coded by its index in ``keys``), each segment's to its
     own file, each segment's chunk yielded with its code."""
 

@@ -4,7 +4,7 @@ Parquet scan.
 The first pass turns the input into block rows (raw bytes of at most STORED_BLOCK_BYTES of
 features each, float64 weights, and the counts of the invalid rows dropped from them; with
 ``dtype="float32"`` the features are float32 ``x - ref`` about a float64 reference ``ref``
-of their task -- the mean of its first batch -- stored in each block row; in an update,
+of their task -- the mean of its first batch -- stored in each block row; with segmentCol,
 each block row holds one segment's rows and its ``code``: ``keyed``) and, in the
 same task, into the first pass's statistics (one more row per task, which only the first
 pass reads: the blocks are not read back through Python to validate them).  Spark keeps
@@ -56,7 +56,7 @@ BLOCK_SCHEMA = T.StructType(
         T.StructField("n", T.LongType(), False),
         T.StructField("bad", T.BinaryType(), False),
         T.StructField("ref", T.BinaryType(), True),  # float32 blocks: their reference
-        T.StructField("code", T.LongType(), True),  # an update's blocks: their segment
+        T.StructField("code", T.LongType(), True),  # with segmentCol: their segment
         # the first pass's statistics row of each task (null in block rows)
         T.StructField("stats", T.BinaryType(), True),
         T.StructField("profile", T.BinaryType(), True),
@@ -87,7 +87,7 @@ class SparkCacheStore(BlockStore):
         # Connect: the fit's id in the plan, a cache entry no other plan can match (a classic
         # local checkpoint is the fit's own already: no column sent to every task for it)
         tag = [F.lit(self.fit_id).alias("fit")] if self.env.connect else []
-        # an update's segment keys: each block holds one segment's rows (``keyed``)
+        # the segment keys (segmentCol): each block holds one segment's rows (``keyed``)
         self.keys = source.keys
         self.keyed = source.keys is not None
         keyed = ["s"] if self.keyed else []
@@ -226,7 +226,7 @@ def encode_blocks(
     """Each Arrow batch of ``(x array<double>, w double)`` rows -> block rows of at most
     ``max_rows`` valid rows (float64: sharing the batch's decoded buffers, no copy; float32:
     ``x - ref`` rounded once, ``ref`` the mean of the task's first rows); the batch's
-    invalid-row counts go to its first block row.  With ``keys`` (an update's segments, the
+    invalid-row counts go to its first block row.  With ``keys`` (segmentCol's values, the
     batch's third column), each segment's rows go to block rows of their own, marked with
     its code.  With ``get_payload`` (the first pass's payload), the task also accumulates
     the pass's statistics over the valid rows and ends with one row of them (``n`` 0, no
@@ -322,7 +322,7 @@ def _binary_parts(col: pa.Array):
 
 def read_blocks(d: int, chunk_rows: int, precision: Precision = FLOAT64):
     """Block rows -> ``(X (n, d), w (n,), bad)`` chunks of at least ``chunk_rows`` rows
-    (float32 blocks: ``(X, w, bad, ref)``, a chunk never mixing two references; an update's
+    (float32 blocks: ``(X, w, bad, ref)``, a chunk never mixing two references; keyed
     blocks: ``(X, w, bad, ref or None, code)``, a chunk never mixing two segments).
 
     A block's ``X`` bytes follow the previous block's in the Arrow column, so a chunk inside
