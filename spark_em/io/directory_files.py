@@ -1,5 +1,10 @@
 """The files of a directory in the cluster's file system, listed with their sizes and read
-through Spark (classic Spark and Spark Connect alike), for the model directory's checks.
+through Spark (classic Spark and Spark Connect alike), for the model directory's checks, and
+a model's files written (:func:`write_table`, :func:`write_line`).
+
+* Files of the driver's local file system on classic Spark are listed, read and written by
+  this process itself (:mod:`spark_em.io.local_files`: no Spark job, Hadoop's checksums
+  kept); every other file goes through Spark's readers and writers.
 
 * Paths are taken literally: Spark's readers expand globs, so the glob characters of a
   path (``[``, ``]``, ``{``, ``}``, ``*``, ``?``, ``\\``) are escaped before it is handed
@@ -19,9 +24,23 @@ import posixpath
 import re
 from dataclasses import dataclass
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 from pyspark.sql import SparkSession
+from pyspark.sql import types as T
 
-__all__ = ["ListedFile", "literal", "list_files", "relative_names", "read_files"]
+from ..data.env import SparkEnv
+from .local_files import list_local, local_path, read_local, write_local
+
+__all__ = [
+    "ListedFile",
+    "literal",
+    "list_files",
+    "relative_names",
+    "read_files",
+    "write_table",
+    "write_line",
+]
 
 _GLOB_CHARS = re.compile(r"([\\\[\]{}*?])")
 
@@ -53,6 +72,9 @@ def list_files(spark: SparkSession, path: str) -> list[ListedFile]:
     """Every file under the directory ``path`` (recursively; hidden files such as
     ``_SUCCESS`` and ``.crc`` are not listed, as Spark's readers skip them), sorted.  Raises
     what Spark raises (a path that does not exist, a file system it cannot reach)."""
+    local = local_path(spark, path)
+    if local is not None:
+        return [ListedFile(f"file:{p}", p, size) for p, size in list_local(local)]
     rows = (
         spark.read.format("binaryFile")
         .option("recursiveFileLookup", "true")
@@ -86,6 +108,14 @@ def relative_names(path: str, files: list[ListedFile]) -> dict[str, ListedFile]:
 def read_files(spark: SparkSession, files: dict[str, ListedFile]) -> dict[str, bytes]:
     """The bytes of ``files`` (``{name: file}``), by name; a name whose file disappeared
     meanwhile is absent.  Raises what Spark raises (a checksum error, for one)."""
+    if not SparkEnv.of(spark).connect and all(f.uri.startswith("file:") for f in files.values()):
+        out = {}
+        for name, f in files.items():
+            try:
+                out[name] = read_local(f.path)
+            except FileNotFoundError:
+                pass
+        return out
     rows = (
         spark.read.format("binaryFile")
         .load([literal(f.uri) for f in files.values()])
@@ -94,3 +124,31 @@ def read_files(spark: SparkSession, files: dict[str, ListedFile]) -> dict[str, b
     )
     content = {_path_part(r["path"]): bytes(r["content"]) for r in rows}
     return {name: content[f.path] for name, f in files.items() if f.path in content}
+
+
+PART = "part-00000"
+
+
+def write_table(spark: SparkSession, path: str, table: pa.Table, schema: T.StructType) -> None:
+    """Write ``table`` (whose columns are ``schema``'s) as one Parquet file in the new
+    directory ``path``, as ``spark.createDataFrame(table, schema).write.parquet(path)``
+    would."""
+    local = local_path(spark, path)
+    if local is None:
+        spark.createDataFrame(table, schema).coalesce(1).write.parquet(path)
+        return
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    sink = pa.BufferOutputStream()  # the file's schema is schema's, nullability included
+    pq.write_table(table.cast(to_arrow_schema(schema)), sink, compression="snappy")
+    write_local(f"{local}/{PART}.snappy.parquet", sink.getvalue().to_pybytes())
+
+
+def write_line(spark: SparkSession, path: str, line: str) -> None:
+    """Write one line of text as one file in the new directory ``path`` (what pyspark.ml's
+    ``DefaultParamsWriter.saveMetadata`` writes)."""
+    local = local_path(spark, path)
+    if local is None:
+        spark.createDataFrame([(line,)], schema=["value"]).coalesce(1).write.text(path)
+        return
+    write_local(f"{local}/{PART}", (line + "\n").encode("utf-8"))

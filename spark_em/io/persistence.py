@@ -33,6 +33,7 @@ from pyspark.sql import types as T
 from ..errors import ModelFormatError
 from ..summary import GaussianMixtureSummary
 from . import mllib_import
+from .directory_files import write_line, write_table
 from .filesystem import atomic_write
 from .model_directory import FORMAT_VERSION, load_checked
 from .segment_files import write_segments
@@ -47,12 +48,14 @@ __all__ = [
     "EstimatorWriter",
     "EstimatorReader",
     "write_arrays",
+    "save_metadata",
 ]
 
 
 class AtomicWriter(MLWriter):
-    """Saves through Spark's writers into the cluster's file system (any URI Spark writes);
-    on classic Spark into a temporary sibling that is then renamed (see
+    """Saves into the cluster's file system (any URI Spark writes: through Spark's writers,
+    or directly for the driver's local files, :mod:`spark_em.io.directory_files`); on
+    classic Spark into a temporary sibling that is then renamed (see
     :mod:`spark_em.io.filesystem`)."""
 
     def __init__(self, instance) -> None:
@@ -90,9 +93,7 @@ class ModelWriter(AtomicWriter):
             extra["segments"] = write_segments(self.sparkSession, f"{path}/segments", segments)
         # Metadata last: where the save is not atomic (Spark Connect), a save that failed
         # half-way has no metadata and cannot be loaded.
-        DefaultParamsWriter.saveMetadata(
-            self.instance, path, self.sparkSession, extraMetadata=extra
-        )
+        save_metadata(self.instance, path, self.sparkSession, extra)
 
 
 class ModelReader(MLReader):
@@ -164,7 +165,14 @@ def write_arrays(spark: SparkSession, path: str, arrays: dict[str, np.ndarray]) 
             ),
         }
     )
-    spark.createDataFrame(table, ARRAYS_SCHEMA).coalesce(1).write.parquet(path)
+    write_table(spark, path, table, ARRAYS_SCHEMA)
+
+
+def save_metadata(instance, path: str, spark: SparkSession, extra: dict, params=None) -> None:
+    """``path/metadata``: what pyspark.ml's ``DefaultParamsWriter.saveMetadata`` writes (one
+    JSON line), written by :func:`~spark_em.io.directory_files.write_line`."""
+    line = DefaultParamsWriter._get_metadata_to_save(instance, spark, extra, params)
+    write_line(spark, f"{path}/metadata", line)
 
 
 class EstimatorWriter(AtomicWriter):
@@ -175,9 +183,7 @@ class EstimatorWriter(AtomicWriter):
         extra = {"hasInitialModel": init is not None}
         if init is not None:
             ModelWriter(init).session(self.sparkSession).saveImpl(f"{path}/initialModel")
-        DefaultParamsWriter.saveMetadata(  # last, as in ModelWriter
-            inst, path, self.sparkSession, extraMetadata=extra, paramMap=params
-        )
+        save_metadata(inst, path, self.sparkSession, extra, params)  # last, as in ModelWriter
 
 
 class EstimatorReader(MLReader):

@@ -23,6 +23,7 @@ from pyspark.sql import types as T
 from ..core.mixture import GaussianParams
 from ..core.segment_statistics import SegmentStats, m_step_of
 from ..core.sufficient_statistics import SuffStats, second_shape
+from .directory_files import write_table
 
 KEY_SPARK_TYPES = {"string": T.StringType(), "long": T.LongType(), "date": T.DateType()}
 _KEY_ARROW_TYPES = {"string": pa.string(), "long": pa.int64(), "date": pa.date32()}
@@ -76,7 +77,7 @@ def write_segments(spark: SparkSession, path: str, segments: Sequence[SegmentSta
             [np.ravel(np.asarray(arrays[name](s), dtype=np.float64)) for s in segments],
             pa.list_(pa.float64()),
         )
-    spark.createDataFrame(pa.table(columns), schema).coalesce(1).write.parquet(path)
+    write_table(spark, path, pa.table(columns), schema)
     return {"count": len(segments), "keyType": key_type}
 
 
