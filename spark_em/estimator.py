@@ -153,14 +153,20 @@ class GaussianMixture(Estimator, GaussianMixtureParams, MLReadable, MLWritable):
         return self._model(result, dataset, segmented)
 
     def _updated(
-        self, model: GaussianMixtureModel, dataset: DataFrame, window: int | None
+        self, model: GaussianMixtureModel, dataset: DataFrame, window: int | None, keys=None
     ) -> GaussianMixtureModel:
         """``model`` updated by incremental EM on the segments of ``dataset``
         (:meth:`GaussianMixtureModel.update`; this estimator carries the model's Params)."""
         settings = replace(self._settings(), warm_start=WarmStart(model.mixture))
         stored = model._segments or ()
         done = update.update(
-            dataset, settings, self.getSegmentCol(), stored, window, getattr(self, "progress", None)
+            dataset,
+            settings,
+            self.getSegmentCol(),
+            stored,
+            window,
+            getattr(self, "progress", None),
+            keys,
         )
         if done is not None:
             return self._model(done.result, dataset, done)

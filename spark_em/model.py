@@ -120,6 +120,7 @@ class GaussianMixtureModel(Model, FitParams, MLReadable, MLWritable):
         window: int | None = None,
         maxIter: int | None = None,
         tol: float | None = None,
+        keys=None,
     ) -> GaussianMixtureModel:
         """A new model, by incremental EM (Neal & Hinton, 1998) from this one: the segments
         present in ``dataset`` (by ``segmentCol``) are E-stepped every iteration and replace
@@ -130,7 +131,13 @@ class GaussianMixtureModel(Model, FitParams, MLReadable, MLWritable):
         ``maxIter`` (defaults: the model's).  The new model carries its segments, this
         model's Params and a summary of the update (``summary.update``).  With no row of a
         window segment in ``dataset``: nothing is E-stepped; the parameters are those of
-        the window's segments.  ValueError for a model without segments."""
+        the window's segments.  ValueError for a model without segments.
+
+        ``keys``: the segments of ``dataset`` to take, when the caller knows them (the
+        update job: from the partition directories it reads) -- its rows of other keys are
+        left out, and no query looks for the keys (a listed key without rows is a segment
+        loses its stored statistics, as a segment whose rows are all invalid does).  Default:
+        every segment ``dataset`` holds."""
         if not self._segments or not self.getSegmentCol():
             raise ValueError(
                 "update needs a model fitted with segmentCol: this one keeps no segment statistics"
@@ -143,7 +150,7 @@ class GaussianMixtureModel(Model, FitParams, MLReadable, MLWritable):
             est._set(maxIter=maxIter)
         if tol is not None:
             est._set(tol=tol)
-        return est._updated(self, dataset, window)
+        return est._updated(self, dataset, window, keys)
 
     @property
     def hasSummary(self) -> bool:

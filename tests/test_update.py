@@ -220,6 +220,38 @@ def test_update_on_each_store_and_the_new_segments_score(spark, days, store, mos
         assert scored is None
 
 
+def test_update_of_the_keys_given_asks_no_query(spark, days, monkeypatch):
+    """``keys``: the segments to take from the input, no query for them.  Rows of other
+    keys are left out; a listed key without rows changes nothing; a list whose segments
+    hold no row is a night with nothing new (the fallback query finds none); a key of the
+    wrong kind is refused."""
+    import spark_em.engine.update as engine_update
+
+    ct = "diag"
+    model = fitted(spark, days, ct)
+    stats0 = {day: e_stats(*days[day], start(ct), ct) for day in days}
+    theta1 = m_step(add(*(stats0[d] for d in (1, 2, 3))), ct)
+    df = frame(spark, days, (2, 3, 4))
+    with monkeypatch.context() as m:
+        m.setattr(engine_update, "segment_keys", refuse)
+        updated = model.update(df, maxIter=30, tol=1e-8, keys=[3, 4, 9])
+    # day 2's rows were left out: it stays frozen, as days 1; day 9 has no row
+    theta, history, _ = incremental_em(
+        [stats0[1], stats0[2]], [days[3], days[4]], theta1, ct, 30, 1e-8
+    )
+    close(updated, theta, 1e-6)
+    np.testing.assert_allclose(updated.summary.logLikelihoodHistory, history, rtol=1e-9)
+    assert [s.key for s in updated.segments] == [1, 2, 3, 4]
+    assert updated.summary.update["segmentsUpdated"] == ["3", "4"]
+    assert updated.summary.update["rowsRead"] == 240
+    nothing = model.update(df, keys=[9])
+    assert nothing.summary.update["rowsRead"] == 0
+    np.testing.assert_array_equal(nothing.means, model.means)
+    assert nothing.segments == model.segments
+    with pytest.raises(ValueError, match="not long values like segmentCol 'day'"):
+        model.update(df, keys=["3"])
+
+
 @pytest.mark.parametrize("store", ["local", "spark"])
 def test_a_segment_without_valid_rows_gets_no_statistics(spark, days, store):
     """handleInvalid='skip' and a new day whose rows are all invalid, in a 1-iteration

@@ -11,6 +11,7 @@ by key (segments are few: a small dict per task, merged in the tree reduce,
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable
 
 import numpy as np
@@ -65,6 +66,25 @@ def segment_keys(df: DataFrame, segment_col: str, skip_invalid: bool) -> tuple[D
         df = df.where(col.isNotNull())
         keys = [k for k in keys if k is not None]
     return df, sorted(keys)
+
+
+def given_keys(df: DataFrame, segment_col: str, keys) -> tuple[DataFrame, list]:
+    """``(the rows of df whose segment is one of keys, the keys sorted)`` -- no Spark job:
+    for a caller that knows which segments to take (the update job, from the partition
+    directories it read).  ValueError for a key of another kind than the column's."""
+    kind = key_type(df, segment_col)
+    wanted = sorted(set(keys))
+    python_type = {"string": str, "long": int, "date": datetime.date}[kind]
+    wrong = [
+        k
+        for k in wanted
+        if not isinstance(k, python_type) or isinstance(k, (bool, datetime.datetime))
+    ]
+    if wrong:
+        raise ValueError(
+            f"segment keys {wrong[:3]!r} are not {kind} values like segmentCol {segment_col!r}'s"
+        )
+    return df.where(quoted(segment_col).isin(wanted)), wanted
 
 
 def keyed_pass(

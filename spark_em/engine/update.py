@@ -43,7 +43,8 @@ from ..core.segment_statistics import (
 from ..core.tuning import MAX_KEYED_SEGMENTS
 from ..data.columns import quoted
 from ..data.passes import run_pass
-from ..data.segments import keyed_pass, segment_keys
+from ..data.segments import given_keys, keyed_pass, segment_keys
+from ..errors import EmptyInputError
 from .em import FitResult, Run, best_run
 from .fit_session import FitSession, FitSettings
 
@@ -90,15 +91,35 @@ def update(
     stored: Sequence[SegmentStats],
     window_size: int | None = None,
     progress: Callable | None = None,
+    keys: Sequence | None = None,
 ) -> SegmentedResult | None:
     """Incremental EM from ``settings.warm_start`` (the model's parameters) over the
-    segments present in ``dataset``, the other ``stored`` segments of the window frozen.
+    segments present in ``dataset`` (one distinct query; or, ``keys`` given, the rows of
+    those segments, no query), the other ``stored`` segments of the window frozen.
     None when no segment of the window is present in ``dataset`` (nothing to E-step)."""
     if settings.max_iter < 1:
         raise ValueError("update needs maxIter >= 1")
     if window_size is not None and window_size < 1:
         raise ValueError(f"window must be None or >= 1, got {window_size!r}")
-    dataset, present = segment_keys(dataset, segment_col, settings.skip_invalid)
+    todo = (settings, segment_col, stored, window_size, progress)
+    if keys is None:
+        return _update(*segment_keys(dataset, segment_col, settings.skip_invalid), *todo)
+    dataset, present = given_keys(dataset, segment_col, keys)
+    try:
+        return _update(dataset, present, *todo)
+    except EmptyInputError:  # no row of those segments: as the query would find (or raise)
+        return _update(*segment_keys(dataset, segment_col, settings.skip_invalid), *todo)
+
+
+def _update(
+    dataset: DataFrame,
+    present: list,
+    settings: FitSettings,
+    segment_col: str,
+    stored: Sequence[SegmentStats],
+    window_size: int | None,
+    progress: Callable | None,
+) -> SegmentedResult | None:
     _check_key_types(present, stored, segment_col)
     kept, dropped = window(present + [s.key for s in stored], window_size)
     kept_set = set(kept)

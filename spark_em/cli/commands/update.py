@@ -163,8 +163,10 @@ def execute(s) -> int:
             "segments_refreshed": [str(k) for k in refreshed],
         }
         t0 = time.perf_counter()
-        df = inp.df.where(quoted(col).isin(reading)) if reading else inp.df.limit(0)
-        updated = model.update(df, s.get("window"), s.get("max-iter"), s.get("tol"))
+        # the read is filtered to those segments' partitions; no query looks for them again
+        updated = model.update(
+            inp.df, s.get("window"), s.get("max-iter"), s.get("tol"), keys=reading
+        )
         u = updated.summary.update
         drift = None
         if new:
