@@ -2,13 +2,16 @@
 
     .venv/bin/python scripts/nightly_drift.py                     # 30 nights (README table)
     .venv/bin/python scripts/nightly_drift.py --nights 10 --rows 2000
+    .venv/bin/python scripts/nightly_drift.py --history 30 --nights 30   # a lake with history
 
 Generates a Hive-style lake ``day=1 .. day=N`` (``--rows`` rows a night, ``d``-dimensional,
 ``k`` components whose means move a little every night), and every night, in one local
 SparkSession:
 
 * ``spark-em update --window W --refresh 2`` from the previous night's updated model (the
-  chain starts with ``spark-em fit --segment-col day`` on night 1);
+  chain starts with ``spark-em fit --segment-col day`` on night 1, or, with ``--history
+  H``, on the H nights the lake already holds: the chain's first fit, then ``--nights``
+  nightly updates, a lake whose window is full from the start);
 * beside it, a full refit on the same window: ``spark-em fit --where 'day > t - W'``
   warm-started from the previous night's refit (``--init-model``).
 
@@ -40,7 +43,10 @@ def day_rows(rng, n, means, scale):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--nights", type=int, default=30)
+    ap.add_argument("--nights", type=int, default=30, help="nights updated (after the history)")
+    ap.add_argument(
+        "--history", type=int, default=0, help="nights in the lake before the chain starts"
+    )
     ap.add_argument("--rows", type=int, default=4000)
     ap.add_argument("--heldout", type=int, default=300, help="held-out rows per day")
     ap.add_argument("--d", type=int, default=4)
@@ -69,7 +75,8 @@ def main() -> None:
     lake, models = os.path.join(root, "features"), os.path.join(root, "models")
     heldout = {}
     rows_table = []
-    for t in range(1, args.nights + 1):
+    start = max(1, args.history)
+    for t in range(1, start + args.nights + (1 if args.history else 0)):
         means = means0 + t * velocity
         X = day_rows(rng, args.rows, means, scale)
         folder = os.path.join(lake, f"day={t}")
@@ -77,14 +84,18 @@ def main() -> None:
         cols = {f"f{j + 1}": X[:, j] for j in range(args.d)}
         pq.write_table(pa.table(cols), os.path.join(folder, "part-0.parquet"))
         heldout[t] = day_rows(rng, args.heldout, means, scale)
+        if t < start:  # the lake's history, before the chain starts
+            continue
         common = ["--input", lake, "--features", features, "--quiet"]
         upd, ref = f"{models}/update-{t}", f"{models}/refit-{t}"
         report = os.path.join(root, f"update-{t}.json")
         t0 = time.perf_counter()
-        if t == 1:
+        if t == start:
             argv = [*common, "--k", str(args.k), "--segment-col", "day", "--model-out", upd]
+            if t > args.window:
+                argv += ["--where", f"day > {t - args.window}"]
             assert run("fit", argv) == 0
-            upd_rows = args.rows
+            upd_rows = args.rows * min(t, args.window)
         else:
             argv = [*common, "--model", f"{models}/update-{t - 1}", "--model-out", upd]
             argv += ["--window", str(args.window), "--refresh", "2", "--report-out", report]
@@ -95,7 +106,7 @@ def main() -> None:
         first = max(1, t - args.window + 1)
         t0 = time.perf_counter()
         argv = [*common, "--k", str(args.k), "--where", f"day >= {first}", "--model-out", ref]
-        if t > 1:
+        if t > start:
             argv += ["--init-model", f"{models}/refit-{t - 1}"]
         assert run("fit", argv) == 0
         ref_s = time.perf_counter() - t0
