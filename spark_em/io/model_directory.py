@@ -1,8 +1,9 @@
 """Checks of a saved model directory, done before any of its arrays is used.
 
-:func:`load_checked` lists the directory, reads its files' bytes through Spark (the cluster's
-file system, on classic Spark and on Spark Connect alike) and parses them here with ``json``
-and ``pyarrow``, so that every problem becomes one :class:`~spark_em.ModelFormatError`
+:func:`load_checked` lists the directory, reads its files' bytes (through Spark: the
+cluster's file system, on classic Spark and on Spark Connect alike; directly for the driver's
+local files on classic Spark, :mod:`spark_em.io.local_files`) and parses them here with
+``json`` and ``pyarrow``, so that every problem becomes one :class:`~spark_em.ModelFormatError`
 naming the path and the problem, never a Java stack trace:
 
 * metadata: exactly one file (``metadata/part-*``) of one JSON object; its class a
