@@ -2,7 +2,11 @@
 ``python scripts/bench_save.py --k 32 --d 384 --type full``.  A model of random symmetric
 positive definite covariances is saved and loaded ``--repeat`` times in one local session
 after a warm-up save and load; prints the median of each, their ratio, the directory's size
-and the machine's load (``os.getloadavg``) as JSON.  Run it ``nice -n 10``."""
+and the machine's load (``os.getloadavg``) as JSON.  Run it ``nice -n 10``.
+
+A local directory is written and read by this process (:mod:`spark_em.io.local_files`);
+``--through-spark`` times, in the same session, the way every other file system goes:
+Spark's writers and readers."""
 
 from __future__ import annotations
 
@@ -63,6 +67,9 @@ def main() -> None:
     ap.add_argument("--type", default="full")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--master", default="local[2]")
+    ap.add_argument(
+        "--through-spark", action="store_true", help="also time Spark's writers and readers"
+    )
     args = ap.parse_args()
     from spark_em.data.local_session import local_session
 
@@ -74,6 +81,20 @@ def main() -> None:
         load_before = os.getloadavg()[0]
         saves, loads = seconds_to_save_and_load(m, root, args.repeat)
         save, load = statistics.median(saves), statistics.median(loads)
+        spark_way = {}
+        if args.through_spark:
+            from spark_em.io import directory_files
+
+            local_path = directory_files.local_path
+            directory_files.local_path = lambda spark, path: None
+            try:
+                s_saves, s_loads = seconds_to_save_and_load(m, f"{root}/spark", args.repeat)
+            finally:
+                directory_files.local_path = local_path
+            spark_way = {
+                "through_spark_save_median_s": statistics.median(s_saves),
+                "through_spark_load_median_s": statistics.median(s_loads),
+            }
         print(
             json.dumps(
                 {
@@ -86,6 +107,7 @@ def main() -> None:
                     "load_median_s": load,
                     "save_over_load": save / load,
                     "directory_bytes": directory_bytes(os.path.join(root, "m1")),
+                    **spark_way,
                     "loadavg_1min": [load_before, os.getloadavg()[0]],
                 },
                 indent=1,
