@@ -134,10 +134,11 @@ class GaussianMixtureModel(Model, FitParams, MLReadable, MLWritable):
         the window's segments.  ValueError for a model without segments.
 
         ``keys``: the segments of ``dataset`` to take, when the caller knows them (the
-        update job: from the partition directories it reads) -- its rows of other keys are
-        left out, and no query looks for the keys (a listed key without rows is a segment
-        loses its stored statistics, as a segment whose rows are all invalid does).  Default:
-        every segment ``dataset`` holds."""
+        update job: from the partition directories it reads).  Rows of other keys (a null
+        key's too) are left out, and when every listed key of the window has a valid row no
+        query looks for the segments present; otherwise the update starts again as that
+        query finds them, so the result is the same either way.  Default: every segment
+        ``dataset`` holds."""
         if not self._segments or not self.getSegmentCol():
             raise ValueError(
                 "update needs a model fitted with segmentCol: this one keeps no segment statistics"

@@ -101,3 +101,23 @@ def test_estimator_and_its_initial_model_round_trip_both_ways(
         back = GaussianMixture.load(str(tmp_path / where))
         assert back.getTol() == 1e-4 and back.uid == est.uid
         _same(back.getInitialModel(), segmented)
+
+
+def test_modes_are_hadoops_not_the_process_umask_and_links_are_followed(spark, segmented, tmp_path):
+    """Under a strict process umask, a save gives what Spark's writers give (Hadoop's
+    ``fs.permissions.umask-mode``, 022 here): directories 0755, files 0644.  A symbolic
+    link to a model's folder is followed, as Hadoop follows it."""
+    old = os.umask(0o077)
+    try:
+        segmented.write().save(str(tmp_path / "m"))
+    finally:
+        os.umask(old)
+    for folder, dirs, files in os.walk(tmp_path / "m"):
+        assert os.stat(folder).st_mode & 0o777 == 0o755, folder
+        for f in files:
+            assert os.stat(os.path.join(folder, f)).st_mode & 0o777 == 0o644, f
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    for part in ("metadata", "data", "segments"):
+        os.symlink(tmp_path / "m" / part, linked / part)
+    _same(GaussianMixtureModel.load(str(linked)), segmented)

@@ -221,10 +221,11 @@ def test_update_on_each_store_and_the_new_segments_score(spark, days, store, mos
 
 
 def test_update_of_the_keys_given_asks_no_query(spark, days, monkeypatch):
-    """``keys``: the segments to take from the input, no query for them.  Rows of other
-    keys are left out; a listed key without rows changes nothing; a list whose segments
-    hold no row is a night with nothing new (the fallback query finds none); a key of the
-    wrong kind is refused."""
+    """``keys``: the segments to take from the input.  When every listed key of the window
+    has rows, no query looks for them and the result is the numpy reference's; rows of
+    other keys are left out.  A listed key without rows (here 9) sends the update back to
+    the query's answer, window included; a list whose segments hold no row is a night with
+    nothing new; keys of the wrong kind are refused."""
     import spark_em.engine.update as engine_update
 
     ct = "diag"
@@ -234,8 +235,8 @@ def test_update_of_the_keys_given_asks_no_query(spark, days, monkeypatch):
     df = frame(spark, days, (2, 3, 4))
     with monkeypatch.context() as m:
         m.setattr(engine_update, "segment_keys", refuse)
-        updated = model.update(df, maxIter=30, tol=1e-8, keys=[3, 4, 9])
-    # day 2's rows were left out: it stays frozen, as days 1; day 9 has no row
+        updated = model.update(df, maxIter=30, tol=1e-8, keys=[3, 4])
+    # day 2's rows were left out: it stays frozen, as day 1
     theta, history, _ = incremental_em(
         [stats0[1], stats0[2]], [days[3], days[4]], theta1, ct, 30, 1e-8
     )
@@ -244,12 +245,19 @@ def test_update_of_the_keys_given_asks_no_query(spark, days, monkeypatch):
     assert [s.key for s in updated.segments] == [1, 2, 3, 4]
     assert updated.summary.update["segmentsUpdated"] == ["3", "4"]
     assert updated.summary.update["rowsRead"] == 240
+    # day 9 listed but absent, window 3: days 2, 3, 4 kept, as the query finds them
+    listed = model.update(df, window=3, maxIter=30, tol=1e-8, keys=[3, 4, 9])
+    queried = model.update(frame(spark, days, (3, 4)), window=3, maxIter=30, tol=1e-8)
+    assert [s.key for s in listed.segments] == [2, 3, 4] == [s.key for s in queried.segments]
+    np.testing.assert_allclose(listed.means, queried.means, rtol=1e-12)
+    assert listed.summary.update == queried.summary.update
     nothing = model.update(df, keys=[9])
     assert nothing.summary.update["rowsRead"] == 0
     np.testing.assert_array_equal(nothing.means, model.means)
     assert nothing.segments == model.segments
-    with pytest.raises(ValueError, match="not long values like segmentCol 'day'"):
-        model.update(df, keys=["3"])
+    for wrong in (["3"], "34", [4, None]):
+        with pytest.raises(ValueError, match="(not long values|not one str)"):
+            model.update(df, keys=wrong)
 
 
 @pytest.mark.parametrize("store", ["local", "spark"])

@@ -130,3 +130,39 @@ def test_drift_exits_4_and_writes_only_the_report(spark, chain):
     assert report["status"].startswith("refused: drift")
     assert report["drift"]["nats_per_row_below_window"] > 1.0
     assert not (models / "drifted").exists()
+
+
+def test_partition_values_spark_escaped_and_an_empty_partition(spark, tmp_path):
+    """String segments whose partition directories Spark escapes (``a:b`` is ``seg=a%3Ab``),
+    and a new partition whose file holds no row: the job reads the right segments and
+    ends where an update that asks the rows for their segments ends."""
+    rng = np.random.default_rng(11)
+    root = tmp_path / "lake"
+
+    def write(segs):
+        rows = []
+        for seg in segs:
+            X = np.concatenate([rng.normal(-2, 0.6, (60, 2)), rng.normal(2, 0.8, (60, 2))])
+            rows += [(float(a), float(b), seg) for a, b in X]
+        df = spark.createDataFrame(rows, "f1 double, f2 double, seg string")
+        df.write.mode("append").partitionBy("seg").parquet(str(root))
+
+    write(["a:b", "x%y"])
+    argv = ["--input", str(root), "--features", "f1,f2", "--k", "2", "--segment-col", "seg"]
+    assert run("fit", argv + ["--quiet", "--seed", "1", "--model-out", str(tmp_path / "m0")]) == 0
+    write(["p q", "é#1"])
+    empty = root / "seg=zz"
+    empty.mkdir()
+    schema = pa.schema([("f1", pa.float64()), ("f2", pa.float64())])
+    pq.write_table(schema.empty_table(), str(empty / "part-00000.parquet"))
+    code, report = update(root, tmp_path, "m0", "m1", "--window", "10")
+    assert code == 0, report
+    assert report["keys_from"] == "partition paths" and report["rows_read"] == 240
+    assert report["segments_new"] == ["p q", "zz", "é#1"]
+    assert report["segments_updated"] == ["p q", "é#1"]
+    m0 = GaussianMixtureModel.load(str(tmp_path / "m0"))
+    m1 = GaussianMixtureModel.load(str(tmp_path / "m1"))
+    assert [s.key for s in m1.segments] == ["a:b", "p q", "x%y", "é#1"]
+    new = spark.read.parquet(str(root)).where("seg in ('p q', 'é#1')")
+    expected = m0.setFeaturesCol(["f1", "f2"]).update(new, window=10)
+    np.testing.assert_allclose(m1.means, expected.means, rtol=1e-12, atol=1e-12)

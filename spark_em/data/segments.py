@@ -71,19 +71,23 @@ def segment_keys(df: DataFrame, segment_col: str, skip_invalid: bool) -> tuple[D
 def given_keys(df: DataFrame, segment_col: str, keys) -> tuple[DataFrame, list]:
     """``(the rows of df whose segment is one of keys, the keys sorted)`` -- no Spark job:
     for a caller that knows which segments to take (the update job, from the partition
-    directories it read).  ValueError for a key of another kind than the column's."""
+    directories it read).  Rows of other keys, a null key's included, are left out.
+    ValueError for a key of another kind than the column's."""
     kind = key_type(df, segment_col)
-    wanted = sorted(set(keys))
+    if isinstance(keys, (str, bytes)):
+        raise ValueError(f"keys must be a list of segment keys, not one {type(keys).__name__}")
     python_type = {"string": str, "long": int, "date": datetime.date}[kind]
+    keys = [int(k) if kind == "long" and isinstance(k, np.integer) else k for k in keys]
     wrong = [
         k
-        for k in wanted
+        for k in keys
         if not isinstance(k, python_type) or isinstance(k, (bool, datetime.datetime))
     ]
     if wrong:
         raise ValueError(
             f"segment keys {wrong[:3]!r} are not {kind} values like segmentCol {segment_col!r}'s"
         )
+    wanted = sorted(set(keys))
     return df.where(quoted(segment_col).isin(wanted)), wanted
 
 

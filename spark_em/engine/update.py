@@ -94,9 +94,14 @@ def update(
     keys: Sequence | None = None,
 ) -> SegmentedResult | None:
     """Incremental EM from ``settings.warm_start`` (the model's parameters) over the
-    segments present in ``dataset`` (one distinct query; or, ``keys`` given, the rows of
-    those segments, no query), the other ``stored`` segments of the window frozen.
-    None when no segment of the window is present in ``dataset`` (nothing to E-step)."""
+    segments present in ``dataset``, the other ``stored`` segments of the window frozen.
+    None when no segment of the window is present in ``dataset`` (nothing to E-step).
+
+    The segments present are found by one distinct query; or, ``keys`` given, ``dataset``
+    is cut to those keys' rows and, when every key of them in the window has a valid row
+    (the validation pass's per-segment statistics tell), no query runs.  Otherwise (a
+    listed key without rows, or with invalid rows only) the update starts again as the
+    query finds them: the result is the query's either way."""
     if settings.max_iter < 1:
         raise ValueError("update needs maxIter >= 1")
     if window_size is not None and window_size < 1:
@@ -106,9 +111,23 @@ def update(
         return _update(*segment_keys(dataset, segment_col, settings.skip_invalid), *todo)
     dataset, present = given_keys(dataset, segment_col, keys)
     try:
-        return _update(dataset, present, *todo)
-    except EmptyInputError:  # no row of those segments: as the query would find (or raise)
+        return _update(dataset, present, *todo, listed=True)
+    except (EmptyInputError, _ListedWithoutRows):  # as the query finds them (or raises)
         return _update(*segment_keys(dataset, segment_col, settings.skip_invalid), *todo)
+
+
+class _ListedWithoutRows(Exception):
+    """A listed segment key of the window has no valid row: the query decides instead."""
+
+
+def _codes_with_rows(session: FitSession, dataset, segment_col: str, fresh: list) -> set:
+    """The codes (indices in ``fresh``) of the segments with a valid row: from the
+    validation pass's first E-step, kept per segment by a keyed store; else a query."""
+    first = session.data.first_step
+    if first and isinstance(first[0], dict):
+        return set(first[0])
+    _, keys = segment_keys(dataset, segment_col, session.settings.skip_invalid)
+    return {fresh.index(k) for k in keys if k in fresh}
 
 
 def _update(
@@ -119,6 +138,7 @@ def _update(
     stored: Sequence[SegmentStats],
     window_size: int | None,
     progress: Callable | None,
+    listed: bool = False,
 ) -> SegmentedResult | None:
     _check_key_types(present, stored, segment_col)
     kept, dropped = window(present + [s.key for s in stored], window_size)
@@ -135,6 +155,10 @@ def _update(
     apart = (segment_col, fresh) if len(fresh) <= MAX_KEYED_SEGMENTS else None
     with FitSession.open(dataset, settings, settings.k, progress, apart) as session:
         runs = session.start([(settings.k, settings.covariance_type)], ["update"])
+        if listed and _codes_with_rows(session, dataset, segment_col, fresh) != set(
+            range(len(fresh))
+        ):
+            raise _ListedWithoutRows
         centre = session.data.centre
         keyed = session.store.keyed and bool(new)
         model = settings.warm_start.params if settings.warm_start is not None else None

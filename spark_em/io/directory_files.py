@@ -29,7 +29,6 @@ import pyarrow.parquet as pq
 from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
-from ..data.env import SparkEnv
 from .local_files import list_local, local_path, read_local, write_local
 
 __all__ = [
@@ -74,7 +73,7 @@ def list_files(spark: SparkSession, path: str) -> list[ListedFile]:
     what Spark raises (a path that does not exist, a file system it cannot reach)."""
     local = local_path(spark, path)
     if local is not None:
-        return [ListedFile(f"file:{p}", p, size) for p, size in list_local(local)]
+        return [ListedFile(f"file:{p}", p, size) for p, size in list_local(local.path)]
     rows = (
         spark.read.format("binaryFile")
         .option("recursiveFileLookup", "true")
@@ -108,11 +107,12 @@ def relative_names(path: str, files: list[ListedFile]) -> dict[str, ListedFile]:
 def read_files(spark: SparkSession, files: dict[str, ListedFile]) -> dict[str, bytes]:
     """The bytes of ``files`` (``{name: file}``), by name; a name whose file disappeared
     meanwhile is absent.  Raises what Spark raises (a checksum error, for one)."""
-    if not SparkEnv.of(spark).connect and all(f.uri.startswith("file:") for f in files.values()):
+    local = [local_path(spark, f.uri) for f in files.values()]
+    if files and all(p is not None for p in local):
         out = {}
-        for name, f in files.items():
+        for name, p in zip(files, local):
             try:
-                out[name] = read_local(f.path)
+                out[name] = read_local(p.path)
             except FileNotFoundError:
                 pass
         return out
@@ -141,7 +141,8 @@ def write_table(spark: SparkSession, path: str, table: pa.Table, schema: T.Struc
 
     sink = pa.BufferOutputStream()  # the file's schema is schema's, nullability included
     pq.write_table(table.cast(to_arrow_schema(schema)), sink, compression="snappy")
-    write_local(f"{local}/{PART}.snappy.parquet", sink.getvalue().to_pybytes())
+    write_local(f"{local.path}/{PART}.snappy.parquet", sink.getvalue().to_pybytes(), local.umask)
+    write_local(f"{local.path}/_SUCCESS", b"", local.umask)
 
 
 def write_line(spark: SparkSession, path: str, line: str) -> None:
@@ -151,4 +152,5 @@ def write_line(spark: SparkSession, path: str, line: str) -> None:
     if local is None:
         spark.createDataFrame([(line,)], schema=["value"]).coalesce(1).write.text(path)
         return
-    write_local(f"{local}/{PART}", (line + "\n").encode("utf-8"))
+    write_local(f"{local.path}/{PART}", (line + "\n").encode("utf-8"), local.umask)
+    write_local(f"{local.path}/_SUCCESS", b"", local.umask)

@@ -105,7 +105,9 @@ def partition_keys(df, column: str, key_type: str) -> list | None:
     for f in files:
         if marker not in f:
             return None
-        raw = unquote(f.split(marker, 1)[1].split("/", 1)[0])
+        # the file URI's encoding undone, then Spark's escaping of the partition value
+        # (``a:b`` is the directory ``col=a%3Ab``, listed as ``col=a%253Ab``)
+        raw = unquote(unquote(f.split(marker, 1)[1].split("/", 1)[0]))
         if raw == "__HIVE_DEFAULT_PARTITION__":
             return None
         keys.add(
