@@ -5,7 +5,10 @@ It reads only the segments the model lacks -- found from the input's partition v
 (``--input``: the ``col=value`` directories of its files, listed without reading a row;
 else one distinct query of the column) -- plus, with ``--refresh N``, the N stored
 segments whose statistics are the stalest; the read is filtered to those segments (Spark
-prunes the partitions).
+prunes the partitions), and the update is told which they are (no query looks for them
+again).  A partition directory whose files hold no row still counts among the keys when the
+job chooses what to read (``--window``, ``--refresh``); the update itself then ends as if
+it were not there.
 
     spark-em fit --input /lake/features --segment-col day --k 8 --model-out /models/gmm-0
     spark-em update --model /models/gmm-0 --input /lake/features --segment-col day \\
