@@ -245,8 +245,18 @@ def test_update_of_the_keys_given_asks_no_query(spark, days, monkeypatch):
     assert [s.key for s in updated.segments] == [1, 2, 3, 4]
     assert updated.summary.update["segmentsUpdated"] == ["3", "4"]
     assert updated.summary.update["rowsRead"] == 240
-    # day 9 listed but absent, window 3: days 2, 3, 4 kept, as the query finds them
-    listed = model.update(df, window=3, maxIter=30, tol=1e-8, keys=[3, 4, 9])
+    # day 9 listed but absent, window 3: days 2, 3, 4 kept, as the query finds them; the
+    # same rows were read, so the update goes on in its session (one validation pass)
+    opened = []
+    with monkeypatch.context() as m:
+        real_open = engine_update.FitSession.open
+        m.setattr(
+            engine_update.FitSession,
+            "open",
+            lambda *a, **kw: opened.append(1) or real_open(*a, **kw),
+        )
+        listed = model.update(df, window=3, maxIter=30, tol=1e-8, keys=[3, 4, 9])
+    assert len(opened) == 1
     queried = model.update(frame(spark, days, (3, 4)), window=3, maxIter=30, tol=1e-8)
     assert [s.key for s in listed.segments] == [2, 3, 4] == [s.key for s in queried.segments]
     np.testing.assert_allclose(listed.means, queried.means, rtol=1e-12)

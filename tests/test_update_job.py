@@ -133,9 +133,9 @@ def test_drift_exits_4_and_writes_only_the_report(spark, chain):
 
 
 def test_partition_values_spark_escaped_and_an_empty_partition(spark, tmp_path):
-    """String segments whose partition directories Spark escapes (``a:b`` is ``seg=a%3Ab``),
-    and a new partition whose file holds no row: the job reads the right segments and
-    ends where an update that asks the rows for their segments ends."""
+    """String segments whose partition directories Spark escapes (``a:b`` is ``seg=a%3Ab``:
+    the rows say which they are), and a new partition whose file holds no row: the job
+    reads the right segments and ends where an update that asks the rows ends."""
     rng = np.random.default_rng(11)
     root = tmp_path / "lake"
 
@@ -157,12 +157,37 @@ def test_partition_values_spark_escaped_and_an_empty_partition(spark, tmp_path):
     pq.write_table(schema.empty_table(), str(empty / "part-00000.parquet"))
     code, report = update(root, tmp_path, "m0", "m1", "--window", "10")
     assert code == 0, report
-    assert report["keys_from"] == "partition paths" and report["rows_read"] == 240
-    assert report["segments_new"] == ["p q", "zz", "é#1"]
+    assert report["keys_from"] == "rows" and report["rows_read"] == 240
+    assert report["segments_new"] == ["p q", "é#1"]
     assert report["segments_updated"] == ["p q", "é#1"]
     m0 = GaussianMixtureModel.load(str(tmp_path / "m0"))
     m1 = GaussianMixtureModel.load(str(tmp_path / "m1"))
     assert [s.key for s in m1.segments] == ["a:b", "p q", "x%y", "é#1"]
     new = spark.read.parquet(str(root)).where("seg in ('p q', 'é#1')")
     expected = m0.setFeaturesCol(["f1", "f2"]).update(new, window=10)
+    np.testing.assert_allclose(m1.means, expected.means, rtol=1e-12, atol=1e-12)
+
+
+def test_an_empty_new_partition_among_the_keys_handed_to_the_update(spark, tmp_path):
+    """Keys from the partition paths include a day whose file holds no row: the update is
+    told all of them, finds that day empty, and ends as the rows say (the other new day
+    updated, the stored ones frozen), equal to the API's update of the new rows."""
+    root = tmp_path / "lake"
+    for day in (1, 2):
+        write_day(root, day)
+    argv = ["--input", str(root), "--features", "f1,f2", "--k", "2", "--segment-col", "day"]
+    assert run("fit", argv + ["--quiet", "--seed", "1", "--model-out", str(tmp_path / "m0")]) == 0
+    write_day(root, 3)
+    (root / "day=4").mkdir()
+    schema = pa.schema([("f1", pa.float64()), ("f2", pa.float64())])
+    pq.write_table(schema.empty_table(), str(root / "day=4" / "part-00000.parquet"))
+    code, report = update(root, tmp_path, "m0", "m1", "--window", "3")
+    assert code == 0, report
+    assert report["keys_from"] == "partition paths" and report["segments_new"] == ["3", "4"]
+    assert report["segments_updated"] == ["3"] and report["rows_read"] == N
+    assert report["segments_frozen"] == ["1", "2"] and report["segments_dropped"] == []
+    m0 = GaussianMixtureModel.load(str(tmp_path / "m0"))
+    m1 = GaussianMixtureModel.load(str(tmp_path / "m1"))
+    assert [s.key for s in m1.segments] == [1, 2, 3]
+    expected = m0.update(spark.read.parquet(str(root)).where("day = 3"), window=3)
     np.testing.assert_allclose(m1.means, expected.means, rtol=1e-12, atol=1e-12)

@@ -44,7 +44,7 @@ from ..core.tuning import MAX_KEYED_SEGMENTS
 from ..data.columns import quoted
 from ..data.passes import run_pass
 from ..data.segments import given_keys, keyed_pass, segment_keys
-from ..errors import EmptyInputError
+from ..errors import InvalidInputError
 from .em import FitResult, Run, best_run
 from .fit_session import FitSession, FitSettings
 
@@ -99,9 +99,12 @@ def update(
 
     The segments present are found by one distinct query; or, ``keys`` given, ``dataset``
     is cut to those keys' rows and, when every key of them in the window has a valid row
-    (the validation pass's per-segment statistics tell), no query runs.  Otherwise (a
-    listed key without rows, or with invalid rows only) the update starts again as the
-    query finds them: the result is the query's either way."""
+    (the validation pass's per-segment statistics tell, where the store keeps each
+    segment's rows apart), no query runs.  Otherwise the query decides after the
+    validation pass: the update goes on in the same session when its window needs no
+    other rows, else (or when the listed rows fail the validation) it starts again as the
+    query finds the segments.  The parameters and segments are the query path's either
+    way."""
     if settings.max_iter < 1:
         raise ValueError("update needs maxIter >= 1")
     if window_size is not None and window_size < 1:
@@ -112,22 +115,21 @@ def update(
     dataset, present = given_keys(dataset, segment_col, keys)
     try:
         return _update(dataset, present, *todo, listed=True)
-    except (EmptyInputError, _ListedWithoutRows):  # as the query finds them (or raises)
-        return _update(*segment_keys(dataset, segment_col, settings.skip_invalid), *todo)
+    except (InvalidInputError, _ListedWithoutRows):  # as the query finds them (or raises)
+        pass
+    return _update(*segment_keys(dataset, segment_col, settings.skip_invalid), *todo)
 
 
 class _ListedWithoutRows(Exception):
-    """A listed segment key of the window has no valid row: the query decides instead."""
+    """The listed segments are not those the query finds, and the window then needs rows
+    the session did not read: the update starts again from the query's keys."""
 
 
-def _codes_with_rows(session: FitSession, dataset, segment_col: str, fresh: list) -> set:
-    """The codes (indices in ``fresh``) of the segments with a valid row: from the
-    validation pass's first E-step, kept per segment by a keyed store; else a query."""
+def _all_have_rows(session: FitSession, fresh: list) -> bool:
+    """Whether each segment of ``fresh`` has a valid row, from the validation pass's first
+    E-step kept per segment by a keyed store (False when the store did not keep it)."""
     first = session.data.first_step
-    if first and isinstance(first[0], dict):
-        return set(first[0])
-    _, keys = segment_keys(dataset, segment_col, session.settings.skip_invalid)
-    return {fresh.index(k) for k in keys if k in fresh}
+    return bool(first) and isinstance(first[0], dict) and set(first[0]) == set(range(len(fresh)))
 
 
 def _update(
@@ -141,13 +143,11 @@ def _update(
     listed: bool = False,
 ) -> SegmentedResult | None:
     _check_key_types(present, stored, segment_col)
-    kept, dropped = window(present + [s.key for s in stored], window_size)
-    kept_set = set(kept)
-    fresh = [k for k in present if k in kept_set]
-    frozen = [s for s in stored if s.key in kept_set and s.key not in set(present)]
+    fresh, frozen, dropped = _windowed(present, stored, window_size)
     chain = 1 + max((s.iteration for s in stored), default=-1)
     if not fresh:
         return None
+    given = dataset  # every present key's rows, for the query below
     if len(fresh) < len(present):
         dataset = dataset.where(quoted(segment_col).isin(fresh))
     stored_keys = {s.key for s in stored}
@@ -155,10 +155,14 @@ def _update(
     apart = (segment_col, fresh) if len(fresh) <= MAX_KEYED_SEGMENTS else None
     with FitSession.open(dataset, settings, settings.k, progress, apart) as session:
         runs = session.start([(settings.k, settings.covariance_type)], ["update"])
-        if listed and _codes_with_rows(session, dataset, segment_col, fresh) != set(
-            range(len(fresh))
-        ):
-            raise _ListedWithoutRows
+        if listed and not _all_have_rows(session, fresh):
+            # the query's segments: the same rows when its window keeps no listed key
+            # this session left out (then only the frozen segments and the drops change)
+            _, found = segment_keys(given, segment_col, settings.skip_invalid)
+            now, frozen, dropped = _windowed(found, stored, window_size)
+            if not now or set(now) - set(fresh):
+                raise _ListedWithoutRows
+            new = [i for i in new if fresh[i] in set(now)]
         centre = session.data.centre
         keyed = session.store.keyed and bool(new)
         model = settings.warm_start.params if settings.warm_start is not None else None
@@ -174,6 +178,16 @@ def _update(
     if scores is not None:
         report["newSegments"] = {"keys": [str(fresh[i]) for i in new], **scores}
     return SegmentedResult(replace(result, params=params), tuple(segments), 1, report)
+
+
+def _windowed(present: list, stored: Sequence[SegmentStats], window_size: int | None):
+    """``(fresh keys, frozen segments, dropped keys)`` of an update whose input holds the
+    segments ``present``: the window over them and the stored ones."""
+    kept, dropped = window(present + [s.key for s in stored], window_size)
+    kept_set = set(kept)
+    fresh = [k for k in present if k in kept_set]
+    frozen = [s for s in stored if s.key in kept_set and s.key not in set(present)]
+    return fresh, frozen, dropped
 
 
 def _new_scores(session: FitSession, params, codes: list[int]) -> dict:

@@ -135,7 +135,7 @@ def read_local(path: str) -> bytes:
 
 def _make_dirs(folder: str, umask: int) -> None:
     """``folder`` and its missing parents, each with mode 0o777 less ``umask``."""
-    if os.path.isdir(folder):
+    if not folder or os.path.isdir(folder):
         return
     _make_dirs(os.path.dirname(folder), umask)
     try:

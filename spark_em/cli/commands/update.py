@@ -105,13 +105,16 @@ def partition_keys(df, column: str, key_type: str) -> list | None:
         files = df.inputFiles()
     except Exception:
         return None
+    if not files:  # not a file source (a view, a DSv2 table): the rows say
+        return None
     for f in files:
         if marker not in f:
             return None
-        # the file URI's encoding undone, then Spark's escaping of the partition value
-        # (``a:b`` is the directory ``col=a%3Ab``, listed as ``col=a%253Ab``)
-        raw = unquote(unquote(f.split(marker, 1)[1].split("/", 1)[0]))
-        if raw == "__HIVE_DEFAULT_PARTITION__":
+        # the file URI's encoding undone; a value Spark escaped in its directory name
+        # (``a:b`` is ``col=a%3Ab``) is left to the rows: file indexes differ in whether
+        # they percent-encode the escaped name once more
+        raw = unquote(f.split(marker, 1)[1].split("/", 1)[0])
+        if raw == "__HIVE_DEFAULT_PARTITION__" or "%" in raw:
             return None
         keys.add(
             int(raw)
