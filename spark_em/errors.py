@@ -20,10 +20,6 @@ class InvalidInputError(ValueError):
     problem (and the number of offending rows)."""
 
 
-class EmptyInputError(InvalidInputError):
-    """The input holds no row to fit (none at all, or none valid after skipping)."""
-
-
 class InvalidRowsError(InvalidInputError):
     """Rows of the input are invalid (null, NaN, infinite or huge features, wrong vector
     lengths, bad weights) and ``handleInvalid`` is ``"error"``.  ``bad_rows``: their number

@@ -136,9 +136,9 @@ class GaussianMixtureModel(Model, FitParams, MLReadable, MLWritable):
         ``keys``: the segments of ``dataset`` to take, when the caller knows them (the
         update job: from the partition directories it reads).  Rows of other keys (a null
         key's too) are left out, and when every listed key of the window has a valid row no
-        query looks for the segments present; otherwise the update starts again as that
-        query finds them, so the result is the same either way.  Default: every segment
-        ``dataset`` holds."""
+        query looks for the segments present; otherwise that query decides (the update
+        goes on, or starts again, as it finds them), so the result is the same either way.
+        Default: every segment ``dataset`` holds."""
         if not self._segments or not self.getSegmentCol():
             raise ValueError(
                 "update needs a model fitted with segmentCol: this one keeps no segment statistics"

@@ -16,7 +16,7 @@ from pyspark.sql import DataFrame
 
 from ..core.precision import precision
 from ..core.segment_statistics import KeyedSummarizer
-from ..errors import EmptyInputError, InvalidInputError
+from ..errors import InvalidInputError
 from .columns import describe_features, feature_array, feature_dimension, quoted, weight_column
 from .dimension import describe_lengths, length_counts, most_frequent, schema_dimension
 from .dimension import warning as dimension_warning
@@ -172,7 +172,7 @@ def _first_dimension(df: DataFrame, features, arr, layout) -> int:
     else:
         d = feature_dimension(df, features, arr)
     if d is None:
-        raise EmptyInputError(
+        raise InvalidInputError(
             f"the input DataFrame is empty (or {describe_features(features)} is null in "
             "every row): nothing to fit"
         )

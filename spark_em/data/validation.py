@@ -17,13 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core.rowkeys import row_hash, uniform
-from ..errors import (
-    EmptyInputError,
-    InvalidInputError,
-    InvalidRowsError,
-    describe_features,
-    describe_lengths,
-)
+from ..errors import InvalidInputError, InvalidRowsError, describe_features, describe_lengths
 from .arrow_blocks import BAD_KINDS, MAX_ABS_VALUE, MAX_WEIGHT, UNINFORMATIVE_KINDS
 
 _HEAD = 5  # d, sample_size, m, n_rows, weight_sum
@@ -252,7 +246,7 @@ def check_validation(
             lengths,
         )
     if stats.n_rows == 0:
-        raise EmptyInputError(
+        raise InvalidInputError(
             "the input DataFrame is empty"
             + (" after skipping invalid rows" if problems else "")
             + ": nothing to fit"

@@ -184,9 +184,9 @@ def _windowed(present: list, stored: Sequence[SegmentStats], window_size: int | 
     """``(fresh keys, frozen segments, dropped keys)`` of an update whose input holds the
     segments ``present``: the window over them and the stored ones."""
     kept, dropped = window(present + [s.key for s in stored], window_size)
-    kept_set = set(kept)
+    kept_set, present_set = set(kept), set(present)
     fresh = [k for k in present if k in kept_set]
-    frozen = [s for s in stored if s.key in kept_set and s.key not in set(present)]
+    frozen = [s for s in stored if s.key in kept_set and s.key not in present_set]
     return fresh, frozen, dropped
 
 

@@ -107,12 +107,13 @@ def relative_names(path: str, files: list[ListedFile]) -> dict[str, ListedFile]:
 def read_files(spark: SparkSession, files: dict[str, ListedFile]) -> dict[str, bytes]:
     """The bytes of ``files`` (``{name: file}``), by name; a name whose file disappeared
     meanwhile is absent.  Raises what Spark raises (a checksum error, for one)."""
-    local = [local_path(spark, f.uri) for f in files.values()]
-    if files and all(p is not None for p in local):
+    # the files of one directory (list_files): one file system, asked once
+    first = next(iter(files.values()), None)
+    if first is not None and local_path(spark, first.uri) is not None:
         out = {}
-        for name, p in zip(files, local):
+        for name, f in files.items():
             try:
-                out[name] = read_local(p.path)
+                out[name] = read_local(f.path)
             except FileNotFoundError:
                 pass
         return out
