@@ -62,13 +62,19 @@ def _reducer(merges, names):
     return reduce_partition
 
 
-def _tree_collect_rdd(rdd: RDD, merges, depth: int) -> list[np.ndarray] | None:
+def _arrays(row) -> list[np.ndarray]:
+    return [np.frombuffer(c, dtype=np.float64) for c in row]
+
+
+def _tree_collect_rdd(rdd: RDD, num_partitions: int, merges, depth: int):
     merge = _merge_rows(merges)
-    arrays = rdd.map(lambda row: [np.frombuffer(c, dtype=np.float64) for c in row])
-    if rdd.getNumPartitions() > DRIVER_MERGE_ROWS:
-        return arrays.treeAggregate(None, merge, merge, depth)
+    if num_partitions > DRIVER_MERGE_ROWS:
+        return rdd.map(_arrays).treeAggregate(None, merge, merge, depth)
+    # ``rdd`` itself, collected: a pass's RDD is built once per fit, and a new RDD over it
+    # (a map) would be pickled and built in the JVM again at every pass (10 ms a pass)
     acc = None
-    for values in arrays.collect():
+    for row in rdd.collect():
+        values = _arrays(row)
         acc = [v.copy() for v in values] if acc is None else merge(acc, values)
     return acc
 
@@ -91,7 +97,7 @@ def tree_collect(
     ``schema``: the rows' schema, when the caller knows it (saves asking a Connect server).
     """
     if isinstance(df, RDD):
-        return _tree_collect_rdd(df, merges, max(int(depth), 1))
+        return _tree_collect_rdd(df, num_partitions, merges, max(int(depth), 1))
     schema = df.schema if schema is None else schema
     names = schema.fieldNames()
     depth = max(int(depth), 1)
