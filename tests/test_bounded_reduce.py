@@ -6,6 +6,9 @@ and memory of 500 against 4 input partitions.)"""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -60,3 +63,31 @@ def test_statistics_rows_do_not_grow_with_input_partitions(spark, rows, store_na
         (stats,), profile = run_pass(store, [EStepKernel(params, data.centre)], data.centre)
     assert 1 <= profile.tasks <= bound
     assert stats.n_rows == len(rows)  # every row still counted once
+
+
+def test_a_worker_heap_is_frozen_once_and_later_cycles_are_still_collected():
+    """passes.freeze_worker_heap, in a fresh interpreter (it changes the process's collector):
+    the objects alive at the first call go to the permanent generation, a second call
+    freezes nothing more, and garbage made afterwards -- a reference cycle, which only the
+    collector frees -- is still collected."""
+    code = """
+import gc, weakref
+from spark_em.data.passes import freeze_worker_heap
+assert gc.get_freeze_count() == 0
+freeze_worker_heap()
+frozen = gc.get_freeze_count()
+assert frozen > 1000, frozen
+freeze_worker_heap()
+assert gc.get_freeze_count() == frozen
+class Node:
+    pass
+a, b = Node(), Node()
+a.other, b.other = b, a
+alive = weakref.ref(a)
+del a, b
+gc.collect()
+assert alive() is None
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
