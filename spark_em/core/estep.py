@@ -23,11 +23,12 @@ import math
 import numpy as np
 
 from .covariance import covariance
+from .densities import Products
 from .mixture import LOG_2PI, GaussianParams
 from .precision import FLOAT64, Precision, precision
 from .sufficient_statistics import SuffStats
 from .summarizers import Chunk, MixtureSummarizer, slices
-from .tuning import chunk_rows
+from .tuning import FLOAT32_PRODUCTS_CHUNK_FACTOR, chunk_rows
 
 
 class FarComponents:
@@ -176,7 +177,10 @@ class EStepKernel(MixtureSummarizer):
     def _slice_buffer(self) -> tuple[int, np.ndarray]:
         """Rows per slice and a buffer of the kernel's type for one block of that many rows."""
         width = self.density.rows + self.d + 1
-        step = chunk_rows(max(self.k * self.d, width))
+        single = self.precision.dtype == np.float32
+        products = isinstance(self.density.quadratic, Products)
+        factor = FLOAT32_PRODUCTS_CHUNK_FACTOR if single and products else 1
+        step = chunk_rows(max(self.k * self.d, width), factor)
         return step, np.empty((width, step), dtype=self.precision.dtype)
 
     def _slices(self, X: np.ndarray, centre: np.ndarray | None):
