@@ -25,10 +25,11 @@ FLOAT32_FLUSH_BELOW = -60.0
 
 # float32 blocks: features and weights beyond 1e30 are invalid rows (the stored blocks hold
 # x - ref, and float32 overflows at 3.4e38); a slice whose coordinates about the fit's centre
-# exceed 1e15 is computed in float64 (products up to 1e30, sums over a slice of 8192 rows
-# far from float32's overflow); a mixture whose density coefficients (precisions, P mu,
-# mu^T P mu) leave (1e-30, 1e30) in magnitude -- features of spread below ~1e-15 or above
-# ~1e15 -- runs its E-step in float64.
+# exceed 1e15 is computed in float64 (products up to 1e30; their sums over a slice of at most
+# 4 x 8192 rows, FLOAT32_PRODUCTS_CHUNK_FACTOR x MAX_CHUNK_ROWS, with weights scaled to
+# about 1, stay below 5e34, far from float32's overflow); a mixture whose density
+# coefficients (precisions, P mu, mu^T P mu) leave (1e-30, 1e30) in magnitude -- features of
+# spread below ~1e-15 or above ~1e15 -- runs its E-step in float64.
 FLOAT32_MAX_VALUE = 1e30
 FLOAT32_MAX_ABS = 1e15
 FLOAT32_COEFFICIENT_RANGE = (1e-30, 1e30)
