@@ -6,6 +6,7 @@ and memory of 500 against 4 input partitions.)"""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -65,29 +66,47 @@ def test_statistics_rows_do_not_grow_with_input_partitions(spark, rows, store_na
     assert stats.n_rows == len(rows)  # every row still counted once
 
 
-def test_a_worker_heap_is_frozen_once_and_later_cycles_are_still_collected():
-    """passes.freeze_worker_heap, in a fresh interpreter (it changes the process's collector):
-    the objects alive at the first call go to the permanent generation, a second call
-    freezes nothing more, and garbage made afterwards -- a reference cycle, which only the
-    collector frees -- is still collected."""
+def _heap_in_a_worker(_):
+    """Inside a Spark task: freeze twice, then make and drop a reference cycle."""
+    import gc
+    import weakref
+
+    from spark_em.data.passes import freeze_worker_heap
+
+    freeze_worker_heap()
+    frozen = gc.get_freeze_count()
+    freeze_worker_heap()
+    again = gc.get_freeze_count()
+
+    class Node:
+        pass
+
+    a, b = Node(), Node()
+    a.other, b.other = b, a
+    alive = weakref.ref(a)
+    del a, b
+    gc.collect()
+    yield frozen, again, alive() is None
+
+
+def test_a_worker_heap_is_frozen_once_and_later_cycles_are_still_collected(spark):
+    """passes.freeze_worker_heap: in a reused worker the objects alive at the first call go
+    to the permanent generation, a second call freezes nothing more, and garbage made
+    afterwards -- a reference cycle, which only the collector frees -- is still collected;
+    on the driver (no Spark task) it does nothing."""
+    sc = spark.sparkContext
+    rows = sc.parallelize(range(2), 2).mapPartitions(_heap_in_a_worker).collect()
+    assert len(rows) == 2
+    for frozen, again, collected in rows:
+        assert frozen > 1000 and again == frozen and collected, rows
     code = """
-import gc, weakref
+import gc
 from spark_em.data.passes import freeze_worker_heap
-assert gc.get_freeze_count() == 0
 freeze_worker_heap()
-frozen = gc.get_freeze_count()
-assert frozen > 1000, frozen
-freeze_worker_heap()
-assert gc.get_freeze_count() == frozen
-class Node:
-    pass
-a, b = Node(), Node()
-a.other, b.other = b, a
-alive = weakref.ref(a)
-del a, b
-gc.collect()
-assert alive() is None
-print("ok")
+print(gc.get_freeze_count())
 """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+    env = {**os.environ, "SPARK_REUSE_WORKER": "1"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert out.returncode == 0 and out.stdout.strip() == "0", (out.stdout, out.stderr)

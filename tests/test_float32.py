@@ -251,3 +251,37 @@ def test_float32_refuses_features_it_cannot_hold(spark, tmp_path, store):
         rest = gm.setDtype("float32").setBlockCache("auto").fit(df.where("features[1] < 1e30"))
     assert wide.summary.numRows == 50 and rest.summary.numRows == 49
     assert rest.getDtype() == "float32"
+
+
+def test_float32_kernel_on_its_longest_slices_keeps_the_contract():
+    """float32 full-covariance slices hold FLOAT32_PRODUCTS_CHUNK_FACTOR times the rows
+    (32,768 at d=3): on 80,000 rows offset by 1e4, in such slices, the float32 kernel's
+    statistics and log-likelihood match the float64 kernel's (itself checked against
+    scikit-learn elsewhere) within the accuracy contract, and its M-step's parameters too."""
+    from spark_em.core.estep import EStepKernel
+    from spark_em.core.summarizers import Chunk
+    from spark_em.core.tuning import FLOAT32_PRODUCTS_CHUNK_FACTOR, MAX_CHUNK_ROWS
+
+    X, _, _ = sample_mixture(80_000, k=3, d=3, covariance_type="full", seed=3, separation=4.0)
+    X = X + 1e4
+    sk = SkGM(3, covariance_type="full", max_iter=3, random_state=0).fit(X[:5000])
+    params = GaussianParams(
+        sk.weights_, sk.means_, sk.covariances_, sk.precisions_cholesky_, "full"
+    )
+    centre = X.mean(axis=0)
+    out = {}
+    for dtype in ("float64", "float32"):
+        kernel = EStepKernel(params, centre, dtype=dtype)
+        if dtype == "float32":
+            assert kernel._slice_buffer()[0] == FLOAT32_PRODUCTS_CHUNK_FACTOR * MAX_CHUNK_ROWS
+        stats = kernel.new_stats(3)
+        kernel.accumulate(stats, Chunk(X, np.ones(X.shape[0]), centre))
+        out[dtype] = stats
+    s64, s32 = out["float64"], out["float32"]
+    rel = abs(s32.log_likelihood - s64.log_likelihood) / abs(s64.log_likelihood)
+    assert rel < 1e-5, rel
+    np.testing.assert_allclose(s32.nk, s64.nk, rtol=1e-5)
+    p64, p32 = s64.m_step(centre, 1e-6), s32.m_step(centre, 1e-6)
+    scale = X.std(axis=0).max()
+    assert np.abs(p32.means - p64.means).max() < 1e-4 * scale
+    np.testing.assert_allclose(p32.covariances, p64.covariances, rtol=1e-4)

@@ -10,6 +10,7 @@ from __future__ import annotations
 # elements (2 MB, inside L2/L3), but never fewer than MIN_CHUNK_ROWS rows nor more than
 # MAX_CHUNK_ROWS.  Chunks of >= 512 rows made the full E-step 14% faster at d=16 and
 # 13-25% faster at d=100 than 256-row chunks (GEMMs long enough to run near peak).
+# float32 full-covariance kernels take FLOAT32_PRODUCTS_CHUNK_FACTOR times these (below).
 CHUNK_ELEMENTS = 1 << 18
 MIN_CHUNK_ROWS = 512
 MAX_CHUNK_ROWS = 8192

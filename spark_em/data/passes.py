@@ -11,6 +11,7 @@ restarts, model-selection candidates) share every scan of the data.
 from __future__ import annotations
 
 import gc
+import os
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from time import perf_counter
@@ -94,17 +95,24 @@ def task_partition() -> tuple[int, int]:
 
 
 def freeze_worker_heap() -> None:
-    """Once per Python worker: move the objects alive now (modules, functions, classes:
-    some 110,000 in a worker that imported numpy, pyarrow and pyspark) to the garbage
-    collector's permanent generation (``gc.freeze``).
+    """Once per reused Python worker: move the objects alive now (modules, functions,
+    classes: some 110,000 in a worker that imported numpy, pyarrow and pyspark) to the
+    garbage collector's permanent generation (``gc.freeze``).
 
     PySpark's daemon runs a full ``gc.collect()`` in a reused worker after every task. Over
     those objects it took 40 ms on an idle core and 70-110 ms beside a busy one (strace: the
     next pass's task waited in the worker's socket meanwhile), and the pass a worker runs
     next starts only after it: on local[2], a pass of the EM loop takes 0.1-0.3 s.  Frozen
-    objects are still freed by reference counting; only cycles among them are never
-    collected, and the objects frozen are those a full collection just found alive."""
-    if gc.get_freeze_count() == 0:
+    objects are still freed by reference counting; a garbage cycle that passes through one
+    of them is never collected, and the objects frozen are those a full collection has
+    just found alive.  Nothing happens outside a Spark task (a driver calling a task
+    function) or in a worker that is not reused (``spark.python.worker.reuse=false``: the
+    daemon collects nothing there, and a freeze would cost each task a full collection)."""
+    if gc.get_freeze_count() or os.environ.get("SPARK_REUSE_WORKER") != "1":
+        return
+    from pyspark import TaskContext
+
+    if TaskContext.get() is not None:
         gc.collect()
         gc.freeze()
 

@@ -70,8 +70,9 @@ def _tree_collect_rdd(rdd: RDD, num_partitions: int, merges, depth: int):
     merge = _merge_rows(merges)
     if num_partitions > DRIVER_MERGE_ROWS:
         return rdd.map(_arrays).treeAggregate(None, merge, merge, depth)
-    # ``rdd`` itself, collected: a pass's RDD is built once per fit, and a new RDD over it
-    # (a map) would be pickled and built in the JVM again at every pass (10 ms a pass)
+    # ``rdd`` itself, collected: the local-file store builds its passes' RDD once per fit,
+    # and a new RDD over it (a map) would be pickled and built in the JVM again at every
+    # pass (10 ms a pass)
     acc = None
     for row in rdd.collect():
         values = _arrays(row)
@@ -89,7 +90,7 @@ def tree_collect(
     """Merge the rows of ``df`` (binary columns of float64 bytes, column ``j`` merged by
     ``merges[j]``) into one list of arrays on the driver; None when ``df`` has no rows.
     ``df`` may also be an RDD of tuples of such bytes (merged by ``RDD.treeAggregate`` above
-    DRIVER_MERGE_ROWS partitions).
+    DRIVER_MERGE_ROWS for ``num_partitions``).
 
     ``num_partitions`` (an upper bound is fine) and ``depth`` choose the shuffle levels, as
     ``RDD.treeAggregate`` does: the driver receives about ``num_partitions ** (1/depth)``
