@@ -94,6 +94,9 @@ def task_partition() -> tuple[int, int]:
     return (ctx.partitionId(), ctx.attemptNumber()) if ctx is not None else (0, 0)
 
 
+_heap_frozen = False  # in this process, by freeze_worker_heap
+
+
 def freeze_worker_heap() -> None:
     """Once per reused Python worker: move the objects alive now (modules, functions,
     classes: some 110,000 in a worker that imported numpy, pyarrow and pyspark) to the
@@ -108,13 +111,17 @@ def freeze_worker_heap() -> None:
     just found alive.  Nothing happens outside a Spark task (a driver calling a task
     function) or in a worker that is not reused (``spark.python.worker.reuse=false``: the
     daemon collects nothing there, and a freeze would cost each task a full collection)."""
-    if gc.get_freeze_count() or os.environ.get("SPARK_REUSE_WORKER") != "1":
+    global _heap_frozen
+    # a flag, not gc.get_freeze_count(): that walks the permanent generation, 110,000
+    # objects, 10 ms a task (py-spy)
+    if _heap_frozen or os.environ.get("SPARK_REUSE_WORKER") != "1":
         return
     from pyspark import TaskContext
 
     if TaskContext.get() is not None:
         gc.collect()
         gc.freeze()
+        _heap_frozen = True
 
 
 def make_task(get_payload: Callable, read_chunks: ChunkReader, d: int, arrow: bool = True):
