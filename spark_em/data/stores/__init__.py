@@ -15,7 +15,14 @@ import logging
 from ..env import SparkEnv
 from .base import BlockStore, StoreInput
 from .local_files import LocalFileStore
-from .parquet import ParquetLayout, ParquetStore, ParquetUnavailable, column_spec, list_row_groups
+from .parquet import (
+    ParquetLayout,
+    ParquetStore,
+    ParquetUnavailable,
+    column_spec,
+    list_row_groups,
+    list_row_groups_here,
+)
 from .parquet_scan import NotPlainScan, plain_parquet_scan
 from .spark_cache import SparkCacheStore
 
@@ -42,9 +49,22 @@ def parquet_layout(
     """The row groups the Parquet store would read (one listing job on the executors), when
     ``block_cache`` may choose that store and ``df`` is a plain Parquet scan the executors
     can read; None otherwise.  ``blockCache="parquet"`` on anything else is a ValueError
-    saying why."""
-    if block_cache in ("local", "spark") or (block_cache == "auto" and env.local_master):
+    saying why.
+
+    Where the local-file store is chosen (classic Spark, local master), the row groups of a
+    plain Parquet scan are listed by the driver itself, no job: that store's first pass
+    then reads the files directly too (:class:`LocalFileStore`)."""
+    if block_cache == "spark":
         return None
+    if block_cache == "local" or (block_cache == "auto" and env.local_master):
+        if env.connect or not env.local_master:
+            return None  # choose_store says why the local-file store cannot work here
+        try:
+            scan = plain_parquet_scan(df, env)
+            return list_row_groups_here(scan, column_spec(df, features, weight_col))
+        except (NotPlainScan, ParquetUnavailable) as exc:
+            log.info("spark-em: the first pass reads the input through Spark (%s)", exc)
+            return None
     try:
         scan = plain_parquet_scan(df, env)
         return list_row_groups(df.sparkSession, env, scan, column_spec(df, features, weight_col))

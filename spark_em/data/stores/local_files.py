@@ -47,6 +47,7 @@ from ..arrow_blocks import decode_rows
 from ..passes import PASS_SCHEMA, make_task, task_partition
 from ..segments import key_codes
 from .base import BlockStore
+from .parquet import balance, read_row_groups
 
 PREFIX = "spark-em-blocks-"
 _OWNER = "owner.json"
@@ -60,6 +61,9 @@ class LocalFileStore(BlockStore):
         self.selected = source.selected  # (x array<double>, w double[, s: segment key])
         self.keys = source.keys
         self.keyed = source.keys is not None
+        # a plain Parquet scan's row groups (not with segments: the files' reader has no
+        # segment keys), read directly by the first pass
+        self.parquet = source.parquet if not self.keyed else None
         root = self.env.local_dir or tempfile.gettempdir()
         for local_root in _local_roots(self.spark, root):
             remove_stale_block_dirs(local_root)
@@ -70,6 +74,9 @@ class LocalFileStore(BlockStore):
 
     @contextlib.contextmanager
     def _first_pass_rows(self, payload):
+        if self.parquet is not None:
+            yield self._parquet_first_pass(payload)
+            return
         # One job reads the (merged) input, validates it and writes the block files.
         frame = self._merged_input(self.selected)
         self.num_tasks = frame.rdd.getNumPartitions()  # classic: the exact count is cheap
@@ -77,6 +84,24 @@ class LocalFileStore(BlockStore):
         writer = _input_writer(self.block_dir, layout, self.missing, self.keys)
         fn = make_task(lambda: payload, writer, self.d)
         yield frame.mapInArrow(fn, PASS_SCHEMA)
+
+    def _parquet_first_pass(self, payload):
+        """The first pass over a plain Parquet scan: the tasks read their row groups with
+        pyarrow (as the Parquet store's passes do), validate the rows and write the block
+        files -- no transfer of the rows from Spark into Python, which is most of that
+        pass otherwise."""
+        units = list(self.parquet.units)
+        self.num_tasks = max(1, min(self.env.default_parallelism, len(units)))
+        reader = read_row_groups(
+            balance(units, self.num_tasks),
+            self.parquet.spec,
+            self.d,
+            False,
+            self.precision.max_value,
+            self.missing,
+        )
+        layout = BlockLayout(self.d, self.precision)
+        return self._index_job(lambda: payload, _chunk_writer(self.block_dir, layout, reader))
 
     def _after_open(self, stats) -> None:
         layout = BlockLayout(self.d, self.precision)
@@ -185,6 +210,24 @@ def _input_writer(block_dir: str, layout: BlockLayout, missing: bool = False, ke
                 X, w, bad = decode_rows(
                     batch.column(0), batch.column(1), layout.d, layout.max_value, missing
                 )
+                writer.write(X, w)
+                yield X, w, bad
+        except BaseException:
+            writer.abort()
+            raise
+        writer.close()
+
+    return read
+
+
+def _chunk_writer(block_dir: str, layout: BlockLayout, read_chunks):
+    """The first pass's chunk reader over ``read_chunks`` (decoded ``(X, w, bad)``
+    chunks): each task's valid rows written to its block file as they pass."""
+
+    def read(batches):
+        writer = _BlockFileWriter(block_dir, layout)
+        try:
+            for X, w, bad in read_chunks(batches):
                 writer.write(X, w)
                 yield X, w, bad
         except BaseException:

@@ -73,7 +73,7 @@ class ParquetStore(BlockStore):
         layout: ParquetLayout = source.parquet
         self.spec = layout.spec
         self.num_tasks = max(1, min(self.env.default_parallelism, len(layout.units)))
-        self.assignment = _balance(list(layout.units), self.num_tasks)
+        self.assignment = balance(list(layout.units), self.num_tasks)
         self._trusted = False  # every row checked until the first pass found none invalid
 
     def _after_open(self, stats) -> None:
@@ -100,7 +100,7 @@ class ParquetStore(BlockStore):
         pass  # nothing stored: broadcasts are destroyed after each pass
 
 
-def _balance(units: list[tuple[str, int, int]], tasks: int) -> list[list[tuple[str, int]]]:
+def balance(units: list[tuple[str, int, int]], tasks: int) -> list[list[tuple[str, int]]]:
     """Row groups ``(path, index, rows)`` over ``tasks``: largest first to the least loaded."""
     heap = [(0, t) for t in range(tasks)]
     out: list[list[tuple[str, int]]] = [[] for _ in range(tasks)]
@@ -288,6 +288,19 @@ def list_row_groups(spark, env, scan: ParquetScan, spec: ColumnSpec) -> ParquetL
         lambda batches: _list_files(batches, spec),
         "path string, row_group int, rows long, error string, d int",
     ).toArrow()
+    return _layout(table, files, spec)
+
+
+def list_row_groups_here(scan: ParquetScan, spec: ColumnSpec) -> ParquetLayout:
+    """:func:`list_row_groups` by this process itself, without a job: for a local master,
+    whose executors run on this machine and open the same files."""
+    batch = pa.RecordBatch.from_arrays([pa.array(list(scan.files), pa.string())], ["path"])
+    table = pa.Table.from_batches(list(_list_files([batch], spec)))
+    return _layout(table, scan.files, spec)
+
+
+def _layout(table: pa.Table, files, spec: ColumnSpec) -> ParquetLayout:
+    """The layout from the listing's rows (``_list_files``), files in ``files``' order."""
     errors = [
         (p, e)
         for p, e in zip(table.column("path").to_pylist(), table.column("error").to_pylist())
