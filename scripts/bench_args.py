@@ -89,7 +89,9 @@ def parse_args(argv=None, description: str | None = None):
         help="spark-em's blockCache, comma-separated to compare stores in one run: "
         "'auto' (local block files in local mode), 'local', 'spark' (Spark's "
         "cache, the path of any DataFrame on a cluster or Connect), 'parquet' "
-        "(tasks read the Parquet files: spark-em is given the plain scan)",
+        "(tasks read the Parquet files: spark-em is given the plain scan); "
+        "'<store>:plain' gives that store the plain scan too, not the cached DataFrame "
+        "(e.g. 'local:plain': its first pass then reads the files itself)",
     )
     p.add_argument(
         "--dtype",
