@@ -257,11 +257,20 @@ def test_explicit_block_caches_that_cannot_work_say_why(spark, weighted):
         GaussianMixture(k=2, blockCache="disk").fit(not_plain)
 
 
-def test_parquet_store_decodes_vectors_arrays_and_columns(spark, tmp_path):
+def test_parquet_store_decodes_vectors_arrays_and_columns(spark, tmp_path, monkeypatch):
     """Spark ML vectors (dense and sparse), array<float> and numeric columns written by
-    Spark, read by the tasks with pyarrow: the same fit as Spark's cache on the same rows."""
+    Spark, read by the tasks with pyarrow (the Parquet store's passes, the local store's
+    first pass): the same fit as Spark's cache on the same rows."""
     from pyspark.ml.linalg import DenseVector, SparseVector, VectorUDT
     from pyspark.sql import types as T
+
+    import spark_em.data.stores.local_files as local_files
+
+    direct = []
+    real = local_files.read_row_groups
+    monkeypatch.setattr(
+        local_files, "read_row_groups", lambda *a, **k: direct.append(1) or real(*a, **k)
+    )
 
     rng = np.random.default_rng(8)
     X = np.concatenate([rng.normal(c, 1.0, size=(120, 3)) for c in (-5.0, 0.0, 5.0)])
@@ -294,6 +303,8 @@ def test_parquet_store_decodes_vectors_arrays_and_columns(spark, tmp_path):
             fits[store_name] = GaussianMixture(
                 k=3, maxIter=5, tol=0.0, seed=2, featuresCol=features, blockCache=store_name
             ).fit(spark.read.parquet(path))
+        assert len(direct) == 1  # the local store's first pass read the files
+        direct.clear()
         b = fits["spark"]
         for a in (fits["parquet"], fits["local"]):
             np.testing.assert_allclose(a.means, b.means, rtol=1e-9, atol=1e-9)
@@ -478,3 +489,44 @@ def test_parquet_store_finds_d_in_the_files_or_says_there_is_nothing(spark, tmp_
     pq.write_table(pa.table({"features": pa.array(rows, pa.list_(pa.float64()))}), mixed)
     with pytest.raises(InvalidInputError, match="5 rows have null features"):
         GaussianMixture(k=1, blockCache="parquet").fit(spark.read.parquet(mixed))
+
+
+def test_local_store_reads_big_integers_and_decimal_weights_as_spark_does(spark, tmp_path):
+    """int64 features beyond 2**53 (rounded to the nearest double, as Spark casts them)
+    and a decimal weight column with a null (an invalid row): the local store's first pass
+    over the plain scan keeps the same rows and fits the same model as through Spark."""
+    import decimal
+
+    rng = np.random.default_rng(21)
+    X = np.concatenate([rng.normal(c, 1.0, size=(80, 2)) for c in (-6.0, 6.0)])
+    big = (np.round(X * 1000).astype(np.int64) + 2**60).tolist()
+    weights = [decimal.Decimal(f"{v:.2f}") for v in rng.uniform(0.5, 2.0, size=len(big))]
+    weights[5] = None
+    table = pa.table(
+        {
+            "a": pa.array([r[0] for r in big], pa.int64()),
+            "b": pa.array([r[1] for r in big], pa.int64()),
+            "w": pa.array(weights, pa.decimal128(6, 2)),
+        }
+    )
+    path = str(tmp_path / "ints.parquet")
+    pq.write_table(table, path, row_group_size=50)
+    fits = {}
+    for name, df in (
+        ("plain", spark.read.parquet(path)),
+        ("through Spark", spark.read.parquet(path).repartition(2)),
+    ):
+        fits[name] = GaussianMixture(
+            k=2,
+            maxIter=3,
+            tol=0.0,
+            seed=1,
+            featuresCol=["a", "b"],
+            weightCol="w",
+            blockCache="local",
+            handleInvalid="skip",
+        ).fit(df)
+    a, b = fits["plain"], fits["through Spark"]
+    assert a.summary.numRows == b.summary.numRows == len(big) - 1
+    assert a.summary.numRowsSkipped == b.summary.numRowsSkipped
+    np.testing.assert_allclose(a.means, b.means, rtol=1e-12)

@@ -136,6 +136,8 @@ def weights_to_numpy(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, dict[str, i
     """Row weights as float64 with a validity mask (null, negative, non-finite are invalid)."""
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
+    if not pa.types.is_float64(arr.type):  # integers, decimals (nulls stay nulls)
+        arr = pc.cast(arr, pa.float64(), safe=False)
     w = arr.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
     null = (
         arr.is_null().to_numpy(zero_copy_only=False) if arr.null_count else np.zeros(len(w), bool)
@@ -269,7 +271,7 @@ def columns_to_matrix(
     X = np.empty((n, d))
     null = np.zeros(n, dtype=bool)
     for j, a in enumerate(arrays):
-        a = pc.cast(a, pa.float64())
+        a = pc.cast(a, pa.float64(), safe=False)  # as Spark's cast: big integers round
         if a.null_count:
             null |= a.is_null().to_numpy(zero_copy_only=False)
             a = pc.fill_null(a, np.nan if missing else 0.0)

@@ -93,7 +93,7 @@ def prepare(
     env = SparkEnv.of(df.sparkSession)
     arr = feature_array(df, features)
     wcol = weight_column(df, weight_col)
-    layout = parquet_layout(env, block_cache, df, features, weight_col)
+    layout = parquet_layout(env, block_cache, df, features, weight_col, segments is not None)
     known = schema_dimension(df, features)
     if known is not None:
         d = known

@@ -43,24 +43,34 @@ BLOCK_CACHES = ("auto", "local", "spark", "parquet")
 STORES = {s.name: s for s in (LocalFileStore, ParquetStore, SparkCacheStore)}
 
 
-def parquet_layout(
-    env: SparkEnv, block_cache: str, df, features, weight_col
-) -> ParquetLayout | None:
-    """The row groups the Parquet store would read (one listing job on the executors), when
-    ``block_cache`` may choose that store and ``df`` is a plain Parquet scan the executors
-    can read; None otherwise.  ``blockCache="parquet"`` on anything else is a ValueError
-    saying why.
+# The driver lists a plain scan's row groups itself (reading every file's footer, one after
+# the other) for the local-file store's first pass only up to this many local files; more,
+# or files behind a URI (object stores), and that pass reads the input through Spark.
+LOCAL_LISTING_MAX_FILES = 512
 
-    Where the local-file store is chosen (classic Spark, local master), the row groups of a
-    plain Parquet scan are listed by the driver itself, no job: that store's first pass
-    then reads the files directly too (:class:`LocalFileStore`)."""
+
+def parquet_layout(
+    env: SparkEnv, block_cache: str, df, features, weight_col, keyed: bool = False
+) -> ParquetLayout | None:
+    """The row groups of ``df`` when it is a plain Parquet scan whose files the store that
+    ``block_cache`` chooses will read itself; None otherwise.
+
+    * The Parquet store (a cluster or Spark Connect): listed by one job on the executors,
+      which shows they can open the files.  ``blockCache="parquet"`` on anything else is a
+      ValueError saying why.
+    * The local-file store (classic Spark, a local master; ``keyed``: a store that keeps
+      segments apart, which reads its input through Spark): listed by the driver itself,
+      no job, for up to LOCAL_LISTING_MAX_FILES local files; that store's first pass then
+      reads the row groups directly (:class:`LocalFileStore`)."""
     if block_cache == "spark":
         return None
     if block_cache == "local" or (block_cache == "auto" and env.local_master):
-        if env.connect or not env.local_master:
-            return None  # choose_store says why the local-file store cannot work here
+        if env.connect or not env.local_master or keyed:
+            return None  # (choose_store says why the local-file store cannot work here)
         try:
             scan = plain_parquet_scan(df, env)
+            if len(scan.files) > LOCAL_LISTING_MAX_FILES or any("://" in f for f in scan.files):
+                raise NotPlainScan("its files are many or not local")
             return list_row_groups_here(scan, column_spec(df, features, weight_col))
         except (NotPlainScan, ParquetUnavailable) as exc:
             log.info("spark-em: the first pass reads the input through Spark (%s)", exc)

@@ -26,8 +26,9 @@ from ..validation import ValidationStats
 @dataclass(frozen=True)
 class StoreInput:
     """What every store is made from: the session and its kind, the feature dimension, the
-    input as ``(x array<double>, w double)`` rows, the reduce's depth, the files' row
-    groups for the Parquet store (:class:`~spark_em.data.stores.parquet.ParquetLayout`),
+    input as ``(x array<double>, w double)`` rows, the reduce's depth, the row groups of a
+    plain Parquet scan for a store that reads them itself (the Parquet store's passes, the
+    local-file store's first pass: :class:`~spark_em.data.stores.parquet.ParquetLayout`),
     the type of the stored blocks (the ``dtype`` Param, :mod:`spark_em.core.precision`),
     whether NaN and null elements are missing values (kept as NaN in the blocks)
     rather than invalid, and ``keys``: the segment keys of a fit with segmentCol

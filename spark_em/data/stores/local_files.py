@@ -3,7 +3,9 @@
 
 The first pass reads the input, validates it and writes each task's valid rows to one file
 of rows ``[w, x_1 .. x_d]`` (input partitions merged into at most TASKS_PER_CORE tasks per
-core; with segmentCol and a few segments, one file per task and segment,
+core; a plain Parquet scan's row groups read by the tasks themselves with pyarrow, one
+task per core, when the driver could list them: :func:`~spark_em.data.stores.parquet_layout`;
+with segmentCol and a few segments, one file per task and segment,
 ``part-<task>-s<code>.bin``, so that every chunk of a pass belongs to one segment: ``keyed``,
 :mod:`spark_em.engine.update`): all float64, or --
 ``dtype="float32"`` -- a float64 weight and float32 features ``x - ref`` after a header

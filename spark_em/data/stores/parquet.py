@@ -7,9 +7,11 @@ groups whose tasks read them directly with pyarrow and decode the features in th
 transfer through the block manager into Python (an RDD job of one element per task on
 classic Spark, a ``mapInArrow`` job on Spark Connect: :meth:`BlockStore._index_job`).  A
 first, small job lists the row groups on the executors, which also shows whether they can
-open the files at all.  Row groups are
-spread over the tasks by size (largest first, each to the least loaded task).  Parameters
-travel in a broadcast variable (classic) or the function's closure (Spark Connect).
+open the files at all.  On a local master the local-file store's first pass reads a plain
+scan's row groups the same way (listed by the driver, :func:`list_row_groups_here`) before
+it writes its block files.  Row groups are spread over the tasks by size (largest first,
+each to the least loaded task).  Parameters travel in a broadcast variable (classic) or the
+function's closure (Spark Connect).
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ class ParquetUnavailable(Exception):
 
 @dataclass(frozen=True)
 class ParquetLayout:
-    """The row groups of a plain Parquet scan as the executors listed them: ``units``
+    """The row groups of a plain Parquet scan as the executors (or, for a local master,
+    the driver) listed them: ``units``
     ``(path, row group, rows)``, how the features are stored (``spec``) and the feature
     length of the first non-null row the listing saw (``d``, None if it saw none)."""
 
@@ -149,7 +152,7 @@ def _features(batch: pa.RecordBatch, spec: ColumnSpec, d: int, missing: bool = F
     if spec.kind == "array":
         arr = cols[0]
         if not pa.types.is_float64(arr.type.value_type):
-            arr = arr.cast(pa.list_(pa.float64()))
+            arr = arr.cast(pa.list_(pa.float64()), safe=False)  # as Spark: big ints round
         return list_to_matrix(arr, d, missing)
     return columns_to_matrix(cols, d, missing)
 
@@ -288,7 +291,7 @@ def list_row_groups(spark, env, scan: ParquetScan, spec: ColumnSpec) -> ParquetL
         lambda batches: _list_files(batches, spec),
         "path string, row_group int, rows long, error string, d int",
     ).toArrow()
-    return _layout(table, files, spec)
+    return _layout(table, files, spec, "the executors")
 
 
 def list_row_groups_here(scan: ParquetScan, spec: ColumnSpec) -> ParquetLayout:
@@ -296,11 +299,12 @@ def list_row_groups_here(scan: ParquetScan, spec: ColumnSpec) -> ParquetLayout:
     whose executors run on this machine and open the same files."""
     batch = pa.RecordBatch.from_arrays([pa.array(list(scan.files), pa.string())], ["path"])
     table = pa.Table.from_batches(list(_list_files([batch], spec)))
-    return _layout(table, scan.files, spec)
+    return _layout(table, scan.files, spec, "the driver")
 
 
-def _layout(table: pa.Table, files, spec: ColumnSpec) -> ParquetLayout:
-    """The layout from the listing's rows (``_list_files``), files in ``files``' order."""
+def _layout(table: pa.Table, files, spec: ColumnSpec, lister: str) -> ParquetLayout:
+    """The layout from the listing's rows (``_list_files``), files in ``files``' order;
+    ``lister`` names who listed them (in the error when one could not be read)."""
     errors = [
         (p, e)
         for p, e in zip(table.column("path").to_pylist(), table.column("error").to_pylist())
@@ -309,7 +313,7 @@ def _layout(table: pa.Table, files, spec: ColumnSpec) -> ParquetLayout:
     if errors:
         path, error = errors[0]
         more = f" (and {len(errors) - 1} more files)" if len(errors) > 1 else ""
-        raise ParquetUnavailable(f"the executors cannot read {path}{more}: {error}")
+        raise ParquetUnavailable(f"{lister} cannot read {path}{more}: {error}")
     paths = table.column("path").to_pylist()
     dims = {p: d for p, d in zip(paths, table.column("d").to_pylist()) if d is not None}
     units = [
