@@ -16,14 +16,14 @@ import textwrap
 import numpy as np
 import pytest
 
-from spark_em.data.stores.local_files import OwnerLock, remove_stale_block_dirs
+from spark_em.data.stores.block_dirs import OwnerLock, remove_stale_block_dirs
 
 from .conftest import to_df
 
 HOLD = textwrap.dedent(
     """
     import sys, time
-    from spark_em.data.stores.local_files import OwnerLock
+    from spark_em.data.stores.block_dirs import OwnerLock
     OwnerLock.take(sys.argv[1])
     print("locked", flush=True)
     time.sleep(600)
@@ -32,7 +32,7 @@ HOLD = textwrap.dedent(
 SWEEP = textwrap.dedent(
     """
     import json, os, sys
-    from spark_em.data.stores.local_files import remove_stale_block_dirs
+    from spark_em.data.stores.block_dirs import remove_stale_block_dirs
     pid = int(sys.argv[2])
     try:
         os.kill(pid, 0)

@@ -422,7 +422,7 @@ def test_stale_block_dirs_of_dead_processes_are_removed(spark, tmp_path):
     import subprocess
     import sys
 
-    from spark_em.data.stores.local_files import remove_stale_block_dirs
+    from spark_em.data.stores.block_dirs import remove_stale_block_dirs
 
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"],

@@ -75,8 +75,8 @@ class ParquetStore(BlockStore):
         super().__init__(source)
         layout: ParquetLayout = source.parquet
         self.spec = layout.spec
-        self.num_tasks = max(1, min(self.env.default_parallelism, len(layout.units)))
-        self.assignment = balance(list(layout.units), self.num_tasks)
+        self.assignment = assign(layout, self.env.default_parallelism)
+        self.num_tasks = len(self.assignment)
         self._trusted = False  # every row checked until the first pass found none invalid
 
     def _after_open(self, stats) -> None:
@@ -103,7 +103,14 @@ class ParquetStore(BlockStore):
         pass  # nothing stored: broadcasts are destroyed after each pass
 
 
-def balance(units: list[tuple[str, int, int]], tasks: int) -> list[list[tuple[str, int]]]:
+def assign(layout: ParquetLayout, parallelism: int) -> list[list[tuple[str, int]]]:
+    """The row groups ``(path, index)`` of each task of a pass over ``layout``: one task per
+    core (at least one, at most one per row group), balanced by :func:`_balance`."""
+    units = list(layout.units)
+    return _balance(units, max(1, min(parallelism, len(units))))
+
+
+def _balance(units: list[tuple[str, int, int]], tasks: int) -> list[list[tuple[str, int]]]:
     """Row groups ``(path, index, rows)`` over ``tasks``: largest first to the least loaded."""
     heap = [(0, t) for t in range(tasks)]
     out: list[list[tuple[str, int]]] = [[] for _ in range(tasks)]
