@@ -420,3 +420,36 @@ def test_column_names_with_dots_and_backticks_work(spark, clean_cache, tmp_path,
         np.testing.assert_array_equal(plain[1], awkward[1])
         assert plain[2] == awkward[2] and plain[3] == awkward[3] and plain[4] == awkward[4]
         np.testing.assert_array_equal(plain[5], awkward[5])
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [None, math.nan, math.inf, -math.inf, 2e75, -2e75, 1e39],
+    ids=["clean", "nan", "+inf", "-inf", "+huge", "-huge", "beyond-float32"],
+)
+def test_decoded_chunk_matches_row_by_row_checks(bad):
+    """The decoder's whole-chunk test (two reductions) and its row-wise checks agree with a
+    row-by-row reference: one bad value in a chunk of clean rows, float64 and float32
+    limits (MAX_ABS_VALUE 1e75; float32 blocks take rows up to 1e38)."""
+    import pyarrow as pa
+
+    from spark_em.data.arrow_blocks import BAD_KINDS, decode_rows
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(5000, 7)) * 1e3
+    if bad is not None:
+        X[1234, 5] = bad
+    features = pa.array([list(r) for r in X], pa.list_(pa.float64()))
+    for max_value in (1e75, 1e38):
+        keep, kinds = [], dict.fromkeys(BAD_KINDS, 0)
+        for row in X:  # the reference: each row on its own
+            if not all(math.isfinite(v) for v in row):
+                kinds["non_finite"] += 1
+            elif any(abs(v) > max_value for v in row):
+                kinds["huge_value"] += 1
+            else:
+                keep.append(row)
+        got, w, counts = decode_rows(features, None, 7, max_value)
+        np.testing.assert_array_equal(got, np.array(keep))
+        assert w.tolist() == [1.0] * len(keep)
+        assert dict(zip(BAD_KINDS, counts.tolist())) == kinds

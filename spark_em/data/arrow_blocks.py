@@ -62,6 +62,8 @@ def list_to_matrix(
         X = vals.reshape(n, d)
         if missing:
             return _with_missing(X, np.ones(n, dtype=bool), counts)
+        if _within(X, MAX_ABS_VALUE):  # the common case: two reductions, no row-wise checks
+            return X, np.ones(n, dtype=bool), counts
         finite = np.isfinite(X).all(axis=1) if d else np.ones(n, dtype=bool)
         counts["non_finite"] = int(n - finite.sum())
         valid = _not_huge(X, finite, counts)
@@ -122,10 +124,19 @@ def _with_missing(X: np.ndarray, valid: np.ndarray, counts: dict):
     return X, valid, counts
 
 
+def _within(X: np.ndarray, max_value: float) -> bool:
+    """Whether every value of ``X`` is in [-max_value, max_value] (so finite, not NaN: a NaN
+    makes both comparisons false) -- two reductions, a tenth of the row-wise checks' time."""
+    return X.size == 0 or bool(X.min() >= -max_value and X.max() <= max_value)
+
+
 def _not_huge(
     X: np.ndarray, valid: np.ndarray, counts: dict, max_value: float = MAX_ABS_VALUE
 ) -> np.ndarray:
     """``valid`` without the rows holding a value beyond +-``max_value`` (counted)."""
+    if _within(X, max_value):
+        counts["huge_value"] = 0
+        return valid
     with np.errstate(invalid="ignore"):
         huge = valid & (np.abs(X) > max_value).any(axis=1) if X.shape[1] else valid & False
     counts["huge_value"] = int(huge.sum())

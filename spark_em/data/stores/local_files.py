@@ -144,7 +144,7 @@ class BlockLayout:
         if ref is None:
             rows["x"] = X
         else:
-            rows["x"] = X - ref  # in float64, rounded once
+            np.subtract(X, ref, out=rows["x"], casting="same_kind")  # in float64, rounded once
         return rows
 
     def read(self, path: str, start: int, n: int):
