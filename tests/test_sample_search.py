@@ -90,6 +90,21 @@ def test_reproducible_from_the_seed_whatever_the_order_of_the_rows(lake):
     np.testing.assert_array_equal(a.params.weights, b.params.weights)
     assert a.as_dict() == b.as_dict()
     assert a.per_trial != c.per_trial  # another seed, other starts
+    # on threads (the starts of a rung run side by side), the same start, bit for bit
+    t = search_start(
+        sample,
+        5,
+        "full",
+        1e-6,
+        np.random.default_rng(3),
+        trials=6,
+        max_iter=8,
+        tol=1e-3,
+        threads=3,
+    )
+    np.testing.assert_array_equal(a.params.means, t.params.means)
+    np.testing.assert_array_equal(a.params.covariances, t.params.covariances)
+    assert a.as_dict() == t.as_dict()
 
 
 @pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])

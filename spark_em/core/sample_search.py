@@ -32,13 +32,15 @@ drawn, so the search costs driver time only.
 Its cost is at most about ``trials * max_iter * 0.4`` E-steps on the sample's rows (200 with
 the defaults of 10 trials and 50 iterations; starts that converge stop earlier) -- for a
 10,000-row sample, at most about 2 E-step passes over 1M rows, paid once on the driver --
-plus the polish's ``polish_iter`` at most.  The fit runs it with one BLAS thread and the
-tolerances and polish length of :mod:`spark_em.core.tuning`
-(:func:`spark_em.engine.em.initial_starts`).
+plus the polish's ``polish_iter`` at most.  The fit runs it with one BLAS thread, its starts
+``SEARCH_THREADS`` at a time, and the tolerances and polish length of
+:mod:`spark_em.core.tuning` (:func:`spark_em.engine.em.initial_starts`).
 """
 
 from __future__ import annotations
 
+import contextlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -118,10 +120,13 @@ def search_start(
     tol: float,
     polish_tol: float = 0.0,
     polish_iter: int = 0,
+    threads: int = 1,
 ) -> SearchResult:
     """The best of ``trials`` short EM runs on ``sample (m, d)`` (rows with a non-finite
     value are left out); see the module's docstring.  The same rows of ``sample`` (in any
-    order) and the same ``rng`` give the same result."""
+    order) and the same ``rng`` give the same result, with any number of ``threads`` (the
+    starts are made, and each rung of the race is run, that many starts at a time: each
+    start's runs touch only its own state)."""
     X = np.asarray(sample, dtype=np.float64)
     X = X[np.isfinite(X).all(axis=1)]
     # rows in lexicographic order: the result depends on the sample's rows, not their order
@@ -132,18 +137,22 @@ def search_start(
     chunk = Chunk(X, np.ones(X.shape[0]), centre)
     kinds = start_kinds(trials)
     seeds = rng.integers(0, 2**31 - 1, size=trials)
-    pool = [
-        _Trial(kind, _initial(kind, chunk, k, covariance_type, reg_covar, int(s)), [])
-        for kind, s in zip(kinds, seeds)
-    ]
-    iterations = 0
-    alive = list(pool)
-    for rung_end in _rungs(max_iter):
-        for t in alive:
-            iterations += _short_em(t, chunk, reg_covar, tol, rung_end)
-        if rung_end < max_iter:
-            ranked = sorted(alive, key=lambda t: (t.degenerate, -t.score))
-            alive = ranked[: max(1, (len(ranked) + 1) // 2)]
+    with _mapper(threads) as each:
+        pool = each(
+            lambda ks: _Trial(
+                ks[0], _initial(ks[0], chunk, k, covariance_type, reg_covar, int(ks[1])), []
+            ),
+            zip(kinds, seeds),
+        )
+        iterations = 0
+        alive = list(pool)
+        for rung_end in _rungs(max_iter):
+            iterations += sum(
+                each(lambda t, end=rung_end: _short_em(t, chunk, reg_covar, tol, end), alive)
+            )
+            if rung_end < max_iter:
+                ranked = sorted(alive, key=lambda t: (t.degenerate, -t.score))
+                alive = ranked[: max(1, (len(ranked) + 1) // 2)]
     ok = [i for i, t in enumerate(pool) if not t.degenerate and t.history]
     candidates = ok or [i for i, t in enumerate(pool)]
     best = max(candidates, key=lambda i: (pool[i].score, -i))
@@ -165,6 +174,17 @@ def search_start(
         sample_rows=int(X.shape[0]),
         polish_iterations=polished,
     )
+
+
+@contextlib.contextmanager
+def _mapper(threads: int):
+    """``each(fn, items) -> [fn(item), ...]`` in order, on ``threads`` threads (numpy's
+    GEMMs and most ufuncs release the GIL)."""
+    if threads <= 1:
+        yield lambda fn, items: [fn(x) for x in items]
+        return
+    with ThreadPoolExecutor(threads, thread_name_prefix="spark-em-search") as ex:
+        yield lambda fn, items: list(ex.map(fn, items))
 
 
 def _rungs(max_iter: int) -> list[int]:

@@ -11,6 +11,7 @@ stop, checkpoints, progress -- is the fit session's (:mod:`spark_em.engine.fit_s
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from ..core.sample_search import MODE as SEARCH_MODE
 from ..core.sample_search import search_start
 from ..core.segment_statistics import KeyedSummarizer, reoriginated, total_of
 from ..core.sufficient_statistics import SuffStats
-from ..core.tuning import POLISH_MAX_ITER, search_tolerances
+from ..core.tuning import POLISH_MAX_ITER, SEARCH_THREADS, search_tolerances
 from ..data.passes import run_pass
 from ..progress import IterationInfo, PassProfile
 
@@ -107,7 +108,8 @@ def initial_starts(
             # with missing values: the sample's complete rows (or mean-filled rows)
             sample = init_sample(data.sample, s.k, data.centre)[0] if data.marginalize else None
             # one BLAS thread: the sample's GEMMs are small, and a threaded BLAS on a busy
-            # driver made the search up to 10x slower (scripts/init_benchmark.py --cost).
+            # driver made the search up to 10x slower (scripts/init_benchmark.py --cost);
+            # its starts run SEARCH_THREADS at a time instead (core.tuning).
             # the race's and the polish's tolerances and length: core.tuning
             race_tol, polish_tol = search_tolerances(tol)
             with threadpool_limits(1):
@@ -122,6 +124,7 @@ def initial_starts(
                     tol=race_tol,
                     polish_tol=polish_tol,
                     polish_iter=POLISH_MAX_ITER,
+                    threads=min(SEARCH_THREADS, os.cpu_count() or 1),
                 )
             if found.degenerate:
                 log.warning(
