@@ -210,24 +210,32 @@ def _files(spark):
     )
 
 
-@pytest.mark.parametrize("dtype,row_bytes", [("float64", 8 + 8 * 3), ("float32", 8 + 4 * 3)])
-def test_block_files_hold_the_rows_in_the_dtype(spark, data, dtype, row_bytes):
-    """Local block files: a float64 weight and d features of the dtype per row (float32
-    files add one header of d float64 references each); Spark's cache: d features of the
-    dtype per row."""
+@pytest.mark.parametrize("dtype,row_bytes", [("float64", 8 * 3), ("float32", 4 * 3)])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_block_files_hold_the_rows_in_the_dtype(spark, data, dtype, row_bytes, weighted):
+    """Local block files: a float64 weight (with a weightCol only) and d features of the
+    dtype per row (float32 files add one header of d float64 references each); Spark's
+    cache: d features of the dtype per row."""
+    from pyspark.sql import functions as F
+
     X, path = data[1e4]
-    df = spark.read.parquet(path).repartition(3)
+    df = spark.read.parquet(path).repartition(3).withColumn("w", F.lit(2.0))
     before = set(_files(spark))
-    store, prepared = prepare(df, "features", block_cache="local", dtype=dtype)
+    weight_col = "w" if weighted else None
+    store, prepared = prepare(
+        df, "features", weight_col=weight_col, block_cache="local", dtype=dtype
+    )
     with store:
         files = [f for f in _files(spark) if f not in before]
         header = 8 * 3 if dtype == "float32" else 0
-        assert sum(os.path.getsize(f) - header for f in files) == X.shape[0] * row_bytes
+        row = row_bytes + (8 if weighted else 0)
+        assert sum(os.path.getsize(f) - header for f in files) == X.shape[0] * row
         assert prepared.n_rows == X.shape[0]
+        assert prepared.weight_sum == X.shape[0] * (2.0 if weighted else 1.0)
+    if weighted:
+        return
     store, _ = prepare(df, "features", block_cache="spark", dtype=dtype)
     with store:
-        from pyspark.sql import functions as F
-
         stored = store.blocks.agg(F.sum(F.length("X"))).first()[0]
         assert stored == X.shape[0] * 3 * (4 if dtype == "float32" else 8)
 

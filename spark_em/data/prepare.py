@@ -111,7 +111,16 @@ def prepare(
         store = choose_store(
             block_cache,
             StoreInput(
-                df.sparkSession, env, d, selected, aggregation_depth, layout, chosen, missing, keys
+                df.sparkSession,
+                env,
+                d,
+                selected,
+                aggregation_depth,
+                layout,
+                chosen,
+                missing,
+                keys,
+                weighted=bool(weight_col),
             ),
         )
         try:

@@ -34,7 +34,8 @@ class StoreInput:
     rather than invalid, and ``keys``: the segment keys of a fit with segmentCol
     (``selected`` then has a third column ``s``, each row's key), which a store that keeps
     each segment's rows apart (``BlockStore.keyed``) gives its chunks as codes (indices in
-    ``keys``)."""
+    ``keys``); ``weighted``: whether the rows have a weightCol (without one every weight is
+    1, and a store need not keep them)."""
 
     spark: SparkSession
     env: SparkEnv
@@ -45,6 +46,7 @@ class StoreInput:
     precision: Precision = FLOAT64
     missing: bool = False  # missingValues="marginalize": NaN and nulls are missing values
     keys: tuple | None = None
+    weighted: bool = True  # False: no weightCol, every row's weight is 1
 
 
 class BlockStore:

@@ -2,13 +2,14 @@
 ``local-cluster[...]``).
 
 The first pass reads the input, validates it and writes each task's valid rows to one file
-of rows ``[w, x_1 .. x_d]`` (input partitions merged into at most TASKS_PER_CORE tasks per
-core; a plain Parquet scan's row groups read by the tasks themselves with pyarrow, one
-task per core, when the driver could list them: :func:`~spark_em.data.stores.parquet_layout`;
+of rows ``[w, x_1 .. x_d]`` (``[x_1 .. x_d]`` without a weightCol, whose weights are all 1;
+input partitions merged into at most TASKS_PER_CORE tasks per core; a plain Parquet scan's
+row groups read by the tasks themselves with pyarrow, one task per core, when the driver
+could list them: :func:`~spark_em.data.stores.parquet_layout`;
 with segmentCol and a few segments, one file per task and segment,
 ``part-<task>-s<code>.bin``, so that every chunk of a pass belongs to one segment: ``keyed``,
 :mod:`spark_em.engine.update`): all float64, or --
-``dtype="float32"`` -- a float64 weight and float32 features ``x - ref`` after a header
+``dtype="float32"`` -- the float64 weight and float32 features ``x - ref`` after a header
 holding the file's float64 reference ``ref`` (the mean of its first batch of rows), so that
 the cast loses no digits to an offset of the features (:class:`BlockLayout`). Every later
 pass is one job over ``P`` (the default parallelism) tiny partitions whose tasks read their
@@ -52,6 +53,7 @@ class LocalFileStore(BlockStore):
         self.selected = source.selected  # (x array<double>, w double[, s: segment key])
         self.keys = source.keys
         self.keyed = source.keys is not None
+        self.weighted = source.weighted
         # a plain Parquet scan's row groups (not with segments: the files' reader has no
         # segment keys), read directly by the first pass
         self.parquet = source.parquet if not self.keyed else None
@@ -63,6 +65,9 @@ class LocalFileStore(BlockStore):
         self._params = os.path.join(self.block_dir, "params.pkl")
         self._frame = None
 
+    def _layout(self) -> BlockLayout:
+        return BlockLayout(self.d, self.precision, self.weighted)
+
     @contextlib.contextmanager
     def _first_pass_rows(self, payload):
         if self.parquet is not None:
@@ -71,7 +76,7 @@ class LocalFileStore(BlockStore):
         # One job reads the (merged) input, validates it and writes the block files.
         frame = self._merged_input(self.selected)
         self.num_tasks = frame.rdd.getNumPartitions()  # classic: the exact count is cheap
-        layout = BlockLayout(self.d, self.precision)
+        layout = self._layout()
         writer = _input_writer(self.block_dir, layout, self.missing, self.keys)
         fn = make_task(lambda: payload, writer, self.d)
         yield frame.mapInArrow(fn, PASS_SCHEMA)
@@ -91,11 +96,11 @@ class LocalFileStore(BlockStore):
             self.precision.max_value,
             self.missing,
         )
-        layout = BlockLayout(self.d, self.precision)
+        layout = self._layout()
         return self._index_job(lambda: payload, _chunk_writer(self.block_dir, layout, reader))
 
     def _after_open(self, stats) -> None:
-        layout = BlockLayout(self.d, self.precision)
+        layout = self._layout()
         units = local_units(self.block_dir, layout, self.env.default_parallelism)
         tasks = max(1, min(self.env.default_parallelism, len(units)))
         self.num_tasks = tasks
@@ -121,16 +126,17 @@ class LocalFileStore(BlockStore):
 # Inside tasks
 # ---------------------------------------------------------------------------------------
 class BlockLayout:
-    """The rows of a block file: a float64 weight, then the d features in the store's type
+    """The rows of a block file: a float64 weight (only when ``weighted``: without a
+    weightCol every weight is 1 and none is stored), then the d features in the store's type
     (``precision``); float32 files start with a header of d float64 values, the reference
     ``ref`` their features are stored about (``x - ref``, computed in float64)."""
 
-    def __init__(self, d: int, precision: Precision):
+    def __init__(self, d: int, precision: Precision, weighted: bool = True):
         self.d = d
         self.single = precision.dtype != np.float64
-        self.row = np.dtype(
-            [("w", "<f8"), ("x", np.dtype(precision.dtype).newbyteorder("<"), (d,))]
-        )
+        self.weighted = weighted
+        x = ("x", np.dtype(precision.dtype).newbyteorder("<"), (d,))
+        self.row = np.dtype([("w", "<f8"), x] if weighted else [x])
         self.header = 8 * d if self.single else 0
         self.max_value = precision.max_value
 
@@ -140,7 +146,8 @@ class BlockLayout:
 
     def encode(self, X: np.ndarray, w: np.ndarray, ref: np.ndarray | None) -> np.ndarray:
         rows = np.empty(X.shape[0], dtype=self.row)
-        rows["w"] = w
+        if self.weighted:
+            rows["w"] = w
         if ref is None:
             rows["x"] = X
         else:
@@ -150,7 +157,7 @@ class BlockLayout:
     def read(self, path: str, start: int, n: int):
         """``(X (n, d), w (n,), None)``, with the file's ``ref`` for float32 rows."""
         rows = np.fromfile(path, self.row, count=n, offset=self.header + start * self.row.itemsize)
-        w = np.ascontiguousarray(rows["w"])
+        w = np.ascontiguousarray(rows["w"]) if self.weighted else np.ones(rows.shape[0])
         if not self.single:
             return rows["x"], w, None
         ref = np.fromfile(path, "<f8", count=self.d)
