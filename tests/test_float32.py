@@ -231,7 +231,11 @@ def test_block_files_hold_the_rows_in_the_dtype(spark, data, dtype, row_bytes, w
         row = row_bytes + (8 if weighted else 0)
         assert sum(os.path.getsize(f) - header for f in files) == X.shape[0] * row
         assert prepared.n_rows == X.shape[0]
-        assert prepared.weight_sum == X.shape[0] * (2.0 if weighted else 1.0)
+        # the weights as the passes read them back from the files
+        layout = store._layout()
+        read = [layout.read(f, 0, layout.rows_in(os.path.getsize(f))) for f in files]
+        assert sum(len(r[1]) for r in read) == X.shape[0]
+        assert sum(float(r[1].sum()) for r in read) == X.shape[0] * (2.0 if weighted else 1.0)
     if weighted:
         return
     store, _ = prepare(df, "features", block_cache="spark", dtype=dtype)

@@ -422,34 +422,48 @@ def test_column_names_with_dots_and_backticks_work(spark, clean_cache, tmp_path,
         np.testing.assert_array_equal(plain[5], awkward[5])
 
 
+@pytest.mark.parametrize("decoder", ["array", "columns"])
+@pytest.mark.parametrize("missing", [False, True], ids=["nan-invalid", "nan-missing"])
 @pytest.mark.parametrize(
     "bad",
-    [None, math.nan, math.inf, -math.inf, 2e75, -2e75, 1e39],
+    [None, math.nan, math.inf, -math.inf, 2e75, -2e75, 2e30],
     ids=["clean", "nan", "+inf", "-inf", "+huge", "-huge", "beyond-float32"],
 )
-def test_decoded_chunk_matches_row_by_row_checks(bad):
-    """The decoder's whole-chunk test (two reductions) and its row-wise checks agree with a
-    row-by-row reference: one bad value in a chunk of clean rows, float64 and float32
-    limits (MAX_ABS_VALUE 1e75; float32 blocks take rows up to 1e38)."""
+def test_decoded_chunk_matches_row_by_row_checks(bad, missing, decoder):
+    """The decoders' whole-chunk test (two reductions) and their row-wise checks agree with
+    a row-by-row reference: one bad value in a chunk of clean rows, under float64's limit
+    (MAX_ABS_VALUE) and float32's (its Precision's max_value), NaN invalid or a missing
+    value (missingValues="marginalize")."""
     import pyarrow as pa
 
-    from spark_em.data.arrow_blocks import BAD_KINDS, decode_rows
+    from spark_em.core.precision import FLOAT32
+    from spark_em.data.arrow_blocks import (
+        BAD_KINDS,
+        MAX_ABS_VALUE,
+        columns_to_matrix,
+        combine_rows,
+        list_to_matrix,
+    )
 
     rng = np.random.default_rng(3)
     X = rng.normal(size=(5000, 7)) * 1e3
     if bad is not None:
         X[1234, 5] = bad
-    features = pa.array([list(r) for r in X], pa.list_(pa.float64()))
-    for max_value in (1e75, 1e38):
+    if decoder == "array":
+        decoded = list_to_matrix(pa.array([list(r) for r in X], pa.list_(pa.float64())), 7, missing)
+    else:
+        decoded = columns_to_matrix([pa.array(c) for c in X.T], 7, missing)
+    for max_value in (MAX_ABS_VALUE, FLOAT32.max_value):
         keep, kinds = [], dict.fromkeys(BAD_KINDS, 0)
         for row in X:  # the reference: each row on its own
-            if not all(math.isfinite(v) for v in row):
+            if any(math.isinf(v) or (math.isnan(v) and not missing) for v in row):
                 kinds["non_finite"] += 1
-            elif any(abs(v) > max_value for v in row):
+            elif any(abs(v) > max_value for v in row if not math.isnan(v)):
                 kinds["huge_value"] += 1
             else:
                 keep.append(row)
-        got, w, counts = decode_rows(features, None, 7, max_value)
-        np.testing.assert_array_equal(got, np.array(keep))
+        Xd, valid, counts = decoded[0].copy(), decoded[1].copy(), dict(decoded[2])
+        got, w, bad_counts = combine_rows(Xd, valid, counts, None, max_value)
+        np.testing.assert_array_equal(got, np.array(keep))  # NaN where NaN
         assert w.tolist() == [1.0] * len(keep)
-        assert dict(zip(BAD_KINDS, counts.tolist())) == kinds
+        assert dict(zip(BAD_KINDS, bad_counts.tolist())) == kinds

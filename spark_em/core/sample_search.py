@@ -1,5 +1,5 @@
 """The starting point of a fit, searched on the driver's sample (``initMode="sample-em"``).
-Numpy only, no Spark, no scan of the data.
+Numpy (and threadpoolctl) only, no Spark, no scan of the data.
 
 One start (k-means, or any start followed by EM on the data) lands on the optimum EM would
 reach from it; on overlapping components that is often a plateau where two true components
@@ -44,6 +44,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from .component_distance import nearly_identical
 from .estep import EStepKernel
@@ -135,6 +136,7 @@ def search_start(
         raise ValueError(f"the sample has {X.shape[0]} usable rows, fewer than k={k}")
     centre = X.mean(axis=0)
     chunk = Chunk(X, np.ones(X.shape[0]), centre)
+    chunk.Xc  # noqa: B018  (its cached centred rows: made once, before the starts share it)
     kinds = start_kinds(trials)
     seeds = rng.integers(0, 2**31 - 1, size=trials)
     with _mapper(threads) as each:
@@ -183,7 +185,11 @@ def _mapper(threads: int):
     if threads <= 1:
         yield lambda fn, items: [fn(x) for x in items]
         return
-    with ThreadPoolExecutor(threads, thread_name_prefix="spark-em-search") as ex:
+    # one BLAS thread in each: where the limit is per thread (OpenMP, MKL) the caller's
+    # does not reach these threads
+    with ThreadPoolExecutor(
+        threads, thread_name_prefix="spark-em-search", initializer=threadpool_limits, initargs=(1,)
+    ) as ex:
         yield lambda fn, items: list(ex.map(fn, items))
 
 

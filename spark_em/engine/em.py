@@ -124,7 +124,7 @@ def initial_starts(
                     tol=race_tol,
                     polish_tol=polish_tol,
                     polish_iter=POLISH_MAX_ITER,
-                    threads=min(SEARCH_THREADS, os.cpu_count() or 1),
+                    threads=min(SEARCH_THREADS, _usable_cores()),
                 )
             if found.degenerate:
                 log.warning(
@@ -140,6 +140,13 @@ def initial_starts(
         for i, p in zip(rest, params):
             starts[i] = (p, {"mode": specs[i].init_mode})
     return [starts[i] for i in range(len(specs))]
+
+
+def _usable_cores() -> int:
+    """The cores this process may run on (its affinity, where the platform tells it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
 
 
 def initial_params(

@@ -142,7 +142,7 @@ class BlockLayout:
 
     def rows_in(self, size: int) -> int:
         """The rows of a file of ``size`` bytes."""
-        return max(0, size - self.header) // self.row.itemsize
+        return max(0, size - self.header) // max(self.row.itemsize, 1)
 
     def encode(self, X: np.ndarray, w: np.ndarray, ref: np.ndarray | None) -> np.ndarray:
         rows = np.empty(X.shape[0], dtype=self.row)
