@@ -10,24 +10,6 @@ import pytest
 
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
-# Test files that start JVMs, clusters, Connect servers or spark-submit processes (about a
-# minute each or more): collected first, so that with --dist loadfile (scripts/test.sh) the
-# workers begin with them and the short files fill in after, instead of the run ending
-# on one of them started last.
-SLOW_FILES = (
-    "test_submit.py",
-    "test_cluster.py",
-    "test_killed_driver.py",
-    "test_select_job.py",
-    "test_lake_jobs.py",
-    "test_connect.py",
-)
-
-
-def pytest_collection_modifyitems(config, items):
-    rank = {name: i for i, name in enumerate(SLOW_FILES)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(SLOW_FILES)))
-
 
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory):
