@@ -1,5 +1,5 @@
 """The starting point of a fit, searched on the driver's sample (``initMode="sample-em"``).
-Numpy (and threadpoolctl) only, no Spark, no scan of the data.
+Numpy only, no Spark, no scan of the data.
 
 One start (k-means, or any start followed by EM on the data) lands on the optimum EM would
 reach from it; on overlapping components that is often a plateau where two true components
@@ -40,11 +40,11 @@ plus the polish's ``polish_iter`` at most.  The fit runs it with one BLAS thread
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from .component_distance import nearly_identical
 from .estep import EStepKernel
@@ -122,12 +122,14 @@ def search_start(
     polish_tol: float = 0.0,
     polish_iter: int = 0,
     threads: int = 1,
+    thread_setup: Callable[[], object] | None = None,
 ) -> SearchResult:
     """The best of ``trials`` short EM runs on ``sample (m, d)`` (rows with a non-finite
     value are left out); see the module's docstring.  The same rows of ``sample`` (in any
     order) and the same ``rng`` give the same result, with any number of ``threads`` (the
     starts are made, and each rung of the race is run, that many starts at a time: each
-    start's runs touch only its own state)."""
+    start's runs touch only its own state; ``thread_setup`` runs first in each thread --
+    the fit's limit of one BLAS thread, where that limit is per thread)."""
     X = np.asarray(sample, dtype=np.float64)
     X = X[np.isfinite(X).all(axis=1)]
     # rows in lexicographic order: the result depends on the sample's rows, not their order
@@ -139,7 +141,7 @@ def search_start(
     chunk.Xc  # noqa: B018  (its cached centred rows: made once, before the starts share it)
     kinds = start_kinds(trials)
     seeds = rng.integers(0, 2**31 - 1, size=trials)
-    with _mapper(threads) as each:
+    with _mapper(threads, thread_setup) as each:
         pool = each(
             lambda ks: _Trial(
                 ks[0], _initial(ks[0], chunk, k, covariance_type, reg_covar, int(ks[1])), []
@@ -179,17 +181,13 @@ def search_start(
 
 
 @contextlib.contextmanager
-def _mapper(threads: int):
+def _mapper(threads: int, setup: Callable[[], object] | None = None):
     """``each(fn, items) -> [fn(item), ...]`` in order, on ``threads`` threads (numpy's
-    GEMMs and most ufuncs release the GIL)."""
+    GEMMs and most ufuncs release the GIL), each of which runs ``setup`` first."""
     if threads <= 1:
         yield lambda fn, items: [fn(x) for x in items]
         return
-    # one BLAS thread in each: where the limit is per thread (OpenMP, MKL) the caller's
-    # does not reach these threads
-    with ThreadPoolExecutor(
-        threads, thread_name_prefix="spark-em-search", initializer=threadpool_limits, initargs=(1,)
-    ) as ex:
+    with ThreadPoolExecutor(threads, thread_name_prefix="spark-em-search", initializer=setup) as ex:
         yield lambda fn, items: list(ex.map(fn, items))
 
 

@@ -125,6 +125,8 @@ def initial_starts(
                     polish_tol=polish_tol,
                     polish_iter=POLISH_MAX_ITER,
                     threads=min(SEARCH_THREADS, _usable_cores()),
+                    # where the limit is per thread (OpenMP, MKL), it must be set in each
+                    thread_setup=_one_blas_thread,
                 )
             if found.degenerate:
                 log.warning(
@@ -140,6 +142,10 @@ def initial_starts(
         for i, p in zip(rest, params):
             starts[i] = (p, {"mode": specs[i].init_mode})
     return [starts[i] for i in range(len(specs))]
+
+
+def _one_blas_thread() -> None:
+    threadpool_limits(1)
 
 
 def _usable_cores() -> int:
