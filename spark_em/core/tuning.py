@@ -70,8 +70,11 @@ POLISH_MAX_ITER = 200
 # The search makes its starts, and runs each rung of its race, this many starts at a time on
 # the driver's threads (numpy's GEMMs release the GIL); the start found is the same bit for
 # bit.  One BLAS thread each (spark_em.engine.em): 0.54 -> 0.45 s at K=8, d=16, full and
-# 9.7 -> 6.0 s at K=20, d=100 (10,000 sample rows, 2 cores); no change for diag or small d.
+# 9.7 -> 6.0 s at K=20, d=100 (10,000 sample rows, 2 cores).  Only for a sample of at least
+# SEARCH_THREADS_MIN_WORK rows x k x d: below it the threads cost more than they give
+# (600 x 2, k=3: 139 -> 219 ms; 10,000 x 4, k=4: 99 -> 120 ms; even at 320k-640k).
 SEARCH_THREADS = 2
+SEARCH_THREADS_MIN_WORK = 1_000_000
 
 
 def search_tolerances(tol: float) -> tuple[float, float]:

@@ -30,7 +30,12 @@ from ..core.sample_search import MODE as SEARCH_MODE
 from ..core.sample_search import search_start
 from ..core.segment_statistics import KeyedSummarizer, reoriginated, total_of
 from ..core.sufficient_statistics import SuffStats
-from ..core.tuning import POLISH_MAX_ITER, SEARCH_THREADS, search_tolerances
+from ..core.tuning import (
+    POLISH_MAX_ITER,
+    SEARCH_THREADS,
+    SEARCH_THREADS_MIN_WORK,
+    search_tolerances,
+)
 from ..data.passes import run_pass
 from ..progress import IterationInfo, PassProfile
 
@@ -109,7 +114,7 @@ def initial_starts(
             sample = init_sample(data.sample, s.k, data.centre)[0] if data.marginalize else None
             # one BLAS thread: the sample's GEMMs are small, and a threaded BLAS on a busy
             # driver made the search up to 10x slower (scripts/init_benchmark.py --cost);
-            # its starts run SEARCH_THREADS at a time instead (core.tuning).
+            # its starts run SEARCH_THREADS at a time instead, on a large enough sample.
             # the race's and the polish's tolerances and length: core.tuning
             race_tol, polish_tol = search_tolerances(tol)
             with threadpool_limits(1):
@@ -124,7 +129,7 @@ def initial_starts(
                     tol=race_tol,
                     polish_tol=polish_tol,
                     polish_iter=POLISH_MAX_ITER,
-                    threads=min(SEARCH_THREADS, _usable_cores()),
+                    threads=_search_threads(np.shape(data.sample), s.k),
                     # where the limit is per thread (OpenMP, MKL), it must be set in each
                     thread_setup=_one_blas_thread,
                 )
@@ -146,6 +151,14 @@ def initial_starts(
 
 def _one_blas_thread() -> None:
     threadpool_limits(1)
+
+
+def _search_threads(sample_shape: tuple, k: int) -> int:
+    """SEARCH_THREADS for a sample large enough to gain from them, else 1."""
+    m, d = sample_shape
+    if m * k * d < SEARCH_THREADS_MIN_WORK:
+        return 1
+    return min(SEARCH_THREADS, _usable_cores())
 
 
 def _usable_cores() -> int:
