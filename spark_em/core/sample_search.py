@@ -33,7 +33,7 @@ Its cost is at most about ``trials * max_iter * 0.4`` E-steps on the sample's ro
 the defaults of 10 trials and 50 iterations; starts that converge stop earlier) -- for a
 10,000-row sample, at most about 2 E-step passes over 1M rows, paid once on the driver --
 plus the polish's ``polish_iter`` at most.  The fit runs it with one BLAS thread, its starts
-``SEARCH_THREADS`` at a time, and the tolerances and polish length of
+``SEARCH_THREADS`` at a time on a large enough sample, and the tolerances and polish length of
 :mod:`spark_em.core.tuning` (:func:`spark_em.engine.em.initial_starts`).
 """
 
