@@ -69,39 +69,28 @@ def test_reproducible_from_the_seed_whatever_the_order_of_the_rows(lake):
     X, _ = lake
     sample = X[:3000]
 
-    def run(seed):
+    def run(seed, rows=sample, threads=1):
         return search_start(
-            sample, 5, "full", 1e-6, np.random.default_rng(seed), trials=6, max_iter=8, tol=1e-3
+            rows,
+            5,
+            "full",
+            1e-6,
+            np.random.default_rng(seed),
+            trials=6,
+            max_iter=8,
+            tol=1e-3,
+            threads=threads,
         )
 
     a, c = run(3), run(4)
     # the same rows in another order (the sample's order follows the rows' keys)
-    b = search_start(
-        sample[np.random.default_rng(0).permutation(len(sample))],
-        5,
-        "full",
-        1e-6,
-        np.random.default_rng(3),
-        trials=6,
-        max_iter=8,
-        tol=1e-3,
-    )
+    b = run(3, rows=sample[np.random.default_rng(0).permutation(len(sample))])
     np.testing.assert_array_equal(a.params.means, b.params.means)
     np.testing.assert_array_equal(a.params.weights, b.params.weights)
     assert a.as_dict() == b.as_dict()
     assert a.per_trial != c.per_trial  # another seed, other starts
     # on threads (the starts of a rung run side by side), the same start, bit for bit
-    t = search_start(
-        sample,
-        5,
-        "full",
-        1e-6,
-        np.random.default_rng(3),
-        trials=6,
-        max_iter=8,
-        tol=1e-3,
-        threads=3,
-    )
+    t = run(3, threads=3)
     np.testing.assert_array_equal(a.params.means, t.params.means)
     np.testing.assert_array_equal(a.params.covariances, t.params.covariances)
     assert a.as_dict() == t.as_dict()
