@@ -111,7 +111,9 @@ def initial_starts(
     for i, s in enumerate(specs):
         if s.init_mode == SEARCH_MODE:
             # with missing values: the sample's complete rows (or mean-filled rows)
-            sample = init_sample(data.sample, s.k, data.centre)[0] if data.marginalize else None
+            sample = (
+                init_sample(data.sample, s.k, data.centre)[0] if data.marginalize else data.sample
+            )
             # one BLAS thread: the sample's GEMMs are small, and a threaded BLAS on a busy
             # driver made the search up to 10x slower (scripts/init_benchmark.py --cost);
             # its starts run SEARCH_THREADS at a time instead, on a large enough sample.
@@ -119,7 +121,7 @@ def initial_starts(
             race_tol, polish_tol = search_tolerances(tol)
             with threadpool_limits(1):
                 found = search_start(
-                    data.sample if sample is None else sample,
+                    sample,
                     s.k,
                     s.covariance_type,
                     reg_covar,
@@ -129,7 +131,7 @@ def initial_starts(
                     tol=race_tol,
                     polish_tol=polish_tol,
                     polish_iter=POLISH_MAX_ITER,
-                    threads=_search_threads(np.shape(data.sample), s.k),
+                    threads=_search_threads(np.shape(sample), s.k),
                     # where the limit is per thread (OpenMP, MKL), it must be set in each
                     thread_setup=_one_blas_thread,
                 )
