@@ -96,7 +96,7 @@ def list_to_matrix(
     valid = ~(null_rows | wrong | null_elem | non_finite)
     X = np.zeros((n, d))
     keep_values = valid[row_of_value]
-    X[valid] = vals[keep_values].reshape(-1, d)
+    X[valid] = vals[keep_values].reshape(int(valid.sum()), d)
     if missing:
         return _with_missing(X, valid, counts)
     valid = _not_huge(X, valid, counts)
@@ -163,6 +163,36 @@ def weights_to_numpy(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, dict[str, i
         "huge_weight": int(huge.sum()),
     }
     return np.where(valid, w, 0.0), valid, counts
+
+
+def task_dimension(batches, d: int | None, column: int = 0):
+    """``(batch, d)`` for each Arrow batch of one task, in order: ``d`` as given, or where
+    the fit does not know it yet (None), the task's own -- the length of its first
+    non-null, non-empty feature vector (``column``: the features' column); batches before
+    that row wait for it.  A task without such a row gets 0 when every row it holds is
+    null (its statistics then say nothing about d, :class:`~spark_em.data.validation.
+    ValidationStats`), and 1 when it holds empty vectors: those are then ``wrong_length``
+    rows and the driver, whose tasks disagree unless d is 1, finds d by a job of its own
+    (:func:`spark_em.data.prepare.prepare`)."""
+    if d is not None:
+        for batch in batches:
+            yield batch, d
+        return
+    waiting: list = []
+    for batch in batches:
+        if d is None:
+            lengths = pc.fill_null(pc.list_value_length(batch.column(column)), 0)
+            first = np.flatnonzero(lengths.to_numpy(zero_copy_only=False) > 0)
+            if not first.shape[0]:
+                waiting.append(batch)
+                continue
+            d = int(lengths[int(first[0])].as_py())
+            yield from ((b, d) for b in waiting)
+            waiting = []
+        yield batch, d
+    if waiting:  # no vector with a value: all null (0), or some empty (1)
+        empty = any(b.column(column).null_count < b.num_rows for b in waiting)
+        yield from ((b, 1 if empty else 0) for b in waiting)
 
 
 def decode_rows(

@@ -64,8 +64,8 @@ class TaskStatistics:
     """The statistics one task accumulates: chunks in (:meth:`add`), one packed row out
     (:meth:`packed`: the summarizers' statistics and the task's timings)."""
 
-    def __init__(self, payload, d: int):
-        self.t_start = perf_counter()
+    def __init__(self, payload, d: int, t_start: float | None = None):
+        self.t_start = perf_counter() if t_start is None else t_start
         self.centre, self.summarizers = payload
         self.stats = [s.new_stats(d) for s in self.summarizers]
         self.t_kernel = 0.0
@@ -124,16 +124,24 @@ def freeze_worker_heap() -> None:
         _heap_frozen = True
 
 
-def make_task(get_payload: Callable, read_chunks: ChunkReader, d: int, arrow: bool = True):
+def make_task(get_payload: Callable, read_chunks: ChunkReader, d: int | None, arrow: bool = True):
     """The ``mapInArrow`` function of a pass: reads its share of the data through
     ``read_chunks`` and yields one row of packed statistics and timings (``arrow=False``:
-    the ``mapPartitions`` function of an RDD pass, whose row is a tuple of bytes)."""
+    the ``mapPartitions`` function of an RDD pass, whose row is a tuple of bytes).
+    ``d`` None: a first pass whose tasks find d themselves
+    (:func:`~spark_em.data.arrow_blocks.task_dimension`); the statistics are then those of
+    the task's first chunk's width (0 for a task without rows)."""
 
     def task(batches):
         freeze_worker_heap()
-        acc = TaskStatistics(get_payload(), d)
+        t0 = perf_counter()
+        acc = None if d is None else TaskStatistics(get_payload(), d)
         for chunk in read_chunks(batches):
+            if acc is None:
+                acc = TaskStatistics(get_payload(), chunk[0].shape[1], t0)
             acc.add(*chunk)
+        if acc is None:
+            acc = TaskStatistics(get_payload(), 0, t0)
         packed = acc.packed()
         yield packed_batch(packed, _PASS_COLUMNS) if arrow else tuple(map(packed_bytes, packed))
 
@@ -155,7 +163,8 @@ def run_pass(
     with store.pass_rows((centre, summarizers), label) as rows:
         out = tree_collect(rows, store.num_tasks, merges, store.aggregation_depth, PASS_SCHEMA)
     if out is None:  # a frame without partitions: nothing was read
-        return [s.new_stats(store.d) for s in summarizers], PassProfile(pass_s=perf_counter() - t0)
+        d = store.d if store.d is not None else 0  # (a first pass that was to find d)
+        return [s.new_stats(d) for s in summarizers], PassProfile(pass_s=perf_counter() - t0)
     flat, prof = out
     stats = [s.unpack(part, store.d) for s, part in zip(summarizers, split_packed(flat))]
     profile = PassProfile(*(float(v) for v in prof), pass_s=perf_counter() - t0)

@@ -101,13 +101,15 @@ def prepare(
         # a warm start's dimension: the first guess, without a job to find one (after the
         # Parquet listing's, which is free and the data's own)
         d = int(np.shape(first_step[0])[0])
+    elif layout is None and segments is None:
+        d = None  # the first pass's tasks find it (read through Spark, no segments)
     else:
         d = _first_dimension(df, features, arr, layout)
     keyed = [] if segments is None else [quoted(segments[0]).alias("s")]
     selected = df.select(arr.alias("x"), wcol.alias("w"), *keyed)
     keys = None if segments is None else tuple(segments[1])
 
-    def validated(d: int, also: tuple = (None, ())):
+    def validated(d: int | None, also: tuple = (None, ())):
         store = choose_store(
             block_cache,
             StoreInput(
@@ -137,6 +139,11 @@ def prepare(
     # the first step's summarizers are for rows of its centre's length: not run for another d
     fits = bool(first_step) and np.shape(first_step[0]) == (d,)
     store, stats, first = validated(d, first_step if fits else (None, ()))
+    if d is None:
+        if store.d is None:  # its tasks found no d, or disagreed: the first row's, by a job
+            store.release()
+            store, stats, first = validated(_first_dimension(df, features, arr, layout))
+        d = int(store.d)
     try:
         lengths = None
         if stats.bad_rows.get("wrong_length"):

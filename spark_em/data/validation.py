@@ -12,7 +12,7 @@ same sample however they are partitioned.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -21,6 +21,12 @@ from ..errors import InvalidInputError, InvalidRowsError, describe_features, des
 from .arrow_blocks import BAD_KINDS, MAX_ABS_VALUE, MAX_WEIGHT, UNINFORMATIVE_KINDS
 
 _HEAD = 5  # d, sample_size, m, n_rows, weight_sum
+
+# ``ValidationStats.d`` of the tasks of a first pass that find d themselves
+# (:func:`spark_em.data.arrow_blocks.task_dimension`): 0 is a task whose rows are all null
+# (it says nothing about d, and adds to statistics of any d), DISAGREE the sum of tasks
+# that found different ones.
+DISAGREE = -1
 
 
 @dataclass
@@ -40,17 +46,18 @@ class ValidationStats:
 
     @classmethod
     def empty(cls, d: int, sample_size: int) -> ValidationStats:
+        width = max(d, 0)
         return cls(
             d,
             sample_size,
             0.0,
             0.0,
-            np.zeros(d),
+            np.zeros(width),
             np.zeros(len(BAD_KINDS)),
             np.zeros(0),
-            np.zeros((0, d)),
-            np.zeros(d),
-            np.zeros(d),
+            np.zeros((0, width)),
+            np.zeros(width),
+            np.zeros(width),
         )
 
     # ------------------------------------------------------------------ values
@@ -83,6 +90,14 @@ class ValidationStats:
             self.keys, self.sample_rows = self.keys[top], self.sample_rows[top]
 
     def __add__(self, other: ValidationStats) -> ValidationStats:
+        if self.d != other.d:  # tasks that found d themselves (DISAGREE's comment)
+            if other.d == 0 and other.n_rows == 0:
+                return self._with_counts(other.bad)
+            if self.d == 0 and self.n_rows == 0:
+                return other._with_counts(self.bad)
+            disagree = ValidationStats.empty(DISAGREE, self.sample_size)
+            disagree.bad = self.bad + other.bad
+            return disagree
         out = ValidationStats(
             self.d,
             self.sample_size,
@@ -97,6 +112,10 @@ class ValidationStats:
         )
         out._keep_top()
         return out
+
+    def _with_counts(self, bad: np.ndarray) -> ValidationStats:
+        """These statistics with ``bad`` more invalid rows."""
+        return replace(self, bad=self.bad + bad)
 
     def add_rows(self, X: np.ndarray, w: np.ndarray, bad, seed: int, missing=False) -> None:
         """Add valid rows ``X (n, d)`` with weights ``w`` (and ``bad`` dropped rows);
@@ -150,9 +169,10 @@ class ValidationStats:
     @classmethod
     def unpack(cls, flat: np.ndarray) -> ValidationStats:
         d, size, m = (int(v) for v in flat[:3])
+        width = max(d, 0)
         o = _HEAD
         parts = []
-        for n in (d, d, d, len(BAD_KINDS), m, m * d):
+        for n in (width, width, width, len(BAD_KINDS), m, m * width):
             parts.append(np.array(flat[o : o + n]))
             o += n
         return cls(
@@ -163,7 +183,7 @@ class ValidationStats:
             parts[0],
             parts[3],
             parts[4],
-            parts[5].reshape(m, d),
+            parts[5].reshape(m, width),
             parts[1],
             parts[2],
         )

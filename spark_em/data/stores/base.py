@@ -35,11 +35,13 @@ class StoreInput:
     (``selected`` then has a third column ``s``, each row's key), which a store that keeps
     each segment's rows apart (``BlockStore.keyed``) gives its chunks as codes (indices in
     ``keys``); ``weighted``: whether the rows have a weightCol (without one every weight is
-    1, and a store need not keep them)."""
+    1, and a store need not keep them).  ``d`` None (the input read through Spark, without
+    segments): the first pass's tasks find it (:func:`~spark_em.data.arrow_blocks.
+    task_dimension`) and the opened store takes theirs."""
 
     spark: SparkSession
     env: SparkEnv
-    d: int
+    d: int | None
     selected: DataFrame
     aggregation_depth: int = 2
     parquet: object = None
@@ -81,12 +83,18 @@ class BlockStore:
         """The first pass: read the input, put the blocks in place, return what
         ``validator`` (a :class:`~spark_em.data.validation.ValidationSummarizer`) learned
         and the statistics of the summarizers ``also`` (a warm start's first E-step), which
-        see the valid rows centred on ``centre`` in the same pass."""
+        see the valid rows centred on ``centre`` in the same pass.  A store made without d
+        takes the one its tasks agreed on (``stats.d`` >= 1, with valid rows); where they
+        found none, or disagreed, it stays without d, to be released (no pass can read
+        it): the caller finds d otherwise."""
         (stats, *more), self.first_pass = run_pass(
             self, [validator, *also], centre, "validate and prepare the data"
         )
         self._opened = True
-        self._after_open(stats)
+        if self.d is None and stats.d >= 1 and stats.n_rows > 0:
+            self.d = int(stats.d)
+        if self.d is not None:
+            self._after_open(stats)
         return stats, more
 
     def release(self) -> None:

@@ -37,7 +37,7 @@ import pyarrow as pa
 
 from ...core.precision import Precision
 from ...core.tuning import MIN_UNIT_ROWS, UNITS_PER_TASK, unit_rows
-from ..arrow_blocks import decode_rows
+from ..arrow_blocks import decode_rows, task_dimension
 from ..passes import PASS_SCHEMA, make_task, task_partition
 from ..segments import key_codes
 from .base import BlockStore
@@ -131,14 +131,19 @@ class BlockLayout:
     (``precision``); float32 files start with a header of d float64 values, the reference
     ``ref`` their features are stored about (``x - ref``, computed in float64)."""
 
-    def __init__(self, d: int, precision: Precision, weighted: bool = True):
-        self.d = d
+    def __init__(self, d: int | None, precision: Precision, weighted: bool = True):
+        self.d, self.precision = d, precision
         self.single = precision.dtype != np.float64
         self.weighted = weighted
-        x = ("x", np.dtype(precision.dtype).newbyteorder("<"), (d,))
+        x = ("x", np.dtype(precision.dtype).newbyteorder("<"), (d or 0,))
         self.row = np.dtype([("w", "<f8"), x] if weighted else [x])
-        self.header = 8 * d if self.single else 0
+        self.header = 8 * (d or 0) if self.single else 0
         self.max_value = precision.max_value
+
+    def of_width(self, d: int) -> BlockLayout:
+        """This layout, for rows of ``d`` features where it has no d of its own (a first
+        pass whose tasks find d, :func:`~spark_em.data.arrow_blocks.task_dimension`)."""
+        return self if self.d is not None else BlockLayout(d, self.precision, self.weighted)
 
     def rows_in(self, size: int) -> int:
         """The rows of a file of ``size`` bytes."""
@@ -202,26 +207,32 @@ def _input_writer(block_dir: str, layout: BlockLayout, missing: bool = False, ke
         return _keyed_input_writer(block_dir, layout, missing, keys)
 
     def decoded(batches):
-        for batch in batches:
-            yield decode_rows(batch.column(0), batch.column(1), layout.d, layout.max_value, missing)
+        # the layout's d, or (None) the task's own: arrow_blocks.task_dimension
+        for batch, d in task_dimension(batches, layout.d):
+            yield decode_rows(batch.column(0), batch.column(1), d, layout.max_value, missing)
 
     return _chunk_writer(block_dir, layout, decoded)
 
 
 def _chunk_writer(block_dir: str, layout: BlockLayout, read_chunks):
     """The first pass's chunk reader over ``read_chunks`` (decoded ``(X, w, bad)``
-    chunks): each task's valid rows written to its block file as they pass."""
+    chunks): each task's valid rows written to its block file as they pass (a layout
+    without d takes the width of the task's chunks)."""
 
     def read(batches):
-        writer = _BlockFileWriter(block_dir, layout)
+        writer = None
         try:
             for X, w, bad in read_chunks(batches):
+                if writer is None:
+                    writer = _BlockFileWriter(block_dir, layout.of_width(X.shape[1]))
                 writer.write(X, w)
                 yield X, w, bad
         except BaseException:
-            writer.abort()
+            if writer is not None:
+                writer.abort()
             raise
-        writer.close()
+        if writer is not None:
+            writer.close()
 
     return read
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from time import perf_counter
 
 import numpy as np
 import pyarrow as pa
@@ -41,7 +42,7 @@ from pyspark.sql import types as T
 
 from ...core.precision import FLOAT64, Precision
 from ...core.tuning import BLOCK_ROWS_PER_ARROW_BATCH, STORED_BLOCK_BYTES, unit_rows
-from ..arrow_blocks import BAD_KINDS, decode_rows
+from ..arrow_blocks import BAD_KINDS, decode_rows, task_dimension
 from ..passes import PASS_SCHEMA, TaskStatistics, make_task
 from ..segments import key_codes
 from .base import BlockStore
@@ -163,10 +164,9 @@ class SparkCacheStore(BlockStore):
         # The blocks and the first pass's statistics come out of one task; this pass reads
         # only the statistics rows, which computes (and keeps) every block on the way.
         with self._shipped(payload) as get_payload:
-            size = self.precision.itemsize * self.d
             encode = encode_blocks(
                 self.d,
-                max(1, STORED_BLOCK_BYTES // size),
+                None,
                 get_payload,
                 self.precision,
                 self.missing,
@@ -216,8 +216,8 @@ def _checkpoint_rdd(df):
 # Inside tasks
 # ---------------------------------------------------------------------------------------
 def encode_blocks(
-    d: int,
-    max_rows: int,
+    d: int | None,
+    max_rows: int | None = None,
     get_payload=None,
     precision: Precision = FLOAT64,
     missing: bool = False,
@@ -230,28 +230,35 @@ def encode_blocks(
     batch's third column), each segment's rows go to block rows of their own, marked with
     its code.  With ``get_payload`` (the first pass's payload), the task also accumulates
     the pass's statistics over the valid rows and ends with one row of them (``n`` 0, no
-    features) in the ``stats``/``profile`` columns."""
+    features) in the ``stats``/``profile`` columns.  ``max_rows`` None: the rows of
+    STORED_BLOCK_BYTES; ``d`` None (not with ``keys``): the task's own
+    (:func:`~spark_em.data.arrow_blocks.task_dimension`)."""
     single = precision.dtype != np.float64
 
     def to_blocks(batches):
-        acc = TaskStatistics(get_payload(), d) if get_payload is not None else None
-        ref = None
-        for batch, code in _by_segment(batches, keys):
+        t0 = perf_counter()
+        acc, ref, width = None, None, d
+        for batch, code, width in _parts(batches, keys, d):
             X, w, bad = decode_rows(
-                batch.column(0), batch.column(1), d, precision.max_value, missing
+                batch.column(0), batch.column(1), width, precision.max_value, missing
             )
-            if acc is not None:
+            if get_payload is not None:
+                if acc is None:
+                    acc = TaskStatistics(get_payload(), width, t0)
                 acc.add(X, w, bad, None, code)
             stored = X
             if single:
                 if ref is None and X.shape[0]:
                     ref = X.mean(axis=0)
                 stored = (X - ref if X.shape[0] else X).astype(precision.dtype)
-            yield _block_batch(stored, w, bad, d, max_rows, ref, code)
-        if acc is not None:
+            rows = max_rows or max(1, STORED_BLOCK_BYTES // (precision.itemsize * max(width, 1)))
+            yield _block_batch(stored, w, bad, width, rows, ref, code)
+        if get_payload is not None:
+            if acc is None:  # no rows at all
+                acc = TaskStatistics(get_payload(), width or 0, t0)
             stats, profile = acc.packed()
             empty = np.zeros(0)
-            cols = _block_columns(empty, empty, np.zeros(len(BAD_KINDS)), d, 1, None, None)
+            cols = _block_columns(empty, empty, np.zeros(len(BAD_KINDS)), width or 0, 1, None)
             cols += [
                 pa.array([stats.tobytes()], pa.binary()),
                 pa.array([profile.tobytes()], pa.binary()),
@@ -259,6 +266,18 @@ def encode_blocks(
             yield pa.RecordBatch.from_arrays(cols, schema=_BLOCK_ARROW_SCHEMA)
 
     return to_blocks
+
+
+def _parts(batches, keys, d: int | None):
+    """``(batch, segment code, d)`` for each part of the task's batches
+    (:func:`_by_segment`); ``d`` None (no segments): the task's own
+    (:func:`~spark_em.data.arrow_blocks.task_dimension`)."""
+    if d is None:
+        for batch, found in task_dimension(batches, None):
+            yield batch, None, found
+        return
+    for batch, code in _by_segment(batches, keys):
+        yield batch, code, d
 
 
 def _by_segment(batches, keys):
