@@ -2,8 +2,10 @@
 
 Where the schema says it -- a list of feature columns, or a vector column whose ML
 attributes give its size (``VectorAssembler``'s output) -- that is ``d``.  Otherwise a first
-guess (an initial model's dimension, the Parquet listing's or the first non-null row's
-length) runs the validation pass,
+guess (an initial model's dimension, the Parquet listing's, or -- for rows read through
+Spark -- each task's own first vector length, :func:`~spark_em.data.arrow_blocks.
+task_dimension`, with the first non-null row's length, found by a job, where the tasks
+disagree or find none) runs the validation pass,
 and when that pass finds rows of another length, one Spark job counts the rows of each
 length over the whole input: ``d`` is the most frequent length (the smaller one on a tie),
 and the rows of every other length are ``wrong_length`` -- named with their counts in the
