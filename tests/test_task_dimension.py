@@ -111,3 +111,70 @@ def test_an_input_of_null_vectors_is_refused_as_before(spark):
     df = in_partitions(spark, [[(None,)] * 3, [(None,)] * 2])
     with pytest.raises(Exception, match="null in every row"):
         GaussianMixture(k=1, maxIter=1, blockCache="local").fit(df)
+
+
+@pytest.mark.parametrize("first", ["own partition", "first row"])
+def test_an_empty_vector_first_gives_the_same_fit_however_partitioned(spark, first):
+    """An empty vector alone in its partition (that task finds no length: it disagrees
+    with the others) or first in a partition (that task takes the next row's length) is one
+    ``wrong_length`` row either way: d is the most frequent length, 2."""
+    good = np.random.default_rng(7).normal(size=(30, 2)) + [3.0, 0.0]
+    rows = [(x.tolist(),) for x in good]
+    parts = [[([],)], rows] if first == "own partition" else [[([],)] + rows[:15], rows[15:]]
+    gm = GaussianMixture(k=1, maxIter=3, regCovar=REG, initMode="random", handleInvalid="skip")
+    model = gm.fit(in_partitions(spark, parts))
+    assert {k: v for k, v in model.summary.numRowsSkipped.items() if v} == {"wrong_length": 1}
+    mean, cov = closed_form(good)
+    np.testing.assert_allclose(model.means[0], mean, rtol=1e-12)
+    np.testing.assert_allclose(model.covariances[0], cov, rtol=1e-10)
+
+
+def test_task_dimension_takes_the_first_vector_with_a_value():
+    import pyarrow as pa
+
+    from spark_em.data.arrow_blocks import task_dimension
+
+    def batch(values):
+        return pa.record_batch([pa.array(values, pa.list_(pa.float64()))], ["x"])
+
+    nulls, empty, three = batch([None, None]), batch([None, []]), batch([[1.0, 2.0, 3.0], []])
+    found = lambda batches, d=None: [(b.num_rows, k) for b, k in task_dimension(batches, d)]  # noqa: E731
+    # batches before the first vector with a value wait for it, and all get its length
+    assert found([nulls, empty, three, nulls]) == [(2, 3), (2, 3), (2, 3), (2, 3)]
+    assert found([nulls, nulls]) == [(2, 0), (2, 0)]  # nothing but nulls: says nothing
+    assert found([nulls, empty]) == [(2, 1), (2, 1)]  # empty vectors: never agrees but d=1
+    assert found([batch([])]) == [(0, 0)]
+    assert found([nulls, three], 5) == [(2, 5), (2, 5)]  # a known d is kept
+
+
+def test_validation_stats_with_the_tasks_own_d_merge_in_any_order():
+    """Sums over every order and grouping of the tasks' statistics: a task of null rows
+    (d 0) adds only its counts; two lengths disagree, and stay so whatever they meet."""
+    import itertools
+
+    from spark_em.data.validation import DISAGREE, ValidationStats
+
+    def task(d, rows, nulls):
+        st = ValidationStats.empty(d, 5)
+        bad = np.zeros(len(st.bad))
+        bad[0] = nulls
+        if rows:
+            X = np.arange(rows * d, dtype=float).reshape(rows, d)
+            st.add_rows(X, np.ones(rows), bad, seed=1)
+        else:
+            st.bad += bad
+        return ValidationStats.unpack(st.pack())  # as a task sends them
+
+    two, two_b, none = task(2, 4, 1), task(2, 3, 0), task(0, 0, 6)
+    for order in itertools.permutations([two, two_b, none]):
+        left = (order[0] + order[1]) + order[2]
+        right = order[0] + (order[1] + order[2])
+        for total in (left, right):
+            assert total.d == 2 and total.n_rows == 7 and total.bad[0] == 7
+            np.testing.assert_array_equal(total.centre, (two + two_b).centre)
+    three = task(3, 2, 2)
+    for order in itertools.permutations([two, three, none]):
+        for total in ((order[0] + order[1]) + order[2], order[0] + (order[1] + order[2])):
+            assert total.d == DISAGREE and total.bad[0] == 9
+            again = ValidationStats.unpack(total.pack())
+            assert again.d == DISAGREE and again.bad[0] == 9

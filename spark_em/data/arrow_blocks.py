@@ -172,8 +172,9 @@ def task_dimension(batches, d: int | None, column: int = 0):
     that row wait for it.  A task without such a row gets 0 when every row it holds is
     null (its statistics then say nothing about d, :class:`~spark_em.data.validation.
     ValidationStats`), and 1 when it holds empty vectors: those are then ``wrong_length``
-    rows and the driver, whose tasks disagree unless d is 1, finds d by a job of its own
-    (:func:`spark_em.data.prepare.prepare`)."""
+    rows and the driver, whose tasks disagree unless d is 1, counts the rows of each length
+    (:func:`spark_em.data.prepare.prepare`).  The batches that wait hold only null and
+    empty vectors (Arrow keeps about 13 bytes a row of them, weight included)."""
     if d is not None:
         for batch in batches:
             yield batch, d

@@ -22,7 +22,7 @@ from .dimension import describe_lengths, length_counts, most_frequent, schema_di
 from .dimension import warning as dimension_warning
 from .env import SparkEnv
 from .stores import BLOCK_CACHES, BlockStore, StoreInput, choose_store, parquet_layout
-from .validation import ValidationSummarizer, check_validation
+from .validation import DISAGREE, ValidationSummarizer, check_validation
 
 log = logging.getLogger("spark_em")
 
@@ -139,22 +139,22 @@ def prepare(
     # the first step's summarizers are for rows of its centre's length: not run for another d
     fits = bool(first_step) and np.shape(first_step[0]) == (d,)
     store, stats, first = validated(d, first_step if fits else (None, ()))
-    if d is None:
-        if store.d is None:  # its tasks found no d, or disagreed: the first row's, by a job
+    lengths = None
+    if d is None:  # the tasks' own d (arrow_blocks.task_dimension)
+        if store.d is None:
             store.release()
-            store, stats, first = validated(_first_dimension(df, features, arr, layout))
+            if stats.d == DISAGREE:  # vectors of several lengths: the most frequent
+                lengths = length_counts(df, arr)
+                d = _most_frequent(features, lengths) or _first_dimension(df, features, arr, layout)
+            else:  # every row null: the first-row job names that
+                d = _first_dimension(df, features, arr, layout)
+            store, stats, first = validated(d)
         d = int(store.d)
     try:
-        lengths = None
         if stats.bad_rows.get("wrong_length"):
             # the first guess may be the malformed row's: d is the most frequent length
-            lengths = length_counts(df, arr)
-            best = most_frequent(lengths) if known is None else d
-            if best == 0:
-                raise InvalidInputError(
-                    f"{describe_features(features)}: most vectors have length 0 "
-                    f"({describe_lengths(lengths)})"
-                )
+            lengths = length_counts(df, arr) if lengths is None else lengths
+            best = _most_frequent(features, lengths) if known is None else d
             if best is not None and best != d:
                 store.release()
                 d = best
@@ -178,6 +178,18 @@ def prepare(
         missing_per_feature=tuple(stats.missing_per_feature),
         first_step=first,
     )
+
+
+def _most_frequent(features, lengths: dict[int, int]) -> int | None:
+    """The most frequent vector length (:func:`~spark_em.data.dimension.most_frequent`);
+    InvalidInputError when that is 0."""
+    best = most_frequent(lengths)
+    if best == 0:
+        raise InvalidInputError(
+            f"{describe_features(features)}: most vectors have length 0 "
+            f"({describe_lengths(lengths)})"
+        )
+    return best
 
 
 def _first_dimension(df: DataFrame, features, arr, layout) -> int:

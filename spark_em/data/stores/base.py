@@ -84,14 +84,14 @@ class BlockStore:
         ``validator`` (a :class:`~spark_em.data.validation.ValidationSummarizer`) learned
         and the statistics of the summarizers ``also`` (a warm start's first E-step), which
         see the valid rows centred on ``centre`` in the same pass.  A store made without d
-        takes the one its tasks agreed on (``stats.d`` >= 1, with valid rows); where they
-        found none, or disagreed, it stays without d, to be released (no pass can read
-        it): the caller finds d otherwise."""
+        takes the one its tasks agreed on (``stats.d`` >= 1); where they found none (every
+        row null), or disagreed, it stays without d, to be released (no pass can read it):
+        the caller finds d otherwise."""
         (stats, *more), self.first_pass = run_pass(
             self, [validator, *also], centre, "validate and prepare the data"
         )
         self._opened = True
-        if self.d is None and stats.d >= 1 and stats.n_rows > 0:
+        if self.d is None and stats.d >= 1:
             self.d = int(stats.d)
         if self.d is not None:
             self._after_open(stats)

@@ -273,6 +273,7 @@ def _parts(batches, keys, d: int | None):
     (:func:`_by_segment`); ``d`` None (no segments): the task's own
     (:func:`~spark_em.data.arrow_blocks.task_dimension`)."""
     if d is None:
+        assert keys is None, "a first pass with segments knows d"
         for batch, found in task_dimension(batches, None):
             yield batch, None, found
         return
@@ -393,6 +394,14 @@ def read_blocks(d: int, chunk_rows: int, precision: Precision = FLOAT64):
                     j += 1
                 if woff[j] > woff[i]:
                     count = (xoff[j] - xoff[i]) // size
+                    if count != (woff[j] - woff[i]) // 8 or count * size != xoff[j] - xoff[i]:
+                        # a block recomputed from an input whose rows changed (Spark's
+                        # lineage reruns the first pass's tasks, which find d themselves)
+                        raise ValueError(
+                            f"blocks of another width than d={d}: the input's rows changed "
+                            "during the fit (cache or checkpoint a non-deterministic input "
+                            "before fitting it)"
+                        )
                     xs.append(np.frombuffer(xdata, dtype, count, xoff[i]).reshape(-1, d))
                     ws.append(np.frombuffer(wdata, np.float64, (woff[j] - woff[i]) // 8, woff[i]))
                 i = j
