@@ -394,7 +394,7 @@ def read_blocks(d: int, chunk_rows: int, precision: Precision = FLOAT64):
                     j += 1
                 if woff[j] > woff[i]:
                     count = (xoff[j] - xoff[i]) // size
-                    if count != (woff[j] - woff[i]) // 8 or count * size != xoff[j] - xoff[i]:
+                    if count != d * ((woff[j] - woff[i]) // 8):
                         # a block recomputed from an input whose rows changed (Spark's
                         # lineage reruns the first pass's tasks, which find d themselves)
                         raise ValueError(
