@@ -178,3 +178,23 @@ def test_validation_stats_with_the_tasks_own_d_merge_in_any_order():
             assert total.d == DISAGREE and total.bad[0] == 9
             again = ValidationStats.unpack(total.pack())
             assert again.d == DISAGREE and again.bad[0] == 9
+
+
+def test_blocks_found_at_another_width_are_refused():
+    """A block of Spark's cache recomputed by a task that found another d (an input whose
+    rows changed) is refused, not read as rows of the fit's width; d-wide blocks found by
+    the tasks themselves (``d`` None) read back as they were."""
+    import pyarrow as pa
+
+    from spark_em.data.stores.spark_cache import encode_blocks, read_blocks
+
+    X = np.random.default_rng(8).normal(size=(12, 3))
+    batch = pa.record_batch(
+        [pa.array(list(X), pa.list_(pa.float64())), pa.array(np.ones(12))], ["x", "w"]
+    )
+    table = pa.Table.from_batches(list(encode_blocks(None, max_rows=5)(iter([batch]))))
+    blocks = table.combine_chunks().to_batches()
+    (chunk,) = list(read_blocks(3, chunk_rows=100)(blocks))
+    np.testing.assert_array_equal(chunk[0], X)
+    with pytest.raises(ValueError, match="another width than d=2"):
+        list(read_blocks(2, chunk_rows=100)(blocks))
