@@ -62,18 +62,26 @@ def merge_all(merges: Sequence[Callable], a: np.ndarray, b: np.ndarray) -> np.nd
 
 class TaskStatistics:
     """The statistics one task accumulates: chunks in (:meth:`add`), one packed row out
-    (:meth:`packed`: the summarizers' statistics and the task's timings)."""
+    (:meth:`packed`: the summarizers' statistics and the task's timings).  ``d`` None: a
+    first pass whose tasks find d themselves (:func:`~spark_em.data.arrow_blocks.
+    task_dimension`): the statistics are made for the width of the first chunk (0 for a
+    task without chunks)."""
 
-    def __init__(self, payload, d: int, t_start: float | None = None):
-        self.t_start = perf_counter() if t_start is None else t_start
+    def __init__(self, payload, d: int | None):
+        self.t_start = perf_counter()
         self.centre, self.summarizers = payload
-        self.stats = [s.new_stats(d) for s in self.summarizers]
+        self.stats = None if d is None else self._new(d)
         self.t_kernel = 0.0
+
+    def _new(self, d: int) -> list:
+        return [s.new_stats(d) for s in self.summarizers]
 
     def add(self, X, w, bad, ref=None, code=None) -> None:
         """Add one chunk of rows (``ref``: the reference of float32 blocks; ``code``: the
         segment of its rows in a keyed store; see :class:`~spark_em.core.summarizers.Chunk`)."""
         t0 = perf_counter()
+        if self.stats is None:
+            self.stats = self._new(X.shape[1])
         chunk = Chunk(X, w, self.centre, bad, ref, code)
         for s, st in zip(self.summarizers, self.stats):
             s.accumulate(st, chunk)
@@ -82,7 +90,8 @@ class TaskStatistics:
     def packed(self) -> tuple[np.ndarray, np.ndarray]:
         t_task = perf_counter() - self.t_start
         profile = np.array([1.0, t_task - self.t_kernel, self.t_kernel, t_task])
-        return pack_all(self.stats, self.summarizers), profile
+        stats = self._new(0) if self.stats is None else self.stats
+        return pack_all(stats, self.summarizers), profile
 
 
 def task_partition() -> tuple[int, int]:
@@ -128,20 +137,13 @@ def make_task(get_payload: Callable, read_chunks: ChunkReader, d: int | None, ar
     """The ``mapInArrow`` function of a pass: reads its share of the data through
     ``read_chunks`` and yields one row of packed statistics and timings (``arrow=False``:
     the ``mapPartitions`` function of an RDD pass, whose row is a tuple of bytes).
-    ``d`` None: a first pass whose tasks find d themselves
-    (:func:`~spark_em.data.arrow_blocks.task_dimension`); the statistics are then those of
-    the task's first chunk's width (0 for a task without rows)."""
+    ``d`` None: a first pass whose tasks find d themselves (:class:`TaskStatistics`)."""
 
     def task(batches):
         freeze_worker_heap()
-        t0 = perf_counter()
-        acc = None if d is None else TaskStatistics(get_payload(), d)
+        acc = TaskStatistics(get_payload(), d)
         for chunk in read_chunks(batches):
-            if acc is None:
-                acc = TaskStatistics(get_payload(), chunk[0].shape[1], t0)
             acc.add(*chunk)
-        if acc is None:
-            acc = TaskStatistics(get_payload(), 0, t0)
         packed = acc.packed()
         yield packed_batch(packed, _PASS_COLUMNS) if arrow else tuple(map(packed_bytes, packed))
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from time import perf_counter
 
 import numpy as np
 import pyarrow as pa
@@ -236,15 +235,13 @@ def encode_blocks(
     single = precision.dtype != np.float64
 
     def to_blocks(batches):
-        t0 = perf_counter()
-        acc, ref, width = None, None, d
+        acc = TaskStatistics(get_payload(), d) if get_payload is not None else None
+        ref, width = None, d
         for batch, code, width in _parts(batches, keys, d):
             X, w, bad = decode_rows(
                 batch.column(0), batch.column(1), width, precision.max_value, missing
             )
-            if get_payload is not None:
-                if acc is None:
-                    acc = TaskStatistics(get_payload(), width, t0)
+            if acc is not None:
                 acc.add(X, w, bad, None, code)
             stored = X
             if single:
@@ -253,9 +250,7 @@ def encode_blocks(
                 stored = (X - ref if X.shape[0] else X).astype(precision.dtype)
             rows = max_rows or max(1, STORED_BLOCK_BYTES // (precision.itemsize * max(width, 1)))
             yield _block_batch(stored, w, bad, width, rows, ref, code)
-        if get_payload is not None:
-            if acc is None:  # no rows at all
-                acc = TaskStatistics(get_payload(), width or 0, t0)
+        if acc is not None:
             stats, profile = acc.packed()
             empty = np.zeros(0)
             cols = _block_columns(empty, empty, np.zeros(len(BAD_KINDS)), width or 0, 1, None)
