@@ -153,7 +153,7 @@ def test_spark_cache_blocks_merge_back_into_the_same_chunks():
     ``chunk_rows`` rows whatever Arrow batches Spark cuts them into; invalid rows are
     dropped and counted once."""
     from spark_em.data.arrow_blocks import BAD_KINDS
-    from spark_em.data.stores.spark_cache import encode_blocks, read_blocks
+    from spark_em.data.stores.cache_blocks import encode_blocks, read_blocks
 
     rng = np.random.default_rng(5)
     X = rng.normal(size=(23, 3))

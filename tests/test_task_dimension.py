@@ -186,7 +186,7 @@ def test_blocks_found_at_another_width_are_refused():
     the tasks themselves (``d`` None) read back as they were."""
     import pyarrow as pa
 
-    from spark_em.data.stores.spark_cache import encode_blocks, read_blocks
+    from spark_em.data.stores.cache_blocks import encode_blocks, read_blocks
 
     X = np.random.default_rng(8).normal(size=(12, 3))
     batch = pa.record_batch(
