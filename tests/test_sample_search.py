@@ -96,16 +96,21 @@ def test_reproducible_from_the_seed_whatever_the_order_of_the_rows(lake):
     assert a.as_dict() == t.as_dict()
 
 
+@pytest.mark.parametrize("offset", [0.0, 1e4])
 @pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
-def test_every_covariance_type_finds_separated_components(covariance_type):
+def test_every_covariance_type_finds_separated_components(covariance_type, offset):
+    """Also 1e4 from the origin: the race's float32 E-steps centre the rows in float64."""
     rng = np.random.default_rng(2)
-    centres = np.array([[-8.0, 0.0, 0.0], [0.0, 8.0, 0.0], [8.0, 0.0, 0.0]])
+    centres = np.array([[-8.0, 0.0, 0.0], [0.0, 8.0, 0.0], [8.0, 0.0, 0.0]]) + offset
     X = np.concatenate([rng.normal(c, 1.0, size=(400, 3)) for c in centres])
     found = search_start(
         X, 3, covariance_type, 1e-6, np.random.default_rng(0), trials=4, max_iter=8, tol=1e-4
     )
     order = np.argsort(found.params.means[:, 0] + 0.1 * found.params.means[:, 1])
     np.testing.assert_allclose(found.params.means[order], centres, atol=0.2)
+    truth = [X[i * 400 : (i + 1) * 400].var(axis=0).mean() for i in range(3)]
+    spread = np.diagonal(found.params.full_covariances(), axis1=1, axis2=2).mean(axis=1)
+    np.testing.assert_allclose(spread[order], truth, rtol=0.05)
     np.testing.assert_allclose(found.params.weights, 1 / 3, atol=0.01)
     # the winner is the best sample log-likelihood among the starts
     assert found.sample_log_likelihood == max(found.per_trial)
@@ -157,7 +162,10 @@ def slow_mixture(n: int):
     return draw_mixture(n, truth, "full", rng)[0], truth
 
 
-def test_the_polish_brings_the_start_near_the_sample_optimum_on_a_slow_mixture():
+@pytest.mark.parametrize("race_dtype", ["float32", "float64"])
+def test_the_polish_brings_the_start_near_the_sample_optimum_on_a_slow_mixture(race_dtype):
+    """With the race's E-steps in float32 (the fit's) or float64: the polish, in float64,
+    ends as near the optimum."""
     X, truth = slow_mixture(10_000)
     optimum = em_to_convergence(X, truth["weights"], truth["means"], truth["covariances"])
 
@@ -173,6 +181,7 @@ def test_the_polish_brings_the_start_near_the_sample_optimum_on_a_slow_mixture()
             tol=1e-4,
             polish_tol=1e-6,
             polish_iter=polish_iter,
+            race_dtype=race_dtype,
         )
         return found, float(as_sklearn(found.params).score(X))
 

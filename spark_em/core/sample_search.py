@@ -19,7 +19,9 @@ drawn, so the search costs driver time only.
 2. a *successive-halving race* of short EM runs on the sample: every start runs
    ``max_iter // 4`` iterations, the better half (by sample log-likelihood) goes on to
    ``max_iter // 2``, the better half of those to ``max_iter``.  A start converges like a
-   fit (change below ``tol`` with no two components nearly identical) and then stops;
+   fit (change below ``tol`` with no two components nearly identical) and then stops.  The
+   race's E-steps run in ``race_dtype`` (float32 by default:
+   :data:`spark_em.core.tuning.SEARCH_RACE_DTYPE`), its M-steps in float64;
 3. the start with the best sample mean log-likelihood among those without an empty or
    collapsed component is kept (``degenerate`` says when every start had one);
 4. that start is *polished*: EM on the sample goes on from it until its change falls below
@@ -27,7 +29,8 @@ drawn, so the search costs driver time only.
    unless a component empties or collapses on the way; then the race's winner is).  The
    race only needs the optimum's basin; the polish brings the start near the sample's
    optimum, so that EM on the data, which stops at the fit's ``tol``, does not stop on the
-   slow approach to it (:data:`spark_em.core.tuning.POLISH_TOL_FACTOR`).
+   slow approach to it (:data:`spark_em.core.tuning.POLISH_TOL_FACTOR`).  The polish runs
+   in float64.
 
 Its cost is at most about ``trials * max_iter * 0.4`` E-steps on the sample's rows (200 with
 the defaults of 10 trials and 50 iterations; starts that converge stop earlier) -- for a
@@ -53,6 +56,7 @@ from .initialisation import kmeans_plusplus, lloyd
 from .mixture import GaussianParams
 from .sufficient_statistics import SuffStats
 from .summarizers import Chunk, MixtureSummarizer
+from .tuning import SEARCH_RACE_DTYPE
 
 MODE = "sample-em"
 
@@ -123,13 +127,15 @@ def search_start(
     polish_iter: int = 0,
     threads: int = 1,
     thread_setup: Callable[[], object] | None = None,
+    race_dtype: str = SEARCH_RACE_DTYPE,
 ) -> SearchResult:
     """The best of ``trials`` short EM runs on ``sample (m, d)`` (rows with a non-finite
     value are left out); see the module's docstring.  The same rows of ``sample`` (in any
     order) and the same ``rng`` give the same result, with any number of ``threads`` (the
     starts are made, and each rung of the race is run, that many starts at a time: each
     start's runs touch only its own state; ``thread_setup`` runs first in each thread --
-    the fit's limit of one BLAS thread, where that limit is per thread)."""
+    the fit's limit of one BLAS thread, where that limit is per thread).  ``race_dtype``:
+    the type of the race's E-steps (``"float32"`` or ``"float64"``)."""
     X = np.asarray(sample, dtype=np.float64)
     X = X[np.isfinite(X).all(axis=1)]
     # rows in lexicographic order: the result depends on the sample's rows, not their order
@@ -152,7 +158,10 @@ def search_start(
         alive = list(pool)
         for rung_end in _rungs(max_iter):
             iterations += sum(
-                each(lambda t, end=rung_end: _short_em(t, chunk, reg_covar, tol, end), alive)
+                each(
+                    lambda t, end=rung_end: _short_em(t, chunk, reg_covar, tol, end, race_dtype),
+                    alive,
+                )
             )
             if rung_end < max_iter:
                 ranked = sorted(alive, key=lambda t: (t.degenerate, -t.score))
@@ -215,12 +224,14 @@ def _summarise(summarizer, chunk: Chunk) -> SuffStats:
     return stats
 
 
-def _short_em(trial: _Trial, chunk: Chunk, reg_covar: float, tol: float, until: int) -> int:
+def _short_em(
+    trial: _Trial, chunk: Chunk, reg_covar: float, tol: float, until: int, dtype: str = "float64"
+) -> int:
     """EM on the sample until ``trial`` has ``until`` iterations, converges or degenerates;
     the number of iterations run."""
     ran = 0
     while len(trial.history) < until and not (trial.converged or trial.degenerate):
-        stats = _summarise(EStepKernel(trial.params, chunk.centre), chunk)
+        stats = _summarise(EStepKernel(trial.params, chunk.centre, dtype=dtype), chunk)
         ll = stats.log_likelihood / stats.weight_sum
         change = ll - trial.history[-1] if trial.history else np.inf
         trial.history.append(float(ll))
