@@ -92,7 +92,8 @@ def prepare(
     chosen = precision(dtype)
     env = SparkEnv.of(df.sparkSession)
     arr = feature_array(df, features)
-    wcol = weight_column(df, weight_col)
+    # without a weightCol no column of ones is sent (arrow_blocks.decode_batch)
+    weights = [weight_column(df, weight_col).alias("w")] if weight_col else []
     layout = parquet_layout(env, block_cache, df, features, weight_col, segments is not None)
     known = schema_dimension(df, features)
     if known is not None:
@@ -106,7 +107,7 @@ def prepare(
     else:
         d = _first_dimension(df, features, arr, layout)
     keyed = [] if segments is None else [quoted(segments[0]).alias("s")]
-    selected = df.select(arr.alias("x"), wcol.alias("w"), *keyed)
+    selected = df.select(arr.alias("x"), *weights, *keyed)
     keys = None if segments is None else tuple(segments[1])
 
     def validated(d: int | None, also: tuple = (None, ())):

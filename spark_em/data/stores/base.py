@@ -26,16 +26,17 @@ from ..validation import ValidationStats
 @dataclass(frozen=True)
 class StoreInput:
     """What every store is made from: the session and its kind, the feature dimension, the
-    input as ``(x array<double>, w double)`` rows, the reduce's depth, the row groups of a
+    input as ``(x array<double>[, w double])`` rows, the reduce's depth, the row groups of a
     plain Parquet scan for a store that reads them itself (the Parquet store's passes, the
     local-file store's first pass: :class:`~spark_em.data.stores.parquet.ParquetLayout`),
     the type of the stored blocks (the ``dtype`` Param, :mod:`spark_em.core.precision`),
     whether NaN and null elements are missing values (kept as NaN in the blocks)
     rather than invalid, and ``keys``: the segment keys of a fit with segmentCol
-    (``selected`` then has a third column ``s``, each row's key), which a store that keeps
+    (``selected`` then has a column ``s``, each row's key), which a store that keeps
     each segment's rows apart (``BlockStore.keyed``) gives its chunks as codes (indices in
-    ``keys``); ``weighted``: whether the rows have a weightCol (without one every weight is
-    1, and a store need not keep them).  ``d`` None (the input read through Spark, without
+    ``keys``); ``weighted``: whether the rows have a weightCol (``selected``'s column ``w``;
+    without one every weight is 1, no column of them is selected, and a store need not
+    keep them).  ``d`` None (the input read through Spark, without
     segments): the first pass's tasks find it (:func:`~spark_em.data.arrow_blocks.
     task_dimension`) and the opened store takes theirs."""
 

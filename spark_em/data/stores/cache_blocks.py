@@ -1,6 +1,6 @@
 """The block rows of Spark's cache, inside the tasks (:mod:`.spark_cache` keeps them).
 
-:func:`encode_blocks` turns a first pass's Arrow batches of ``(x array<double>, w double)``
+:func:`encode_blocks` turns a first pass's Arrow batches of ``(x array<double>[, w double])``
 rows into block rows -- raw bytes of at most STORED_BLOCK_BYTES of features, float64
 weights, the counts of the invalid rows dropped from them (float32: ``x - ref`` about a
 float64 reference of the task), a segment code with segmentCol -- and the pass's statistics
@@ -15,7 +15,7 @@ from pyspark.sql import types as T
 
 from ...core.precision import FLOAT64, Precision
 from ...core.tuning import STORED_BLOCK_BYTES
-from ..arrow_blocks import BAD_KINDS, decode_rows, task_dimension
+from ..arrow_blocks import BAD_KINDS, decode_batch, task_dimension
 from ..passes import TaskStatistics
 from ..segments import key_codes
 
@@ -55,11 +55,11 @@ def encode_blocks(
     missing: bool = False,
     keys=None,
 ):
-    """Each Arrow batch of ``(x array<double>, w double)`` rows -> block rows of at most
+    """Each Arrow batch of ``(x array<double>[, w double])`` rows -> block rows of at most
     ``max_rows`` valid rows (float64: sharing the batch's decoded buffers, no copy; float32:
     ``x - ref`` rounded once, ``ref`` the mean of the task's first rows); the batch's
     invalid-row counts go to its first block row.  With ``keys`` (segmentCol's values, the
-    batch's third column), each segment's rows go to block rows of their own, marked with
+    batch's column ``s``), each segment's rows go to block rows of their own, marked with
     its code.  With ``get_payload`` (the first pass's payload), the task also accumulates
     the pass's statistics over the valid rows and ends with one row of them (``n`` 0, no
     features) in the ``stats``/``profile`` columns.  ``max_rows`` None: the rows of
@@ -71,9 +71,7 @@ def encode_blocks(
         acc = TaskStatistics(get_payload(), d) if get_payload is not None else None
         ref, width = None, d
         for batch, code, width in _parts(batches, keys, d):
-            X, w, bad = decode_rows(
-                batch.column(0), batch.column(1), width, precision.max_value, missing
-            )
+            X, w, bad = decode_batch(batch, width, precision.max_value, missing)
             if acc is not None:
                 acc.add(X, w, bad, None, code)
             stored = X
@@ -111,14 +109,14 @@ def _parts(batches, keys, d: int | None):
 
 def _by_segment(batches, keys):
     """``(batch, None)`` for each batch; with ``keys``, ``(part, code)`` for each segment's
-    rows of each batch (the third column coded by :func:`~spark_em.data.segments.key_codes`)."""
+    rows of each batch (the column ``s`` coded by :func:`~spark_em.data.segments.key_codes`)."""
     if keys is None:
         for batch in batches:
             yield batch, None
         return
     coded = key_codes(keys)
     for batch in batches:
-        codes = coded(batch.column(2))
+        codes = coded(batch.column("s"))
         present = np.unique(codes)
         if present.size and present[0] < 0:
             raise ValueError(

@@ -37,7 +37,7 @@ import pyarrow as pa
 
 from ...core.precision import Precision
 from ...core.tuning import MIN_UNIT_ROWS, UNITS_PER_TASK, unit_rows
-from ..arrow_blocks import decode_rows, task_dimension
+from ..arrow_blocks import decode_batch, task_dimension
 from ..passes import PASS_SCHEMA, make_task, task_partition
 from ..segments import key_codes
 from .base import BlockStore
@@ -50,7 +50,7 @@ class LocalFileStore(BlockStore):
 
     def __init__(self, source):
         super().__init__(source)
-        self.selected = source.selected  # (x array<double>, w double[, s: segment key])
+        self.selected = source.selected  # (x array<double>[, w double][, s: segment key])
         self.keys = source.keys
         self.keyed = source.keys is not None
         self.weighted = source.weighted
@@ -210,7 +210,7 @@ def _input_writer(block_dir: str, layout: BlockLayout, missing: bool = False, ke
     def decoded(batches):
         # the layout's d, or (None) the task's own: arrow_blocks.task_dimension
         for batch, d in task_dimension(batches, layout.d):
-            yield decode_rows(batch.column(0), batch.column(1), d, layout.max_value, missing)
+            yield decode_batch(batch, d, layout.max_value, missing)
 
     return _chunk_writer(block_dir, layout, decoded)
 
@@ -240,7 +240,7 @@ def _chunk_writer(block_dir: str, layout: BlockLayout, read_chunks):
 
 def _keyed_input_writer(block_dir: str, layout: BlockLayout, missing: bool, keys):
     """The first pass of a store that keeps the segments apart: each batch's rows split
-    by segment (the third column, coded by its index in ``keys``), each segment's to its
+    by segment (the column ``s``, coded by its index in ``keys``), each segment's to its
     own file, each segment's chunk yielded with its code."""
 
     def read(batches):
@@ -248,7 +248,7 @@ def _keyed_input_writer(block_dir: str, layout: BlockLayout, missing: bool, keys
         coded = key_codes(keys)
         try:
             for batch in batches:
-                codes = coded(batch.column(2))
+                codes = coded(batch.column("s"))
                 present = np.unique(codes)
                 if present.size and present[0] < 0:
                     raise ValueError(
@@ -257,9 +257,7 @@ def _keyed_input_writer(block_dir: str, layout: BlockLayout, missing: bool, keys
                     )
                 for code in present.tolist():
                     part = batch if present.size == 1 else batch.filter(pa.array(codes == code))
-                    X, w, bad = decode_rows(
-                        part.column(0), part.column(1), layout.d, layout.max_value, missing
-                    )
+                    X, w, bad = decode_batch(part, layout.d, layout.max_value, missing)
                     if code not in writers:
                         writers[code] = _BlockFileWriter(block_dir, layout, code)
                     writers[code].write(X, w)

@@ -60,8 +60,7 @@ class SparkCacheStore(BlockStore):
         # the segment keys (segmentCol): each block holds one segment's rows (``keyed``)
         self.keys = source.keys
         self.keyed = source.keys is not None
-        keyed = ["s"] if self.keyed else []
-        self._tagged = self._merged_input(source.selected.select("x", "w", *keyed, *tag))
+        self._tagged = self._merged_input(source.selected.select(*source.selected.columns, *tag))
         self._clone = None
         self.cached = True
         self.blocks = self._pass_blocks = None
