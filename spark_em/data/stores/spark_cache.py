@@ -60,7 +60,7 @@ class SparkCacheStore(BlockStore):
         # the segment keys (segmentCol): each block holds one segment's rows (``keyed``)
         self.keys = source.keys
         self.keyed = source.keys is not None
-        self._tagged = self._merged_input(source.selected.select(*source.selected.columns, *tag))
+        self._tagged = self._merged_input(source.selected.select("*", *tag))
         self._clone = None
         self.cached = True
         self.blocks = self._pass_blocks = None
