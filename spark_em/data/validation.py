@@ -79,7 +79,9 @@ class ValidationStats:
     def sample(self) -> np.ndarray:
         """The sampled rows ``(m, d)`` in a canonical order (largest key first, ties by
         content), so that what is drawn from them next does not depend on merge order."""
-        order = np.lexsort(tuple(self.sample_rows.T[::-1]) + (-self.keys,))
+        order = np.argsort(-self.keys, kind="stable")
+        if np.any(np.diff(self.keys[order]) == 0):  # ties (rare): by content, 10 ms at 10,000
+            order = np.lexsort(tuple(self.sample_rows.T[::-1]) + (-self.keys,))
         return self.sample_rows[order]
 
     # ------------------------------------------------------------------ adding
