@@ -110,10 +110,10 @@ def keyed_pass(
     stores read them."""
     env = SparkEnv.of(df.sparkSession)
     tasks = max(1, TASKS_PER_CORE * env.default_parallelism)
+    # without a weightCol no column of ones is sent (as in the stores' first pass)
+    weights = [weight_column(df, weight_col).alias("w")] if weight_col else []
     frame = df.select(
-        feature_array(df, features).alias("x"),
-        weight_column(df, weight_col).alias("w"),
-        quoted(segment_col).alias("s"),
+        feature_array(df, features).alias("x"), *weights, quoted(segment_col).alias("s")
     ).coalesce(tasks)
     k, d, ct = kernel.k, kernel.d, kernel.covariance_type
     task = _keyed_task(kernel, centre, keys, d, missing)
@@ -150,8 +150,11 @@ def _keyed_task(kernel, centre: np.ndarray, keys: list, d: int, missing: bool):
         coded = key_codes(keys)
         for batch in batches:
             X, valid, _ = list_to_matrix(batch.column(0), d, missing)
-            w, wvalid, _ = weights_to_numpy(batch.column(1))
-            codes = coded(batch.column(2))
+            if "w" in batch.schema.names:
+                w, wvalid, _ = weights_to_numpy(batch.column("w"))
+            else:
+                w, wvalid = np.ones(X.shape[0]), valid | True
+            codes = coded(batch.column("s"))
             keep = valid & wvalid & (codes >= 0)
             for code in np.unique(codes[keep]):
                 rows = keep & (codes == code)
