@@ -118,6 +118,32 @@ def test_every_covariance_type_finds_separated_components(covariance_type, offse
     assert found.as_dict()["bestKind"] == found.kinds[found.best]
 
 
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_clusters_float32_cannot_resolve_are_raced_in_float64(covariance_type):
+    """Two clusters of spread 1e-2 about 1e6 from their common centre: float32 rounds those
+    rows to steps of about 0.06, and moments about the centre cancel.  The race's E-steps
+    fall back to float64 (the resolution bound and the cancellation check); the start found
+    is each cluster's own mean and spread (the closed form of 0/1 responsibilities)."""
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(300, 2)) * np.array([1e-2, 2e-2])
+    X[150:] += [1e6, -1e6]
+    found = search_start(
+        X, 2, covariance_type, 1e-6, np.random.default_rng(0), trials=4, max_iter=8, tol=1e-4
+    )
+    order = np.argsort(found.params.means[:, 0])
+    halves = [X[:150], X[150:]]
+    np.testing.assert_allclose(
+        found.params.means[order], [h.mean(axis=0) for h in halves], rtol=0, atol=1e-8
+    )
+    spread = np.diagonal(found.params.full_covariances(), axis1=1, axis2=2)[order]
+    truth = np.array([h.var(axis=0) for h in halves])
+    if covariance_type == "tied":
+        truth = np.repeat(truth.mean(axis=0, keepdims=True), 2, axis=0)
+    elif covariance_type == "spherical":
+        truth = np.repeat(truth.mean(axis=1, keepdims=True), 2, axis=1)
+    np.testing.assert_allclose(spread, truth + 1e-6, rtol=1e-4)
+
+
 def test_too_many_components_for_the_sample_is_reported_degenerate():
     """40 rows of 2 blobs in 5-D cannot hold 12 full covariances (each needs 6 rows)."""
     rng = np.random.default_rng(1)

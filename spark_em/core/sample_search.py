@@ -20,8 +20,9 @@ drawn, so the search costs driver time only.
    ``max_iter // 4`` iterations, the better half (by sample log-likelihood) goes on to
    ``max_iter // 2``, the better half of those to ``max_iter``.  A start converges like a
    fit (change below ``tol`` with no two components nearly identical) and then stops.  The
-   race's E-steps run in ``race_dtype`` (float32 by default:
-   :data:`spark_em.core.tuning.SEARCH_RACE_DTYPE`), its M-steps in float64;
+   race's E-steps run in ``race_dtype`` (float32 by default, ``SEARCH_RACE_DTYPE`` of
+   :mod:`spark_em.core.tuning`; an E-step runs in float64 where float32 cannot resolve the
+   start's components, ``SEARCH_FLOAT32_RESOLUTION`` there), its M-steps in float64;
 3. the start with the best sample mean log-likelihood among those without an empty or
    collapsed component is kept (``degenerate`` says when every start had one);
 4. that start is *polished*: EM on the sample goes on from it until its change falls below
@@ -46,6 +47,7 @@ import contextlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from functools import partial
 
 import numpy as np
 
@@ -54,9 +56,10 @@ from .estep import EStepKernel
 from .init_summarizers import NearestCentreSummarizer, RandomResponsibilitySummarizer
 from .initialisation import kmeans_plusplus, lloyd
 from .mixture import GaussianParams
+from .precision import FLOAT64, precision
 from .sufficient_statistics import SuffStats
 from .summarizers import Chunk, MixtureSummarizer
-from .tuning import SEARCH_RACE_DTYPE
+from .tuning import SEARCH_FLOAT32_RESOLUTION, SEARCH_RACE_DTYPE
 
 MODE = "sample-em"
 
@@ -145,6 +148,8 @@ def search_start(
     centre = X.mean(axis=0)
     chunk = Chunk(X, np.ones(X.shape[0]), centre)
     chunk.Xc  # noqa: B018  (its cached centred rows: made once, before the starts share it)
+    reach = float(np.sqrt(np.einsum("ij,ij->i", chunk.Xc, chunk.Xc).max())) if len(X) else 0.0
+    step_dtype = partial(_step_dtype, race_dtype, reach)
     kinds = start_kinds(trials)
     seeds = rng.integers(0, 2**31 - 1, size=trials)
     with _mapper(threads, thread_setup) as each:
@@ -159,7 +164,7 @@ def search_start(
         for rung_end in _rungs(max_iter):
             iterations += sum(
                 each(
-                    lambda t, end=rung_end: _short_em(t, chunk, reg_covar, tol, end, race_dtype),
+                    lambda t, end=rung_end: _short_em(t, chunk, reg_covar, tol, end, step_dtype),
                     alive,
                 )
             )
@@ -224,14 +229,42 @@ def _summarise(summarizer, chunk: Chunk) -> SuffStats:
     return stats
 
 
+def _step_dtype(dtype: str, reach: float, params: GaussianParams) -> str:
+    """``dtype``, or float64 where rounding the sample's centred rows (norms up to
+    ``reach``) to float32 could move a row by more than SEARCH_FLOAT32_RESOLUTION of one of
+    ``params``' components' standard deviations, whitened (bounded with the Frobenius norm
+    of its precision's Cholesky factor)."""
+    chosen = precision(dtype)
+    if chosen is FLOAT64:
+        return dtype
+    pc = np.asarray(params.precisions_cholesky)
+    squares = (pc * pc).reshape(1 if params.covariance_type == "tied" else pc.shape[0], -1)
+    if params.covariance_type == "spherical":  # one value stands for d equal ones
+        squares = squares * params.d
+    largest = float(np.sqrt(squares.sum(axis=1).max()))
+    return dtype if chosen.eps * reach * largest <= SEARCH_FLOAT32_RESOLUTION else "float64"
+
+
 def _short_em(
-    trial: _Trial, chunk: Chunk, reg_covar: float, tol: float, until: int, dtype: str = "float64"
+    trial: _Trial,
+    chunk: Chunk,
+    reg_covar: float,
+    tol: float,
+    until: int,
+    dtype: Callable[[GaussianParams], str] = lambda params: "float64",
 ) -> int:
     """EM on the sample until ``trial`` has ``until`` iterations, converges or degenerates;
-    the number of iterations run."""
+    the number of iterations run.  ``dtype``: the type of each E-step, from the
+    parameters it is taken under; a float32 E-step whose new covariances lost digits to
+    cancellation (a broad component shrinking onto a tight cluster far from the centre,
+    :meth:`~spark_em.core.sufficient_statistics.SuffStats.imprecise`) is taken again in
+    float64."""
     ran = 0
     while len(trial.history) < until and not (trial.converged or trial.degenerate):
-        stats = _summarise(EStepKernel(trial.params, chunk.centre, dtype=dtype), chunk)
+        step = dtype(trial.params)
+        stats = _summarise(EStepKernel(trial.params, chunk.centre, dtype=step), chunk)
+        if step != "float64" and stats.imprecise(reg_covar).size:
+            stats = _summarise(EStepKernel(trial.params, chunk.centre), chunk)
         ll = stats.log_likelihood / stats.weight_sum
         change = ll - trial.history[-1] if trial.history else np.inf
         trial.history.append(float(ll))

@@ -85,6 +85,14 @@ SEARCH_THREADS_MIN_WORK = 1_000_000
 # K=20, full; 0.15 -> 0.13 s at K=8, d=16, diag.
 SEARCH_RACE_DTYPE = "float32"
 
+# ... but an E-step of the race runs in float64 where rounding the sample's rows about its
+# centre to float32 could move a row by more than this fraction of a component's standard
+# deviation (whitened: float32's eps x the largest centred row's norm x the largest
+# Frobenius norm of the precisions' Cholesky factors, a bound).  The bench's data: 1.6e-5
+# (1M x 16, K=8), 2.5e-4 (200k x 100, K=20); two clusters 1e6 apart with spread 1e-2: 9.4
+# (float32 cannot tell their rows apart, and the race failed on singular covariances).
+SEARCH_FLOAT32_RESOLUTION = 1e-3
+
 
 def search_tolerances(tol: float) -> tuple[float, float]:
     """The sample search's ``(race tol, polish tol)`` for a fit of ``tol``."""

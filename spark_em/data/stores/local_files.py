@@ -151,6 +151,8 @@ class BlockLayout:
         return max(0, size - self.header) // max(self.row.itemsize, 1)
 
     def encode(self, X: np.ndarray, w: np.ndarray, ref: np.ndarray | None) -> np.ndarray:
+        if not self.weighted and ref is None:  # float64 features alone: X's own bytes
+            return np.ascontiguousarray(X, dtype="<f8")
         rows = np.empty(X.shape[0], dtype=self.row)
         if self.weighted:
             rows["w"] = w
