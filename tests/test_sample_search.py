@@ -144,6 +144,101 @@ def test_clusters_float32_cannot_resolve_are_raced_in_float64(covariance_type):
     np.testing.assert_allclose(spread, truth + 1e-6, rtol=1e-4)
 
 
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_the_race_takes_float32_only_where_it_resolves_the_components(covariance_type):
+    """The bound of ``_step_dtype``: float32's eps x the largest squared norm of a centred
+    row x the largest squared Frobenius norm of a precision's Cholesky factor, which for
+    variances v in d features is d / v (every covariance type, written here from it)."""
+    from spark_em.core.mixture import GaussianParams
+    from spark_em.core.sample_search import _step_dtype
+
+    d, k = 3, 2
+    eps = float(np.finfo(np.float32).eps)
+
+    def params(v):
+        shapes = {
+            "full": np.stack([np.eye(d) * v] * k),
+            "tied": np.eye(d) * v,
+            "diag": np.full((k, d), v),
+            "spherical": np.full(k, v),
+        }
+        return GaussianParams.from_covariances(
+            np.full(k, 1 / k), np.zeros((k, d)), shapes[covariance_type], covariance_type
+        )
+
+    reach2 = 1e4  # rows up to 100 from the centre
+    bound = 1e-2  # SEARCH_FLOAT32_BOUND
+    v_edge = eps * reach2 * d / bound  # the variance at which the bound is met
+    assert _step_dtype("float32", reach2, params(v_edge * 1.01)) == "float32"
+    assert _step_dtype("float32", reach2, params(v_edge * 0.99)) == "float64"
+    assert _step_dtype("float64", reach2, params(v_edge * 1e6)) == "float64"
+
+
+def collinear(n: int, signs: bool):
+    """A feature of magnitude up to 1000 (uniform, or exactly +-1000 with ``signs``) and
+    two copies of it with noise 0.7: second moments about the centre near 1e6, a covariance
+    whose smallest eigenvalue is near 0.1 -- float32's sums lose it to cancellation."""
+    rng = np.random.default_rng(4)
+    x = rng.choice([-1000.0, 1000.0], n) if signs else rng.uniform(-1000.0, 1000.0, n)
+    return np.column_stack([x, x + rng.normal(0, 0.7, n), x + rng.normal(0, 0.7, n)])
+
+
+@pytest.mark.parametrize("signs", [False, True])
+def test_one_component_of_collinear_features_is_the_sample_mean_and_covariance(signs):
+    """k=1: EM's start is the closed form (the rows' mean and covariance + regCovar) from
+    any start; the float32 race, whose sums cannot hold it, falls back to float64."""
+    X = collinear(10_000, signs)
+    found = search_start(
+        X,
+        1,
+        "full",
+        1e-6,
+        np.random.default_rng(0),
+        trials=4,
+        max_iter=12,
+        tol=1e-4,
+        polish_tol=1e-6,
+        polish_iter=200,
+    )
+    np.testing.assert_allclose(found.params.means[0], X.mean(axis=0), rtol=0, atol=1e-9)
+    cov = np.cov(X.T, bias=True) + 1e-6 * np.eye(3)
+    np.testing.assert_allclose(found.params.covariances[0], cov, rtol=1e-7, atol=1e-9)
+    assert found.sample_log_likelihood == pytest.approx(float(as_sklearn(found.params).score(X)))
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_collinear_features_find_a_start_as_good_as_sklearns_best(k):
+    """k=2, 3 on the same rows: the search does not fail (the float32 race raised on
+    singular covariances where float64 does not), and EM from its start reaches what
+    scikit-learn's best of 5 k-means starts reaches (both run to the same tolerance)."""
+    X = collinear(4_000, False)
+    found = search_start(
+        X,
+        k,
+        "full",
+        1e-6,
+        np.random.default_rng(0),
+        trials=10,
+        max_iter=50,
+        tol=1e-4,
+        polish_tol=1e-6,
+        polish_iter=200,
+    )
+    p = found.params
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        reached = SkGM(
+            k,
+            tol=1e-7,
+            max_iter=500,
+            weights_init=p.weights,
+            means_init=p.means,
+            precisions_init=np.linalg.inv(p.full_covariances()),
+        ).fit(X)
+        best = SkGM(k, n_init=5, tol=1e-7, max_iter=500, random_state=0).fit(X)
+    assert reached.score(X) >= best.score(X) - 1e-3, (reached.score(X), best.score(X))
+
+
 def test_too_many_components_for_the_sample_is_reported_degenerate():
     """40 rows of 2 blobs in 5-D cannot hold 12 full covariances (each needs 6 rows)."""
     rng = np.random.default_rng(1)

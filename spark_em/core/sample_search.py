@@ -21,8 +21,9 @@ drawn, so the search costs driver time only.
    ``max_iter // 2``, the better half of those to ``max_iter``.  A start converges like a
    fit (change below ``tol`` with no two components nearly identical) and then stops.  The
    race's E-steps run in ``race_dtype`` (float32 by default, ``SEARCH_RACE_DTYPE`` of
-   :mod:`spark_em.core.tuning`; an E-step runs in float64 where float32 cannot resolve the
-   start's components, ``SEARCH_FLOAT32_RESOLUTION`` there), its M-steps in float64;
+   :mod:`spark_em.core.tuning`; in float64 where float32 does not resolve the components,
+   ``SEARCH_FLOAT32_BOUND`` there), its M-steps in float64; a change in log-likelihood is
+   only taken between two E-steps of the same type;
 3. the start with the best sample mean log-likelihood among those without an empty or
    collapsed component is kept (``degenerate`` says when every start had one);
 4. that start is *polished*: EM on the sample goes on from it until its change falls below
@@ -51,6 +52,7 @@ from functools import partial
 
 import numpy as np
 
+from ..errors import IllDefinedCovarianceError
 from .component_distance import nearly_identical
 from .estep import EStepKernel
 from .init_summarizers import NearestCentreSummarizer, RandomResponsibilitySummarizer
@@ -59,7 +61,7 @@ from .mixture import GaussianParams
 from .precision import FLOAT64, precision
 from .sufficient_statistics import SuffStats
 from .summarizers import Chunk, MixtureSummarizer
-from .tuning import SEARCH_FLOAT32_RESOLUTION, SEARCH_RACE_DTYPE
+from .tuning import SEARCH_FLOAT32_BOUND, SEARCH_RACE_DTYPE
 
 MODE = "sample-em"
 
@@ -105,6 +107,7 @@ class _Trial:
     history: list
     degenerate: bool = False
     converged: bool = False
+    exact: bool = True  # whether the last log-likelihood in history came from float64
 
     @property
     def score(self) -> float:
@@ -148,8 +151,8 @@ def search_start(
     centre = X.mean(axis=0)
     chunk = Chunk(X, np.ones(X.shape[0]), centre)
     chunk.Xc  # noqa: B018  (its cached centred rows: made once, before the starts share it)
-    reach = float(np.sqrt(np.einsum("ij,ij->i", chunk.Xc, chunk.Xc).max())) if len(X) else 0.0
-    step_dtype = partial(_step_dtype, race_dtype, reach)
+    reach2 = float(np.einsum("ij,ij->i", chunk.Xc, chunk.Xc).max())
+    step_dtype = partial(_step_dtype, race_dtype, reach2)
     kinds = start_kinds(trials)
     seeds = rng.integers(0, 2**31 - 1, size=trials)
     with _mapper(threads, thread_setup) as each:
@@ -229,11 +232,11 @@ def _summarise(summarizer, chunk: Chunk) -> SuffStats:
     return stats
 
 
-def _step_dtype(dtype: str, reach: float, params: GaussianParams) -> str:
-    """``dtype``, or float64 where rounding the sample's centred rows (norms up to
-    ``reach``) to float32 could move a row by more than SEARCH_FLOAT32_RESOLUTION of one of
-    ``params``' components' standard deviations, whitened (bounded with the Frobenius norm
-    of its precision's Cholesky factor)."""
+def _step_dtype(dtype: str, reach2: float, params: GaussianParams) -> str:
+    """``dtype``, or float64 where float32 does not resolve ``params``' components:
+    float32's eps x ``reach2`` (the largest squared norm of the sample's centred rows) x
+    the largest squared Frobenius norm of a precision's Cholesky factor above
+    SEARCH_FLOAT32_BOUND (see :mod:`spark_em.core.tuning`)."""
     chosen = precision(dtype)
     if chosen is FLOAT64:
         return dtype
@@ -241,8 +244,32 @@ def _step_dtype(dtype: str, reach: float, params: GaussianParams) -> str:
     squares = (pc * pc).reshape(1 if params.covariance_type == "tied" else pc.shape[0], -1)
     if params.covariance_type == "spherical":  # one value stands for d equal ones
         squares = squares * params.d
-    largest = float(np.sqrt(squares.sum(axis=1).max()))
-    return dtype if chosen.eps * reach * largest <= SEARCH_FLOAT32_RESOLUTION else "float64"
+    largest = float(squares.sum(axis=1).max())
+    return dtype if chosen.eps * reach2 * largest <= SEARCH_FLOAT32_BOUND else "float64"
+
+
+def _float64(params: GaussianParams) -> str:
+    return "float64"
+
+
+def _estep_and_mstep(params: GaussianParams, chunk: Chunk, reg_covar: float, dtype) -> tuple:
+    """``(statistics, new parameters or None, exact)`` of one EM iteration on the sample
+    from ``params``, the E-step in ``dtype(params)``.  A float32 E-step whose M-step fails
+    or lands where float32 does not resolve the components is taken again in float64;
+    ``exact``: the statistics are float64's.  The new parameters are None where the
+    float64 M-step is left to the caller (it checks for collapsed components first)."""
+    kernel = EStepKernel(params, chunk.centre, dtype=dtype(params))
+    stats = _summarise(kernel, chunk)
+    if kernel.precision is FLOAT64:
+        return stats, None, True
+    if not _collapsed(stats):
+        try:
+            new = stats.m_step(chunk.centre, reg_covar)
+        except IllDefinedCovarianceError:
+            new = None
+        if new is not None and dtype(new) != "float64":
+            return stats, new, False
+    return _summarise(EStepKernel(params, chunk.centre), chunk), None, True
 
 
 def _short_em(
@@ -251,28 +278,26 @@ def _short_em(
     reg_covar: float,
     tol: float,
     until: int,
-    dtype: Callable[[GaussianParams], str] = lambda params: "float64",
+    dtype: Callable[[GaussianParams], str] = _float64,
 ) -> int:
     """EM on the sample until ``trial`` has ``until`` iterations, converges or degenerates;
-    the number of iterations run.  ``dtype``: the type of each E-step, from the
-    parameters it is taken under; a float32 E-step whose new covariances lost digits to
-    cancellation (a broad component shrinking onto a tight cluster far from the centre,
-    :meth:`~spark_em.core.sufficient_statistics.SuffStats.imprecise`) is taken again in
-    float64."""
+    the number of iterations run.  ``dtype``: the type of each E-step, from the parameters
+    it is taken under (:func:`_estep_and_mstep`); the change in log-likelihood is taken
+    between E-steps of the same type only (float32's differs from float64's by up to
+    about 1e-6 per row, the polish's tolerance)."""
     ran = 0
     while len(trial.history) < until and not (trial.converged or trial.degenerate):
-        step = dtype(trial.params)
-        stats = _summarise(EStepKernel(trial.params, chunk.centre, dtype=step), chunk)
-        if step != "float64" and stats.imprecise(reg_covar).size:
-            stats = _summarise(EStepKernel(trial.params, chunk.centre), chunk)
+        stats, new, exact = _estep_and_mstep(trial.params, chunk, reg_covar, dtype)
         ll = stats.log_likelihood / stats.weight_sum
-        change = ll - trial.history[-1] if trial.history else np.inf
+        same = bool(trial.history) and trial.exact == exact
+        change = ll - trial.history[-1] if same else np.inf
         trial.history.append(float(ll))
+        trial.exact = exact
         ran += 1
         if _collapsed(stats):
             trial.degenerate = True  # its parameters stay those of the last good M-step
             break
-        trial.params = stats.m_step(chunk.centre, reg_covar)
+        trial.params = new if new is not None else stats.m_step(chunk.centre, reg_covar)
         trial.converged = abs(change) < tol and nearly_identical(trial.params) is None
     return ran
 

@@ -79,19 +79,25 @@ SEARCH_THREADS_MIN_WORK = 1_000_000
 # The race's E-steps run in float32 (the kernel of dtype="float32": rows centred in float64,
 # statistics summed into float64, the M-step in float64), whatever the fit's dtype; the
 # polish runs in float64.  The race only needs the optimum's basin, and the polish from the
-# race's winner reaches the same start: on the bench's data, the same start bit for bit on 6
-# samples, and the sample log-likelihood within 4e-10 relative at 200k x 100, K=20.  10,000
-# sample rows, 2 threads: 0.23 -> 0.17 s at 1M x 16, K=8, full; 4.8 -> 3.2 s at 200k x 100,
-# K=20, full; 0.15 -> 0.13 s at K=8, d=16, diag.
+# race's winner reaches the same start: on the bench's data (1M x 16, K=8), the same start
+# bit for bit on 6 samples.  10,000 sample rows, 2 threads: 0.24 -> 0.19 s at K=8, d=16,
+# full; 0.15 -> 0.13 s diag; at 200k x 100, K=20, full the bound below keeps the race in
+# float64 (4.9 s; 3.2 s in float32 there, the same start within 4e-10 relative).
 SEARCH_RACE_DTYPE = "float32"
 
-# ... but an E-step of the race runs in float64 where rounding the sample's rows about its
-# centre to float32 could move a row by more than this fraction of a component's standard
-# deviation (whitened: float32's eps x the largest centred row's norm x the largest
-# Frobenius norm of the precisions' Cholesky factors, a bound).  The bench's data: 1.6e-5
-# (1M x 16, K=8), 2.5e-4 (200k x 100, K=20); two clusters 1e6 apart with spread 1e-2: 9.4
-# (float32 cannot tell their rows apart, and the race failed on singular covariances).
-SEARCH_FLOAT32_RESOLUTION = 1e-3
+# ... but only where float32 resolves the components: float32's eps x the largest squared
+# norm of the sample's centred rows x the largest squared Frobenius norm of the precisions'
+# Cholesky factors must stay below this.  It bounds, relative to a component's spread in
+# every direction (whitened), both the error of second moments summed in float32 (their
+# cancellation: a broad component shrinking onto a tight cluster far from the centre,
+# nearly collinear features with large values) and, far below it, float32's rounding of
+# the rows themselves.  Checked before each E-step (the parameters it is taken under) and
+# after a float32 one (the new parameters; an M-step that fails, or lands beyond the bound,
+# is taken again from a float64 E-step).  The bench's data at the sample's optimum: 2.1e-3
+# at 1M x 16, K=8, full; two clusters 1e6 apart with spread 1e-2: 1e9; a feature of +-1000
+# and two copies of it with noise 0.7: about 4 (the float32 race failed there on singular
+# covariances, where the float64 one succeeds).
+SEARCH_FLOAT32_BOUND = 1e-2
 
 
 def search_tolerances(tol: float) -> tuple[float, float]:
