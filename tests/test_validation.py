@@ -467,3 +467,23 @@ def test_decoded_chunk_matches_row_by_row_checks(bad, missing, decoder):
         np.testing.assert_array_equal(got, np.array(keep))  # NaN where NaN
         assert w.tolist() == [1.0] * len(keep)
         assert dict(zip(BAD_KINDS, bad_counts.tolist())) == kinds
+
+
+@pytest.mark.parametrize("ties", ["none", "equal keys", "keys of -inf"])
+def test_the_sample_is_ordered_by_key_then_by_content(ties):
+    """The sample's canonical order (what is drawn from it must not depend on the order
+    the tasks' statistics merged in): the largest key first, equal keys -- duplicate rows,
+    or weights so small that log(u) / w is -inf -- by the rows' content (Python's sort)."""
+    from spark_em.data.validation import ValidationStats
+
+    rng = np.random.default_rng(3)
+    stats = ValidationStats.empty(3, 100)
+    rows = rng.integers(0, 3, (60, 3)).astype(float)
+    keys = np.log(rng.random(60))
+    if ties == "equal keys":
+        keys[10:30] = keys[5]
+    elif ties == "keys of -inf":
+        keys[10:30] = -np.inf
+    stats.keys, stats.sample_rows = keys, rows
+    expected = sorted(zip((-k for k in keys), (tuple(r) for r in rows)))
+    np.testing.assert_array_equal(stats.sample, np.array([r for _, r in expected]))

@@ -143,8 +143,13 @@ def _not_huge(
     return valid & ~huge
 
 
-def weights_to_numpy(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
-    """Row weights as float64 with a validity mask (null, negative, non-finite are invalid)."""
+def weights_to_numpy(
+    arr: pa.Array | None, n: int = 0
+) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """Row weights as float64 with a validity mask (null, negative, non-finite are invalid);
+    ``arr`` None: the ``n`` weights of 1 of an input without a weightCol."""
+    if arr is None:
+        return np.ones(n), np.ones(n, dtype=bool), {}
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     if not pa.types.is_float64(arr.type):  # integers, decimals (nulls stay nulls)
@@ -216,8 +221,13 @@ def decode_batch(
     ``w`` only where the fit has a weightCol (without one every weight is 1, and no column
     of ones is sent from Spark: 15-20 % of the JVM's time for 1M x 16 rows), then the
     segment key ``s`` where there are segments."""
-    weights = batch.column("w") if "w" in batch.schema.names else None
-    return decode_rows(batch.column(0), weights, d, max_value, missing)
+    return decode_rows(batch.column(0), batch_weights(batch), d, max_value, missing)
+
+
+def batch_weights(batch: pa.RecordBatch) -> pa.Array | None:
+    """The batch's weights (its column ``w``), or None where the input has no weightCol and
+    none were selected (:func:`~spark_em.data.columns.selected_input`)."""
+    return batch.column("w") if "w" in batch.schema.names else None
 
 
 def combine_rows(
@@ -237,14 +247,12 @@ def combine_rows(
         already = counts["huge_value"]
         valid = _not_huge(X, valid, counts, max_value)
         counts["huge_value"] += already
-    if weights is None:
-        w, wvalid, wcounts = np.ones(X.shape[0]), valid | True, {}
-    else:
-        w, wvalid, wcounts = weights_to_numpy(weights)
-        if not valid.all() and not wvalid.all():  # count bad weights among good features only
-            if isinstance(weights, pa.ChunkedArray):
-                weights = weights.combine_chunks()
-            _, _, wcounts = weights_to_numpy(weights.filter(pa.array(valid)))
+    w, wvalid, wcounts = weights_to_numpy(weights, X.shape[0])
+    if weights is not None and not valid.all() and not wvalid.all():
+        # count bad weights among good features only
+        if isinstance(weights, pa.ChunkedArray):
+            weights = weights.combine_chunks()
+        _, _, wcounts = weights_to_numpy(weights.filter(pa.array(valid)))
     counts.update(wcounts)
     keep = valid & wvalid
     if not keep.all():

@@ -17,7 +17,14 @@ from pyspark.sql import DataFrame
 from ..core.precision import precision
 from ..core.segment_statistics import KeyedSummarizer
 from ..errors import InvalidInputError
-from .columns import describe_features, feature_array, feature_dimension, quoted, weight_column
+from .columns import (
+    describe_features,
+    feature_array,
+    feature_dimension,
+    quoted,
+    selected_input,
+    weight_column,
+)
 from .dimension import describe_lengths, length_counts, most_frequent, schema_dimension
 from .dimension import warning as dimension_warning
 from .env import SparkEnv
@@ -92,8 +99,7 @@ def prepare(
     chosen = precision(dtype)
     env = SparkEnv.of(df.sparkSession)
     arr = feature_array(df, features)
-    # without a weightCol no column of ones is sent (arrow_blocks.decode_batch)
-    weights = [weight_column(df, weight_col).alias("w")] if weight_col else []
+    weight_column(df, weight_col)  # a missing or non-numeric weightCol: before any job
     layout = parquet_layout(env, block_cache, df, features, weight_col, segments is not None)
     known = schema_dimension(df, features)
     if known is not None:
@@ -107,7 +113,7 @@ def prepare(
     else:
         d = _first_dimension(df, features, arr, layout)
     keyed = [] if segments is None else [quoted(segments[0]).alias("s")]
-    selected = df.select(arr.alias("x"), *weights, *keyed)
+    selected = selected_input(df, arr, weight_col, *keyed)
     keys = None if segments is None else tuple(segments[1])
 
     def validated(d: int | None, also: tuple = (None, ())):

@@ -25,8 +25,8 @@ from ..core.sufficient_statistics import SuffStats
 from ..core.summarizers import Chunk
 from ..core.tuning import TASKS_PER_CORE
 from ..errors import InvalidInputError
-from .arrow_blocks import list_to_matrix, weights_to_numpy
-from .columns import feature_array, quoted, weight_column
+from .arrow_blocks import batch_weights, list_to_matrix, weights_to_numpy
+from .columns import feature_array, quoted, selected_input
 from .env import SparkEnv
 from .passes import PASS_SCHEMA
 from .reduce import packed_batch, tree_collect
@@ -110,10 +110,8 @@ def keyed_pass(
     stores read them."""
     env = SparkEnv.of(df.sparkSession)
     tasks = max(1, TASKS_PER_CORE * env.default_parallelism)
-    # without a weightCol no column of ones is sent (as in the stores' first pass)
-    weights = [weight_column(df, weight_col).alias("w")] if weight_col else []
-    frame = df.select(
-        feature_array(df, features).alias("x"), *weights, quoted(segment_col).alias("s")
+    frame = selected_input(
+        df, feature_array(df, features), weight_col, quoted(segment_col).alias("s")
     ).coalesce(tasks)
     k, d, ct = kernel.k, kernel.d, kernel.covariance_type
     task = _keyed_task(kernel, centre, keys, d, missing)
@@ -150,10 +148,7 @@ def _keyed_task(kernel, centre: np.ndarray, keys: list, d: int, missing: bool):
         coded = key_codes(keys)
         for batch in batches:
             X, valid, _ = list_to_matrix(batch.column(0), d, missing)
-            if "w" in batch.schema.names:
-                w, wvalid, _ = weights_to_numpy(batch.column("w"))
-            else:
-                w, wvalid = np.ones(X.shape[0]), valid | True
+            w, wvalid, _ = weights_to_numpy(batch_weights(batch), X.shape[0])
             codes = coded(batch.column("s"))
             keep = valid & wvalid & (codes >= 0)
             for code in np.unique(codes[keep]):

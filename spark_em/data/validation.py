@@ -80,7 +80,8 @@ class ValidationStats:
         """The sampled rows ``(m, d)`` in a canonical order (largest key first, ties by
         content), so that what is drawn from them next does not depend on merge order."""
         order = np.argsort(-self.keys, kind="stable")
-        if np.any(np.diff(self.keys[order]) == 0):  # ties (rare): by content, 10 ms at 10,000
+        ranked = self.keys[order]
+        if np.any(ranked[1:] == ranked[:-1]):  # ties (duplicate rows): by content, 12 ms
             order = np.lexsort(tuple(self.sample_rows.T[::-1]) + (-self.keys,))
         return self.sample_rows[order]
 

@@ -73,10 +73,11 @@ class LocalFileStore(BlockStore):
         if self.parquet is not None:
             yield self._parquet_first_pass(payload)
             return
-        # One job reads the (merged) input, validates it and writes the block files; its
-        # reduce takes the merge's bound on the tasks (asking the exact count built the
-        # frame's Python RDD: 0.02 s)
+        # One job reads the (merged) input, validates it and writes the block files.  Its
+        # reduce takes the exact task count (0.02 s): the merge's bound, 2 per core, would
+        # add a shuffle level above 16 cores for an input of few partitions
         frame = self._merged_input(self.selected)
+        self.num_tasks = frame.rdd.getNumPartitions()
         layout = self._layout()
         writer = _input_writer(self.block_dir, layout, self.missing, self.keys)
         fn = make_task(lambda: payload, writer, self.d)
