@@ -217,10 +217,9 @@ def decode_rows(
 def decode_batch(
     batch: pa.RecordBatch, d: int, max_value: float = MAX_ABS_VALUE, missing: bool = False
 ):
-    """:func:`decode_rows` of one batch of the input's selected columns: ``x`` first, then
-    ``w`` only where the fit has a weightCol (without one every weight is 1, and no column
-    of ones is sent from Spark: 15-20 % of the JVM's time for 1M x 16 rows), then the
-    segment key ``s`` where there are segments."""
+    """:func:`decode_rows` of one batch of the input's selected columns
+    (:func:`~spark_em.data.columns.selected_input`: ``x`` first, ``w`` only where the fit
+    has a weightCol, the segment key ``s`` where there are segments)."""
     return decode_rows(batch.column(0), batch_weights(batch), d, max_value, missing)
 
 
