@@ -142,6 +142,27 @@ def key_codes(keys) -> Callable[[pa.Array], np.ndarray]:
     return codes
 
 
+def segment_parts(batches, keys):
+    """``(batch, None)`` for each Arrow batch; with ``keys``, ``(part, code)`` for each
+    segment's rows of each batch (the column ``s`` coded by :func:`key_codes`).  A key
+    outside ``keys`` is a ValueError (the input changed since the keys were read)."""
+    if keys is None:
+        for batch in batches:
+            yield batch, None
+        return
+    coded = key_codes(keys)
+    for batch in batches:
+        codes = coded(batch.column("s"))
+        present = np.unique(codes)
+        if present.size and present[0] < 0:
+            raise ValueError(
+                "a row's segment key is not among the keys the update found in its input "
+                "(did the input change during the update?)"
+            )
+        for code in present.tolist():
+            yield (batch if present.size == 1 else batch.filter(pa.array(codes == code))), code
+
+
 def _keyed_task(kernel, centre: np.ndarray, keys: list, d: int, missing: bool):
     def task(batches):
         stats: dict[int, SuffStats] = {}

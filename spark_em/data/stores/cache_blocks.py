@@ -17,7 +17,7 @@ from ...core.precision import FLOAT64, Precision
 from ...core.tuning import STORED_BLOCK_BYTES
 from ..arrow_blocks import BAD_KINDS, decode_batch, task_dimension
 from ..passes import TaskStatistics
-from ..segments import key_codes
+from ..segments import segment_parts
 
 BLOCK_COLUMNS = ("X", "w", "n", "bad", "ref", "code")
 BLOCK_SCHEMA = T.StructType(
@@ -96,35 +96,15 @@ def encode_blocks(
 
 def _parts(batches, keys, d: int | None):
     """``(batch, segment code, d)`` for each part of the task's batches
-    (:func:`_by_segment`); ``d`` None (no segments): the task's own
+    (:func:`~spark_em.data.segments.segment_parts`); ``d`` None (no segments): the task's own
     (:func:`~spark_em.data.arrow_blocks.task_dimension`)."""
     if d is None:
         assert keys is None, "a first pass with segments knows d"
         for batch, found in task_dimension(batches, None):
             yield batch, None, found
         return
-    for batch, code in _by_segment(batches, keys):
+    for batch, code in segment_parts(batches, keys):
         yield batch, code, d
-
-
-def _by_segment(batches, keys):
-    """``(batch, None)`` for each batch; with ``keys``, ``(part, code)`` for each segment's
-    rows of each batch (the column ``s`` coded by :func:`~spark_em.data.segments.key_codes`)."""
-    if keys is None:
-        for batch in batches:
-            yield batch, None
-        return
-    coded = key_codes(keys)
-    for batch in batches:
-        codes = coded(batch.column("s"))
-        present = np.unique(codes)
-        if present.size and present[0] < 0:
-            raise ValueError(
-                "a row's segment key is not among the keys the update found in its input "
-                "(did the input change during the update?)"
-            )
-        for code in present.tolist():
-            yield (batch if present.size == 1 else batch.filter(pa.array(codes == code))), code
 
 
 def _block_columns(X, w, bad, d: int, max_rows: int, ref, code=None) -> list:

@@ -33,13 +33,12 @@ import shutil
 import tempfile
 
 import numpy as np
-import pyarrow as pa
 
 from ...core.precision import Precision
 from ...core.tuning import MIN_UNIT_ROWS, UNITS_PER_TASK, unit_rows
 from ..arrow_blocks import decode_batch, task_dimension
 from ..passes import PASS_SCHEMA, make_task, task_partition
-from ..segments import key_codes
+from ..segments import segment_parts
 from .base import BlockStore
 from .block_dirs import PREFIX, OwnerLock, local_roots, remove_stale_block_dirs
 from .parquet import assign, read_row_groups
@@ -248,23 +247,13 @@ def _keyed_input_writer(block_dir: str, layout: BlockLayout, missing: bool, keys
 
     def read(batches):
         writers: dict[int, _BlockFileWriter] = {}
-        coded = key_codes(keys)
         try:
-            for batch in batches:
-                codes = coded(batch.column("s"))
-                present = np.unique(codes)
-                if present.size and present[0] < 0:
-                    raise ValueError(
-                        "a row's segment key is not among the keys the update found in its "
-                        "input (did the input change during the update?)"
-                    )
-                for code in present.tolist():
-                    part = batch if present.size == 1 else batch.filter(pa.array(codes == code))
-                    X, w, bad = decode_batch(part, layout.d, layout.max_value, missing)
-                    if code not in writers:
-                        writers[code] = _BlockFileWriter(block_dir, layout, code)
-                    writers[code].write(X, w)
-                    yield X, w, bad, None, code
+            for part, code in segment_parts(batches, keys):
+                X, w, bad = decode_batch(part, layout.d, layout.max_value, missing)
+                if code not in writers:
+                    writers[code] = _BlockFileWriter(block_dir, layout, code)
+                writers[code].write(X, w)
+                yield X, w, bad, None, code
         except BaseException:
             for writer in writers.values():
                 writer.abort()
