@@ -183,23 +183,28 @@ def collinear(n: int, signs: bool):
     return np.column_stack([x, x + rng.normal(0, 0.7, n), x + rng.normal(0, 0.7, n)])
 
 
+def polished_search(X, k: int, trials: int, max_iter: int):
+    """The search as a fit runs it (race, then polish), full covariances, seed 0."""
+    return search_start(
+        X,
+        k,
+        "full",
+        1e-6,
+        np.random.default_rng(0),
+        trials=trials,
+        max_iter=max_iter,
+        tol=1e-4,
+        polish_tol=1e-6,
+        polish_iter=200,
+    )
+
+
 @pytest.mark.parametrize("signs", [False, True])
 def test_one_component_of_collinear_features_is_the_sample_mean_and_covariance(signs):
     """k=1: EM's start is the closed form (the rows' mean and covariance + regCovar) from
     any start; the float32 race, whose sums cannot hold it, falls back to float64."""
     X = collinear(10_000, signs)
-    found = search_start(
-        X,
-        1,
-        "full",
-        1e-6,
-        np.random.default_rng(0),
-        trials=4,
-        max_iter=12,
-        tol=1e-4,
-        polish_tol=1e-6,
-        polish_iter=200,
-    )
+    found = polished_search(X, 1, trials=4, max_iter=12)
     np.testing.assert_allclose(found.params.means[0], X.mean(axis=0), rtol=0, atol=1e-9)
     cov = np.cov(X.T, bias=True) + 1e-6 * np.eye(3)
     np.testing.assert_allclose(found.params.covariances[0], cov, rtol=1e-7, atol=1e-9)
@@ -212,18 +217,7 @@ def test_collinear_features_find_a_start_as_good_as_sklearns_best(k):
     singular covariances where float64 does not), and EM from its start reaches what
     scikit-learn's best of 5 k-means starts reaches (both run to the same tolerance)."""
     X = collinear(4_000, False)
-    found = search_start(
-        X,
-        k,
-        "full",
-        1e-6,
-        np.random.default_rng(0),
-        trials=10,
-        max_iter=50,
-        tol=1e-4,
-        polish_tol=1e-6,
-        polish_iter=200,
-    )
+    found = polished_search(X, k, trials=10, max_iter=50)
     p = found.params
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
