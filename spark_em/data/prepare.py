@@ -23,7 +23,6 @@ from .columns import (
     feature_dimension,
     quoted,
     selected_input,
-    weight_column,
 )
 from .dimension import describe_lengths, length_counts, most_frequent, schema_dimension
 from .dimension import warning as dimension_warning
@@ -99,7 +98,9 @@ def prepare(
     chosen = precision(dtype)
     env = SparkEnv.of(df.sparkSession)
     arr = feature_array(df, features)
-    weight_column(df, weight_col)  # a missing or non-numeric weightCol: before any job
+    keyed = [] if segments is None else [quoted(segments[0]).alias("s")]
+    # the columns the first pass reads (a missing or non-numeric weightCol: before any job)
+    selected = selected_input(df, arr, weight_col, *keyed)
     layout = parquet_layout(env, block_cache, df, features, weight_col, segments is not None)
     known = schema_dimension(df, features)
     if known is not None:
@@ -112,8 +113,6 @@ def prepare(
         d = None  # the first pass's tasks find it (read through Spark, no segments)
     else:
         d = _first_dimension(df, features, arr, layout)
-    keyed = [] if segments is None else [quoted(segments[0]).alias("s")]
-    selected = selected_input(df, arr, weight_col, *keyed)
     keys = None if segments is None else tuple(segments[1])
 
     def validated(d: int | None, also: tuple = (None, ())):
