@@ -56,11 +56,13 @@ class SparkCacheStore(BlockStore):
         super().__init__(source)
         # Connect: the fit's id in the plan, a cache entry no other plan can match (a classic
         # local checkpoint is the fit's own already: no column sent to every task for it)
-        tag = [F.lit(self.fit_id).alias("fit")] if self.env.connect else []
+        selected = source.selected
+        if self.env.connect:
+            selected = selected.select("*", F.lit(self.fit_id).alias("fit"))
         # the segment keys (segmentCol): each block holds one segment's rows (``keyed``)
         self.keys = source.keys
         self.keyed = source.keys is not None
-        self._tagged = self._merged_input(source.selected.select("*", *tag))
+        self._tagged = self._merged_input(selected)
         self._clone = None
         self.cached = True
         self.blocks = self._pass_blocks = None
@@ -108,24 +110,29 @@ class SparkCacheStore(BlockStore):
         Arrow batch, not 10,000: the JVM then streams them while the Python worker computes)
         -- through a session of the fit's own, whose settings nobody else sees: a new
         session on classic Spark, the clone on Spark Connect."""
-        self._pass_blocks = self.blocks.select(*BLOCK_COLUMNS)
-        if not self.cached:
-            return
-        try:
-            if self.env.connect:
-                if self._clone is not None:
-                    self._clone.conf.set(_ARROW_BATCH, str(BLOCK_ROWS_PER_ARROW_BATCH))
+        if self.cached and not self.env.connect:
+            try:
+                self._pass_blocks = self._private_blocks()
                 return
-            from pyspark.sql import DataFrame
+            except Exception as exc:  # the session's own batches: slower, as correct
+                log.info(
+                    "spark-em: passes read the blocks in the session's Arrow batches (%s)", exc
+                )
+        self._pass_blocks = self.blocks.select(*BLOCK_COLUMNS)
+        if self.cached and self.env.connect and self._clone is not None:
+            self._clone.conf.set(_ARROW_BATCH, str(BLOCK_ROWS_PER_ARROW_BATCH))
 
-            private = self.spark.newSession()
-            private.conf.set(_ARROW_BATCH, str(BLOCK_ROWS_PER_ARROW_BATCH))
-            jdf = self.spark._jvm.org.apache.spark.sql.classic.Dataset.ofRows(
-                private._jsparkSession, self.blocks._jdf.queryExecution().analyzed()
-            )
-            self._pass_blocks = DataFrame(jdf, private).select(*BLOCK_COLUMNS)
-        except Exception as exc:  # the session's own batches: slower, as correct
-            log.info("spark-em: passes read the blocks in the session's Arrow batches (%s)", exc)
+    def _private_blocks(self):
+        """The kept blocks' columns in a new session (classic Spark) whose Arrow batches
+        are BLOCK_ROWS_PER_ARROW_BATCH rows."""
+        from pyspark.sql import DataFrame
+
+        private = self.spark.newSession()
+        private.conf.set(_ARROW_BATCH, str(BLOCK_ROWS_PER_ARROW_BATCH))
+        jdf = self.spark._jvm.org.apache.spark.sql.classic.Dataset.ofRows(
+            private._jsparkSession, self.blocks._jdf.queryExecution().analyzed()
+        )
+        return DataFrame(jdf, private).select(*BLOCK_COLUMNS)
 
     @contextlib.contextmanager
     def _first_pass_rows(self, payload):
