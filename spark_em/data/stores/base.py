@@ -21,6 +21,7 @@ from ...core.tuning import TASKS_PER_CORE
 from ..env import SparkEnv
 from ..passes import PASS_SCHEMA, make_task, run_pass
 from ..validation import ValidationStats
+from .arrow_batches import row_bytes, without_size_check
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,13 @@ class BlockStore:
         self.missing = source.missing
         self.fit_id = uuid.uuid4().hex[:12]  # this fit's own identity (files, caches, tags)
         self.num_tasks = max(self.env.default_parallelism, 1)
+        # a bound of the bytes of one input row, where the first pass may read the input
+        # without Spark's per-row Arrow size check (classic Spark: .arrow_batches)
+        self._row_bytes = (
+            None
+            if self.env.connect
+            else row_bytes(source.d, source.weighted, source.keys is not None)
+        )
         self._opened = False
         self._released = False
         self.first_pass = None  # the first pass's PassProfile, once opened
@@ -126,9 +134,10 @@ class BlockStore:
         """``frame`` (the input of a store that copies it) with its partitions merged into
         at most TASKS_PER_CORE tasks per core, so that the statistics rows, the reduce (and
         the files) do not grow with the input's partition count; ``num_tasks`` is that
-        bound."""
+        bound.  Read without Spark's per-row Arrow size check where that check cannot end a
+        batch (:func:`~.arrow_batches.without_size_check`)."""
         self.num_tasks = max(1, TASKS_PER_CORE * self.env.default_parallelism)
-        return frame.coalesce(self.num_tasks)
+        return without_size_check(frame, self._row_bytes).coalesce(self.num_tasks)
 
     def _index_job(self, get_payload, read_chunks):
         """The rows of a pass whose ``num_tasks`` tasks need only their index (they read

@@ -1,0 +1,155 @@
+"""A first pass reads its input without Spark's per-row Arrow size check only where that
+check cannot end a batch (spark_em.data.stores.arrow_batches): the bound of a row's bytes
+against pyarrow's own sizes, the same batches as the user's session sends, the user's
+settings kept (in the clone) and unchanged (in the session), and a fit through the clone
+against scikit-learn."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from pyspark.sql import functions as F
+from sklearn.mixture import GaussianMixture as SkGM
+
+from spark_em import GaussianMixture
+from spark_em.data.stores import base
+from spark_em.data.stores.arrow_batches import (
+    MAX_BYTES_PER_BATCH,
+    NO_BYTE_LIMIT,
+    row_bytes,
+    without_size_check,
+)
+
+MAX_RECORDS = "spark.sql.execution.arrow.maxRecordsPerBatch"
+
+
+@pytest.mark.parametrize("d", [1, 3, 16, 100])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_row_bytes_bounds_the_arrow_bytes_of_a_row(d, weighted):
+    # a batch as Spark sends it: x list<double> (some nulls, as Spark's writer keeps
+    # validity buffers), w double; pyarrow's buffer sizes are the layout's own
+    n = 10_000
+    rng = np.random.default_rng(d)
+    x = pa.ListArray.from_arrays(
+        pa.array(np.arange(n + 1, dtype=np.int32) * d),
+        pa.array(rng.normal(size=n * d), mask=rng.random(n * d) < 0.01),
+    )
+    cols = {"x": x}
+    if weighted:
+        cols["w"] = pa.array(rng.random(n))
+    batch = pa.RecordBatch.from_pydict(cols)
+    assert batch.get_total_buffer_size() <= n * row_bytes(d, weighted, False)
+    # and not loose by more than the constant per row
+    assert n * row_bytes(d, weighted, False) - batch.get_total_buffer_size() < n * (d + 64)
+
+
+def test_no_bound_where_a_row_can_hold_any_number_of_bytes():
+    assert row_bytes(None, False, False) is None  # d found by the tasks
+    assert row_bytes(16, True, True) is None  # a segment key: a string of any length
+
+
+def _session_conf(frame, key):
+    return frame._jdf.sparkSession().conf().get(key)
+
+
+def _batch_rows(frame):
+    """The row counts of the Arrow batches a mapInArrow task receives, per task."""
+
+    def sizes(batches):
+        yield pa.RecordBatch.from_pydict({"n": [[b.num_rows for b in batches]]})
+
+    rows = frame.mapInArrow(sizes, "n array<long>").collect()
+    return sorted(tuple(r["n"]) for r in rows)
+
+
+@pytest.fixture
+def user_arrow_settings(spark):
+    """The user's own Arrow batch settings for one test (restored after it)."""
+    old = {k: spark.conf.get(k, None) for k in (MAX_RECORDS, MAX_BYTES_PER_BATCH)}
+
+    def set_(**values):
+        for key, value in values.items():
+            spark.conf.set(key, value)
+
+    yield set_
+    for key, value in old.items():
+        if value is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, value)
+
+
+def test_same_batches_without_the_check_and_the_session_unchanged(spark, user_arrow_settings):
+    user_arrow_settings(**{MAX_RECORDS: "7"})
+    before = dict(spark.conf.getAll)
+    rng = np.random.default_rng(3)
+    frame = spark.createDataFrame(
+        [(rng.normal(size=4).tolist(),) for _ in range(100)], "x array<double>"
+    ).repartition(2)
+    fast = without_size_check(frame, row_bytes(4, False, False))
+    assert fast is not frame
+    assert _session_conf(fast, MAX_BYTES_PER_BATCH) == str(NO_BYTE_LIMIT)
+    assert _session_conf(fast, MAX_RECORDS) == "7"  # the user's settings, cloned
+    batches = _batch_rows(fast)
+    assert batches == _batch_rows(frame)
+    assert all(n <= 7 for task in batches for n in task) and sum(map(sum, batches)) == 100
+    assert sorted(fast.collect()) == sorted(frame.collect())
+    assert dict(spark.conf.getAll) == before
+    assert _session_conf(frame, MAX_BYTES_PER_BATCH) != str(NO_BYTE_LIMIT)
+
+
+def test_the_check_stays_where_a_batch_could_reach_the_limit(spark, user_arrow_settings):
+    frame = spark.range(10).select(F.array(F.col("id").cast("double")).alias("x"))
+    # 10,000 rows of 10,000 features: 720 MB, above 64 MiB
+    assert without_size_check(frame, row_bytes(10_000, False, False)) is frame
+    assert without_size_check(frame, None) is frame
+    # the user's own limits: 10,000 rows of 16 features are above 100 kB
+    user_arrow_settings(**{MAX_BYTES_PER_BATCH: "100k"})
+    assert without_size_check(frame, row_bytes(16, False, False)) is frame
+    # a record limit of 0 (none): only the bytes end a batch
+    user_arrow_settings(**{MAX_BYTES_PER_BATCH: "64m", MAX_RECORDS: "0"})
+    assert without_size_check(frame, row_bytes(16, False, False)) is frame
+
+
+@pytest.mark.parametrize("store", ["local", "spark"])
+def test_a_fit_through_the_clone_keeps_the_users_settings(spark, tmp_path, monkeypatch, store):
+    """Feature columns (d known): the first pass reads a filtered Parquet input through
+    the clone.  One of its files is corrupt and the user's session skips corrupt files,
+    so the fit sees the good file's rows -- as scikit-learn fitted on them."""
+    rng = np.random.default_rng(5)
+    X = np.concatenate([rng.normal(c, 0.5, size=(150, 2)) for c in (-4.0, 0.0, 4.0)])
+    path = tmp_path / "input"
+    path.mkdir()
+    pq.write_table(pa.table({"a": X[:, 0], "b": X[:, 1]}), str(path / "part-0.parquet"))
+    (path / "part-1.parquet").write_bytes(b"PAR1 not a parquet file at all PAR1")
+    cloned = []  # whether each first pass read its input through a clone
+
+    def spy(frame, bytes_per_row):
+        out = without_size_check(frame, bytes_per_row)
+        cloned.append(out is not frame)
+        return out
+
+    monkeypatch.setattr(base, "without_size_check", spy)
+    key = "spark.sql.files.ignoreCorruptFiles"
+    old = spark.conf.get(key, None)
+    spark.conf.set(key, "true")
+    try:
+        df = spark.read.schema("a double, b double").parquet(str(path)).where("a > -100")
+        model = GaussianMixture(
+            k=3, maxIter=200, tol=1e-8, seed=1, blockCache=store, featuresCol=["a", "b"]
+        ).fit(df)
+        assert spark.conf.get(key) == "true"
+        assert spark.conf.get(MAX_BYTES_PER_BATCH) != str(NO_BYTE_LIMIT)
+    finally:
+        if old is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, old)
+    assert cloned == [True]
+    assert model.summary.numRows == X.shape[0]
+    sk = SkGM(3, tol=1e-10, max_iter=500, n_init=5, random_state=0).fit(X)
+    order, sk_order = np.argsort(model.means[:, 0]), np.argsort(sk.means_[:, 0])
+    np.testing.assert_allclose(model.means[order], sk.means_[sk_order], atol=1e-4)
+    np.testing.assert_allclose(model.weights[order], sk.weights_[sk_order], atol=1e-4)
