@@ -94,17 +94,29 @@ def bench_spark(spark, ds: DataSet, path: str, args) -> dict:
     plain = spark.read.parquet(path)  # the plain scan the Parquet store reads itself
     stores = [s.strip() for s in args.block_cache.split(",")]
     dtypes = [t.strip() for t in args.dtype.split(",")]
+    # <store>:columns: the same rows cached as d feature columns (d known from the schema)
+    names = [f"f{j}" for j in range(ds.d)]
+    columns = columns_slice = None
+    if any(_given(s) == "columns" for s in stores):
+        columns = spark.read.parquet(path).select(
+            *[F.col("features")[j].alias(c) for j, c in enumerate(names)]
+        )
+        columns = columns.cache()
+        columns.count()
+        columns_slice = columns.limit(20_000).cache()
+        columns_slice.count()
 
     def ours(cov, store, max_iter, per_iter=None, data=None, dtype="float64"):
+        given = _given(store)
         if data is None:
-            data = plain if _reads_plain(store) else df
+            data = {"plain": plain, "columns": columns}.get(given, df)
         gm = GaussianMixture(
             k=ds.k,
             covarianceType=cov,
             maxIter=max_iter,
             tol=0.0,
             seed=args.seed,
-            featuresCol="features",
+            featuresCol=names if given == "columns" else "features",
             blockCache=store.partition(":")[0],
             dtype=dtype,
         )
@@ -139,7 +151,9 @@ def bench_spark(spark, ds: DataSet, path: str, args) -> dict:
                     cov,
                     store,
                     1 if _reads_plain(store) else 3,
-                    data=None if _reads_plain(store) else slice_,
+                    data=None
+                    if _reads_plain(store)
+                    else (columns_slice if _given(store) == "columns" else slice_),
                 )
             )
     variants = [(store, dtype) for store in stores for dtype in dtypes]
@@ -175,6 +189,9 @@ def bench_spark(spark, ds: DataSet, path: str, args) -> dict:
         )
     slice_.unpersist()
     df.unpersist()
+    for cached in (columns_slice, columns):
+        if cached is not None:
+            cached.unpersist()
     if args.missing_fraction:
         from bench_missing import bench_missing
 
@@ -183,11 +200,17 @@ def bench_spark(spark, ds: DataSet, path: str, args) -> dict:
     return out
 
 
+def _given(store: str) -> str:
+    """What a --block-cache entry ``<store>[:<input>]`` gives spark-em: ``plain`` (the plain
+    Parquet scan), ``columns`` (the cached rows as d feature columns), or ``""`` (the cached
+    ``array<double>`` column)."""
+    return store.partition(":")[2]
+
+
 def _reads_plain(store: str) -> bool:
     """Whether spark-em is given the plain Parquet scan, not the cached DataFrame: the
     Parquet store always; any store named ``<store>:plain`` in --block-cache."""
-    name, _, given = store.partition(":")
-    return name == "parquet" or given == "plain"
+    return store.partition(":")[0] == "parquet" or _given(store) == "plain"
 
 
 def bench_ours(fit, iters: int, repeat: int) -> dict:

@@ -91,7 +91,9 @@ def parse_args(argv=None, description: str | None = None):
         "cache, the path of any DataFrame on a cluster or Connect), 'parquet' "
         "(tasks read the Parquet files: spark-em is given the plain scan); "
         "'<store>:plain' gives that store the plain scan too, not the cached DataFrame "
-        "(e.g. 'local:plain': its first pass then reads the files itself)",
+        "(e.g. 'local:plain': its first pass then reads the files itself); "
+        "'<store>:columns' gives it the same rows cached as d feature columns (d known "
+        "from the schema, not found by the first pass's tasks)",
     )
     p.add_argument(
         "--dtype",
