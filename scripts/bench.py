@@ -109,7 +109,7 @@ def bench_spark(spark, ds: DataSet, path: str, args) -> dict:
     def ours(cov, store, max_iter, per_iter=None, data=None, dtype="float64"):
         given = _given(store)
         if data is None:
-            data = {"plain": plain, "columns": columns}.get(given, df)
+            data = plain if _reads_plain(store) else (columns if given == "columns" else df)
         gm = GaussianMixture(
             k=ds.k,
             covarianceType=cov,
