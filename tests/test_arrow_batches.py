@@ -18,6 +18,7 @@ from spark_em.data.stores import base
 from spark_em.data.stores.arrow_batches import (
     MAX_BYTES_PER_BATCH,
     NO_BYTE_LIMIT,
+    first_pass_row_bytes,
     row_bytes,
     without_size_check,
 )
@@ -45,9 +46,15 @@ def test_row_bytes_bounds_the_arrow_bytes_of_a_row(d, weighted):
     assert n * row_bytes(d, weighted, False) - batch.get_total_buffer_size() < n * (d + 64)
 
 
-def test_no_bound_where_a_row_can_hold_any_number_of_bytes():
+def test_no_bound_where_the_check_may_be_needed():
     assert row_bytes(None, False, False) is None  # d found by the tasks
     assert row_bytes(16, True, True) is None  # a segment key: a string of any length
+    assert first_pass_row_bytes(False, 2, 16, True, False, False) == row_bytes(16, False, False)
+    assert first_pass_row_bytes(False, 2, 16, False, False, False) is None  # d a guess
+    assert first_pass_row_bytes(True, 2, 16, True, False, False) is None  # Spark Connect
+    # 2 tasks per core: above 16 cores a reduce level runs over the statistics rows
+    assert first_pass_row_bytes(False, 16, 16, True, False, False) is not None
+    assert first_pass_row_bytes(False, 17, 16, True, False, False) is None
 
 
 def _session_conf(frame, key):
@@ -81,36 +88,83 @@ def user_arrow_settings(spark):
             spark.conf.set(key, value)
 
 
-def test_same_batches_without_the_check_and_the_session_unchanged(spark, user_arrow_settings):
-    user_arrow_settings(**{MAX_RECORDS: "7"})
+def _rows(spark, d, weighted, n=100):
+    rng = np.random.default_rng(d)
+    data = [(rng.normal(size=d).tolist(), float(rng.random())) for _ in range(n)]
+    frame = spark.createDataFrame(data, "x array<double>, w double").repartition(2)
+    return frame if weighted else frame.select("x")
+
+
+@pytest.mark.parametrize("d", [1, 4, 40])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_same_batches_as_the_users_session_at_a_byte_limit_just_above_the_bound(
+    spark, user_arrow_settings, d, weighted
+):
+    # 7 rows of the bound just fit below the user's byte limit: if a row took more bytes
+    # than the bound, the user's session would end its batches before 7 rows, the clone not
+    bound = row_bytes(d, weighted, False)
+    user_arrow_settings(**{MAX_RECORDS: "7", MAX_BYTES_PER_BATCH: str(7 * bound + 1)})
     before = dict(spark.conf.getAll)
-    rng = np.random.default_rng(3)
-    frame = spark.createDataFrame(
-        [(rng.normal(size=4).tolist(),) for _ in range(100)], "x array<double>"
-    ).repartition(2)
-    fast = without_size_check(frame, row_bytes(4, False, False))
+    frame = _rows(spark, d, weighted)
+    fast, restore = without_size_check(frame, bound)
     assert fast is not frame
     assert _session_conf(fast, MAX_BYTES_PER_BATCH) == str(NO_BYTE_LIMIT)
     assert _session_conf(fast, MAX_RECORDS) == "7"  # the user's settings, cloned
     batches = _batch_rows(fast)
     assert batches == _batch_rows(frame)
     assert all(n <= 7 for task in batches for n in task) and sum(map(sum, batches)) == 100
+    assert max(n for task in batches for n in task) == 7
     assert sorted(fast.collect()) == sorted(frame.collect())
     assert dict(spark.conf.getAll) == before
-    assert _session_conf(frame, MAX_BYTES_PER_BATCH) != str(NO_BYTE_LIMIT)
+    restore()  # the clone's later queries: the user's byte limit again
+    assert _session_conf(fast, MAX_BYTES_PER_BATCH) == str(7 * bound + 1)
+    assert dict(spark.conf.getAll) == before
+
+
+def test_a_smaller_byte_limit_ends_batches_before_the_record_limit(spark, user_arrow_settings):
+    # the test above can fail: where 3 rows' values alone reach the byte limit, the user's
+    # session ends the batches before 7 rows
+    user_arrow_settings(**{MAX_RECORDS: "7", MAX_BYTES_PER_BATCH: str(3 * 8 * 4)})
+    frame = _rows(spark, 4, False)
+    assert without_size_check(frame, row_bytes(4, False, False))[0] is frame
+    assert max(n for task in _batch_rows(frame) for n in task) <= 3
 
 
 def test_the_check_stays_where_a_batch_could_reach_the_limit(spark, user_arrow_settings):
     frame = spark.range(10).select(F.array(F.col("id").cast("double")).alias("x"))
     # 10,000 rows of 10,000 features: 720 MB, above 64 MiB
-    assert without_size_check(frame, row_bytes(10_000, False, False)) is frame
-    assert without_size_check(frame, None) is frame
+    assert without_size_check(frame, row_bytes(10_000, False, False))[0] is frame
+    assert without_size_check(frame, None)[0] is frame
     # the user's own limits: 10,000 rows of 16 features are above 100 kB
     user_arrow_settings(**{MAX_BYTES_PER_BATCH: "100k"})
-    assert without_size_check(frame, row_bytes(16, False, False)) is frame
+    assert without_size_check(frame, row_bytes(16, False, False))[0] is frame
     # a record limit of 0 (none): only the bytes end a batch
     user_arrow_settings(**{MAX_BYTES_PER_BATCH: "64m", MAX_RECORDS: "0"})
-    assert without_size_check(frame, row_bytes(16, False, False)) is frame
+    assert without_size_check(frame, row_bytes(16, False, False))[0] is frame
+
+
+def test_the_check_stays_for_python_in_the_input(spark):
+    """A Python operator in the input's plan reads batches under the same byte limit: the
+    clone would lift it for that operator too.  A cached one runs no more (its scan)."""
+    frame = spark.range(10).select(F.array(F.col("id").cast("double")).alias("x"))
+    bound = row_bytes(1, False, False)
+    assert without_size_check(frame, bound)[0] is not frame
+
+    @F.pandas_udf("double")
+    def plus(v):
+        return v + 1.0
+
+    udf = spark.range(10).select(F.array(plus(F.col("id").cast("double"))).alias("x"))
+    mapped = frame.mapInArrow(lambda it: it, frame.schema)
+    for python in (udf, mapped):
+        assert without_size_check(python, bound)[0] is python
+    mapped.cache()
+    try:
+        mapped.count()
+        later = mapped.select("x")  # a plan made after the cache: its scan
+        assert without_size_check(later, bound)[0] is not later
+    finally:
+        mapped.unpersist(blocking=True)
 
 
 @pytest.mark.parametrize("store", ["local", "spark"])
@@ -128,7 +182,7 @@ def test_a_fit_through_the_clone_keeps_the_users_settings(spark, tmp_path, monke
 
     def spy(frame, bytes_per_row):
         out = without_size_check(frame, bytes_per_row)
-        cloned.append(out is not frame)
+        cloned.append(out[0] is not frame)
         return out
 
     monkeypatch.setattr(base, "without_size_check", spy)
@@ -153,3 +207,22 @@ def test_a_fit_through_the_clone_keeps_the_users_settings(spark, tmp_path, monke
     order, sk_order = np.argsort(model.means[:, 0]), np.argsort(sk.means_[:, 0])
     np.testing.assert_allclose(model.means[order], sk.means_[sk_order], atol=1e-4)
     np.testing.assert_allclose(model.weights[order], sk.weights_[sk_order], atol=1e-4)
+
+
+def test_a_guessed_d_keeps_the_check(spark, monkeypatch):
+    """An initial model's d is only a first guess for an array column (rows of another
+    length make the fit count them): its first pass keeps Spark's check."""
+    cloned = []
+
+    def spy(frame, bytes_per_row):
+        out = without_size_check(frame, bytes_per_row)
+        cloned.append(out[0] is not frame)
+        return out
+
+    rng = np.random.default_rng(8)
+    X = np.concatenate([rng.normal(c, 0.5, size=(100, 2)) for c in (-3.0, 3.0)])
+    df = spark.createDataFrame([(row.tolist(),) for row in X], "features array<double>")
+    model = GaussianMixture(k=2, seed=1, blockCache="local").fit(df)
+    monkeypatch.setattr(base, "without_size_check", spy)
+    GaussianMixture(k=2, maxIter=2, initialModel=model, blockCache="local").fit(df)
+    assert cloned == [False]

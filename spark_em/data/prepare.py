@@ -129,6 +129,7 @@ def prepare(
                 missing,
                 keys,
                 weighted=bool(weight_col),
+                d_exact=known is not None,
             ),
         )
         try:

@@ -1,23 +1,37 @@
 """The Arrow batches of a first pass that reads its input through classic Spark, without
-Spark's per-row size check where that check can never cut a batch.
+Spark's per-row size check where that check can never end a batch.
 
 Spark (4.1 and later) ends each Arrow batch it sends to a Python task at
 ``spark.sql.execution.arrow.maxRecordsPerBatch`` rows (10,000 by default) or when the batch
 reaches ``spark.sql.execution.arrow.maxBytesPerBatch`` bytes (64 MiB), whichever comes first.
 For the bytes it measures the batch again after every row (``ArrowWriter.sizeInBytes``): some
 15 % of the JVM's samples in a first pass over 1M x 16 cached rows (Java Flight Recorder).
-It skips the check only where the byte limit is ``Int.MaxValue``.
+It skips the check only where the byte limit is ``Int.MaxValue``, a setting of the session
+that holds for every Arrow operator of a query.
 
-Where d is known (feature columns, a vector column's ML attributes, an initial model's d) and
-``maxRecordsPerBatch`` rows of :func:`row_bytes` bytes stay below the byte limit, the check
-cannot end a batch of valid rows: the pass then reads the input in a clone of the user's
-session (``SparkSession.cloneSession``: its settings, temporary views and functions copied)
-whose byte limit is ``Int.MaxValue`` -- the same batches, without the check.  The user's
-session is not changed, and each fit has its own clone.  (Rows longer than d are invalid rows,
-which the fit reports; only a batch of many of them could pass the byte limit, as any batch
-could before Spark 4.1.)  Elsewhere -- d found by the tasks (an ``array<double>`` column
-without ML attributes), a segment key (a string of any length), wide rows, Spark Connect, a
-Spark without the limit or without ``cloneSession`` -- the input is read as it is.
+So the first pass reads its input in a clone of the user's session
+(``SparkSession.cloneSession``: its settings, temporary views and functions copied) whose
+byte limit is ``Int.MaxValue`` only where the check cannot end any batch of that query:
+
+* the schema gives d (feature columns: every row has d values; a vector column's ML
+  attributes), so that ``maxRecordsPerBatch`` rows of :func:`row_bytes` bytes stay below the
+  byte limit -- not where d is a guess (an initial model's, the most frequent length), nor
+  with a segment key (a string of any length);
+* the pass's statistics rows are merged on the driver, with no reduce level (a
+  ``mapInArrow`` over rows that hold the validation sample): at most
+  :data:`~spark_em.data.reduce.DRIVER_MERGE_ROWS` tasks (:func:`first_pass_row_bytes`);
+* the input's plan has no Python operator of its own (a pandas or Arrow UDF, ``mapInPandas``,
+  ``mapInArrow``, a Python UDTF or data source) whose batches the limit also bounds: the plan
+  Spark runs, its cached parts as the cache's scans (:func:`_runs_python`).
+
+The same batches, then, without the check; the user's session is not changed, and each fit
+has its own clone.  After the first pass the clone gets the user's byte limit back
+(:func:`without_size_check`'s second value), for any later query in it.  Elsewhere --
+Spark Connect, a Spark without the limit or without ``cloneSession`` -- the input is read
+as it is.  One difference a user can see: ``spark.interruptAll()`` of the user's session
+does not stop the first pass's jobs, which carry the clone's session tag (job tags added
+with ``spark.addTag`` are copied, ``sc.cancelAllJobs()`` stops them; the later passes of
+Spark's cache already ran in a session of their own).
 
 Measured on local[2], 1M x 16 cached rows given as 16 feature columns, K=8 full, median of
 15 first passes each way: 0.540 -> 0.451 s on local files, 0.712 -> 0.570 s on Spark's cache.
@@ -25,45 +39,99 @@ Measured on local[2], 1M x 16 cached rows given as 16 feature columns, K=8 full,
 
 from __future__ import annotations
 
+import json
 import logging
+import re
+from collections.abc import Callable
 
 from pyspark.sql import DataFrame
+
+from ...core.tuning import TASKS_PER_CORE
+from ..reduce import DRIVER_MERGE_ROWS
 
 log = logging.getLogger("spark_em")
 
 MAX_BYTES_PER_BATCH = "spark.sql.execution.arrow.maxBytesPerBatch"
 NO_BYTE_LIMIT = 2**31 - 1  # Int.MaxValue: Spark's writer then never measures the batch
+# a plan node or expression of Python: its Arrow batches are bounded by the same limit
+_PYTHON = re.compile(r"Python|PySpark|Pandas|InArrow")
+
+
+def _unchanged() -> None:
+    """Nothing to give back: the input is read in the user's session."""
 
 
 def row_bytes(d: int | None, weighted: bool, keyed: bool) -> int | None:
     """An upper bound of the Arrow bytes of one row of a first pass's input (``x``: d
     float64 values, their validity bits, the list's offset and validity bit; ``w``: a
     float64 and its bit; the struct's bit, with room to spare); None where there is none:
-    d not known (the tasks find it), or a segment key (a string of any length)."""
+    d not known, or a segment key (a string of any length)."""
     if d is None or keyed:
         return None
     return 9 * d + (16 if weighted else 0) + 32
 
 
-def without_size_check(frame: DataFrame, bytes_per_row: int | None) -> DataFrame:
-    """``frame`` in a clone of its session whose Arrow byte limit is ``Int.MaxValue``, where
-    the session's record limit keeps every batch of rows of at most ``bytes_per_row`` bytes
-    below its byte limit; else ``frame`` itself (see the module's docstring)."""
+def first_pass_row_bytes(
+    connect: bool, parallelism: int, d: int | None, exact: bool, weighted: bool, keyed: bool
+) -> int | None:
+    """:func:`row_bytes` where a store's first pass may run without the check (classic
+    Spark; d from the schema, ``exact``; no reduce level over its statistics rows, which
+    needs at most DRIVER_MERGE_ROWS tasks: ``_merged_input`` makes at most TASKS_PER_CORE
+    per core); None elsewhere."""
+    if connect or not exact or TASKS_PER_CORE * max(parallelism, 1) > DRIVER_MERGE_ROWS:
+        return None
+    return row_bytes(d, weighted, keyed)
+
+
+def without_size_check(
+    frame: DataFrame, bytes_per_row: int | None
+) -> tuple[DataFrame, Callable[[], None]]:
+    """``(frame in a clone of its session whose Arrow byte limit is Int.MaxValue, a function
+    that puts the user's limit back in that clone)`` where the session's record limit keeps
+    every batch of rows of at most ``bytes_per_row`` bytes below its byte limit and the plan
+    runs no Python of its own; else ``(frame, a function that does nothing)`` (see the
+    module's docstring)."""
     if bytes_per_row is None:
-        return frame
+        return frame, _unchanged
     try:
         session = frame.sparkSession
         jsession = session._jsparkSession
         conf = jsession.sessionState().conf()
         records, limit = int(conf.arrowMaxRecordsPerBatch()), int(conf.arrowMaxBytesPerBatch())
         if limit >= NO_BYTE_LIMIT or records <= 0 or records * bytes_per_row >= limit:
-            return frame
+            return frame, _unchanged
+        if _runs_python(frame):
+            return frame, _unchanged
         clone = jsession.cloneSession()
         clone.conf().set(MAX_BYTES_PER_BATCH, str(NO_BYTE_LIMIT))
         jdf = session._jvm.org.apache.spark.sql.classic.Dataset.ofRows(
             clone, frame._jdf.queryExecution().analyzed()
         )
-        return DataFrame(jdf, session)
-    except Exception as exc:  # Connect, an older Spark: the input as it is, as correct
+    except Exception as exc:  # an older Spark: the input as it is, as correct
         log.info("spark-em: the first pass keeps Spark's Arrow size check (%s)", exc)
-        return frame
+        return frame, _unchanged
+
+    def restore() -> None:
+        clone.conf().set(MAX_BYTES_PER_BATCH, str(limit))
+
+    return DataFrame(jdf, session), restore
+
+
+def _runs_python(frame: DataFrame) -> bool:
+    """Whether the plan Spark runs for ``frame`` has a Python operator or expression: the
+    class names of its nodes and expressions, from the plan's JSON (one call), leaving out
+    the plans a cache ran when it was filled (an ``InMemoryRelation``'s ``cacheBuilder``)."""
+    plan = frame._jdf.queryExecution().withCachedData()
+    return any(_PYTHON.search(name) for name in _class_names(json.loads(plan.toJSON())))
+
+
+def _class_names(value):
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key in ("class", "product-class") and isinstance(item, str):
+                yield item
+            elif key != "cacheBuilder":
+                yield from _class_names(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _class_names(item)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession
@@ -21,7 +22,7 @@ from ...core.tuning import TASKS_PER_CORE
 from ..env import SparkEnv
 from ..passes import PASS_SCHEMA, make_task, run_pass
 from ..validation import ValidationStats
-from .arrow_batches import row_bytes, without_size_check
+from .arrow_batches import first_pass_row_bytes, without_size_check
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,8 @@ class StoreInput:
     without one every weight is 1, no column of them is selected, and a store need not
     keep them).  ``d`` None (the input read through Spark, without
     segments): the first pass's tasks find it (:func:`~spark_em.data.arrow_blocks.
-    task_dimension`) and the opened store takes theirs."""
+    task_dimension`) and the opened store takes theirs; ``d_exact``: the schema gives ``d``
+    (not a first guess that rows of another length may disprove)."""
 
     spark: SparkSession
     env: SparkEnv
@@ -51,6 +53,7 @@ class StoreInput:
     missing: bool = False  # missingValues="marginalize": NaN and nulls are missing values
     keys: tuple | None = None
     weighted: bool = True  # False: no weightCol, every row's weight is 1
+    d_exact: bool = False  # d from the schema, not a guess the first pass may disprove
 
 
 class BlockStore:
@@ -70,12 +73,17 @@ class BlockStore:
         self.fit_id = uuid.uuid4().hex[:12]  # this fit's own identity (files, caches, tags)
         self.num_tasks = max(self.env.default_parallelism, 1)
         # a bound of the bytes of one input row, where the first pass may read the input
-        # without Spark's per-row Arrow size check (classic Spark: .arrow_batches)
-        self._row_bytes = (
-            None
-            if self.env.connect
-            else row_bytes(source.d, source.weighted, source.keys is not None)
+        # without Spark's per-row Arrow size check (.arrow_batches), and what gives the
+        # user's check back to the session it ran in
+        self._row_bytes = first_pass_row_bytes(
+            self.env.connect,
+            self.env.default_parallelism,
+            source.d,
+            source.d_exact,
+            source.weighted,
+            source.keys is not None,
         )
+        self._size_check_back: Callable[[], None] = lambda: None
         self._opened = False
         self._released = False
         self.first_pass = None  # the first pass's PassProfile, once opened
@@ -96,9 +104,12 @@ class BlockStore:
         takes the one its tasks agreed on (``stats.d`` >= 1); where they found none (every
         row null), or disagreed, it stays without d, to be released (no pass can read it):
         the caller finds d otherwise."""
-        (stats, *more), self.first_pass = run_pass(
-            self, [validator, *also], centre, "validate and prepare the data"
-        )
+        try:
+            (stats, *more), self.first_pass = run_pass(
+                self, [validator, *also], centre, "validate and prepare the data"
+            )
+        finally:
+            self._size_check_back()  # for any later query in the first pass's session
         self._opened = True
         if self.d is None and stats.d >= 1:
             self.d = int(stats.d)
@@ -137,7 +148,8 @@ class BlockStore:
         bound.  Read without Spark's per-row Arrow size check where that check cannot end a
         batch (:func:`~.arrow_batches.without_size_check`)."""
         self.num_tasks = max(1, TASKS_PER_CORE * self.env.default_parallelism)
-        return without_size_check(frame, self._row_bytes).coalesce(self.num_tasks)
+        frame, self._size_check_back = without_size_check(frame, self._row_bytes)
+        return frame.coalesce(self.num_tasks)
 
     def _index_job(self, get_payload, read_chunks):
         """The rows of a pass whose ``num_tasks`` tasks need only their index (they read

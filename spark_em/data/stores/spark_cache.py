@@ -110,17 +110,18 @@ class SparkCacheStore(BlockStore):
         Arrow batch, not 10,000: the JVM then streams them while the Python worker computes)
         -- through a session of the fit's own, whose settings nobody else sees: a new
         session on classic Spark, the clone on Spark Connect."""
-        if self.cached and not self.env.connect:
+        if self.cached:
             try:
-                self._pass_blocks = self._private_blocks()
-                return
+                if not self.env.connect:
+                    self._pass_blocks = self._private_blocks()
+                    return
+                if self._clone is not None:
+                    self._clone.conf.set(_ARROW_BATCH, str(BLOCK_ROWS_PER_ARROW_BATCH))
             except Exception as exc:  # the session's own batches: slower, as correct
                 log.info(
                     "spark-em: passes read the blocks in the session's Arrow batches (%s)", exc
                 )
         self._pass_blocks = self.blocks.select(*BLOCK_COLUMNS)
-        if self.cached and self.env.connect and self._clone is not None:
-            self._clone.conf.set(_ARROW_BATCH, str(BLOCK_ROWS_PER_ARROW_BATCH))
 
     def _private_blocks(self):
         """The kept blocks' columns in a new session (classic Spark) whose Arrow batches
