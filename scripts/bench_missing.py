@@ -52,7 +52,7 @@ def bench_missing(spark, ds, path: str, args, fractions: list[float], bench_ours
     from spark_em.progress import IterationInfo
 
     cov = ds.covs[0]
-    store = args.block_cache.split(",")[0].strip()
+    store = args.block_cache.split(",")[0].strip().partition(":")[0]  # the store alone
     out: dict = {"covariance_type": cov, "store": store, "runs": []}
     cases = [("invalid", 0.0)] + [("marginalize", f) for f in fractions]
     for mode, fraction in cases:
