@@ -89,10 +89,12 @@ def user_arrow_settings(spark):
 
 
 def _rows(spark, d, weighted, n=100):
-    rng = np.random.default_rng(d)
-    data = [(rng.normal(size=d).tolist(), float(rng.random())) for _ in range(n)]
-    frame = spark.createDataFrame(data, "x array<double>, w double").repartition(2)
-    return frame if weighted else frame.select("x")
+    """``n`` rows of d deterministic features (and a weight) in 2 partitions, from a plan
+    Spark shows whole (no RDD: ``createDataFrame`` of a list would be one)."""
+    ids = spark.range(0, n, 1, 2)
+    x = F.array(*[((F.col("id") * (j + 3)) % 11 - 5).cast("double") for j in range(d)])
+    cols = [x.alias("x")] + ([(F.col("id") / n).alias("w")] if weighted else [])
+    return ids.select(*cols)
 
 
 @pytest.mark.parametrize("d", [1, 4, 40])
@@ -143,10 +145,12 @@ def test_the_check_stays_where_a_batch_could_reach_the_limit(spark, user_arrow_s
     assert without_size_check(frame, row_bytes(16, False, False))[0] is frame
 
 
-def test_the_check_stays_for_python_in_the_input(spark):
+def test_the_check_stays_for_python_or_an_rdd_in_the_input(spark):
     """A Python operator in the input's plan reads batches under the same byte limit: the
-    clone would lift it for that operator too.  A cached one runs no more (its scan)."""
-    frame = spark.range(10).select(F.array(F.col("id").cast("double")).alias("x"))
+    clone would lift it for that operator too -- also in the plan of a cache the input
+    reads (a cache refills missing partitions in the same job), and in an RDD's lineage,
+    which the plan does not show."""
+    frame = _rows(spark, 1, False)
     bound = row_bytes(1, False, False)
     assert without_size_check(frame, bound)[0] is not frame
 
@@ -156,15 +160,21 @@ def test_the_check_stays_for_python_in_the_input(spark):
 
     udf = spark.range(10).select(F.array(plus(F.col("id").cast("double"))).alias("x"))
     mapped = frame.mapInArrow(lambda it: it, frame.schema)
-    for python in (udf, mapped):
+    rdd = spark.createDataFrame([([1.0],), ([2.0],)], "x array<double>")
+    for python in (udf, mapped, rdd):
         assert without_size_check(python, bound)[0] is python
-    mapped.cache()
+    for plan in (mapped, frame):
+        plan.cache()
     try:
-        mapped.count()
-        later = mapped.select("x")  # a plan made after the cache: its scan
+        for plan in (mapped, frame):
+            plan.count()
+        later = mapped.select("x")  # a plan made after the cache: the cache's scan
+        assert without_size_check(later, bound)[0] is later
+        later = frame.select("x")  # a cache of a plan without Python
         assert without_size_check(later, bound)[0] is not later
     finally:
-        mapped.unpersist(blocking=True)
+        for plan in (mapped, frame):
+            plan.unpersist(blocking=True)
 
 
 @pytest.mark.parametrize("store", ["local", "spark"])

@@ -129,7 +129,9 @@ def prepare(
                 missing,
                 keys,
                 weighted=bool(weight_col),
-                d_exact=known is not None,
+                # every row has d values: an array of the listed columns (a vector column's
+                # ML attributes are not enforced: longer vectors are wrong_length rows)
+                d_exact=isinstance(features, (list, tuple)),
             ),
         )
         try:

@@ -13,16 +13,17 @@ So the first pass reads its input in a clone of the user's session
 (``SparkSession.cloneSession``: its settings, temporary views and functions copied) whose
 byte limit is ``Int.MaxValue`` only where the check cannot end any batch of that query:
 
-* the schema gives d (feature columns: every row has d values; a vector column's ML
-  attributes), so that ``maxRecordsPerBatch`` rows of :func:`row_bytes` bytes stay below the
-  byte limit -- not where d is a guess (an initial model's, the most frequent length), nor
-  with a segment key (a string of any length);
+* every row has d values: the features are listed columns (``x`` is their array) -- not a
+  vector column (its ML attributes are not enforced), nor where d is a guess (an initial
+  model's, the most frequent length), nor with a segment key (a string of any length) --
+  so that ``maxRecordsPerBatch`` rows of :func:`row_bytes` bytes stay below the byte limit;
 * the pass's statistics rows are merged on the driver, with no reduce level (a
   ``mapInArrow`` over rows that hold the validation sample): at most
   :data:`~spark_em.data.reduce.DRIVER_MERGE_ROWS` tasks (:func:`first_pass_row_bytes`);
-* the input's plan has no Python operator of its own (a pandas or Arrow UDF, ``mapInPandas``,
-  ``mapInArrow``, a Python UDTF or data source) whose batches the limit also bounds: the plan
-  Spark runs, its cached parts as the cache's scans (:func:`_runs_python`).
+* the input's plan runs no Python of its own (a pandas or Arrow UDF, ``mapInPandas``,
+  ``mapInArrow``, a Python UDTF) whose batches the limit also bounds -- nor in the plan of a
+  cache it reads, which refills the cache in the same job -- and no plan its JSON does not
+  show (an RDD's lineage; a cache inside a cache's plan or a subquery) (:func:`_runs_python`).
 
 The same batches, then, without the check; the user's session is not changed, and each fit
 has its own clone.  After the first pass the clone gets the user's byte limit back
@@ -55,6 +56,11 @@ MAX_BYTES_PER_BATCH = "spark.sql.execution.arrow.maxBytesPerBatch"
 NO_BYTE_LIMIT = 2**31 - 1  # Int.MaxValue: Spark's writer then never measures the batch
 # a plan node or expression of Python: its Arrow batches are bounded by the same limit
 _PYTHON = re.compile(r"Python|PySpark|Pandas|InArrow")
+# what a plan's JSON does not show the plan of: an RDD (its lineage), a cache (the JSON of
+# a cache leaves its plan out: a cache read inside a cache's plan is not looked into)
+_RDD = re.compile(r"LogicalRDD|ExternalRDD|RDDScan")
+_ANY_CACHE = re.compile(r"InMemoryRelation|InMemoryTableScan")
+_CACHE = "InMemoryRelation"
 
 
 def _unchanged() -> None:
@@ -118,19 +124,33 @@ def without_size_check(
 
 
 def _runs_python(frame: DataFrame) -> bool:
-    """Whether the plan Spark runs for ``frame`` has a Python operator or expression: the
-    class names of its nodes and expressions, from the plan's JSON (one call), leaving out
-    the plans a cache ran when it was filled (an ``InMemoryRelation``'s ``cacheBuilder``)."""
+    """Whether the plan Spark runs for ``frame`` may run Python: a Python node or
+    expression among the class names of its plan's JSON, or of the plan of a cache it reads
+    (a cache not filled yet, or missing a partition, runs that plan in the same job); or a
+    plan the JSON does not show -- an RDD's lineage, a cache read inside a cache's plan or
+    inside a subquery."""
     plan = frame._jdf.queryExecution().withCachedData()
-    return any(_PYTHON.search(name) for name in _class_names(json.loads(plan.toJSON())))
+    names = list(_class_names(json.loads(plan.toJSON())))
+    leaves = plan.collectLeaves()
+    caches = [leaves.apply(i) for i in range(leaves.size())]
+    caches = [c for c in caches if c.getClass().getSimpleName() == _CACHE]
+    if sum(n.endswith("." + _CACHE) for n in names) > len(caches):
+        return True  # a cache in a subquery: its plan is not among the leaves
+    for cache in caches:
+        cached = list(_class_names(json.loads(cache.cacheBuilder().cachedPlan().toJSON())))
+        if any(_ANY_CACHE.search(n) for n in cached):
+            return True
+        names += cached
+    return any(_PYTHON.search(n) or _RDD.search(n) for n in names)
 
 
 def _class_names(value):
+    """The class names in a plan's JSON (``TreeNode.toJSON``: nodes and expressions)."""
     if isinstance(value, dict):
         for key, item in value.items():
             if key in ("class", "product-class") and isinstance(item, str):
                 yield item
-            elif key != "cacheBuilder":
+            else:
                 yield from _class_names(item)
     elif isinstance(value, list):
         for item in value:

@@ -109,7 +109,9 @@ class BlockStore:
                 self, [validator, *also], centre, "validate and prepare the data"
             )
         finally:
-            self._size_check_back()  # for any later query in the first pass's session
+            # for any later query in the first pass's session; never in place of its error
+            with contextlib.suppress(Exception):
+                self._size_check_back()
         self._opened = True
         if self.d is None and stats.d >= 1:
             self.d = int(stats.d)

@@ -38,6 +38,7 @@ from ...core.precision import Precision
 from ...core.tuning import MIN_UNIT_ROWS, UNITS_PER_TASK, unit_rows
 from ..arrow_blocks import decode_batch, task_dimension
 from ..passes import PASS_SCHEMA, make_task, task_partition
+from ..reduce import DRIVER_MERGE_ROWS
 from ..segments import segment_parts
 from .base import BlockStore
 from .block_dirs import PREFIX, OwnerLock, local_roots, remove_stale_block_dirs
@@ -73,15 +74,16 @@ class LocalFileStore(BlockStore):
             yield self._parquet_first_pass(payload)
             return
         # One job reads the (merged) input, validates it and writes the block files.  Its
-        # reduce takes the exact task count: the merge's bound, 2 per core, would add a
-        # shuffle level above 16 cores for an input of few partitions
+        # reduce takes the merge's bound, 2 tasks per core, up to DRIVER_MERGE_ROWS; above
+        # (more than 16 cores) the exact task count, or the bound would add a shuffle level
+        # for an input of few partitions (asking plans the input's query: 0.015-0.03 s)
         frame = self._merged_input(self.selected)
+        if self.num_tasks > DRIVER_MERGE_ROWS:
+            self.num_tasks = frame.rdd.getNumPartitions()
         layout = self._layout()
         writer = _input_writer(self.block_dir, layout, self.missing, self.keys)
         fn = make_task(lambda: payload, writer, self.d)
-        rows = frame.mapInArrow(fn, PASS_SCHEMA)
-        self.num_tasks = _planned_partitions(rows)
-        yield rows
+        yield frame.mapInArrow(fn, PASS_SCHEMA)
 
     def _parquet_first_pass(self, payload):
         """The first pass over a plain Parquet scan: the tasks read their row groups with
@@ -122,12 +124,6 @@ class LocalFileStore(BlockStore):
     def _release(self) -> None:
         shutil.rmtree(self.block_dir, ignore_errors=True)
         self._owner.close()
-
-
-def _planned_partitions(frame) -> int:
-    """The partitions of classic ``frame``'s job, from the plan that job runs: planned once
-    here, not again when it runs (``frame.rdd`` would plan another query, 0.015-0.03 s)."""
-    return int(frame._jdf.queryExecution().toRdd().getNumPartitions())
 
 
 # ---------------------------------------------------------------------------------------
