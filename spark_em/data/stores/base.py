@@ -40,8 +40,9 @@ class StoreInput:
     without one every weight is 1, no column of them is selected, and a store need not
     keep them).  ``d`` None (the input read through Spark, without
     segments): the first pass's tasks find it (:func:`~spark_em.data.arrow_blocks.
-    task_dimension`) and the opened store takes theirs; ``d_exact``: the schema gives ``d``
-    (not a first guess that rows of another length may disprove)."""
+    task_dimension`) and the opened store takes theirs; ``d_exact``: every row has ``d``
+    values (listed feature columns), not a first guess or a declared size that rows of
+    another length may disprove."""
 
     spark: SparkSession
     env: SparkEnv
@@ -53,7 +54,7 @@ class StoreInput:
     missing: bool = False  # missingValues="marginalize": NaN and nulls are missing values
     keys: tuple | None = None
     weighted: bool = True  # False: no weightCol, every row's weight is 1
-    d_exact: bool = False  # d from the schema, not a guess the first pass may disprove
+    d_exact: bool = False  # every row has d values (listed feature columns)
 
 
 class BlockStore:
