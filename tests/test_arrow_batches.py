@@ -18,6 +18,7 @@ from spark_em.data.stores import base
 from spark_em.data.stores.arrow_batches import (
     MAX_BYTES_PER_BATCH,
     NO_BYTE_LIMIT,
+    _runs_python,
     first_pass_row_bytes,
     row_bytes,
     without_size_check,
@@ -71,6 +72,25 @@ def _batch_rows(frame):
     return sorted(tuple(r["n"]) for r in rows)
 
 
+def _byte_limit(frame) -> int:
+    """The byte limit, in bytes, of the session ``frame`` runs in."""
+    return int(frame._jdf.sparkSession().sessionState().conf().arrowMaxBytesPerBatch())
+
+
+def _task_limits(frame):
+    """The Arrow byte limit the tasks of a pass over ``frame`` ran under."""
+
+    def limit(batches):
+        from pyspark import TaskContext
+
+        for _ in batches:
+            pass
+        value = TaskContext.get().getLocalProperty(MAX_BYTES_PER_BATCH)
+        yield pa.RecordBatch.from_pydict({"v": [value]})
+
+    return {r["v"] for r in frame.mapInArrow(limit, "v string").collect()}
+
+
 @pytest.fixture
 def user_arrow_settings(spark):
     """The user's own Arrow batch settings for one test (restored after it)."""
@@ -114,6 +134,8 @@ def test_same_batches_as_the_users_session_at_a_byte_limit_just_above_the_bound(
     assert _session_conf(fast, MAX_RECORDS) == "7"  # the user's settings, cloned
     batches = _batch_rows(fast)
     assert batches == _batch_rows(frame)
+    assert _task_limits(fast) == {str(NO_BYTE_LIMIT)}  # what the tasks ran with
+    assert _task_limits(frame) == {str(7 * bound + 1)}
     assert all(n <= 7 for task in batches for n in task) and sum(map(sum, batches)) == 100
     assert max(n for task in batches for n in task) == 7
     assert sorted(fast.collect()) == sorted(frame.collect())
@@ -162,6 +184,7 @@ def test_the_check_stays_for_python_or_an_rdd_in_the_input(spark):
     mapped = frame.mapInArrow(lambda it: it, frame.schema)
     rdd = spark.createDataFrame([([1.0],), ([2.0],)], "x array<double>")
     for python in (udf, mapped, rdd):
+        assert _runs_python(python) is True
         assert without_size_check(python, bound)[0] is python
     for plan in (mapped, frame):
         plan.cache()
@@ -169,8 +192,10 @@ def test_the_check_stays_for_python_or_an_rdd_in_the_input(spark):
         for plan in (mapped, frame):
             plan.count()
         later = mapped.select("x")  # a plan made after the cache: the cache's scan
+        assert _runs_python(later) is True
         assert without_size_check(later, bound)[0] is later
         later = frame.select("x")  # a cache of a plan without Python
+        assert _runs_python(later) is False
         assert without_size_check(later, bound)[0] is not later
     finally:
         for plan in (mapped, frame):
@@ -190,12 +215,16 @@ def test_a_fit_through_the_clone_keeps_the_users_settings(spark, tmp_path, monke
     (path / "part-1.parquet").write_bytes(b"PAR1 not a parquet file at all PAR1")
     cloned = []  # whether each first pass read its input through a clone
 
+    frames = []
+
     def spy(frame, bytes_per_row):
         out = without_size_check(frame, bytes_per_row)
         cloned.append(out[0] is not frame)
+        frames.append(out[0])
         return out
 
     monkeypatch.setattr(base, "without_size_check", spy)
+    user_limit = spark.conf.get(MAX_BYTES_PER_BATCH)
     key = "spark.sql.files.ignoreCorruptFiles"
     old = spark.conf.get(key, None)
     spark.conf.set(key, "true")
@@ -212,6 +241,9 @@ def test_a_fit_through_the_clone_keeps_the_users_settings(spark, tmp_path, monke
         else:
             spark.conf.set(key, old)
     assert cloned == [True]
+    # the clone has the user's limit back after the first pass
+    assert _byte_limit(frames[0]) == _byte_limit(spark.range(1)) < NO_BYTE_LIMIT
+    assert spark.conf.get(MAX_BYTES_PER_BATCH) == user_limit
     assert model.summary.numRows == X.shape[0]
     sk = SkGM(3, tol=1e-10, max_iter=500, n_init=5, random_state=0).fit(X)
     order, sk_order = np.argsort(model.means[:, 0]), np.argsort(sk.means_[:, 0])

@@ -38,7 +38,6 @@ from ...core.precision import Precision
 from ...core.tuning import MIN_UNIT_ROWS, UNITS_PER_TASK, unit_rows
 from ..arrow_blocks import decode_batch, task_dimension
 from ..passes import PASS_SCHEMA, make_task, task_partition
-from ..reduce import DRIVER_MERGE_ROWS
 from ..segments import segment_parts
 from .base import BlockStore
 from .block_dirs import PREFIX, OwnerLock, local_roots, remove_stale_block_dirs
@@ -74,12 +73,11 @@ class LocalFileStore(BlockStore):
             yield self._parquet_first_pass(payload)
             return
         # One job reads the (merged) input, validates it and writes the block files.  Its
-        # reduce takes the merge's bound, 2 tasks per core, up to DRIVER_MERGE_ROWS; above
-        # (more than 16 cores) the exact task count, or the bound would add a shuffle level
-        # for an input of few partitions (asking plans the input's query: 0.015-0.03 s)
+        # reduce takes the merge's bound, 2 tasks per core (above 16 cores, a shuffle level
+        # even for an input of fewer partitions): asking for the exact count planned the
+        # input's query a second time (0.015-0.03 s) and, with adaptive execution, ran its
+        # shuffles twice
         frame = self._merged_input(self.selected)
-        if self.num_tasks > DRIVER_MERGE_ROWS:
-            self.num_tasks = frame.rdd.getNumPartitions()
         layout = self._layout()
         writer = _input_writer(self.block_dir, layout, self.missing, self.keys)
         fn = make_task(lambda: payload, writer, self.d)
