@@ -107,10 +107,16 @@ def bench_spark(spark, ds: DataSet, path: str, args) -> dict:
         columns_slice = columns.limit(20_000).cache()
         columns_slice.count()
 
+    def cached(store, sliced=False):
+        """The cached input a --block-cache entry gives spark-em (its 20k-row slice)."""
+        if _given(store) == "columns":
+            return columns_slice if sliced else columns
+        return slice_ if sliced else df
+
     def ours(cov, store, max_iter, per_iter=None, data=None, dtype="float64"):
         given = _given(store)
         if data is None:
-            data = plain if _reads_plain(store) else (columns if given == "columns" else df)
+            data = plain if _reads_plain(store) else cached(store)
         gm = GaussianMixture(
             k=ds.k,
             covarianceType=cov,
@@ -152,9 +158,7 @@ def bench_spark(spark, ds: DataSet, path: str, args) -> dict:
                     cov,
                     store,
                     1 if _reads_plain(store) else 3,
-                    data=None
-                    if _reads_plain(store)
-                    else (columns_slice if _given(store) == "columns" else slice_),
+                    data=None if _reads_plain(store) else cached(store, sliced=True),
                 )
             )
     variants = [(store, dtype) for store in stores for dtype in dtypes]
