@@ -6,6 +6,8 @@ against scikit-learn."""
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -25,6 +27,12 @@ from spark_em.data.stores.arrow_batches import (
 )
 
 MAX_RECORDS = "spark.sql.execution.arrow.maxRecordsPerBatch"
+
+
+def _read_as(frame, bytes_per_row):
+    """The frame the first pass would read for ``frame`` (within the block, and left)."""
+    with without_size_check(frame, bytes_per_row) as read:
+        return read
 
 
 @pytest.mark.parametrize("d", [1, 3, 16, 100])
@@ -128,21 +136,31 @@ def test_same_batches_as_the_users_session_at_a_byte_limit_just_above_the_bound(
     user_arrow_settings(**{MAX_RECORDS: "7", MAX_BYTES_PER_BATCH: str(7 * bound + 1)})
     before = dict(spark.conf.getAll)
     frame = _rows(spark, d, weighted)
-    fast, restore = without_size_check(frame, bound)
-    assert fast is not frame
-    assert _session_conf(fast, MAX_BYTES_PER_BATCH) == str(NO_BYTE_LIMIT)
-    assert _session_conf(fast, MAX_RECORDS) == "7"  # the user's settings, cloned
-    batches = _batch_rows(fast)
-    assert batches == _batch_rows(frame)
-    assert _task_limits(fast) == {str(NO_BYTE_LIMIT)}  # what the tasks ran with
-    assert _task_limits(frame) == {str(7 * bound + 1)}
-    assert all(n <= 7 for task in batches for n in task) and sum(map(sum, batches)) == 100
-    assert max(n for task in batches for n in task) == 7
-    assert sorted(fast.collect()) == sorted(frame.collect())
-    assert dict(spark.conf.getAll) == before
-    restore()  # the clone's later queries: the user's byte limit again
+    with without_size_check(frame, bound) as fast:
+        assert fast is not frame
+        assert _session_conf(fast, MAX_BYTES_PER_BATCH) == str(NO_BYTE_LIMIT)
+        assert _session_conf(fast, MAX_RECORDS) == "7"  # the user's settings, cloned
+        batches = _batch_rows(fast)
+        assert batches == _batch_rows(frame)
+        assert _task_limits(fast) == {str(NO_BYTE_LIMIT)}  # what the tasks ran with
+        assert _task_limits(frame) == {str(7 * bound + 1)}
+        assert all(n <= 7 for task in batches for n in task) and sum(map(sum, batches)) == 100
+        assert max(n for task in batches for n in task) == 7
+        assert sorted(fast.collect()) == sorted(frame.collect())
+        assert dict(spark.conf.getAll) == before
+    # left: the clone's later queries have the user's byte limit again
     assert _session_conf(fast, MAX_BYTES_PER_BATCH) == str(7 * bound + 1)
     assert dict(spark.conf.getAll) == before
+
+
+def test_the_clone_gets_the_users_limit_back_when_the_pass_fails(spark, user_arrow_settings):
+    user_arrow_settings(**{MAX_RECORDS: "7", MAX_BYTES_PER_BATCH: "1m"})
+    frame = _rows(spark, 4, False)
+    with pytest.raises(ZeroDivisionError):  # the block's own error, not the restore's
+        with without_size_check(frame, row_bytes(4, False, False)) as fast:
+            assert _byte_limit(fast) == NO_BYTE_LIMIT
+            _ = 1 / 0
+    assert _byte_limit(fast) == _byte_limit(frame) == 1 << 20
 
 
 def test_a_smaller_byte_limit_ends_batches_before_the_record_limit(spark, user_arrow_settings):
@@ -150,21 +168,21 @@ def test_a_smaller_byte_limit_ends_batches_before_the_record_limit(spark, user_a
     # session ends the batches before 7 rows
     user_arrow_settings(**{MAX_RECORDS: "7", MAX_BYTES_PER_BATCH: str(3 * 8 * 4)})
     frame = _rows(spark, 4, False)
-    assert without_size_check(frame, row_bytes(4, False, False))[0] is frame
+    assert _read_as(frame, row_bytes(4, False, False)) is frame
     assert max(n for task in _batch_rows(frame) for n in task) <= 3
 
 
 def test_the_check_stays_where_a_batch_could_reach_the_limit(spark, user_arrow_settings):
     frame = spark.range(10).select(F.array(F.col("id").cast("double")).alias("x"))
     # 10,000 rows of 10,000 features: 720 MB, above 64 MiB
-    assert without_size_check(frame, row_bytes(10_000, False, False))[0] is frame
-    assert without_size_check(frame, None)[0] is frame
+    assert _read_as(frame, row_bytes(10_000, False, False)) is frame
+    assert _read_as(frame, None) is frame
     # the user's own limits: 10,000 rows of 16 features are above 100 kB
     user_arrow_settings(**{MAX_BYTES_PER_BATCH: "100k"})
-    assert without_size_check(frame, row_bytes(16, False, False))[0] is frame
+    assert _read_as(frame, row_bytes(16, False, False)) is frame
     # a record limit of 0 (none): only the bytes end a batch
     user_arrow_settings(**{MAX_BYTES_PER_BATCH: "64m", MAX_RECORDS: "0"})
-    assert without_size_check(frame, row_bytes(16, False, False))[0] is frame
+    assert _read_as(frame, row_bytes(16, False, False)) is frame
 
 
 def test_the_check_stays_for_python_or_an_rdd_in_the_input(spark):
@@ -174,7 +192,7 @@ def test_the_check_stays_for_python_or_an_rdd_in_the_input(spark):
     which the plan does not show."""
     frame = _rows(spark, 1, False)
     bound = row_bytes(1, False, False)
-    assert without_size_check(frame, bound)[0] is not frame
+    assert _read_as(frame, bound) is not frame
 
     @F.pandas_udf("double")
     def plus(v):
@@ -185,7 +203,7 @@ def test_the_check_stays_for_python_or_an_rdd_in_the_input(spark):
     rdd = spark.createDataFrame([([1.0],), ([2.0],)], "x array<double>")
     for python in (udf, mapped, rdd):
         assert _runs_python(python) is True
-        assert without_size_check(python, bound)[0] is python
+        assert _read_as(python, bound) is python
     for plan in (mapped, frame):
         plan.cache()
     try:
@@ -193,10 +211,10 @@ def test_the_check_stays_for_python_or_an_rdd_in_the_input(spark):
             plan.count()
         later = mapped.select("x")  # a plan made after the cache: the cache's scan
         assert _runs_python(later) is True
-        assert without_size_check(later, bound)[0] is later
+        assert _read_as(later, bound) is later
         later = frame.select("x")  # a cache of a plan without Python
         assert _runs_python(later) is False
-        assert without_size_check(later, bound)[0] is not later
+        assert _read_as(later, bound) is not later
     finally:
         for plan in (mapped, frame):
             plan.unpersist(blocking=True)
@@ -217,11 +235,12 @@ def test_a_fit_through_the_clone_keeps_the_users_settings(spark, tmp_path, monke
 
     frames = []
 
+    @contextlib.contextmanager
     def spy(frame, bytes_per_row):
-        out = without_size_check(frame, bytes_per_row)
-        cloned.append(out[0] is not frame)
-        frames.append(out[0])
-        return out
+        with without_size_check(frame, bytes_per_row) as read:
+            cloned.append(read is not frame)
+            frames.append(read)
+            yield read
 
     monkeypatch.setattr(base, "without_size_check", spy)
     user_limit = spark.conf.get(MAX_BYTES_PER_BATCH)
@@ -256,10 +275,11 @@ def test_a_guessed_d_keeps_the_check(spark, monkeypatch):
     length make the fit count them): its first pass keeps Spark's check."""
     cloned = []
 
+    @contextlib.contextmanager
     def spy(frame, bytes_per_row):
-        out = without_size_check(frame, bytes_per_row)
-        cloned.append(out[0] is not frame)
-        return out
+        with without_size_check(frame, bytes_per_row) as read:
+            cloned.append(read is not frame)
+            yield read
 
     rng = np.random.default_rng(8)
     X = np.concatenate([rng.normal(c, 0.5, size=(100, 2)) for c in (-3.0, 3.0)])

@@ -27,7 +27,8 @@ byte limit is ``Int.MaxValue`` only where the check cannot end any batch of that
 
 The same batches, then, without the check; the user's session is not changed, and each fit
 has its own clone.  After the first pass the clone gets the user's byte limit back
-(:func:`without_size_check`'s second value), for any later query in it.  Elsewhere --
+(:func:`without_size_check` is a context manager around the pass), for any later query in
+it.  Elsewhere --
 Spark Connect, a Spark without the limit or without ``cloneSession`` -- the input is read
 as it is.  One difference a user can see: ``spark.interruptAll()`` of the user's session
 does not stop the first pass's jobs, which carry the clone's session tag (job tags added
@@ -42,9 +43,10 @@ without the plan check's 8-23 ms).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Iterator
 
 from pyspark.sql import DataFrame
 
@@ -61,10 +63,6 @@ NO_BYTE_LIMIT = 2**31 - 1  # Int.MaxValue: Spark's writer then never measures th
 # same limit bounds, and the scans of RDDs, whose lineage a plan does not show (a column
 # or function named so is a false alarm: the check stays)
 _PYTHON = re.compile(r"Python|Pandas|InArrow|PySpark|ExistingRDD|ExternalRDD|RDDScan")
-
-
-def _unchanged() -> None:
-    """Nothing to give back: the input is read in the user's session."""
 
 
 def row_bytes(d: int | None, weighted: bool, keyed: bool) -> int | None:
@@ -89,38 +87,38 @@ def first_pass_row_bytes(
     return row_bytes(d, weighted, keyed)
 
 
-def without_size_check(
-    frame: DataFrame, bytes_per_row: int | None
-) -> tuple[DataFrame, Callable[[], None]]:
-    """``(frame in a clone of its session whose Arrow byte limit is Int.MaxValue, a function
-    that puts the user's limit back in that clone)`` where the session's record limit keeps
-    every batch of rows of at most ``bytes_per_row`` bytes below its byte limit and the plan
-    runs no Python of its own; else ``(frame, a function that does nothing)`` (see the
-    module's docstring)."""
-    if bytes_per_row is None:
-        return frame, _unchanged
+@contextlib.contextmanager
+def without_size_check(frame: DataFrame, bytes_per_row: int | None) -> Iterator[DataFrame]:
+    """Within the block: ``frame`` in a clone of its session whose Arrow byte limit is
+    Int.MaxValue, where the session's record limit keeps every batch of rows of at most
+    ``bytes_per_row`` bytes below its byte limit and the plan runs no Python of its own;
+    else ``frame`` itself (see the module's docstring).  On leaving the block the clone gets
+    the user's limit back, for any later query in it (never in place of the block's
+    error)."""
+    clone, limit = None, None
+    if bytes_per_row is not None:
+        try:
+            session = frame.sparkSession
+            jsession = session._jsparkSession
+            conf = jsession.sessionState().conf()
+            records, limit = int(conf.arrowMaxRecordsPerBatch()), int(conf.arrowMaxBytesPerBatch())
+            if limit < NO_BYTE_LIMIT and 0 < records and records * bytes_per_row < limit:
+                if not _runs_python(frame):
+                    clone = jsession.cloneSession()
+                    clone.conf().set(MAX_BYTES_PER_BATCH, str(NO_BYTE_LIMIT))
+                    jdf = session._jvm.org.apache.spark.sql.classic.Dataset.ofRows(
+                        clone, frame._jdf.queryExecution().analyzed()
+                    )
+                    frame = DataFrame(jdf, session)
+        except Exception as exc:  # an older Spark: the input as it is, as correct
+            log.info("spark-em: the first pass keeps Spark's Arrow size check (%s)", exc)
+            clone = None
     try:
-        session = frame.sparkSession
-        jsession = session._jsparkSession
-        conf = jsession.sessionState().conf()
-        records, limit = int(conf.arrowMaxRecordsPerBatch()), int(conf.arrowMaxBytesPerBatch())
-        if limit >= NO_BYTE_LIMIT or records <= 0 or records * bytes_per_row >= limit:
-            return frame, _unchanged
-        if _runs_python(frame):
-            return frame, _unchanged
-        clone = jsession.cloneSession()
-        clone.conf().set(MAX_BYTES_PER_BATCH, str(NO_BYTE_LIMIT))
-        jdf = session._jvm.org.apache.spark.sql.classic.Dataset.ofRows(
-            clone, frame._jdf.queryExecution().analyzed()
-        )
-    except Exception as exc:  # an older Spark: the input as it is, as correct
-        log.info("spark-em: the first pass keeps Spark's Arrow size check (%s)", exc)
-        return frame, _unchanged
-
-    def restore() -> None:
-        clone.conf().set(MAX_BYTES_PER_BATCH, str(limit))
-
-    return DataFrame(jdf, session), restore
+        yield frame
+    finally:
+        if clone is not None:
+            with contextlib.suppress(Exception):
+                clone.conf().set(MAX_BYTES_PER_BATCH, str(limit))
 
 
 def _runs_python(frame: DataFrame) -> bool:

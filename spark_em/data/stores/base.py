@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession
@@ -74,8 +74,7 @@ class BlockStore:
         self.fit_id = uuid.uuid4().hex[:12]  # this fit's own identity (files, caches, tags)
         self.num_tasks = max(self.env.default_parallelism, 1)
         # a bound of the bytes of one input row, where the first pass may read the input
-        # without Spark's per-row Arrow size check (.arrow_batches), and what gives the
-        # user's check back to the session it ran in
+        # without Spark's per-row Arrow size check (.arrow_batches)
         self._row_bytes = first_pass_row_bytes(
             self.env.connect,
             self.env.default_parallelism,
@@ -84,7 +83,6 @@ class BlockStore:
             source.weighted,
             source.keys is not None,
         )
-        self._size_check_back: Callable[[], None] = lambda: None
         self._opened = False
         self._released = False
         self.first_pass = None  # the first pass's PassProfile, once opened
@@ -105,14 +103,9 @@ class BlockStore:
         takes the one its tasks agreed on (``stats.d`` >= 1); where they found none (every
         row null), or disagreed, it stays without d, to be released (no pass can read it):
         the caller finds d otherwise."""
-        try:
-            (stats, *more), self.first_pass = run_pass(
-                self, [validator, *also], centre, "validate and prepare the data"
-            )
-        finally:
-            # for any later query in the first pass's session; never in place of its error
-            with contextlib.suppress(Exception):
-                self._size_check_back()
+        (stats, *more), self.first_pass = run_pass(
+            self, [validator, *also], centre, "validate and prepare the data"
+        )
         self._opened = True
         if self.d is None and stats.d >= 1:
             self.d = int(stats.d)
@@ -144,15 +137,17 @@ class BlockStore:
     def _after_open(self, stats: ValidationStats) -> None:
         pass
 
-    def _merged_input(self, frame):
-        """``frame`` (the input of a store that copies it) with its partitions merged into
-        at most TASKS_PER_CORE tasks per core, so that the statistics rows, the reduce (and
-        the files) do not grow with the input's partition count; ``num_tasks`` is that
-        bound.  Read without Spark's per-row Arrow size check where that check cannot end a
-        batch (:func:`~.arrow_batches.without_size_check`)."""
+    @contextlib.contextmanager
+    def _merged_input(self, frame) -> Iterator[DataFrame]:
+        """For the first pass of a store that copies its input: ``frame`` with its
+        partitions merged into at most TASKS_PER_CORE tasks per core, so that the
+        statistics rows, the reduce (and the files) do not grow with the input's partition
+        count; ``num_tasks`` is that bound.  Read, within the block, without Spark's
+        per-row Arrow size check where that check cannot end a batch
+        (:func:`~.arrow_batches.without_size_check`)."""
         self.num_tasks = max(1, TASKS_PER_CORE * self.env.default_parallelism)
-        frame, self._size_check_back = without_size_check(frame, self._row_bytes)
-        return frame.coalesce(self.num_tasks)
+        with without_size_check(frame, self._row_bytes) as read:
+            yield read.coalesce(self.num_tasks)
 
     def _index_job(self, get_payload, read_chunks):
         """The rows of a pass whose ``num_tasks`` tasks need only their index (they read

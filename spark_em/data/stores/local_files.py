@@ -77,11 +77,11 @@ class LocalFileStore(BlockStore):
         # even for an input of fewer partitions): asking for the exact count planned the
         # input's query a second time (0.015-0.03 s) and, with adaptive execution, ran its
         # shuffles twice
-        frame = self._merged_input(self.selected)
         layout = self._layout()
         writer = _input_writer(self.block_dir, layout, self.missing, self.keys)
         fn = make_task(lambda: payload, writer, self.d)
-        yield frame.mapInArrow(fn, PASS_SCHEMA)
+        with self._merged_input(self.selected) as frame:
+            yield frame.mapInArrow(fn, PASS_SCHEMA)
 
     def _parquet_first_pass(self, payload):
         """The first pass over a plain Parquet scan: the tasks read their row groups with

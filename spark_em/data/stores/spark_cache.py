@@ -62,7 +62,7 @@ class SparkCacheStore(BlockStore):
         # the segment keys (segmentCol): each block holds one segment's rows (``keyed``)
         self.keys = source.keys
         self.keyed = source.keys is not None
-        self._tagged = self._merged_input(selected)
+        self._selected = selected
         self._clone = None
         self.cached = True
         self.blocks = self._pass_blocks = None
@@ -139,7 +139,7 @@ class SparkCacheStore(BlockStore):
     def _first_pass_rows(self, payload):
         # The blocks and the first pass's statistics come out of one task; this pass reads
         # only the statistics rows, which computes (and keeps) every block on the way.
-        with self._shipped(payload) as get_payload:
+        with self._shipped(payload) as get_payload, self._merged_input(self._selected) as rows:
             encode = encode_blocks(
                 self.d,
                 None,
@@ -148,7 +148,7 @@ class SparkCacheStore(BlockStore):
                 self.missing,
                 self.keys,
             )
-            self.blocks = self._keep(self._tagged.mapInArrow(encode, BLOCK_SCHEMA))
+            self.blocks = self._keep(rows.mapInArrow(encode, BLOCK_SCHEMA))
             yield self.blocks.where(F.col("stats").isNotNull()).select("stats", "profile")
 
     @contextlib.contextmanager
