@@ -176,6 +176,14 @@ PREDICTIONS = [
 ]
 
 # --- the Spark session, logging and MLflow: every job -----------------------------------
+# every job that writes outputs: an existing output is replaced only with this flag
+OVERWRITE = Option(
+    "overwrite",
+    "output",
+    BOOL,
+    "replace existing outputs (only ones holding what this job writes)",
+    False,
+)
 LOG_LEVELS = ("ALL", "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF")
 RUN = [
     Option(

@@ -27,6 +27,7 @@ from ..options import (
     INPUT,
     INT,
     MLFLOW,
+    OVERWRITE,
     PREDICTIONS,
     RUN,
     STR,
@@ -78,13 +79,7 @@ OUTPUT = [
         "report-out", "output", STR, "write a JSON report (a file on this machine)", metavar="FILE"
     ),
     Option("plot-dir", "output", STR, "write PNG plots here (the plots extra)", metavar="DIR"),
-    Option(
-        "overwrite",
-        "output",
-        BOOL,
-        "replace existing outputs (only ones holding what this job writes)",
-        False,
-    ),
+    OVERWRITE,
 ]
 OPTIONS = (
     INPUT

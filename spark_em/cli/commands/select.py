@@ -18,7 +18,17 @@ from ..inputs import check_source, read_input
 from ..job import Job, checkpoint_words, estimator
 from ..local_checks import check_before_spark
 from ..main import Command
-from ..options import BOOL, CHECKPOINT, COLUMNS, INPUT, MLFLOW, RUN, STR, Option, param_options
+from ..options import (
+    CHECKPOINT,
+    COLUMNS,
+    INPUT,
+    MLFLOW,
+    OVERWRITE,
+    RUN,
+    STR,
+    Option,
+    param_options,
+)
 from ..outputs import MODEL as MODEL_DIR
 from ..outputs import PLOTS, REPORT, check_local_outputs
 
@@ -92,13 +102,7 @@ OUTPUT = [
         "write bic.png (criterion against k per covariance type)",
         metavar="DIR",
     ),
-    Option(
-        "overwrite",
-        "output",
-        BOOL,
-        "replace existing outputs (only ones holding what this job writes)",
-        False,
-    ),
+    OVERWRITE,
 ]
 OPTIONS = INPUT + SELECT + param_options("select") + ALIGN + CHECKPOINT + OUTPUT + RUN + MLFLOW
 OUTPUTS = (("model-out", MODEL_DIR), ("report-out", REPORT), ("plot-dir", PLOTS))

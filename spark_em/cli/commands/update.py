@@ -35,7 +35,7 @@ from ..inputs import check_source, load_model, read_input
 from ..job import Job
 from ..local_checks import check_before_spark
 from ..main import Command
-from ..options import FLOAT, INPUT, INT, RUN, STR, Option, at_least
+from ..options import FLOAT, INPUT, INT, OVERWRITE, RUN, STR, Option, at_least
 from ..outputs import MODEL as MODEL_DIR
 from ..outputs import REPORT, check_local_outputs
 
@@ -79,7 +79,7 @@ UPDATE = [
     Option(
         "report-out", "output", STR, "write a JSON report (a file on this machine)", metavar="FILE"
     ),
-    Option("overwrite", "output", "bool", "replace existing outputs", False),
+    OVERWRITE,
 ]
 OPTIONS = INPUT + UPDATE + RUN
 OUTPUTS = (("model-out", MODEL_DIR), ("report-out", REPORT))
