@@ -16,7 +16,8 @@ from pyspark.sql import functions as F
 from sklearn.mixture import GaussianMixture as SkGM
 
 from spark_em import GaussianMixture
-from spark_em.data.stores import base
+from spark_em.data import passes
+from spark_em.data.stores import arrow_batches, base
 from spark_em.data.stores.arrow_batches import (
     MAX_BYTES_PER_BATCH,
     NO_BYTE_LIMIT,
@@ -156,11 +157,22 @@ def test_same_batches_as_the_users_session_at_a_byte_limit_just_above_the_bound(
 def test_the_clone_gets_the_users_limit_back_when_the_pass_fails(spark, user_arrow_settings):
     user_arrow_settings(**{MAX_RECORDS: "7", MAX_BYTES_PER_BATCH: "1m"})
     frame = _rows(spark, 4, False)
-    with pytest.raises(ZeroDivisionError):  # the block's own error, not the restore's
+    with pytest.raises(ZeroDivisionError):
         with without_size_check(frame, row_bytes(4, False, False)) as fast:
             assert _byte_limit(fast) == NO_BYTE_LIMIT
             _ = 1 / 0
     assert _byte_limit(fast) == _byte_limit(frame) == 1 << 20
+
+
+def test_a_failing_restore_never_replaces_the_pass_error(spark, user_arrow_settings, monkeypatch):
+    user_arrow_settings(**{MAX_RECORDS: "7", MAX_BYTES_PER_BATCH: "1m"})
+    frame = _rows(spark, 4, False)
+    with pytest.raises(ZeroDivisionError):
+        with without_size_check(frame, row_bytes(4, False, False)) as fast:
+            assert fast is not frame
+            # the restore now sets a static setting, which Spark refuses with an error
+            monkeypatch.setattr(arrow_batches, "MAX_BYTES_PER_BATCH", "spark.sql.warehouse.dir")
+            _ = 1 / 0
 
 
 def test_a_smaller_byte_limit_ends_batches_before_the_record_limit(spark, user_arrow_settings):
@@ -243,6 +255,15 @@ def test_a_fit_through_the_clone_keeps_the_users_settings(spark, tmp_path, monke
             yield read
 
     monkeypatch.setattr(base, "without_size_check", spy)
+    limits = []  # the byte limit of the session the first pass's job ran in
+    collect = passes.tree_collect
+
+    def first_collect(rows, *args, **kwargs):
+        if not limits:
+            limits.append(_byte_limit(rows))
+        return collect(rows, *args, **kwargs)
+
+    monkeypatch.setattr(passes, "tree_collect", first_collect)
     user_limit = spark.conf.get(MAX_BYTES_PER_BATCH)
     key = "spark.sql.files.ignoreCorruptFiles"
     old = spark.conf.get(key, None)
@@ -260,6 +281,7 @@ def test_a_fit_through_the_clone_keeps_the_users_settings(spark, tmp_path, monke
         else:
             spark.conf.set(key, old)
     assert cloned == [True]
+    assert limits == [NO_BYTE_LIMIT]  # the first pass's job ran inside the block, in the clone
     # the clone has the user's limit back after the first pass
     assert _byte_limit(frames[0]) == _byte_limit(spark.range(1)) < NO_BYTE_LIMIT
     assert spark.conf.get(MAX_BYTES_PER_BATCH) == user_limit

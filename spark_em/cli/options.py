@@ -175,8 +175,7 @@ PREDICTIONS = [
     ),
 ]
 
-# --- the Spark session, logging and MLflow: every job -----------------------------------
-# every job that writes outputs: an existing output is replaced only with this flag
+# --- outputs of fit, select and update: replaced only with this flag (score: --mode) ------
 OVERWRITE = Option(
     "overwrite",
     "output",
@@ -184,6 +183,8 @@ OVERWRITE = Option(
     "replace existing outputs (only ones holding what this job writes)",
     False,
 )
+
+# --- the Spark session, logging and MLflow: every job -----------------------------------
 LOG_LEVELS = ("ALL", "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF")
 RUN = [
     Option(

@@ -28,12 +28,11 @@ byte limit is ``Int.MaxValue`` only where the check cannot end any batch of that
 The same batches, then, without the check; the user's session is not changed, and each fit
 has its own clone.  After the first pass the clone gets the user's byte limit back
 (:func:`without_size_check` is a context manager around the pass), for any later query in
-it.  Elsewhere --
-Spark Connect, a Spark without the limit or without ``cloneSession`` -- the input is read
-as it is.  One difference a user can see: ``spark.interruptAll()`` of the user's session
-does not stop the first pass's jobs, which carry the clone's session tag (job tags added
-with ``spark.addTag`` are copied, ``sc.cancelAllJobs()`` stops them; the later passes of
-Spark's cache already ran in a session of their own).
+it.  Elsewhere -- Spark Connect, a Spark without the limit or without ``cloneSession`` --
+the input is read as it is.  One difference a user can see: ``spark.interruptAll()`` of the
+user's session does not stop the first pass's jobs, which carry the clone's session tag
+(job tags added with ``spark.addTag`` are copied, ``sc.cancelAllJobs()`` stops them; the
+later passes of Spark's cache already ran in a session of their own).
 
 Measured on local[2], 1M x 16 cached rows given as 16 feature columns, K=8 full, median of
 15 first passes each way, alternated in one process: 0.515 -> 0.449 s on local files,
