@@ -1,5 +1,5 @@
 """Driver program for tests/test_killed_driver.py: a fit on local block files that runs until
-it is killed.
+it is killed: after its first iteration it waits, mid-fit, for the test's signal.
 
     python tests/killed_driver_app.py MARKER_JSON [SPARK_LOCAL_DIR]
 
@@ -13,6 +13,9 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
+
+PAUSE_S = 900  # then the fit goes on (the test killed it long before)
 
 
 def main(marker: str, local_dir: str | None) -> None:
@@ -34,6 +37,9 @@ def main(marker: str, local_dir: str | None) -> None:
             with open(tmp, "w") as fh:
                 json.dump({"pid": os.getpid(), "jvm_pid": spark.sparkContext._gateway.proc.pid}, fh)
             os.replace(tmp, marker)
+            # the fit waits here, between two iterations, for its signal: the test kills a
+            # fit in progress without it taking a core from the other tests meanwhile
+            time.sleep(PAUSE_S)
 
     gm = GaussianMixture(k=3, maxIter=100_000, tol=0.0, seed=0, blockCache="local")
     gm.progress = progress
