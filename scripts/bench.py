@@ -38,7 +38,7 @@ from results import write_results  # noqa: E402  (scripts/ is on sys.path when r
 # fixed-iteration timing runs (tol=0) never converge by design: no spark-em's ConvergenceWarning
 warnings.filterwarnings("ignore", message="the best of .* EM run")
 
-from bench_args import DataSet, parse_args, workloads  # noqa: E402
+from bench_args import DataSet, input_of, parse_args, store_of, workloads  # noqa: E402
 from bench_kernel import kernel_profile  # noqa: E402
 from bench_table import table  # noqa: E402
 
@@ -98,7 +98,7 @@ def bench_spark(spark, ds: DataSet, path: str, args) -> dict:
     # <store>:columns: the same rows cached as d feature columns (d known from the schema)
     names = [f"f{j}" for j in range(ds.d)]
     columns = columns_slice = None
-    if any(_given(s) == "columns" for s in stores):
+    if any(input_of(s) == "columns" for s in stores):
         columns = spark.read.parquet(path).select(
             *[F.col("features")[j].alias(c) for j, c in enumerate(names)]
         )
@@ -109,12 +109,12 @@ def bench_spark(spark, ds: DataSet, path: str, args) -> dict:
 
     def cached(store, sliced=False):
         """The cached input a --block-cache entry gives spark-em (its 20k-row slice)."""
-        if _given(store) == "columns":
+        if input_of(store) == "columns":
             return columns_slice if sliced else columns
         return slice_ if sliced else df
 
     def ours(cov, store, max_iter, per_iter=None, data=None, dtype="float64"):
-        given = _given(store)
+        given = input_of(store)
         if data is None:
             data = plain if _reads_plain(store) else cached(store)
         gm = GaussianMixture(
@@ -124,7 +124,7 @@ def bench_spark(spark, ds: DataSet, path: str, args) -> dict:
             tol=0.0,
             seed=args.seed,
             featuresCol=names if given == "columns" else "features",
-            blockCache=store.partition(":")[0],
+            blockCache=store_of(store),
             dtype=dtype,
         )
         if per_iter is not None:
@@ -188,15 +188,15 @@ def bench_spark(spark, ds: DataSet, path: str, args) -> dict:
             plain,
             list(range(int(low), int(high) + 1)),
             covs.split(","),
-            list(dict.fromkeys(s.partition(":")[0] for s in stores)),  # the stores alone
+            list(dict.fromkeys(map(store_of, stores))),
             args.seed,
             1e-3,
         )
     slice_.unpersist()
     df.unpersist()
-    for cached in (columns_slice, columns):
-        if cached is not None:
-            cached.unpersist()
+    for frame in (columns_slice, columns):
+        if frame is not None:
+            frame.unpersist()
     if args.missing_fraction:
         from bench_missing import bench_missing
 
@@ -205,17 +205,10 @@ def bench_spark(spark, ds: DataSet, path: str, args) -> dict:
     return out
 
 
-def _given(store: str) -> str:
-    """What a --block-cache entry ``<store>[:<input>]`` gives spark-em: ``plain`` (the plain
-    Parquet scan), ``columns`` (the cached rows as d feature columns), or ``""`` (the cached
-    ``array<double>`` column)."""
-    return store.partition(":")[2]
-
-
 def _reads_plain(store: str) -> bool:
     """Whether spark-em is given the plain Parquet scan, not the cached DataFrame: the
     Parquet store always; any store named ``<store>:plain`` in --block-cache."""
-    return store.partition(":")[0] == "parquet" or _given(store) == "plain"
+    return store_of(store) == "parquet" or input_of(store) == "plain"
 
 
 def bench_ours(fit, iters: int, repeat: int) -> dict:

@@ -128,6 +128,18 @@ def parse_args(argv=None, description: str | None = None):
     return p.parse_args(argv)
 
 
+def store_of(entry: str) -> str:
+    """The store of a --block-cache entry ``<store>[:<input>]``."""
+    return entry.partition(":")[0]
+
+
+def input_of(entry: str) -> str:
+    """What a --block-cache entry ``<store>[:<input>]`` gives spark-em: ``plain`` (the plain
+    Parquet scan), ``columns`` (the cached rows as d feature columns), or ``""`` (the cached
+    ``array<double>`` column)."""
+    return entry.partition(":")[2]
+
+
 def workloads(args) -> list[DataSet]:
     if args.quick:
         n, d, k = QUICK

@@ -15,6 +15,7 @@ import os
 import time
 
 import numpy as np
+from bench_args import store_of
 
 
 def holed_path(path: str, fraction: float, seed: int) -> str:
@@ -52,7 +53,7 @@ def bench_missing(spark, ds, path: str, args, fractions: list[float], bench_ours
     from spark_em.progress import IterationInfo
 
     cov = ds.covs[0]
-    store = args.block_cache.split(",")[0].strip().partition(":")[0]  # the store alone
+    store = store_of(args.block_cache.split(",")[0].strip())
     out: dict = {"covariance_type": cov, "store": store, "runs": []}
     cases = [("invalid", 0.0)] + [("marginalize", f) for f in fractions]
     for mode, fraction in cases:
